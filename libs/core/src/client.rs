@@ -1,0 +1,434 @@
+//! The client model of the admin API's `/Client` resource, with the reference AuthService's
+//! field names, types and defaults, and the rules a client must satisfy on its own.
+//! Rules that need the rest of the configuration (scopes that exist) live in `commands`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_repr::{Deserialize_repr, Serialize_repr};
+
+use crate::secret::{SecretInput, SecretView, StoredSecret};
+use crate::validation::{check_absolute_uri, check_name, check_origin, check_unique, Collector, ValidationErrors};
+use crate::Algorithm;
+
+/// Grant types a client may be allowed. Unknown names are refused when the body is read.
+/// ROPC (`password`) is absent on purpose (RFC 9700 section 2.4); refresh tokens are
+/// governed by `allowOfflineAccess`, not by a grant type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GrantType {
+    #[serde(rename = "authorization_code")]
+    AuthorizationCode,
+    #[serde(rename = "implicit")]
+    Implicit,
+    #[serde(rename = "hybrid")]
+    Hybrid,
+    #[serde(rename = "client_credentials")]
+    ClientCredentials,
+    #[serde(rename = "urn:ietf:params:oauth:grant-type:device_code")]
+    DeviceCode,
+}
+
+impl GrantType {
+    /// Flows where a user signs in through a browser.
+    pub fn is_interactive(self) -> bool {
+        matches!(self, GrantType::AuthorizationCode | GrantType::Implicit | GrantType::Hybrid)
+    }
+}
+
+/// `refreshTokenUsage`: 0 reuse, 1 one-time only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize_repr, Deserialize_repr, Default)]
+#[repr(u8)]
+pub enum TokenUsage {
+    ReUse = 0,
+    #[default]
+    OneTimeOnly = 1,
+}
+
+/// `refreshTokenExpiration`: 0 sliding, 1 absolute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize_repr, Deserialize_repr, Default)]
+#[repr(u8)]
+pub enum TokenExpiration {
+    Sliding = 0,
+    #[default]
+    Absolute = 1,
+}
+
+/// `accessTokenType`: 0 self-contained JWT, 1 reference (opaque handle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize_repr, Deserialize_repr, Default)]
+#[repr(u8)]
+pub enum AccessTokenType {
+    #[default]
+    Jwt = 0,
+    Reference = 1,
+}
+
+/// A claim attached to a client (`claims`), emitted into its access tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClientClaim {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_type: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn oidc() -> String {
+    "oidc".to_owned()
+}
+fn s300() -> u32 {
+    300
+}
+fn s3600() -> u32 {
+    3600
+}
+fn s30d() -> u32 {
+    2_592_000
+}
+fn s15d() -> u32 {
+    1_296_000
+}
+
+/// A registered client. `S` is the shape of its secrets: [`SecretInput`] when written,
+/// [`StoredSecret`] in events and the projection, [`SecretView`] when read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    bound(serialize = "S: Serialize", deserialize = "S: Deserialize<'de>")
+)]
+pub struct Client<S = StoredSecret> {
+    pub client_id: String,
+    #[serde(default)]
+    pub client_name: Option<String>,
+    #[serde(default)]
+    pub client_uri: Option<String>,
+    #[serde(default)]
+    pub logo_uri: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "oidc")]
+    pub protocol_type: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub pair_wise_subject_salt: Option<String>,
+    #[serde(default)]
+    pub user_code_type: Option<String>,
+    #[serde(default = "s300")]
+    pub identity_token_lifetime: u32,
+    #[serde(default = "s3600")]
+    pub access_token_lifetime: u32,
+    #[serde(default = "s300")]
+    pub authorization_code_lifetime: u32,
+    #[serde(default = "s30d")]
+    pub absolute_refresh_token_lifetime: u32,
+    #[serde(default = "s15d")]
+    pub sliding_refresh_token_lifetime: u32,
+    #[serde(default)]
+    pub consent_lifetime: Option<u32>,
+    #[serde(default)]
+    pub user_sso_lifetime: Option<u32>,
+    #[serde(default = "s300")]
+    pub device_code_lifetime: u32,
+    #[serde(default)]
+    pub refresh_token_usage: TokenUsage,
+    #[serde(default)]
+    pub update_access_token_claims_on_refresh: bool,
+    #[serde(default)]
+    pub refresh_token_expiration: TokenExpiration,
+    #[serde(default)]
+    pub access_token_type: AccessTokenType,
+    #[serde(default = "yes")]
+    pub enable_local_login: bool,
+    #[serde(default = "yes")]
+    pub include_jwt_id: bool,
+    #[serde(default = "yes")]
+    pub require_client_secret: bool,
+    #[serde(default)]
+    pub require_consent: bool,
+    #[serde(default = "yes")]
+    pub allow_remember_consent: bool,
+    #[serde(default = "yes")]
+    pub require_pkce: bool,
+    #[serde(default)]
+    pub allow_plain_text_pkce: bool,
+    #[serde(default)]
+    pub require_request_object: bool,
+    #[serde(default)]
+    pub allow_access_tokens_via_browser: bool,
+    #[serde(default)]
+    pub always_send_client_claims: bool,
+    #[serde(default)]
+    pub client_claims_prefix: Option<String>,
+    #[serde(default)]
+    pub always_include_user_claims_in_id_token: bool,
+    #[serde(default)]
+    pub allow_offline_access: bool,
+    #[serde(default)]
+    pub front_channel_logout_uri: Option<String>,
+    #[serde(default = "yes")]
+    pub front_channel_logout_session_required: bool,
+    #[serde(default)]
+    pub back_channel_logout_uri: Option<String>,
+    #[serde(default = "yes")]
+    pub back_channel_logout_session_required: bool,
+    #[serde(default = "Vec::new")]
+    pub client_secrets: Vec<S>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub allowed_cors_origins: Vec<String>,
+    #[serde(default)]
+    pub allowed_grant_types: Vec<GrantType>,
+    #[serde(default)]
+    pub allowed_scopes: Vec<String>,
+    #[serde(default)]
+    pub allowed_identity_token_signing_algorithms: Vec<Algorithm>,
+    #[serde(default)]
+    pub identity_provider_restrictions: Vec<String>,
+    #[serde(default)]
+    pub claims: Vec<ClientClaim>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Claim names that protocol code sets; a client claim may not overwrite them.
+pub const RESERVED_CLAIMS: &[&str] = &[
+    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "auth_time", "acr",
+    "amr", "azp", "nonce", "sid", "cnf", "at_hash", "c_hash", "typ", "act", "may_act",
+];
+
+impl<S> Client<S> {
+    /// A client with the reference defaults for every field.
+    pub fn new(client_id: impl Into<String>) -> Self {
+        Client {
+            client_id: client_id.into(),
+            client_name: None,
+            client_uri: None,
+            logo_uri: None,
+            enabled: true,
+            protocol_type: oidc(),
+            description: None,
+            pair_wise_subject_salt: None,
+            user_code_type: None,
+            identity_token_lifetime: s300(),
+            access_token_lifetime: s3600(),
+            authorization_code_lifetime: s300(),
+            absolute_refresh_token_lifetime: s30d(),
+            sliding_refresh_token_lifetime: s15d(),
+            consent_lifetime: None,
+            user_sso_lifetime: None,
+            device_code_lifetime: s300(),
+            refresh_token_usage: TokenUsage::default(),
+            update_access_token_claims_on_refresh: false,
+            refresh_token_expiration: TokenExpiration::default(),
+            access_token_type: AccessTokenType::default(),
+            enable_local_login: true,
+            include_jwt_id: true,
+            require_client_secret: true,
+            require_consent: false,
+            allow_remember_consent: true,
+            require_pkce: true,
+            allow_plain_text_pkce: false,
+            require_request_object: false,
+            allow_access_tokens_via_browser: false,
+            always_send_client_claims: false,
+            client_claims_prefix: None,
+            always_include_user_claims_in_id_token: false,
+            allow_offline_access: false,
+            front_channel_logout_uri: None,
+            front_channel_logout_session_required: true,
+            back_channel_logout_uri: None,
+            back_channel_logout_session_required: true,
+            client_secrets: Vec::new(),
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            allowed_cors_origins: Vec::new(),
+            allowed_grant_types: Vec::new(),
+            allowed_scopes: Vec::new(),
+            allowed_identity_token_signing_algorithms: Vec::new(),
+            identity_provider_restrictions: Vec::new(),
+            claims: Vec::new(),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// Maps the secrets to another shape, keeping every other field.
+    pub fn map_secrets<T>(self, f: impl FnMut(S) -> T) -> Client<T> {
+        let Client {
+            client_id, client_name, client_uri, logo_uri, enabled, protocol_type, description,
+            pair_wise_subject_salt, user_code_type, identity_token_lifetime, access_token_lifetime,
+            authorization_code_lifetime, absolute_refresh_token_lifetime,
+            sliding_refresh_token_lifetime, consent_lifetime, user_sso_lifetime,
+            device_code_lifetime, refresh_token_usage, update_access_token_claims_on_refresh,
+            refresh_token_expiration, access_token_type, enable_local_login, include_jwt_id,
+            require_client_secret, require_consent, allow_remember_consent, require_pkce,
+            allow_plain_text_pkce, require_request_object, allow_access_tokens_via_browser,
+            always_send_client_claims, client_claims_prefix, always_include_user_claims_in_id_token,
+            allow_offline_access, front_channel_logout_uri, front_channel_logout_session_required,
+            back_channel_logout_uri, back_channel_logout_session_required, client_secrets,
+            redirect_uris, post_logout_redirect_uris, allowed_cors_origins, allowed_grant_types,
+            allowed_scopes, allowed_identity_token_signing_algorithms,
+            identity_provider_restrictions, claims, properties,
+        } = self;
+        Client {
+            client_secrets: client_secrets.into_iter().map(f).collect(),
+            client_id, client_name, client_uri, logo_uri, enabled, protocol_type, description,
+            pair_wise_subject_salt, user_code_type, identity_token_lifetime, access_token_lifetime,
+            authorization_code_lifetime, absolute_refresh_token_lifetime,
+            sliding_refresh_token_lifetime, consent_lifetime, user_sso_lifetime,
+            device_code_lifetime, refresh_token_usage, update_access_token_claims_on_refresh,
+            refresh_token_expiration, access_token_type, enable_local_login, include_jwt_id,
+            require_client_secret, require_consent, allow_remember_consent, require_pkce,
+            allow_plain_text_pkce, require_request_object, allow_access_tokens_via_browser,
+            always_send_client_claims, client_claims_prefix, always_include_user_claims_in_id_token,
+            allow_offline_access, front_channel_logout_uri, front_channel_logout_session_required,
+            back_channel_logout_uri, back_channel_logout_session_required,
+            redirect_uris, post_logout_redirect_uris, allowed_cors_origins, allowed_grant_types,
+            allowed_scopes, allowed_identity_token_signing_algorithms,
+            identity_provider_restrictions, claims, properties,
+        }
+    }
+
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.allowed_grant_types.contains(&grant)
+    }
+
+    /// The claim name a client claim gets in tokens: its type behind `clientClaimsPrefix`.
+    pub fn claim_name(&self, claim: &ClientClaim) -> String {
+        format!("{}{}", self.client_claims_prefix.as_deref().unwrap_or(""), claim.kind)
+    }
+}
+
+impl Client<SecretInput> {
+    /// The rules a client satisfies on its own (the reference's configuration rules).
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut c = Collector::default();
+        check_name(&mut c, "clientId", &self.client_id);
+        c.check(self.protocol_type == "oidc", "protocolType", "must be \"oidc\"");
+        for (field, v) in [
+            ("identityTokenLifetime", self.identity_token_lifetime),
+            ("accessTokenLifetime", self.access_token_lifetime),
+            ("authorizationCodeLifetime", self.authorization_code_lifetime),
+            ("absoluteRefreshTokenLifetime", self.absolute_refresh_token_lifetime),
+            ("slidingRefreshTokenLifetime", self.sliding_refresh_token_lifetime),
+            ("deviceCodeLifetime", self.device_code_lifetime),
+        ] {
+            c.check(v > 0, field, "must be a positive number of seconds");
+        }
+        for (field, v) in [
+            ("consentLifetime", self.consent_lifetime),
+            ("userSsoLifetime", self.user_sso_lifetime),
+        ] {
+            c.check(v != Some(0), field, "must be a positive number of seconds or null");
+        }
+        c.check(
+            self.sliding_refresh_token_lifetime <= self.absolute_refresh_token_lifetime,
+            "slidingRefreshTokenLifetime",
+            "must not exceed absoluteRefreshTokenLifetime",
+        );
+
+        // Grant types: known (enforced by the type), unique, and never a UI-centric flow
+        // together with a backend flow.
+        let grants = &self.allowed_grant_types;
+        c.check(!grants.is_empty(), "allowedGrantTypes", "must name at least one grant type");
+        let mut seen = std::collections::HashSet::new();
+        for (i, g) in grants.iter().enumerate() {
+            c.check(seen.insert(*g), format!("allowedGrantTypes[{i}]"), "duplicate grant type");
+        }
+        let interactive = grants.iter().any(|g| g.is_interactive());
+        if interactive && self.allows(GrantType::ClientCredentials) {
+            c.push(
+                "allowedGrantTypes",
+                "a client uses a UI-centric flow (implicit, authorization_code, hybrid) or a backend flow (client_credentials), never both",
+            );
+        }
+        if self.allows(GrantType::Implicit)
+            && (self.allows(GrantType::AuthorizationCode) || self.allows(GrantType::Hybrid))
+        {
+            c.push("allowedGrantTypes", "implicit cannot be combined with authorization_code or hybrid");
+        }
+        if self.allows(GrantType::AuthorizationCode) && self.allows(GrantType::Hybrid) {
+            c.push("allowedGrantTypes", "authorization_code cannot be combined with hybrid");
+        }
+        if interactive && self.redirect_uris.is_empty() {
+            c.push("redirectUris", "a client with a UI-centric flow needs at least one redirect URI");
+        }
+
+        // Secrets: a confidential client that uses client_credentials must have one.
+        let usable = self
+            .client_secrets
+            .iter()
+            .filter(|s| s.value.as_deref().is_some_and(|v| !v.is_empty()))
+            .count();
+        if self.allows(GrantType::ClientCredentials) {
+            c.check(
+                self.require_client_secret,
+                "requireClientSecret",
+                "must be true for a client that uses client_credentials",
+            );
+            c.check(usable > 0, "clientSecrets", "a client_credentials client needs at least one secret with a value");
+        }
+        if self.require_client_secret {
+            for (i, s) in self.client_secrets.iter().enumerate() {
+                c.check(
+                    s.value.as_deref().is_some_and(|v| !v.is_empty()),
+                    format!("clientSecrets[{i}].value"),
+                    "must not be empty when requireClientSecret is true",
+                );
+            }
+        }
+
+        for (list, field) in [
+            (&self.redirect_uris, "redirectUris"),
+            (&self.post_logout_redirect_uris, "postLogoutRedirectUris"),
+        ] {
+            for (i, u) in list.iter().enumerate() {
+                check_absolute_uri(&mut c, format!("{field}[{i}]"), u);
+            }
+            check_unique(&mut c, field, list.iter().map(String::as_str));
+        }
+        for (field, v) in [
+            ("clientUri", &self.client_uri),
+            ("logoUri", &self.logo_uri),
+            ("frontChannelLogoutUri", &self.front_channel_logout_uri),
+            ("backChannelLogoutUri", &self.back_channel_logout_uri),
+        ] {
+            if let Some(u) = v {
+                check_absolute_uri(&mut c, field.to_owned(), u);
+            }
+        }
+        for (i, o) in self.allowed_cors_origins.iter().enumerate() {
+            check_origin(&mut c, format!("allowedCorsOrigins[{i}]"), o);
+        }
+        check_unique(&mut c, "allowedScopes", self.allowed_scopes.iter().map(String::as_str));
+        for (i, s) in self.allowed_scopes.iter().enumerate() {
+            check_name(&mut c, &format!("allowedScopes[{i}]"), s);
+        }
+        for (i, claim) in self.claims.iter().enumerate() {
+            let name = self.claim_name(claim);
+            c.check(!claim.kind.is_empty(), format!("claims[{i}].type"), "must not be empty");
+            c.check(
+                !RESERVED_CLAIMS.contains(&name.as_str()),
+                format!("claims[{i}].type"),
+                format!("{name:?} is a protocol claim and cannot be set by a client"),
+            );
+        }
+        c.finish()
+    }
+}
+
+impl Client<StoredSecret> {
+    pub fn view(&self) -> Client<SecretView> {
+        self.clone().map_secrets(|s| s.view())
+    }
+}
+
+#[cfg(test)]
+mod tests;

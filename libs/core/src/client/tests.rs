@@ -1,0 +1,140 @@
+use super::*;
+use crate::validation::from_json;
+
+const REFERENCE: &str = include_str!("../../../../tests/fixtures/reference-client.json");
+
+fn parse(json: serde_json::Value) -> Client<SecretInput> {
+    from_json(json.to_string().as_bytes()).unwrap()
+}
+
+fn backend() -> serde_json::Value {
+    serde_json::json!({
+        "clientId": "svc",
+        "allowedGrantTypes": ["client_credentials"],
+        "clientSecrets": [{"value": "a-long-generated-secret"}],
+        "allowedScopes": ["api.read"],
+    })
+}
+
+fn rules(json: serde_json::Value) -> Vec<(String, String)> {
+    match from_json::<Client<SecretInput>>(json.to_string().as_bytes()) {
+        Ok(c) => c
+            .validate()
+            .err()
+            .map(|e| e.errors.into_iter().map(|f| (f.field, f.rule)).collect())
+            .unwrap_or_default(),
+        Err(e) => e.errors.into_iter().map(|f| (f.field, f.rule)).collect(),
+    }
+}
+
+fn fields(json: serde_json::Value) -> Vec<String> {
+    rules(json).into_iter().map(|(f, _)| f).collect()
+}
+
+#[test]
+fn defaults_follow_the_reference() {
+    let c = parse(serde_json::json!({"clientId": "x"}));
+    assert!(c.enabled && c.require_client_secret && c.require_pkce && c.include_jwt_id);
+    assert!(c.allow_remember_consent && c.enable_local_login);
+    assert!(c.front_channel_logout_session_required && c.back_channel_logout_session_required);
+    assert!(!c.require_consent && !c.allow_plain_text_pkce && !c.allow_offline_access);
+    assert_eq!(c.protocol_type, "oidc");
+    assert_eq!(c.identity_token_lifetime, 300);
+    assert_eq!(c.access_token_lifetime, 3600);
+    assert_eq!(c.authorization_code_lifetime, 300);
+    assert_eq!(c.absolute_refresh_token_lifetime, 2_592_000);
+    assert_eq!(c.sliding_refresh_token_lifetime, 1_296_000);
+    assert_eq!(c.device_code_lifetime, 300);
+    assert_eq!(c.refresh_token_usage, TokenUsage::OneTimeOnly);
+    assert_eq!(c.refresh_token_expiration, TokenExpiration::Absolute);
+    assert_eq!(c.access_token_type, AccessTokenType::Jwt);
+    assert_eq!(c.consent_lifetime, None);
+    // `new` and an empty body agree on every default.
+    assert_eq!(c, Client::<SecretInput>::new("x"));
+}
+
+#[test]
+fn reference_body_parses_validates_and_serializes_back() {
+    let c: Client<SecretInput> = from_json(REFERENCE.as_bytes()).unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.allowed_grant_types, vec![GrantType::Implicit]);
+    assert_eq!(c.refresh_token_usage, TokenUsage::OneTimeOnly);
+    let view = serde_json::to_value(c.map_secrets(SecretInput::into_stored).view()).unwrap();
+    let original: serde_json::Value = serde_json::from_str(REFERENCE).unwrap();
+    for (k, v) in original.as_object().unwrap() {
+        if k != "clientSecrets" {
+            assert_eq!(&view[k], v, "field {k}");
+        }
+    }
+    assert!(view["clientSecrets"][0].get("value").is_none());
+}
+
+#[test]
+fn ui_and_backend_flows_never_mix() {
+    let mut j = backend();
+    j["allowedGrantTypes"] = serde_json::json!(["client_credentials", "authorization_code"]);
+    j["redirectUris"] = serde_json::json!(["https://app/cb"]);
+    assert_eq!(fields(j), vec!["allowedGrantTypes"]);
+    let j = serde_json::json!({"clientId": "w", "allowedGrantTypes": ["implicit", "authorization_code"], "redirectUris": ["https://a/cb"], "requireClientSecret": false});
+    assert_eq!(fields(j), vec!["allowedGrantTypes"]);
+}
+
+#[test]
+fn unknown_grant_types_fields_and_values_name_the_field() {
+    let mut j = backend();
+    j["allowedGrantTypes"] = serde_json::json!(["password"]);
+    let r = rules(j);
+    assert_eq!(r[0].0, "allowedGrantTypes[0]");
+    assert!(r[0].1.contains("unknown variant `password`"), "{r:?}");
+    let mut j = backend();
+    j["bogusField"] = serde_json::json!(1);
+    assert!(rules(j)[0].1.contains("unknown field `bogusField`"));
+    let mut j = backend();
+    j["refreshTokenUsage"] = serde_json::json!(7);
+    assert_eq!(fields(j), vec!["refreshTokenUsage"]);
+    let mut j = backend();
+    j["accessTokenLifetime"] = serde_json::json!(-5);
+    assert_eq!(fields(j), vec!["accessTokenLifetime"]);
+    let mut j = backend();
+    j["allowedIdentityTokenSigningAlgorithms"] = serde_json::json!(["HS256"]);
+    assert_eq!(fields(j), vec!["allowedIdentityTokenSigningAlgorithms[0]"]);
+}
+
+#[test]
+fn lifetimes_uris_origins_and_secrets() {
+    let mut j = backend();
+    j["accessTokenLifetime"] = serde_json::json!(0);
+    j["consentLifetime"] = serde_json::json!(0);
+    assert_eq!(fields(j), vec!["accessTokenLifetime", "consentLifetime"]);
+
+    let j = serde_json::json!({"clientId": "w", "allowedGrantTypes": ["authorization_code"], "requireClientSecret": false,
+        "redirectUris": ["https://a/cb#x", "/relative", "https://a/ok", "https://a/ok"],
+        "allowedCorsOrigins": ["https://a/"], "logoUri": "nope"});
+    assert_eq!(
+        fields(j),
+        vec!["redirectUris[0]", "redirectUris[1]", "redirectUris[3]", "logoUri", "allowedCorsOrigins[0]"]
+    );
+    let j = serde_json::json!({"clientId": "w", "allowedGrantTypes": ["authorization_code"], "requireClientSecret": false});
+    assert_eq!(fields(j), vec!["redirectUris"]);
+
+    let mut j = backend();
+    j["clientSecrets"] = serde_json::json!([{"value": ""}]);
+    assert_eq!(fields(j), vec!["clientSecrets", "clientSecrets[0].value"]);
+    let mut j = backend();
+    j["requireClientSecret"] = serde_json::json!(false);
+    assert_eq!(fields(j), vec!["requireClientSecret"]);
+    let mut j = backend();
+    j["allowedGrantTypes"] = serde_json::json!([]);
+    assert_eq!(fields(j), vec!["allowedGrantTypes"]);
+}
+
+#[test]
+fn client_claims_cannot_overwrite_protocol_claims() {
+    let mut j = backend();
+    j["claims"] = serde_json::json!([{"type": "sub", "value": "admin"}]);
+    assert_eq!(fields(j), vec!["claims[0].type"]);
+    let mut j = backend();
+    j["claims"] = serde_json::json!([{"type": "sub", "value": "admin"}]);
+    j["clientClaimsPrefix"] = serde_json::json!("client_");
+    assert!(fields(j).is_empty());
+}

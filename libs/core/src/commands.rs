@@ -1,0 +1,253 @@
+//! Admin commands decided against the projection: validate a body (on its own and against
+//! the rest of the configuration), and turn it into the one event to append together with
+//! the aggregate version the append must expect. Pure: the caller appends.
+
+use crate::client::Client;
+use crate::events::{Aggregate, Event};
+use crate::projection::Projection;
+use crate::resource::ApiResource;
+use crate::scope::{ScopeKind, ScopeResource};
+use crate::secret::SecretInput;
+use crate::validation::{Collector, ValidationErrors};
+
+/// The scope a client asks for to get refresh tokens (OIDC Core section 11).
+pub const OFFLINE_ACCESS: &str = "offline_access";
+
+/// Clients the server itself depends on; they cannot be deleted.
+pub const PROTECTED_CLIENTS: &[&str] = &[crate::bootstrap::ADMIN_CLIENT_ID];
+
+#[derive(Debug, Clone)]
+pub enum Command {
+    CreateClient(Box<Client<SecretInput>>),
+    /// `keep_secrets`: the body had no `clientSecrets` member, so the stored ones stay.
+    ReplaceClient {
+        client: Box<Client<SecretInput>>,
+        keep_secrets: bool,
+    },
+    DeleteClient(String),
+    CreateApiResource(Box<ApiResource<SecretInput>>),
+    ReplaceApiResource {
+        resource: Box<ApiResource<SecretInput>>,
+        keep_secrets: bool,
+    },
+    DeleteApiResource(String),
+    CreateScope(ScopeKind, ScopeResource),
+    ReplaceScope(ScopeKind, ScopeResource),
+    DeleteScope(ScopeKind, String),
+}
+
+/// What to append: the event, and the version its aggregate must still have.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub event: Event,
+    pub expected_version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+    /// The aggregate is referenced or protected and cannot be removed.
+    #[error("{0}")]
+    InUse(String),
+}
+
+fn check_client_scopes(p: &Projection, client: &Client<SecretInput>) -> Result<(), ValidationErrors> {
+    let mut c = Collector::default();
+    for (i, s) in client.allowed_scopes.iter().enumerate() {
+        if s == OFFLINE_ACCESS {
+            c.check(
+                client.allow_offline_access,
+                format!("allowedScopes[{i}]"),
+                "offline_access needs allowOfflineAccess: true",
+            );
+        } else {
+            c.check(
+                p.scope(s).is_some(),
+                format!("allowedScopes[{i}]"),
+                format!("scope {s:?} does not exist (create it as an ApiScope or IdentityResource first)"),
+            );
+        }
+    }
+    c.finish()
+}
+
+fn check_resource_scopes(p: &Projection, r: &ApiResource<SecretInput>) -> Result<(), ValidationErrors> {
+    let mut c = Collector::default();
+    for (i, s) in r.scopes.iter().enumerate() {
+        match p.scope(s) {
+            Some(e) if e.kind == ScopeKind::Api => {}
+            Some(_) => c.push(format!("scopes[{i}]"), format!("{s:?} is an IdentityResource, not an ApiScope")),
+            None => c.push(format!("scopes[{i}]"), format!("ApiScope {s:?} does not exist")),
+        }
+    }
+    c.finish()
+}
+
+/// Decides a command against the current projection.
+pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
+    match cmd {
+        Command::CreateClient(client) => {
+            client.validate()?;
+            check_client_scopes(p, &client)?;
+            if p.client(&client.client_id).is_some() {
+                return Err(CommandError::AlreadyExists(format!("client {:?}", client.client_id)));
+            }
+            let v = p.version(Aggregate::Client, &client.client_id);
+            Ok(Decision {
+                event: Event::ClientCreated(Box::new(client.map_secrets(SecretInput::into_stored))),
+                expected_version: v,
+            })
+        }
+        Command::ReplaceClient { client, keep_secrets } => {
+            // With the stored secrets kept, the body's (empty) list says nothing about them.
+            let existing = p
+                .client(&client.client_id)
+                .ok_or_else(|| CommandError::NotFound(format!("client {:?}", client.client_id)))?;
+            if !keep_secrets {
+                client.validate()?;
+            } else {
+                // Validate as if the stored secrets were present.
+                let mut probe = (*client).clone();
+                probe.client_secrets = existing
+                    .client
+                    .client_secrets
+                    .iter()
+                    .map(|s| SecretInput {
+                        description: None,
+                        value: s.sha256.as_ref().map(|_| "stored".to_owned()),
+                        expiration: s.expiration,
+                        kind: s.kind.clone(),
+                    })
+                    .collect();
+                probe.validate()?;
+            }
+            check_client_scopes(p, &client)?;
+            let mut stored = client.map_secrets(SecretInput::into_stored);
+            if keep_secrets {
+                stored.client_secrets = existing.client.client_secrets.clone();
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::Client, &stored.client_id),
+                event: Event::ClientReplaced(Box::new(stored)),
+            })
+        }
+        Command::DeleteClient(id) => {
+            if p.client(&id).is_none() {
+                return Err(CommandError::NotFound(format!("client {id:?}")));
+            }
+            if PROTECTED_CLIENTS.contains(&id.as_str()) {
+                return Err(CommandError::InUse(format!("client {id:?} is the bootstrap admin client and cannot be deleted")));
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::Client, &id),
+                event: Event::ClientDeleted { client_id: id },
+            })
+        }
+        Command::CreateApiResource(r) => {
+            r.validate()?;
+            check_resource_scopes(p, &r)?;
+            if p.api_resource(&r.name).is_some() {
+                return Err(CommandError::AlreadyExists(format!("API resource {:?}", r.name)));
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::ApiResource, &r.name),
+                event: Event::ApiResourceCreated(Box::new(r.map_secrets(SecretInput::into_stored))),
+            })
+        }
+        Command::ReplaceApiResource { resource, keep_secrets } => {
+            let existing = p
+                .api_resource(&resource.name)
+                .ok_or_else(|| CommandError::NotFound(format!("API resource {:?}", resource.name)))?;
+            resource.validate()?;
+            check_resource_scopes(p, &resource)?;
+            let mut stored = resource.map_secrets(SecretInput::into_stored);
+            if keep_secrets {
+                stored.api_secrets = existing.resource.api_secrets.clone();
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::ApiResource, &stored.name),
+                event: Event::ApiResourceReplaced(Box::new(stored)),
+            })
+        }
+        Command::DeleteApiResource(name) => {
+            if p.api_resource(&name).is_none() {
+                return Err(CommandError::NotFound(format!("API resource {name:?}")));
+            }
+            if name == crate::bootstrap::ADMIN_RESOURCE {
+                return Err(CommandError::InUse(format!("API resource {name:?} guards the admin API and cannot be deleted")));
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::ApiResource, &name),
+                event: Event::ApiResourceDeleted { name },
+            })
+        }
+        Command::CreateScope(kind, s) => {
+            s.validate()?;
+            if let Some(e) = p.scope(&s.name) {
+                return Err(CommandError::AlreadyExists(format!("{} {:?}", e.kind.label(), s.name)));
+            }
+            if s.name == OFFLINE_ACCESS {
+                return Err(CommandError::Invalid(ValidationErrors::single("name", "offline_access is built in")));
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::Scope, &s.name),
+                event: match kind {
+                    ScopeKind::Api => Event::ApiScopeCreated(s),
+                    ScopeKind::Identity => Event::IdentityResourceCreated(s),
+                },
+            })
+        }
+        Command::ReplaceScope(kind, s) => {
+            s.validate()?;
+            match p.scope(&s.name) {
+                Some(e) if e.kind == kind => {}
+                _ => return Err(CommandError::NotFound(format!("{} {:?}", kind.label(), s.name))),
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::Scope, &s.name),
+                event: match kind {
+                    ScopeKind::Api => Event::ApiScopeReplaced(s),
+                    ScopeKind::Identity => Event::IdentityResourceReplaced(s),
+                },
+            })
+        }
+        Command::DeleteScope(kind, name) => {
+            match p.scope(&name) {
+                Some(e) if e.kind == kind => {}
+                _ => return Err(CommandError::NotFound(format!("{} {name:?}", kind.label()))),
+            }
+            let mut users: Vec<String> = p
+                .clients()
+                .filter(|c| c.allowed_scopes.contains(&name))
+                .map(|c| format!("client {:?}", c.client_id))
+                .collect();
+            users.extend(
+                p.api_resources()
+                    .filter(|r| r.scopes.contains(&name))
+                    .map(|r| format!("API resource {:?}", r.name)),
+            );
+            if !users.is_empty() {
+                return Err(CommandError::InUse(format!(
+                    "{} {name:?} is still used by {}",
+                    kind.label(),
+                    users.join(", ")
+                )));
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::Scope, &name),
+                event: match kind {
+                    ScopeKind::Api => Event::ApiScopeDeleted { name },
+                    ScopeKind::Identity => Event::IdentityResourceDeleted { name },
+                },
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

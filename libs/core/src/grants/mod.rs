@@ -1,0 +1,6 @@
+//! Grant rules, one module per grant type, and the access-token claims they produce.
+
+pub mod claims;
+pub mod client_credentials;
+
+pub use claims::AccessTokenClaims;

@@ -1,0 +1,120 @@
+//! OAuth 2.0 protocol errors (RFC 6749 section 5.2 and friends). `Display` gives the exact
+//! error code; the description is separate and never contains secrets.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The error codes Signet returns, each with the section that defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// RFC 6749 section 5.2: missing, repeated or malformed parameter.
+    InvalidRequest,
+    /// RFC 6749 section 5.2: client authentication failed (unknown client, wrong or
+    /// expired secret, no authentication where it is required). Answered with 401.
+    InvalidClient,
+    /// RFC 6749 section 5.2: grant (code, refresh token) invalid, expired or revoked.
+    InvalidGrant,
+    /// RFC 6749 section 5.2: the client may not use this grant type.
+    UnauthorizedClient,
+    /// RFC 6749 section 5.2: the grant type is not supported by this server.
+    UnsupportedGrantType,
+    /// RFC 6749 section 5.2: a requested scope is unknown, disabled or not allowed.
+    InvalidScope,
+    /// RFC 6749 section 4.1.2.1: an unexpected condition (never caused by input).
+    ServerError,
+    /// RFC 6749 section 4.1.2.1: the server is temporarily unable to handle the request.
+    TemporarilyUnavailable,
+    /// RFC 6750 section 3.1: the access token is expired, revoked, malformed or invalid.
+    InvalidToken,
+    /// RFC 6750 section 3.1: the token lacks a required scope.
+    InsufficientScope,
+}
+
+impl ErrorCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::ServerError => "server_error",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
+        }
+    }
+}
+
+/// A protocol error with a human-readable description.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .code.as_str())]
+pub struct OAuthError {
+    pub code: ErrorCode,
+    pub description: Cow<'static, str>,
+}
+
+impl OAuthError {
+    pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> Self {
+        OAuthError {
+            code,
+            description: description.into(),
+        }
+    }
+    pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, d)
+    }
+    pub fn invalid_client(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidClient, d)
+    }
+    pub fn invalid_scope(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidScope, d)
+    }
+    pub fn unauthorized_client(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::UnauthorizedClient, d)
+    }
+    pub fn unsupported_grant_type(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::UnsupportedGrantType, d)
+    }
+    pub fn server_error(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::ServerError, d)
+    }
+}
+
+/// Grant types the token endpoint knows, parsed at the edge (RFC 6749 section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenGrantType {
+    ClientCredentials,
+}
+
+impl TokenGrantType {
+    /// `None`: not a grant type this server supports (`unsupported_grant_type`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "client_credentials" => Some(TokenGrantType::ClientCredentials),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TokenGrantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TokenGrantType::ClientCredentials => "client_credentials",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_the_rfc_code() {
+        assert_eq!(OAuthError::invalid_client("x").to_string(), "invalid_client");
+        assert_eq!(ErrorCode::UnsupportedGrantType.as_str(), "unsupported_grant_type");
+        assert_eq!(TokenGrantType::parse("client_credentials"), Some(TokenGrantType::ClientCredentials));
+        assert_eq!(TokenGrantType::parse("password"), None);
+    }
+}

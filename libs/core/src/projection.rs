@@ -1,0 +1,402 @@
+//! The projection: configuration folded from the event log, plus what the hot path derives
+//! from it once (decoded secret hashes, pre-serialized client claims, the scope-to-audience
+//! index, the JWKS document). Readers get it through an `ArcSwap` in the issuer, so the
+//! token endpoint reads it without locks or I/O; writers fold events into a copy.
+//!
+//! `apply` trusts nothing: a gap in sequences, an event for the wrong subject, or an event
+//! that contradicts the state (creating what exists, changing what does not) is an error
+//! that stops the node, never a skipped event.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use signet_jose::{Algorithm, Jwks};
+
+use crate::client::{Client, GrantType};
+use crate::events::{Aggregate, Event};
+use crate::keys::{KeyState, PublicKeyRecord};
+use crate::resource::ApiResource;
+use crate::scope::{ScopeKind, ScopeResource};
+use crate::secret::SecretSet;
+
+enum Change {
+    Create,
+    Replace,
+}
+
+/// A client as the hot path needs it.
+#[derive(Debug)]
+pub struct ClientEntry {
+    pub client: Client,
+    pub secrets: SecretSet,
+    /// The client's `claims` as JSON object members (`"k":v,...`, no braces; empty when it
+    /// has none), already prefixed, typed and grouped into arrays where a type repeats.
+    pub claims_json: String,
+}
+
+impl ClientEntry {
+    pub fn new(client: Client) -> Self {
+        ClientEntry {
+            secrets: SecretSet::new(&client.client_secrets),
+            claims_json: client_claims_json(&client),
+            client,
+        }
+    }
+
+    pub fn allows(&self, g: GrantType) -> bool {
+        self.client.allows(g)
+    }
+}
+
+fn typed_claim_value(value: &str, value_type: Option<&str>) -> Value {
+    let t = value_type.unwrap_or("");
+    let parsed = if t.ends_with("#integer") || t.ends_with("#int") || t.ends_with("#long") {
+        value.parse::<i64>().ok().map(Value::from)
+    } else if t.ends_with("#boolean") {
+        value.parse::<bool>().ok().map(Value::from)
+    } else if t.ends_with("#double") {
+        value.parse::<f64>().ok().map(Value::from)
+    } else if t == "json" {
+        serde_json::from_str(value).ok()
+    } else {
+        None
+    };
+    parsed.unwrap_or_else(|| Value::String(value.to_owned()))
+}
+
+fn client_claims_json(client: &Client) -> String {
+    let mut map: Map<String, Value> = Map::new();
+    for claim in &client.claims {
+        let name = client.claim_name(claim);
+        let v = typed_claim_value(&claim.value, claim.value_type.as_deref());
+        match map.get_mut(&name) {
+            None => {
+                map.insert(name, v);
+            }
+            Some(Value::Array(a)) => a.push(v),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, v]);
+            }
+        }
+    }
+    if map.is_empty() {
+        return String::new();
+    }
+    let s = Value::Object(map).to_string();
+    s[1..s.len() - 1].to_owned()
+}
+
+/// An API resource with its decoded introspection secrets.
+#[derive(Debug)]
+pub struct ResourceEntry {
+    pub resource: ApiResource,
+    pub secrets: SecretSet,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScopeEntry {
+    pub kind: ScopeKind,
+    pub scope: Arc<ScopeResource>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProjectionError {
+    #[error("sequence gap: projection at {at}, next event is {got}")]
+    Gap { at: u64, got: u64 },
+    #[error("event {seq} on {subject} is inconsistent with the projection: {reason}")]
+    Inconsistent {
+        seq: u64,
+        subject: String,
+        reason: String,
+    },
+}
+
+/// Everything the configuration log says, as of event `seq`.
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    seq: u64,
+    clients: HashMap<String, Arc<ClientEntry>>,
+    resources: BTreeMap<String, Arc<ResourceEntry>>,
+    scopes: BTreeMap<String, ScopeEntry>,
+    keys: BTreeMap<String, PublicKeyRecord>,
+    versions: HashMap<String, u64>,
+    // Derived.
+    audiences: HashMap<String, Vec<Arc<ResourceEntry>>>,
+    jwks_json: Arc<str>,
+}
+
+/// The serializable part of a projection (derived data is rebuilt on load).
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    seq: u64,
+    clients: Vec<Client>,
+    resources: Vec<ApiResource>,
+    api_scopes: Vec<ScopeResource>,
+    identity_resources: Vec<ScopeResource>,
+    keys: Vec<PublicKeyRecord>,
+    versions: BTreeMap<String, u64>,
+}
+
+impl Projection {
+    pub fn new() -> Self {
+        let mut p = Projection::default();
+        p.rebuild_jwks();
+        p
+    }
+
+    /// The sequence of the last applied event.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The version of an aggregate: the sequence of its last event, 0 when it has none.
+    pub fn version(&self, aggregate: Aggregate, id: &str) -> u64 {
+        self.versions.get(&aggregate.subject(id)).copied().unwrap_or(0)
+    }
+
+    pub fn client(&self, client_id: &str) -> Option<&Arc<ClientEntry>> {
+        self.clients.get(client_id)
+    }
+
+    pub fn clients(&self) -> impl Iterator<Item = &Client> {
+        let mut v: Vec<&Client> = self.clients.values().map(|e| &e.client).collect();
+        v.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        v.into_iter()
+    }
+
+    pub fn api_resource(&self, name: &str) -> Option<&Arc<ResourceEntry>> {
+        self.resources.get(name)
+    }
+
+    pub fn api_resources(&self) -> impl Iterator<Item = &ApiResource> {
+        self.resources.values().map(|e| &e.resource)
+    }
+
+    pub fn scope(&self, name: &str) -> Option<&ScopeEntry> {
+        self.scopes.get(name)
+    }
+
+    pub fn scopes(&self, kind: ScopeKind) -> impl Iterator<Item = &ScopeResource> {
+        self.scopes
+            .values()
+            .filter(move |e| e.kind == kind)
+            .map(|e| e.scope.as_ref())
+    }
+
+    /// Enabled API resources holding the API scope `scope`.
+    pub fn audiences_of(&self, scope: &str) -> &[Arc<ResourceEntry>] {
+        self.audiences.get(scope).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &PublicKeyRecord> {
+        self.keys.values()
+    }
+
+    pub fn key(&self, kid: &str) -> Option<&PublicKeyRecord> {
+        self.keys.get(kid)
+    }
+
+    /// The active key for `alg` (the newest activated, if several).
+    pub fn active_key(&self, alg: Algorithm) -> Option<&PublicKeyRecord> {
+        self.keys
+            .values()
+            .filter(|k| k.state == KeyState::Active && k.jwk.alg == alg)
+            .max_by_key(|k| k.activated_at)
+    }
+
+    /// The JWKS document (RFC 7517 section 5), serialized once per key change.
+    pub fn jwks_json(&self) -> &Arc<str> {
+        &self.jwks_json
+    }
+
+    /// Folds one event. On error the projection is unchanged.
+    pub fn apply(&mut self, seq: u64, subject: &str, event: Event) -> Result<(), ProjectionError> {
+        if seq != self.seq + 1 {
+            return Err(ProjectionError::Gap { at: self.seq, got: seq });
+        }
+        let inconsistent = |reason: String| ProjectionError::Inconsistent {
+            seq,
+            subject: subject.to_owned(),
+            reason,
+        };
+        if event.subject() != subject {
+            return Err(inconsistent(format!("the event belongs to {}", event.subject())));
+        }
+        let exists = |present: bool, want: bool, what: &str| {
+            if present == want {
+                Ok(())
+            } else if want {
+                Err(inconsistent(format!("{what} does not exist")))
+            } else {
+                Err(inconsistent(format!("{what} already exists")))
+            }
+        };
+        let event_kind = match &event {
+            Event::ClientReplaced(_)
+            | Event::ApiResourceReplaced(_)
+            | Event::ApiScopeReplaced(_)
+            | Event::IdentityResourceReplaced(_) => Change::Replace,
+            _ => Change::Create,
+        };
+        match event {
+            Event::ClientCreated(c) | Event::ClientReplaced(c) => {
+                let present = self.clients.contains_key(&c.client_id);
+                exists(present, matches!(event_kind, Change::Replace), "client")?;
+                self.clients.insert(c.client_id.clone(), Arc::new(ClientEntry::new(*c)));
+            }
+            Event::ClientDeleted { client_id } => {
+                exists(self.clients.contains_key(&client_id), true, "client")?;
+                self.clients.remove(&client_id);
+            }
+            Event::ApiResourceCreated(r) | Event::ApiResourceReplaced(r) => {
+                let present = self.resources.contains_key(&r.name);
+                exists(present, matches!(event_kind, Change::Replace), "API resource")?;
+                let entry = ResourceEntry {
+                    secrets: SecretSet::new(&r.api_secrets),
+                    resource: *r,
+                };
+                self.resources.insert(entry.resource.name.clone(), Arc::new(entry));
+                self.rebuild_audiences();
+            }
+            Event::ApiResourceDeleted { name } => {
+                exists(self.resources.contains_key(&name), true, "API resource")?;
+                self.resources.remove(&name);
+                self.rebuild_audiences();
+            }
+            Event::ApiScopeCreated(s) | Event::ApiScopeReplaced(s) => {
+                exists(self.scopes.contains_key(&s.name), matches!(event_kind, Change::Replace), "scope")?;
+                self.put_scope(ScopeKind::Api, s).map_err(inconsistent)?;
+            }
+            Event::IdentityResourceCreated(s) | Event::IdentityResourceReplaced(s) => {
+                exists(self.scopes.contains_key(&s.name), matches!(event_kind, Change::Replace), "scope")?;
+                self.put_scope(ScopeKind::Identity, s).map_err(inconsistent)?;
+            }
+            Event::ApiScopeDeleted { name } | Event::IdentityResourceDeleted { name } => {
+                exists(self.scopes.contains_key(&name), true, "scope")?;
+                self.scopes.remove(&name);
+                self.rebuild_audiences();
+            }
+            Event::SigningKeyPublished { jwk, at } => {
+                exists(self.keys.contains_key(&jwk.kid), false, "signing key")?;
+                self.keys.insert(
+                    jwk.kid.clone(),
+                    PublicKeyRecord {
+                        jwk,
+                        state: KeyState::Published,
+                        published_at: at,
+                        activated_at: None,
+                        retired_at: None,
+                    },
+                );
+                self.rebuild_jwks();
+            }
+            Event::SigningKeyActivated { kid, at } => {
+                let k = self
+                    .keys
+                    .get_mut(&kid)
+                    .ok_or_else(|| inconsistent("signing key does not exist".into()))?;
+                k.state = KeyState::Active;
+                k.activated_at = Some(at);
+            }
+            Event::SigningKeyRetired { kid, at } => {
+                let k = self
+                    .keys
+                    .get_mut(&kid)
+                    .ok_or_else(|| inconsistent("signing key does not exist".into()))?;
+                k.state = KeyState::Retired;
+                k.retired_at = Some(at);
+            }
+            Event::SigningKeyRemoved { kid, .. } => {
+                exists(self.keys.contains_key(&kid), true, "signing key")?;
+                self.keys.remove(&kid);
+                self.rebuild_jwks();
+            }
+        }
+        self.versions.insert(subject.to_owned(), seq);
+        self.seq = seq;
+        Ok(())
+    }
+
+    fn put_scope(&mut self, kind: ScopeKind, s: ScopeResource) -> Result<(), String> {
+        if let Some(existing) = self.scopes.get(&s.name) {
+            if existing.kind != kind {
+                return Err(format!("{} is a {}", s.name, existing.kind.label()));
+            }
+        }
+        self.scopes.insert(
+            s.name.clone(),
+            ScopeEntry {
+                kind,
+                scope: Arc::new(s),
+            },
+        );
+        self.rebuild_audiences();
+        Ok(())
+    }
+
+    fn rebuild_audiences(&mut self) {
+        let mut audiences: HashMap<String, Vec<Arc<ResourceEntry>>> = HashMap::new();
+        for entry in self.resources.values().filter(|e| e.resource.enabled) {
+            for scope in &entry.resource.scopes {
+                audiences.entry(scope.clone()).or_default().push(entry.clone());
+            }
+        }
+        self.audiences = audiences;
+    }
+
+    fn rebuild_jwks(&mut self) {
+        let jwks = Jwks {
+            keys: self.keys.values().map(|k| k.jwk.clone()).collect(),
+        };
+        self.jwks_json = serde_json::to_string(&jwks).unwrap_or_default().into();
+    }
+
+    /// Serializes the projection's state for a snapshot.
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        let data = SnapshotData {
+            seq: self.seq,
+            clients: self.clients().cloned().collect(),
+            resources: self.api_resources().cloned().collect(),
+            api_scopes: self.scopes(ScopeKind::Api).cloned().collect(),
+            identity_resources: self.scopes(ScopeKind::Identity).cloned().collect(),
+            keys: self.keys.values().cloned().collect(),
+            versions: self.versions.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        };
+        serde_json::to_vec(&data).unwrap_or_default()
+    }
+
+    /// Rebuilds a projection from a snapshot written by [`Projection::to_snapshot`].
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        let data: SnapshotData = serde_json::from_slice(bytes)?;
+        let mut p = Projection {
+            seq: data.seq,
+            versions: data.versions.into_iter().collect(),
+            ..Projection::default()
+        };
+        for c in data.clients {
+            p.clients.insert(c.client_id.clone(), Arc::new(ClientEntry::new(c)));
+        }
+        for r in data.resources {
+            let secrets = SecretSet::new(&r.api_secrets);
+            p.resources
+                .insert(r.name.clone(), Arc::new(ResourceEntry { resource: r, secrets }));
+        }
+        for (kind, list) in [(ScopeKind::Api, data.api_scopes), (ScopeKind::Identity, data.identity_resources)] {
+            for s in list {
+                p.scopes.insert(s.name.clone(), ScopeEntry { kind, scope: Arc::new(s) });
+            }
+        }
+        for k in data.keys {
+            p.keys.insert(k.jwk.kid.clone(), k);
+        }
+        p.rebuild_audiences();
+        p.rebuild_jwks();
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests;

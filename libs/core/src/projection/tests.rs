@@ -1,0 +1,85 @@
+use super::*;
+use crate::client::ClientClaim;
+use crate::secret::StoredSecret;
+
+fn scope(name: &str) -> ScopeResource {
+    let mut s = crate::bootstrap::admin_scope();
+    s.name = name.to_owned();
+    s
+}
+
+fn resource(name: &str, scopes: &[&str]) -> ApiResource {
+    let mut r = crate::bootstrap::admin_resource().map_secrets(|_| -> StoredSecret { unreachable!() });
+    r.name = name.to_owned();
+    r.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+    r
+}
+
+fn fold(events: Vec<Event>) -> Result<Projection, ProjectionError> {
+    let mut p = Projection::new();
+    for (i, e) in events.into_iter().enumerate() {
+        let subject = e.subject();
+        p.apply(i as u64 + 1, &subject, e)?;
+    }
+    Ok(p)
+}
+
+#[test]
+fn folds_configuration_and_indexes_audiences() {
+    let p = fold(vec![
+        Event::ApiScopeCreated(scope("read")),
+        Event::ApiScopeCreated(scope("write")),
+        Event::ApiResourceCreated(Box::new(resource("orders", &["read", "write"]))),
+        Event::ApiResourceCreated(Box::new(resource("billing", &["read"]))),
+    ])
+    .unwrap();
+    assert_eq!(p.seq(), 4);
+    let names: Vec<&str> = p.audiences_of("read").iter().map(|r| r.resource.name.as_str()).collect();
+    assert_eq!(names, vec!["billing", "orders"]);
+    assert_eq!(p.version(Aggregate::ApiResource, "billing"), 4);
+    assert_eq!(p.version(Aggregate::ApiResource, "nope"), 0);
+}
+
+#[test]
+fn gaps_wrong_subjects_and_contradictions_stop_the_fold() {
+    let mut p = Projection::new();
+    let e = Event::ApiScopeCreated(scope("read"));
+    assert_eq!(p.apply(2, &e.subject(), e.clone()), Err(ProjectionError::Gap { at: 0, got: 2 }));
+    assert!(matches!(p.apply(1, "signet.events.scope.other", e.clone()), Err(ProjectionError::Inconsistent { .. })));
+    p.apply(1, &e.subject(), e.clone()).unwrap();
+    assert!(matches!(p.apply(2, &e.subject(), e), Err(ProjectionError::Inconsistent { .. })));
+    let gone = Event::ClientDeleted { client_id: "ghost".into() };
+    assert!(matches!(p.apply(2, &gone.subject(), gone), Err(ProjectionError::Inconsistent { .. })));
+    assert_eq!(p.seq(), 1, "a refused event changes nothing");
+    let other_kind = Event::IdentityResourceReplaced(scope("read"));
+    assert!(p.apply(2, &other_kind.subject(), other_kind).is_err());
+}
+
+#[test]
+fn client_claims_are_prefixed_typed_and_grouped() {
+    let mut c: Client = Client::new("svc");
+    c.client_claims_prefix = Some("client_".into());
+    let claim = |t: &str, v: &str, vt: Option<&str>| ClientClaim { kind: t.into(), value: v.into(), value_type: vt.map(Into::into) };
+    c.claims = vec![
+        claim("role", "a", None),
+        claim("role", "b", None),
+        claim("level", "3", Some("http://www.w3.org/2001/XMLSchema#integer")),
+    ];
+    let e = ClientEntry::new(c);
+    let v: serde_json::Value = serde_json::from_str(&format!("{{{}}}", e.claims_json)).unwrap();
+    assert_eq!(v, serde_json::json!({"client_role": ["a", "b"], "client_level": 3}));
+}
+
+#[test]
+fn snapshot_round_trips() {
+    let p = fold(vec![
+        Event::ApiScopeCreated(scope("read")),
+        Event::ApiResourceCreated(Box::new(resource("orders", &["read"]))),
+    ])
+    .unwrap();
+    let q = Projection::from_snapshot(&p.to_snapshot()).unwrap();
+    assert_eq!(q.seq(), 2);
+    assert_eq!(q.audiences_of("read").len(), 1);
+    assert_eq!(q.version(Aggregate::Scope, "read"), 1);
+    assert_eq!(q.to_snapshot(), p.to_snapshot());
+}

@@ -1,0 +1,119 @@
+//! API resources (`/Resource/ApiResource`): the APIs tokens are issued for. A resource holds
+//! API scopes by name; an access token's `aud` is the set of resources holding its scopes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::secret::{SecretInput, SecretView, StoredSecret};
+use crate::validation::{check_name, check_unique, Collector, ValidationErrors};
+use crate::Algorithm;
+
+fn yes() -> bool {
+    true
+}
+
+/// A user claim type. Reads accept both a claim type string (as API scopes use) and a claim
+/// object `{type, value, valueType}` (as the reference's ApiResource example shows); the
+/// type is what is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ClaimType(pub String);
+
+impl<'de> Deserialize<'de> for ClaimType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Name(String),
+            Object {
+                #[serde(rename = "type")]
+                kind: String,
+            },
+        }
+        match Either::deserialize(d) {
+            Ok(Either::Name(s)) | Ok(Either::Object { kind: s }) => Ok(ClaimType(s)),
+            Err(_) => Err(serde::de::Error::custom(
+                "expected a claim type string or an object with a \"type\"",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    bound(serialize = "S: Serialize", deserialize = "S: Deserialize<'de>")
+)]
+pub struct ApiResource<S = StoredSecret> {
+    pub name: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default = "yes")]
+    pub show_in_discovery_document: bool,
+    /// Secrets the API uses at the introspection endpoint.
+    #[serde(default = "Vec::new")]
+    pub api_secrets: Vec<S>,
+    /// Names of the API scopes this resource holds.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Empty: the server's default signing algorithm.
+    #[serde(default)]
+    pub allowed_access_token_signing_algorithms: Vec<Algorithm>,
+    #[serde(default)]
+    pub user_claims: Vec<ClaimType>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+impl<S> ApiResource<S> {
+    pub fn map_secrets<T>(self, f: impl FnMut(S) -> T) -> ApiResource<T> {
+        ApiResource {
+            api_secrets: self.api_secrets.into_iter().map(f).collect(),
+            name: self.name,
+            display_name: self.display_name,
+            enabled: self.enabled,
+            description: self.description,
+            show_in_discovery_document: self.show_in_discovery_document,
+            scopes: self.scopes,
+            allowed_access_token_signing_algorithms: self.allowed_access_token_signing_algorithms,
+            user_claims: self.user_claims,
+            properties: self.properties,
+        }
+    }
+}
+
+impl ApiResource<SecretInput> {
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut c = Collector::default();
+        check_name(&mut c, "name", &self.name);
+        check_unique(&mut c, "scopes", self.scopes.iter().map(String::as_str));
+        let mut seen = std::collections::HashSet::new();
+        for (i, a) in self.allowed_access_token_signing_algorithms.iter().enumerate() {
+            c.check(
+                seen.insert(*a),
+                format!("allowedAccessTokenSigningAlgorithms[{i}]"),
+                "duplicate algorithm",
+            );
+        }
+        for (i, s) in self.api_secrets.iter().enumerate() {
+            c.check(
+                s.value.as_deref().is_some_and(|v| !v.is_empty()),
+                format!("apiSecrets[{i}].value"),
+                "must not be empty",
+            );
+        }
+        c.finish()
+    }
+}
+
+impl ApiResource<StoredSecret> {
+    pub fn view(&self) -> ApiResource<SecretView> {
+        self.clone().map_secrets(|s| s.view())
+    }
+}

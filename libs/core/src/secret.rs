@@ -1,0 +1,198 @@
+//! Shared secrets of clients and API resources. Three shapes of one thing:
+//! [`SecretInput`] (what an admin writes, plaintext), [`StoredSecret`] (what events and the
+//! projection hold: a SHA-256 hash, never the value) and [`SecretView`] (what reads return:
+//! no value at all). Secrets are generated with high entropy, so an unsalted SHA-256 with a
+//! constant-time compare is both safe and cheap enough for the token endpoint (DESIGN.md).
+
+use aws_lc_rs::digest::{digest, SHA256};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+
+use crate::UnixTime;
+
+fn shared_secret() -> String {
+    "SharedSecret".to_owned()
+}
+
+/// A secret as an admin writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SecretInput {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The plaintext. An empty value (as in the reference's public-client example) carries
+    /// no credential: it is kept for its description and never matches anything.
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expiration: Option<OffsetDateTime>,
+    #[serde(rename = "type", default = "shared_secret")]
+    pub kind: String,
+}
+
+/// A secret as stored in events: the SHA-256 of the value, base64url.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StoredSecret {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<OffsetDateTime>,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// A secret as reads return it: everything but the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretView {
+    pub description: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expiration: Option<OffsetDateTime>,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// The SHA-256 digest of a presented secret.
+#[derive(Clone, Copy)]
+pub struct SecretDigest([u8; 32]);
+
+impl SecretDigest {
+    pub fn of(value: &str) -> Self {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest(&SHA256, value.as_bytes()).as_ref());
+        SecretDigest(out)
+    }
+
+    fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
+    }
+
+    fn decode(s: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(s).ok()?;
+        Some(SecretDigest(bytes.try_into().ok()?))
+    }
+}
+
+impl SecretInput {
+    pub fn into_stored(self) -> StoredSecret {
+        StoredSecret {
+            description: self.description,
+            sha256: self
+                .value
+                .filter(|v| !v.is_empty())
+                .map(|v| SecretDigest::of(&v).encode()),
+            expiration: self.expiration,
+            kind: self.kind,
+        }
+    }
+}
+
+impl StoredSecret {
+    pub fn view(&self) -> SecretView {
+        SecretView {
+            description: self.description.clone(),
+            expiration: self.expiration,
+            kind: self.kind.clone(),
+        }
+    }
+}
+
+/// The usable hashes of a set of secrets, decoded once when the projection is built.
+#[derive(Debug, Clone, Default)]
+pub struct SecretSet {
+    hashes: Vec<([u8; 32], Option<UnixTime>)>,
+}
+
+impl std::fmt::Debug for SecretDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretDigest(..)")
+    }
+}
+
+impl SecretSet {
+    pub fn new(secrets: &[StoredSecret]) -> Self {
+        SecretSet {
+            hashes: secrets
+                .iter()
+                .filter_map(|s| {
+                    let d = SecretDigest::decode(s.sha256.as_deref()?)?;
+                    Some((d.0, s.expiration.map(|e| e.unix_timestamp())))
+                })
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// True when `presented` matches a secret that has not expired at `now`. Every stored
+    /// hash is compared in constant time, so timing tells nothing about which one matched.
+    pub fn matches(&self, presented: &SecretDigest, now: UnixTime) -> bool {
+        let mut ok = subtle::Choice::from(0u8);
+        for (hash, expires) in &self.hashes {
+            let live = subtle::Choice::from(u8::from(expires.is_none_or(|e| now < e)));
+            ok |= hash.ct_eq(&presented.0) & live;
+        }
+        ok.into()
+    }
+}
+
+/// Burns the same work as a real check when the client is unknown, so response timing does
+/// not reveal which client ids exist.
+pub fn dummy_check(presented: &SecretDigest) {
+    let _ = SecretSet {
+        hashes: vec![([0u8; 32], None)],
+    }
+    .matches(presented, 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_secret_holds_only_a_hash() {
+        let input = SecretInput {
+            description: Some("d".into()),
+            value: Some("s3cret-value".into()),
+            expiration: None,
+            kind: shared_secret(),
+        };
+        let stored = input.into_stored();
+        let json = serde_json::to_string(&stored).unwrap();
+        assert!(!json.contains("s3cret-value"));
+        let set = SecretSet::new(&[stored]);
+        assert!(set.matches(&SecretDigest::of("s3cret-value"), 0));
+        assert!(!set.matches(&SecretDigest::of("s3cret-valuf"), 0));
+    }
+
+    #[test]
+    fn expired_and_empty_secrets_never_match() {
+        let expired = SecretInput {
+            description: None,
+            value: Some("v".into()),
+            expiration: Some(OffsetDateTime::from_unix_timestamp(100).unwrap()),
+            kind: shared_secret(),
+        }
+        .into_stored();
+        let empty = SecretInput {
+            description: None,
+            value: Some(String::new()),
+            expiration: None,
+            kind: shared_secret(),
+        }
+        .into_stored();
+        assert!(empty.sha256.is_none());
+        let set = SecretSet::new(&[expired, empty]);
+        assert!(set.matches(&SecretDigest::of("v"), 99));
+        assert!(!set.matches(&SecretDigest::of("v"), 100));
+        assert!(!set.matches(&SecretDigest::of(""), 0));
+    }
+}
