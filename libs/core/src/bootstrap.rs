@@ -10,7 +10,13 @@ pub const ADMIN_CLIENT_ID: &str = "signet-admin";
 pub const ADMIN_SCOPE: &str = "signet.admin";
 pub const ADMIN_RESOURCE: &str = "signet";
 
-fn identity(name: &str, display: &str, required: bool, emphasize: bool, claims: &[&str]) -> ScopeResource {
+fn identity(
+    name: &str,
+    display: &str,
+    required: bool,
+    emphasize: bool,
+    claims: &[&str],
+) -> ScopeResource {
     ScopeResource {
         name: name.to_owned(),
         display_name: Some(display.to_owned()),
@@ -34,14 +40,37 @@ pub fn standard_identity_resources() -> Vec<ScopeResource> {
             false,
             true,
             &[
-                "name", "family_name", "given_name", "middle_name", "nickname",
-                "preferred_username", "profile", "picture", "website", "gender", "birthdate",
-                "zoneinfo", "locale", "updated_at",
+                "name",
+                "family_name",
+                "given_name",
+                "middle_name",
+                "nickname",
+                "preferred_username",
+                "profile",
+                "picture",
+                "website",
+                "gender",
+                "birthdate",
+                "zoneinfo",
+                "locale",
+                "updated_at",
             ],
         ),
-        identity("email", "Your email address", false, true, &["email", "email_verified"]),
+        identity(
+            "email",
+            "Your email address",
+            false,
+            true,
+            &["email", "email_verified"],
+        ),
         identity("address", "Your postal address", false, true, &["address"]),
-        identity("phone", "Your phone number", false, true, &["phone_number", "phone_number_verified"]),
+        identity(
+            "phone",
+            "Your phone number",
+            false,
+            true,
+            &["phone_number", "phone_number_verified"],
+        ),
     ]
 }
 

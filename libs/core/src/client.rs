@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_repr::{Deserialize_repr, Serialize_repr};
 
 use crate::secret::{SecretInput, SecretView, StoredSecret};
-use crate::validation::{check_absolute_uri, check_name, check_origin, check_unique, Collector, ValidationErrors};
+use crate::validation::{
+    check_absolute_uri, check_name, check_origin, check_unique, Collector, ValidationErrors,
+};
 use crate::Algorithm;
 
 /// Grant types a client may be allowed. Unknown names are refused when the body is read.
@@ -31,7 +33,10 @@ pub enum GrantType {
 impl GrantType {
     /// Flows where a user signs in through a browser.
     pub fn is_interactive(self) -> bool {
-        matches!(self, GrantType::AuthorizationCode | GrantType::Implicit | GrantType::Hybrid)
+        matches!(
+            self,
+            GrantType::AuthorizationCode | GrantType::Implicit | GrantType::Hybrid
+        )
     }
 }
 
@@ -200,8 +205,27 @@ pub struct Client<S = StoredSecret> {
 
 /// Claim names that protocol code sets; a client claim may not overwrite them.
 pub const RESERVED_CLAIMS: &[&str] = &[
-    "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "client_id", "scope", "auth_time", "acr",
-    "amr", "azp", "nonce", "sid", "cnf", "at_hash", "c_hash", "typ", "act", "may_act",
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "nbf",
+    "iat",
+    "jti",
+    "client_id",
+    "scope",
+    "auth_time",
+    "acr",
+    "amr",
+    "azp",
+    "nonce",
+    "sid",
+    "cnf",
+    "at_hash",
+    "c_hash",
+    "typ",
+    "act",
+    "may_act",
 ];
 
 impl<S> Client<S> {
@@ -262,37 +286,104 @@ impl<S> Client<S> {
     /// Maps the secrets to another shape, keeping every other field.
     pub fn map_secrets<T>(self, f: impl FnMut(S) -> T) -> Client<T> {
         let Client {
-            client_id, client_name, client_uri, logo_uri, enabled, protocol_type, description,
-            pair_wise_subject_salt, user_code_type, identity_token_lifetime, access_token_lifetime,
-            authorization_code_lifetime, absolute_refresh_token_lifetime,
-            sliding_refresh_token_lifetime, consent_lifetime, user_sso_lifetime,
-            device_code_lifetime, refresh_token_usage, update_access_token_claims_on_refresh,
-            refresh_token_expiration, access_token_type, enable_local_login, include_jwt_id,
-            require_client_secret, require_consent, allow_remember_consent, require_pkce,
-            allow_plain_text_pkce, require_request_object, allow_access_tokens_via_browser,
-            always_send_client_claims, client_claims_prefix, always_include_user_claims_in_id_token,
-            allow_offline_access, front_channel_logout_uri, front_channel_logout_session_required,
-            back_channel_logout_uri, back_channel_logout_session_required, client_secrets,
-            redirect_uris, post_logout_redirect_uris, allowed_cors_origins, allowed_grant_types,
-            allowed_scopes, allowed_identity_token_signing_algorithms,
-            identity_provider_restrictions, claims, properties,
+            client_id,
+            client_name,
+            client_uri,
+            logo_uri,
+            enabled,
+            protocol_type,
+            description,
+            pair_wise_subject_salt,
+            user_code_type,
+            identity_token_lifetime,
+            access_token_lifetime,
+            authorization_code_lifetime,
+            absolute_refresh_token_lifetime,
+            sliding_refresh_token_lifetime,
+            consent_lifetime,
+            user_sso_lifetime,
+            device_code_lifetime,
+            refresh_token_usage,
+            update_access_token_claims_on_refresh,
+            refresh_token_expiration,
+            access_token_type,
+            enable_local_login,
+            include_jwt_id,
+            require_client_secret,
+            require_consent,
+            allow_remember_consent,
+            require_pkce,
+            allow_plain_text_pkce,
+            require_request_object,
+            allow_access_tokens_via_browser,
+            always_send_client_claims,
+            client_claims_prefix,
+            always_include_user_claims_in_id_token,
+            allow_offline_access,
+            front_channel_logout_uri,
+            front_channel_logout_session_required,
+            back_channel_logout_uri,
+            back_channel_logout_session_required,
+            client_secrets,
+            redirect_uris,
+            post_logout_redirect_uris,
+            allowed_cors_origins,
+            allowed_grant_types,
+            allowed_scopes,
+            allowed_identity_token_signing_algorithms,
+            identity_provider_restrictions,
+            claims,
+            properties,
         } = self;
         Client {
             client_secrets: client_secrets.into_iter().map(f).collect(),
-            client_id, client_name, client_uri, logo_uri, enabled, protocol_type, description,
-            pair_wise_subject_salt, user_code_type, identity_token_lifetime, access_token_lifetime,
-            authorization_code_lifetime, absolute_refresh_token_lifetime,
-            sliding_refresh_token_lifetime, consent_lifetime, user_sso_lifetime,
-            device_code_lifetime, refresh_token_usage, update_access_token_claims_on_refresh,
-            refresh_token_expiration, access_token_type, enable_local_login, include_jwt_id,
-            require_client_secret, require_consent, allow_remember_consent, require_pkce,
-            allow_plain_text_pkce, require_request_object, allow_access_tokens_via_browser,
-            always_send_client_claims, client_claims_prefix, always_include_user_claims_in_id_token,
-            allow_offline_access, front_channel_logout_uri, front_channel_logout_session_required,
-            back_channel_logout_uri, back_channel_logout_session_required,
-            redirect_uris, post_logout_redirect_uris, allowed_cors_origins, allowed_grant_types,
-            allowed_scopes, allowed_identity_token_signing_algorithms,
-            identity_provider_restrictions, claims, properties,
+            client_id,
+            client_name,
+            client_uri,
+            logo_uri,
+            enabled,
+            protocol_type,
+            description,
+            pair_wise_subject_salt,
+            user_code_type,
+            identity_token_lifetime,
+            access_token_lifetime,
+            authorization_code_lifetime,
+            absolute_refresh_token_lifetime,
+            sliding_refresh_token_lifetime,
+            consent_lifetime,
+            user_sso_lifetime,
+            device_code_lifetime,
+            refresh_token_usage,
+            update_access_token_claims_on_refresh,
+            refresh_token_expiration,
+            access_token_type,
+            enable_local_login,
+            include_jwt_id,
+            require_client_secret,
+            require_consent,
+            allow_remember_consent,
+            require_pkce,
+            allow_plain_text_pkce,
+            require_request_object,
+            allow_access_tokens_via_browser,
+            always_send_client_claims,
+            client_claims_prefix,
+            always_include_user_claims_in_id_token,
+            allow_offline_access,
+            front_channel_logout_uri,
+            front_channel_logout_session_required,
+            back_channel_logout_uri,
+            back_channel_logout_session_required,
+            redirect_uris,
+            post_logout_redirect_uris,
+            allowed_cors_origins,
+            allowed_grant_types,
+            allowed_scopes,
+            allowed_identity_token_signing_algorithms,
+            identity_provider_restrictions,
+            claims,
+            properties,
         }
     }
 
@@ -302,7 +393,11 @@ impl<S> Client<S> {
 
     /// The claim name a client claim gets in tokens: its type behind `clientClaimsPrefix`.
     pub fn claim_name(&self, claim: &ClientClaim) -> String {
-        format!("{}{}", self.client_claims_prefix.as_deref().unwrap_or(""), claim.kind)
+        format!(
+            "{}{}",
+            self.client_claims_prefix.as_deref().unwrap_or(""),
+            claim.kind
+        )
     }
 }
 
@@ -311,13 +406,26 @@ impl Client<SecretInput> {
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut c = Collector::default();
         check_name(&mut c, "clientId", &self.client_id);
-        c.check(self.protocol_type == "oidc", "protocolType", "must be \"oidc\"");
+        c.check(
+            self.protocol_type == "oidc",
+            "protocolType",
+            "must be \"oidc\"",
+        );
         for (field, v) in [
             ("identityTokenLifetime", self.identity_token_lifetime),
             ("accessTokenLifetime", self.access_token_lifetime),
-            ("authorizationCodeLifetime", self.authorization_code_lifetime),
-            ("absoluteRefreshTokenLifetime", self.absolute_refresh_token_lifetime),
-            ("slidingRefreshTokenLifetime", self.sliding_refresh_token_lifetime),
+            (
+                "authorizationCodeLifetime",
+                self.authorization_code_lifetime,
+            ),
+            (
+                "absoluteRefreshTokenLifetime",
+                self.absolute_refresh_token_lifetime,
+            ),
+            (
+                "slidingRefreshTokenLifetime",
+                self.sliding_refresh_token_lifetime,
+            ),
             ("deviceCodeLifetime", self.device_code_lifetime),
         ] {
             c.check(v > 0, field, "must be a positive number of seconds");
@@ -326,7 +434,11 @@ impl Client<SecretInput> {
             ("consentLifetime", self.consent_lifetime),
             ("userSsoLifetime", self.user_sso_lifetime),
         ] {
-            c.check(v != Some(0), field, "must be a positive number of seconds or null");
+            c.check(
+                v != Some(0),
+                field,
+                "must be a positive number of seconds or null",
+            );
         }
         c.check(
             self.sliding_refresh_token_lifetime <= self.absolute_refresh_token_lifetime,
@@ -337,10 +449,18 @@ impl Client<SecretInput> {
         // Grant types: known (enforced by the type), unique, and never a UI-centric flow
         // together with a backend flow.
         let grants = &self.allowed_grant_types;
-        c.check(!grants.is_empty(), "allowedGrantTypes", "must name at least one grant type");
+        c.check(
+            !grants.is_empty(),
+            "allowedGrantTypes",
+            "must name at least one grant type",
+        );
         let mut seen = std::collections::HashSet::new();
         for (i, g) in grants.iter().enumerate() {
-            c.check(seen.insert(*g), format!("allowedGrantTypes[{i}]"), "duplicate grant type");
+            c.check(
+                seen.insert(*g),
+                format!("allowedGrantTypes[{i}]"),
+                "duplicate grant type",
+            );
         }
         let interactive = grants.iter().any(|g| g.is_interactive());
         if interactive && self.allows(GrantType::ClientCredentials) {
@@ -352,13 +472,22 @@ impl Client<SecretInput> {
         if self.allows(GrantType::Implicit)
             && (self.allows(GrantType::AuthorizationCode) || self.allows(GrantType::Hybrid))
         {
-            c.push("allowedGrantTypes", "implicit cannot be combined with authorization_code or hybrid");
+            c.push(
+                "allowedGrantTypes",
+                "implicit cannot be combined with authorization_code or hybrid",
+            );
         }
         if self.allows(GrantType::AuthorizationCode) && self.allows(GrantType::Hybrid) {
-            c.push("allowedGrantTypes", "authorization_code cannot be combined with hybrid");
+            c.push(
+                "allowedGrantTypes",
+                "authorization_code cannot be combined with hybrid",
+            );
         }
         if interactive && self.redirect_uris.is_empty() {
-            c.push("redirectUris", "a client with a UI-centric flow needs at least one redirect URI");
+            c.push(
+                "redirectUris",
+                "a client with a UI-centric flow needs at least one redirect URI",
+            );
         }
 
         // Secrets: a confidential client that uses client_credentials must have one.
@@ -373,7 +502,11 @@ impl Client<SecretInput> {
                 "requireClientSecret",
                 "must be true for a client that uses client_credentials",
             );
-            c.check(usable > 0, "clientSecrets", "a client_credentials client needs at least one secret with a value");
+            c.check(
+                usable > 0,
+                "clientSecrets",
+                "a client_credentials client needs at least one secret with a value",
+            );
         }
         if self.require_client_secret {
             for (i, s) in self.client_secrets.iter().enumerate() {
@@ -407,13 +540,21 @@ impl Client<SecretInput> {
         for (i, o) in self.allowed_cors_origins.iter().enumerate() {
             check_origin(&mut c, format!("allowedCorsOrigins[{i}]"), o);
         }
-        check_unique(&mut c, "allowedScopes", self.allowed_scopes.iter().map(String::as_str));
+        check_unique(
+            &mut c,
+            "allowedScopes",
+            self.allowed_scopes.iter().map(String::as_str),
+        );
         for (i, s) in self.allowed_scopes.iter().enumerate() {
             check_name(&mut c, &format!("allowedScopes[{i}]"), s);
         }
         for (i, claim) in self.claims.iter().enumerate() {
             let name = self.claim_name(claim);
-            c.check(!claim.kind.is_empty(), format!("claims[{i}].type"), "must not be empty");
+            c.check(
+                !claim.kind.is_empty(),
+                format!("claims[{i}].type"),
+                "must not be empty",
+            );
             c.check(
                 !RESERVED_CLAIMS.contains(&name.as_str()),
                 format!("claims[{i}].type"),

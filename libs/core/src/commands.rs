@@ -56,7 +56,10 @@ pub enum CommandError {
     InUse(String),
 }
 
-fn check_client_scopes(p: &Projection, client: &Client<SecretInput>) -> Result<(), ValidationErrors> {
+fn check_client_scopes(
+    p: &Projection,
+    client: &Client<SecretInput>,
+) -> Result<(), ValidationErrors> {
     let mut c = Collector::default();
     for (i, s) in client.allowed_scopes.iter().enumerate() {
         if s == OFFLINE_ACCESS {
@@ -76,13 +79,22 @@ fn check_client_scopes(p: &Projection, client: &Client<SecretInput>) -> Result<(
     c.finish()
 }
 
-fn check_resource_scopes(p: &Projection, r: &ApiResource<SecretInput>) -> Result<(), ValidationErrors> {
+fn check_resource_scopes(
+    p: &Projection,
+    r: &ApiResource<SecretInput>,
+) -> Result<(), ValidationErrors> {
     let mut c = Collector::default();
     for (i, s) in r.scopes.iter().enumerate() {
         match p.scope(s) {
             Some(e) if e.kind == ScopeKind::Api => {}
-            Some(_) => c.push(format!("scopes[{i}]"), format!("{s:?} is an IdentityResource, not an ApiScope")),
-            None => c.push(format!("scopes[{i}]"), format!("ApiScope {s:?} does not exist")),
+            Some(_) => c.push(
+                format!("scopes[{i}]"),
+                format!("{s:?} is an IdentityResource, not an ApiScope"),
+            ),
+            None => c.push(
+                format!("scopes[{i}]"),
+                format!("ApiScope {s:?} does not exist"),
+            ),
         }
     }
     c.finish()
@@ -95,7 +107,10 @@ pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
             client.validate()?;
             check_client_scopes(p, &client)?;
             if p.client(&client.client_id).is_some() {
-                return Err(CommandError::AlreadyExists(format!("client {:?}", client.client_id)));
+                return Err(CommandError::AlreadyExists(format!(
+                    "client {:?}",
+                    client.client_id
+                )));
             }
             let v = p.version(Aggregate::Client, &client.client_id);
             Ok(Decision {
@@ -103,7 +118,10 @@ pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
                 expected_version: v,
             })
         }
-        Command::ReplaceClient { client, keep_secrets } => {
+        Command::ReplaceClient {
+            client,
+            keep_secrets,
+        } => {
             // With the stored secrets kept, the body's (empty) list says nothing about them.
             let existing = p
                 .client(&client.client_id)
@@ -141,7 +159,9 @@ pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
                 return Err(CommandError::NotFound(format!("client {id:?}")));
             }
             if PROTECTED_CLIENTS.contains(&id.as_str()) {
-                return Err(CommandError::InUse(format!("client {id:?} is the bootstrap admin client and cannot be deleted")));
+                return Err(CommandError::InUse(format!(
+                    "client {id:?} is the bootstrap admin client and cannot be deleted"
+                )));
             }
             Ok(Decision {
                 expected_version: p.version(Aggregate::Client, &id),
@@ -152,17 +172,23 @@ pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
             r.validate()?;
             check_resource_scopes(p, &r)?;
             if p.api_resource(&r.name).is_some() {
-                return Err(CommandError::AlreadyExists(format!("API resource {:?}", r.name)));
+                return Err(CommandError::AlreadyExists(format!(
+                    "API resource {:?}",
+                    r.name
+                )));
             }
             Ok(Decision {
                 expected_version: p.version(Aggregate::ApiResource, &r.name),
                 event: Event::ApiResourceCreated(Box::new(r.map_secrets(SecretInput::into_stored))),
             })
         }
-        Command::ReplaceApiResource { resource, keep_secrets } => {
-            let existing = p
-                .api_resource(&resource.name)
-                .ok_or_else(|| CommandError::NotFound(format!("API resource {:?}", resource.name)))?;
+        Command::ReplaceApiResource {
+            resource,
+            keep_secrets,
+        } => {
+            let existing = p.api_resource(&resource.name).ok_or_else(|| {
+                CommandError::NotFound(format!("API resource {:?}", resource.name))
+            })?;
             resource.validate()?;
             check_resource_scopes(p, &resource)?;
             let mut stored = resource.map_secrets(SecretInput::into_stored);
@@ -179,7 +205,9 @@ pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
                 return Err(CommandError::NotFound(format!("API resource {name:?}")));
             }
             if name == crate::bootstrap::ADMIN_RESOURCE {
-                return Err(CommandError::InUse(format!("API resource {name:?} guards the admin API and cannot be deleted")));
+                return Err(CommandError::InUse(format!(
+                    "API resource {name:?} guards the admin API and cannot be deleted"
+                )));
             }
             Ok(Decision {
                 expected_version: p.version(Aggregate::ApiResource, &name),
@@ -189,10 +217,17 @@ pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
         Command::CreateScope(kind, s) => {
             s.validate()?;
             if let Some(e) = p.scope(&s.name) {
-                return Err(CommandError::AlreadyExists(format!("{} {:?}", e.kind.label(), s.name)));
+                return Err(CommandError::AlreadyExists(format!(
+                    "{} {:?}",
+                    e.kind.label(),
+                    s.name
+                )));
             }
             if s.name == OFFLINE_ACCESS {
-                return Err(CommandError::Invalid(ValidationErrors::single("name", "offline_access is built in")));
+                return Err(CommandError::Invalid(ValidationErrors::single(
+                    "name",
+                    "offline_access is built in",
+                )));
             }
             Ok(Decision {
                 expected_version: p.version(Aggregate::Scope, &s.name),
@@ -206,7 +241,13 @@ pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
             s.validate()?;
             match p.scope(&s.name) {
                 Some(e) if e.kind == kind => {}
-                _ => return Err(CommandError::NotFound(format!("{} {:?}", kind.label(), s.name))),
+                _ => {
+                    return Err(CommandError::NotFound(format!(
+                        "{} {:?}",
+                        kind.label(),
+                        s.name
+                    )))
+                }
             }
             Ok(Decision {
                 expected_version: p.version(Aggregate::Scope, &s.name),

@@ -51,7 +51,11 @@ pub enum Event {
     SigningKeyRetired { kid: String, at: UnixTime },
     /// Leaves the JWKS (after its last token expired, or at once when revoked).
     #[serde(rename = "signing_key.removed")]
-    SigningKeyRemoved { kid: String, at: UnixTime, revoked: bool },
+    SigningKeyRemoved {
+        kid: String,
+        at: UnixTime,
+        revoked: bool,
+    },
 }
 
 /// The aggregate an event belongs to.
@@ -93,13 +97,17 @@ impl Event {
         match self {
             Event::ClientCreated(c) | Event::ClientReplaced(c) => (Aggregate::Client, &c.client_id),
             Event::ClientDeleted { client_id } => (Aggregate::Client, client_id),
-            Event::ApiResourceCreated(r) | Event::ApiResourceReplaced(r) => (Aggregate::ApiResource, &r.name),
+            Event::ApiResourceCreated(r) | Event::ApiResourceReplaced(r) => {
+                (Aggregate::ApiResource, &r.name)
+            }
             Event::ApiResourceDeleted { name } => (Aggregate::ApiResource, name),
             Event::ApiScopeCreated(s)
             | Event::ApiScopeReplaced(s)
             | Event::IdentityResourceCreated(s)
             | Event::IdentityResourceReplaced(s) => (Aggregate::Scope, &s.name),
-            Event::ApiScopeDeleted { name } | Event::IdentityResourceDeleted { name } => (Aggregate::Scope, name),
+            Event::ApiScopeDeleted { name } | Event::IdentityResourceDeleted { name } => {
+                (Aggregate::Scope, name)
+            }
             Event::SigningKeyPublished { jwk, .. } => (Aggregate::SigningKey, &jwk.kid),
             Event::SigningKeyActivated { kid, .. }
             | Event::SigningKeyRetired { kid, .. }
@@ -128,16 +136,30 @@ mod tests {
 
     #[test]
     fn subjects_escape_ids() {
-        assert_eq!(Aggregate::Client.subject("web-app_1"), "signet.events.client.web-app_1");
-        assert_eq!(Aggregate::Client.subject("a.b c"), "signet.events.client.a~2Eb~20c");
-        assert_eq!(Aggregate::Scope.subject("signet.admin"), "signet.events.scope.signet~2Eadmin");
+        assert_eq!(
+            Aggregate::Client.subject("web-app_1"),
+            "signet.events.client.web-app_1"
+        );
+        assert_eq!(
+            Aggregate::Client.subject("a.b c"),
+            "signet.events.client.a~2Eb~20c"
+        );
+        assert_eq!(
+            Aggregate::Scope.subject("signet.admin"),
+            "signet.events.scope.signet~2Eadmin"
+        );
     }
 
     #[test]
     fn events_round_trip_and_unknown_events_fail() {
-        let e = Event::ClientDeleted { client_id: "x".into() };
+        let e = Event::ClientDeleted {
+            client_id: "x".into(),
+        };
         let json = e.to_json();
-        assert_eq!(std::str::from_utf8(&json).unwrap(), r#"{"type":"client.deleted","data":{"clientId":"x"}}"#);
+        assert_eq!(
+            std::str::from_utf8(&json).unwrap(),
+            r#"{"type":"client.deleted","data":{"clientId":"x"}}"#
+        );
         assert_eq!(Event::from_json(&json).unwrap(), e);
         assert!(Event::from_json(br#"{"type":"client.exploded","data":{}}"#).is_err());
     }

@@ -112,9 +112,18 @@ mod tests {
 
     #[test]
     fn display_is_the_rfc_code() {
-        assert_eq!(OAuthError::invalid_client("x").to_string(), "invalid_client");
-        assert_eq!(ErrorCode::UnsupportedGrantType.as_str(), "unsupported_grant_type");
-        assert_eq!(TokenGrantType::parse("client_credentials"), Some(TokenGrantType::ClientCredentials));
+        assert_eq!(
+            OAuthError::invalid_client("x").to_string(),
+            "invalid_client"
+        );
+        assert_eq!(
+            ErrorCode::UnsupportedGrantType.as_str(),
+            "unsupported_grant_type"
+        );
+        assert_eq!(
+            TokenGrantType::parse("client_credentials"),
+            Some(TokenGrantType::ClientCredentials)
+        );
         assert_eq!(TokenGrantType::parse("password"), None);
     }
 }

@@ -154,7 +154,10 @@ impl Projection {
 
     /// The version of an aggregate: the sequence of its last event, 0 when it has none.
     pub fn version(&self, aggregate: Aggregate, id: &str) -> u64 {
-        self.versions.get(&aggregate.subject(id)).copied().unwrap_or(0)
+        self.versions
+            .get(&aggregate.subject(id))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn client(&self, client_id: &str) -> Option<&Arc<ClientEntry>> {
@@ -215,7 +218,10 @@ impl Projection {
     /// Folds one event. On error the projection is unchanged.
     pub fn apply(&mut self, seq: u64, subject: &str, event: Event) -> Result<(), ProjectionError> {
         if seq != self.seq + 1 {
-            return Err(ProjectionError::Gap { at: self.seq, got: seq });
+            return Err(ProjectionError::Gap {
+                at: self.seq,
+                got: seq,
+            });
         }
         let inconsistent = |reason: String| ProjectionError::Inconsistent {
             seq,
@@ -223,7 +229,10 @@ impl Projection {
             reason,
         };
         if event.subject() != subject {
-            return Err(inconsistent(format!("the event belongs to {}", event.subject())));
+            return Err(inconsistent(format!(
+                "the event belongs to {}",
+                event.subject()
+            )));
         }
         let exists = |present: bool, want: bool, what: &str| {
             if present == want {
@@ -245,7 +254,8 @@ impl Projection {
             Event::ClientCreated(c) | Event::ClientReplaced(c) => {
                 let present = self.clients.contains_key(&c.client_id);
                 exists(present, matches!(event_kind, Change::Replace), "client")?;
-                self.clients.insert(c.client_id.clone(), Arc::new(ClientEntry::new(*c)));
+                self.clients
+                    .insert(c.client_id.clone(), Arc::new(ClientEntry::new(*c)));
             }
             Event::ClientDeleted { client_id } => {
                 exists(self.clients.contains_key(&client_id), true, "client")?;
@@ -253,12 +263,17 @@ impl Projection {
             }
             Event::ApiResourceCreated(r) | Event::ApiResourceReplaced(r) => {
                 let present = self.resources.contains_key(&r.name);
-                exists(present, matches!(event_kind, Change::Replace), "API resource")?;
+                exists(
+                    present,
+                    matches!(event_kind, Change::Replace),
+                    "API resource",
+                )?;
                 let entry = ResourceEntry {
                     secrets: SecretSet::new(&r.api_secrets),
                     resource: *r,
                 };
-                self.resources.insert(entry.resource.name.clone(), Arc::new(entry));
+                self.resources
+                    .insert(entry.resource.name.clone(), Arc::new(entry));
                 self.rebuild_audiences();
             }
             Event::ApiResourceDeleted { name } => {
@@ -267,12 +282,21 @@ impl Projection {
                 self.rebuild_audiences();
             }
             Event::ApiScopeCreated(s) | Event::ApiScopeReplaced(s) => {
-                exists(self.scopes.contains_key(&s.name), matches!(event_kind, Change::Replace), "scope")?;
+                exists(
+                    self.scopes.contains_key(&s.name),
+                    matches!(event_kind, Change::Replace),
+                    "scope",
+                )?;
                 self.put_scope(ScopeKind::Api, s).map_err(inconsistent)?;
             }
             Event::IdentityResourceCreated(s) | Event::IdentityResourceReplaced(s) => {
-                exists(self.scopes.contains_key(&s.name), matches!(event_kind, Change::Replace), "scope")?;
-                self.put_scope(ScopeKind::Identity, s).map_err(inconsistent)?;
+                exists(
+                    self.scopes.contains_key(&s.name),
+                    matches!(event_kind, Change::Replace),
+                    "scope",
+                )?;
+                self.put_scope(ScopeKind::Identity, s)
+                    .map_err(inconsistent)?;
             }
             Event::ApiScopeDeleted { name } | Event::IdentityResourceDeleted { name } => {
                 exists(self.scopes.contains_key(&name), true, "scope")?;
@@ -341,7 +365,10 @@ impl Projection {
         let mut audiences: HashMap<String, Vec<Arc<ResourceEntry>>> = HashMap::new();
         for entry in self.resources.values().filter(|e| e.resource.enabled) {
             for scope in &entry.resource.scopes {
-                audiences.entry(scope.clone()).or_default().push(entry.clone());
+                audiences
+                    .entry(scope.clone())
+                    .or_default()
+                    .push(entry.clone());
             }
         }
         self.audiences = audiences;
@@ -377,16 +404,31 @@ impl Projection {
             ..Projection::default()
         };
         for c in data.clients {
-            p.clients.insert(c.client_id.clone(), Arc::new(ClientEntry::new(c)));
+            p.clients
+                .insert(c.client_id.clone(), Arc::new(ClientEntry::new(c)));
         }
         for r in data.resources {
             let secrets = SecretSet::new(&r.api_secrets);
-            p.resources
-                .insert(r.name.clone(), Arc::new(ResourceEntry { resource: r, secrets }));
+            p.resources.insert(
+                r.name.clone(),
+                Arc::new(ResourceEntry {
+                    resource: r,
+                    secrets,
+                }),
+            );
         }
-        for (kind, list) in [(ScopeKind::Api, data.api_scopes), (ScopeKind::Identity, data.identity_resources)] {
+        for (kind, list) in [
+            (ScopeKind::Api, data.api_scopes),
+            (ScopeKind::Identity, data.identity_resources),
+        ] {
             for s in list {
-                p.scopes.insert(s.name.clone(), ScopeEntry { kind, scope: Arc::new(s) });
+                p.scopes.insert(
+                    s.name.clone(),
+                    ScopeEntry {
+                        kind,
+                        scope: Arc::new(s),
+                    },
+                );
             }
         }
         for k in data.keys {

@@ -94,7 +94,11 @@ impl ApiResource<SecretInput> {
         check_name(&mut c, "name", &self.name);
         check_unique(&mut c, "scopes", self.scopes.iter().map(String::as_str));
         let mut seen = std::collections::HashSet::new();
-        for (i, a) in self.allowed_access_token_signing_algorithms.iter().enumerate() {
+        for (i, a) in self
+            .allowed_access_token_signing_algorithms
+            .iter()
+            .enumerate()
+        {
             c.check(
                 seen.insert(*a),
                 format!("allowedAccessTokenSigningAlgorithms[{i}]"),

@@ -62,7 +62,11 @@ impl ScopeResource {
         let mut c = Collector::default();
         check_name(&mut c, "name", &self.name);
         for (i, claim) in self.user_claims.iter().enumerate() {
-            c.check(!claim.is_empty(), format!("userClaims[{i}]"), "must not be empty");
+            c.check(
+                !claim.is_empty(),
+                format!("userClaims[{i}]"),
+                "must not be empty",
+            );
         }
         c.finish()
     }

@@ -41,7 +41,11 @@ pub struct StoredSecret {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expiration: Option<OffsetDateTime>,
     #[serde(rename = "type")]
     pub kind: String,

@@ -60,7 +60,11 @@ pub fn generate_pkcs8(alg: Algorithm) -> Result<Vec<u8>, JoseError> {
 
 impl SigningKey {
     /// Parses a PKCS#8 DER private key for `alg`.
-    pub fn from_pkcs8(kid: impl Into<String>, alg: Algorithm, der: &[u8]) -> Result<Self, JoseError> {
+    pub fn from_pkcs8(
+        kid: impl Into<String>,
+        alg: Algorithm,
+        der: &[u8],
+    ) -> Result<Self, JoseError> {
         let bad = |_| JoseError::InvalidKey(alg);
         let pair = match alg {
             Algorithm::RS256 | Algorithm::PS256 => {
@@ -80,7 +84,11 @@ impl SigningKey {
 
     /// Imports a PEM private key: `PRIVATE KEY` (PKCS#8) for every algorithm, also
     /// `RSA PRIVATE KEY` (PKCS#1) and `EC PRIVATE KEY` (RFC 5915).
-    pub fn from_pem(kid: impl Into<String>, alg: Algorithm, pem_text: &str) -> Result<Self, JoseError> {
+    pub fn from_pem(
+        kid: impl Into<String>,
+        alg: Algorithm,
+        pem_text: &str,
+    ) -> Result<Self, JoseError> {
         let doc = pem::parse(pem_text).map_err(|e| JoseError::Pem(e.to_string()))?;
         fn invalid<E>(alg: Algorithm) -> impl Fn(E) -> JoseError {
             move |_| JoseError::InvalidKey(alg)
@@ -95,9 +103,11 @@ impl SigningKey {
                 Self::from_pkcs8(kid, alg, &der)
             }
             ("EC PRIVATE KEY", Algorithm::ES256) => {
-                let pair =
-                    EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.contents())
-                        .map_err(bad)?;
+                let pair = EcdsaKeyPair::from_private_key_der(
+                    &ECDSA_P256_SHA256_FIXED_SIGNING,
+                    doc.contents(),
+                )
+                .map_err(bad)?;
                 let der = pair.to_pkcs8v1().map_err(unspecified)?.as_ref().to_vec();
                 Self::from_pkcs8(kid, alg, &der)
             }

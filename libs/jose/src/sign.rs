@@ -50,7 +50,8 @@ impl JwsSigner {
     /// Produces `header.payload.signature` for a payload that is already JSON.
     pub fn sign(&self, payload_json: &[u8]) -> Result<String, JoseError> {
         let payload_len = base64::encoded_len(payload_json.len(), false).unwrap_or(0);
-        let mut out = String::with_capacity(self.header_b64.len() + payload_len + self.sig_b64_len + 2);
+        let mut out =
+            String::with_capacity(self.header_b64.len() + payload_len + self.sig_b64_len + 2);
         out.push_str(&self.header_b64);
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(payload_json, &mut out);

@@ -42,7 +42,8 @@ pub fn verify_compact<'k>(
     find_key: impl FnOnce(&str) -> Option<&'k Jwk>,
 ) -> Result<VerifiedJws, JoseError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(JoseError::Malformed("expected three dot-separated parts"));
     };
@@ -52,7 +53,9 @@ pub fn verify_compact<'k>(
         .alg
         .parse()
         .map_err(|_| JoseError::AlgorithmNotAllowed(header.alg.clone()))?;
-    let kid = header.kid.ok_or(JoseError::Malformed("header has no kid"))?;
+    let kid = header
+        .kid
+        .ok_or(JoseError::Malformed("header has no kid"))?;
     let jwk = find_key(&kid).ok_or_else(|| JoseError::UnknownKey(kid.clone()))?;
     if jwk.alg != alg {
         return Err(JoseError::AlgorithmNotAllowed(header.alg));
@@ -60,7 +63,10 @@ pub fn verify_compact<'k>(
     let signature = decode(s)?;
     let signed = &token.as_bytes()[..h.len() + 1 + p.len()];
     let field = |v: &Option<String>| -> Result<Vec<u8>, JoseError> {
-        decode(v.as_deref().ok_or(JoseError::Malformed("JWK lacks a member"))?)
+        decode(
+            v.as_deref()
+                .ok_or(JoseError::Malformed("JWK lacks a member"))?,
+        )
     };
     let ok = match alg {
         Algorithm::RS256 | Algorithm::PS256 => {

@@ -34,7 +34,10 @@ fn every_algorithm_verifies_with_jsonwebtoken() {
 
         // Our verifier agrees, and refuses a tampered payload and a key of another kid.
         let ok = verify_compact(&token, |kid| (kid == key.kid()).then(|| key.public_jwk()));
-        assert_eq!(ok.unwrap().payload, br#"{"sub":"svc","exp":4102444800,"aud":"api"}"#);
+        assert_eq!(
+            ok.unwrap().payload,
+            br#"{"sub":"svc","exp":4102444800,"aud":"api"}"#
+        );
         let mut parts: Vec<&str> = token.split('.').collect();
         let forged = signet_jose::b64url(br#"{"sub":"admin"}"#);
         parts[1] = &forged;

@@ -1,1 +1,99 @@
-fn main() {}
+//! `signet`: one binary, one subcommand per role. Parses flags, environment and the TOML
+//! config file into a validated configuration, then calls into the libraries.
+
+#![forbid(unsafe_code)]
+
+mod config;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use config::{Cli, Command, LogFormat};
+
+/// Exit code for a configuration that cannot be used (sysexits EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match args.resolve(cli.config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("signet: invalid configuration: {e:#}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("signet: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("signet: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config: signet_issuer::NodeConfig) -> anyhow::Result<()> {
+    let issuer = config.issuer.as_str().to_owned();
+    let node = signet_issuer::Node::start(config).await?;
+    if let Some(secret) = node.generated_admin_secret() {
+        println!("Created the bootstrap admin client. This secret is shown once and stored only as a hash:");
+        println!(
+            "  client_id:     {}",
+            signet_core::bootstrap::ADMIN_CLIENT_ID
+        );
+        println!("  client_secret: {secret}");
+        println!("Set SIGNET_ADMIN_CLIENT_SECRET to choose it yourself.");
+    }
+    let (public, admin) = (node.public_addr(), node.admin_addr());
+    tracing::info!(%issuer, public = ?public, admin = ?admin, "signet serve is ready");
+    node.run(shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

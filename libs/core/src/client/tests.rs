@@ -112,7 +112,13 @@ fn lifetimes_uris_origins_and_secrets() {
         "allowedCorsOrigins": ["https://a/"], "logoUri": "nope"});
     assert_eq!(
         fields(j),
-        vec!["redirectUris[0]", "redirectUris[1]", "redirectUris[3]", "logoUri", "allowedCorsOrigins[0]"]
+        vec![
+            "redirectUris[0]",
+            "redirectUris[1]",
+            "redirectUris[3]",
+            "logoUri",
+            "allowedCorsOrigins[0]"
+        ]
     );
     let j = serde_json::json!({"clientId": "w", "allowedGrantTypes": ["authorization_code"], "requireClientSecret": false});
     assert_eq!(fields(j), vec!["redirectUris"]);

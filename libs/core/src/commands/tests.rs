@@ -5,7 +5,10 @@ use crate::validation::from_json;
 fn apply(p: &mut Projection, cmd: Command) -> Result<(), CommandError> {
     let d = decide(p, cmd)?;
     let subject = d.event.subject();
-    assert_eq!(d.expected_version, p.version(d.event.aggregate().0, d.event.aggregate().1));
+    assert_eq!(
+        d.expected_version,
+        p.version(d.event.aggregate().0, d.event.aggregate().1)
+    );
     p.apply(p.seq() + 1, &subject, d.event).unwrap();
     Ok(())
 }
@@ -28,19 +31,34 @@ fn client(json: serde_json::Value) -> Box<Client<SecretInput>> {
 #[test]
 fn clients_need_existing_scopes_and_unique_ids() {
     let mut p = base();
-    let c = client(serde_json::json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
-        "clientSecrets": [{"value": "s"}], "allowedScopes": ["api.read", "nope"]}));
+    let c = client(
+        serde_json::json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
+        "clientSecrets": [{"value": "s"}], "allowedScopes": ["api.read", "nope"]}),
+    );
     match decide(&p, Command::CreateClient(c)) {
         Err(CommandError::Invalid(e)) => assert_eq!(e.errors[0].field, "allowedScopes[1]"),
         other => panic!("{other:?}"),
     }
-    let c = client(serde_json::json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
-        "clientSecrets": [{"value": "s"}], "allowedScopes": ["api.read"]}));
+    let c = client(
+        serde_json::json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
+        "clientSecrets": [{"value": "s"}], "allowedScopes": ["api.read"]}),
+    );
     apply(&mut p, Command::CreateClient(c.clone())).unwrap();
-    assert!(matches!(decide(&p, Command::CreateClient(c)), Err(CommandError::AlreadyExists(_))));
-    let ghost = client(serde_json::json!({"clientId": "ghost", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "s"}]}));
     assert!(matches!(
-        decide(&p, Command::ReplaceClient { client: ghost, keep_secrets: false }),
+        decide(&p, Command::CreateClient(c)),
+        Err(CommandError::AlreadyExists(_))
+    ));
+    let ghost = client(
+        serde_json::json!({"clientId": "ghost", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "s"}]}),
+    );
+    assert!(matches!(
+        decide(
+            &p,
+            Command::ReplaceClient {
+                client: ghost,
+                keep_secrets: false
+            }
+        ),
         Err(CommandError::NotFound(_))
     ));
 }
@@ -48,18 +66,37 @@ fn clients_need_existing_scopes_and_unique_ids() {
 #[test]
 fn replace_without_secrets_keeps_the_stored_ones() {
     let mut p = base();
-    let c = client(serde_json::json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
-        "clientSecrets": [{"value": "first-secret"}], "allowedScopes": ["api.read"]}));
+    let c = client(
+        serde_json::json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
+        "clientSecrets": [{"value": "first-secret"}], "allowedScopes": ["api.read"]}),
+    );
     apply(&mut p, Command::CreateClient(c)).unwrap();
-    let update = client(serde_json::json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
-        "allowedScopes": ["api.read"], "accessTokenLifetime": 60}));
-    apply(&mut p, Command::ReplaceClient { client: update.clone(), keep_secrets: true }).unwrap();
+    let update = client(
+        serde_json::json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
+        "allowedScopes": ["api.read"], "accessTokenLifetime": 60}),
+    );
+    apply(
+        &mut p,
+        Command::ReplaceClient {
+            client: update.clone(),
+            keep_secrets: true,
+        },
+    )
+    .unwrap();
     let e = p.client("svc").unwrap();
     assert_eq!(e.client.access_token_lifetime, 60);
-    assert!(e.secrets.matches(&crate::secret::SecretDigest::of("first-secret"), 0));
+    assert!(e
+        .secrets
+        .matches(&crate::secret::SecretDigest::of("first-secret"), 0));
     // Sending an explicit empty list means "no secrets", which a backend client cannot have.
     assert!(matches!(
-        decide(&p, Command::ReplaceClient { client: update, keep_secrets: false }),
+        decide(
+            &p,
+            Command::ReplaceClient {
+                client: update,
+                keep_secrets: false
+            }
+        ),
         Err(CommandError::Invalid(_))
     ));
 }
@@ -69,7 +106,10 @@ fn scopes_share_one_namespace_and_cannot_be_deleted_while_used() {
     let mut p = base();
     let mut dup = bootstrap::admin_scope();
     dup.name = "email".into();
-    assert!(matches!(decide(&p, Command::CreateScope(ScopeKind::Api, dup)), Err(CommandError::AlreadyExists(_))));
+    assert!(matches!(
+        decide(&p, Command::CreateScope(ScopeKind::Api, dup)),
+        Err(CommandError::AlreadyExists(_))
+    ));
     let mut r = bootstrap::admin_resource();
     r.name = "orders".into();
     r.scopes = vec!["api.read".into()];
@@ -79,20 +119,34 @@ fn scopes_share_one_namespace_and_cannot_be_deleted_while_used() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(
-        decide(&p, Command::DeleteScope(ScopeKind::Identity, "api.read".into())),
+        decide(
+            &p,
+            Command::DeleteScope(ScopeKind::Identity, "api.read".into())
+        ),
         Err(CommandError::NotFound(_))
     ));
     let mut bad = bootstrap::admin_resource();
     bad.name = "x".into();
     bad.scopes = vec!["email".into()];
-    assert!(matches!(decide(&p, Command::CreateApiResource(Box::new(bad))), Err(CommandError::Invalid(_))));
+    assert!(matches!(
+        decide(&p, Command::CreateApiResource(Box::new(bad))),
+        Err(CommandError::Invalid(_))
+    ));
 }
 
 #[test]
 fn the_admin_client_cannot_be_deleted() {
     let mut p = base();
-    apply(&mut p, Command::CreateScope(ScopeKind::Api, bootstrap::admin_scope())).unwrap();
-    apply(&mut p, Command::CreateClient(Box::new(bootstrap::admin_client("s".into())))).unwrap();
+    apply(
+        &mut p,
+        Command::CreateScope(ScopeKind::Api, bootstrap::admin_scope()),
+    )
+    .unwrap();
+    apply(
+        &mut p,
+        Command::CreateClient(Box::new(bootstrap::admin_client("s".into()))),
+    )
+    .unwrap();
     assert!(matches!(
         decide(&p, Command::DeleteClient(bootstrap::ADMIN_CLIENT_ID.into())),
         Err(CommandError::InUse(_))
@@ -119,15 +173,33 @@ fn client_credentials_grant_rules() {
     r.scopes = vec!["api.write".into()];
     r.allowed_access_token_signing_algorithms = vec![Algorithm::EdDSA];
     apply(&mut p, Command::CreateApiResource(Box::new(r))).unwrap();
-    let c = client(serde_json::json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
-        "clientSecrets": [{"value": "s"}], "allowedScopes": ["api.read", "api.write", "openid", "other"]}));
+    let c = client(
+        serde_json::json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
+        "clientSecrets": [{"value": "s"}], "allowedScopes": ["api.read", "api.write", "openid", "other"]}),
+    );
     apply(&mut p, Command::CreateClient(c)).unwrap();
     let e = p.client("svc").unwrap().clone();
 
     let g = grant(&p, &e, Some("api.read"), Algorithm::RS256).unwrap();
-    assert_eq!((g.scopes, g.audiences, g.alg), (vec!["api.read"], vec!["orders"], Algorithm::ES256));
-    let g = grant(&p, &e, Some("api.read api.write api.read"), Algorithm::RS256).unwrap();
-    assert_eq!((g.scopes, g.audiences, g.alg), (vec!["api.read", "api.write"], vec!["orders", "audit"], Algorithm::EdDSA));
+    assert_eq!(
+        (g.scopes, g.audiences, g.alg),
+        (vec!["api.read"], vec!["orders"], Algorithm::ES256)
+    );
+    let g = grant(
+        &p,
+        &e,
+        Some("api.read api.write api.read"),
+        Algorithm::RS256,
+    )
+    .unwrap();
+    assert_eq!(
+        (g.scopes, g.audiences, g.alg),
+        (
+            vec!["api.read", "api.write"],
+            vec!["orders", "audit"],
+            Algorithm::EdDSA
+        )
+    );
     let g = grant(&p, &e, None, Algorithm::RS256).unwrap();
     assert_eq!(g.scopes, vec!["api.read", "api.write", "other"]);
     let g = grant(&p, &e, Some("other"), Algorithm::PS256).unwrap();

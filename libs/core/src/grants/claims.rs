@@ -110,7 +110,12 @@ mod tests {
         assert_eq!(v["nbf"], 1000);
         assert_eq!(v["client_role"], serde_json::json!(["a", "b"]));
 
-        let one = AccessTokenClaims { aud: &["api1"], jti: None, extra_json: "", ..claims };
+        let one = AccessTokenClaims {
+            aud: &["api1"],
+            jti: None,
+            extra_json: "",
+            ..claims
+        };
         let mut out = Vec::new();
         one.write_json(&mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();

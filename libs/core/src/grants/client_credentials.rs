@@ -22,7 +22,9 @@ pub struct AccessGrant<'p> {
 
 /// RFC 6749 section 3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
 pub fn valid_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 /// Decides the grant for an authenticated client. `scope` is the request's `scope`
@@ -48,7 +50,8 @@ pub fn decide<'p>(
                         "scope must be space-separated scope tokens (RFC 6749 section 3.3)",
                     ));
                 }
-                let Some(allowed) = client.client.allowed_scopes.iter().find(|s| *s == token) else {
+                let Some(allowed) = client.client.allowed_scopes.iter().find(|s| *s == token)
+                else {
                     return Err(OAuthError::invalid_scope(format!(
                         "scope {token:?} is not allowed for this client"
                     )));

@@ -9,7 +9,8 @@ fn scope(name: &str) -> ScopeResource {
 }
 
 fn resource(name: &str, scopes: &[&str]) -> ApiResource {
-    let mut r = crate::bootstrap::admin_resource().map_secrets(|_| -> StoredSecret { unreachable!() });
+    let mut r =
+        crate::bootstrap::admin_resource().map_secrets(|_| -> StoredSecret { unreachable!() });
     r.name = name.to_owned();
     r.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
     r
@@ -34,7 +35,11 @@ fn folds_configuration_and_indexes_audiences() {
     ])
     .unwrap();
     assert_eq!(p.seq(), 4);
-    let names: Vec<&str> = p.audiences_of("read").iter().map(|r| r.resource.name.as_str()).collect();
+    let names: Vec<&str> = p
+        .audiences_of("read")
+        .iter()
+        .map(|r| r.resource.name.as_str())
+        .collect();
     assert_eq!(names, vec!["billing", "orders"]);
     assert_eq!(p.version(Aggregate::ApiResource, "billing"), 4);
     assert_eq!(p.version(Aggregate::ApiResource, "nope"), 0);
@@ -44,12 +49,26 @@ fn folds_configuration_and_indexes_audiences() {
 fn gaps_wrong_subjects_and_contradictions_stop_the_fold() {
     let mut p = Projection::new();
     let e = Event::ApiScopeCreated(scope("read"));
-    assert_eq!(p.apply(2, &e.subject(), e.clone()), Err(ProjectionError::Gap { at: 0, got: 2 }));
-    assert!(matches!(p.apply(1, "signet.events.scope.other", e.clone()), Err(ProjectionError::Inconsistent { .. })));
+    assert_eq!(
+        p.apply(2, &e.subject(), e.clone()),
+        Err(ProjectionError::Gap { at: 0, got: 2 })
+    );
+    assert!(matches!(
+        p.apply(1, "signet.events.scope.other", e.clone()),
+        Err(ProjectionError::Inconsistent { .. })
+    ));
     p.apply(1, &e.subject(), e.clone()).unwrap();
-    assert!(matches!(p.apply(2, &e.subject(), e), Err(ProjectionError::Inconsistent { .. })));
-    let gone = Event::ClientDeleted { client_id: "ghost".into() };
-    assert!(matches!(p.apply(2, &gone.subject(), gone), Err(ProjectionError::Inconsistent { .. })));
+    assert!(matches!(
+        p.apply(2, &e.subject(), e),
+        Err(ProjectionError::Inconsistent { .. })
+    ));
+    let gone = Event::ClientDeleted {
+        client_id: "ghost".into(),
+    };
+    assert!(matches!(
+        p.apply(2, &gone.subject(), gone),
+        Err(ProjectionError::Inconsistent { .. })
+    ));
     assert_eq!(p.seq(), 1, "a refused event changes nothing");
     let other_kind = Event::IdentityResourceReplaced(scope("read"));
     assert!(p.apply(2, &other_kind.subject(), other_kind).is_err());
@@ -59,15 +78,26 @@ fn gaps_wrong_subjects_and_contradictions_stop_the_fold() {
 fn client_claims_are_prefixed_typed_and_grouped() {
     let mut c: Client = Client::new("svc");
     c.client_claims_prefix = Some("client_".into());
-    let claim = |t: &str, v: &str, vt: Option<&str>| ClientClaim { kind: t.into(), value: v.into(), value_type: vt.map(Into::into) };
+    let claim = |t: &str, v: &str, vt: Option<&str>| ClientClaim {
+        kind: t.into(),
+        value: v.into(),
+        value_type: vt.map(Into::into),
+    };
     c.claims = vec![
         claim("role", "a", None),
         claim("role", "b", None),
-        claim("level", "3", Some("http://www.w3.org/2001/XMLSchema#integer")),
+        claim(
+            "level",
+            "3",
+            Some("http://www.w3.org/2001/XMLSchema#integer"),
+        ),
     ];
     let e = ClientEntry::new(c);
     let v: serde_json::Value = serde_json::from_str(&format!("{{{}}}", e.claims_json)).unwrap();
-    assert_eq!(v, serde_json::json!({"client_role": ["a", "b"], "client_level": 3}));
+    assert_eq!(
+        v,
+        serde_json::json!({"client_role": ["a", "b"], "client_level": 3})
+    );
 }
 
 #[test]

@@ -1,0 +1,147 @@
+//! The issuer's typed configuration, validated once at start and passed down.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use signet_core::Algorithm;
+use url::Url;
+
+/// A validated issuer URL: `http(s)://host[:port][/path]`, no query, no fragment, no
+/// trailing slash (OIDC Discovery section 3: `iss` must equal it exactly).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerUrl {
+    url: String,
+    path: String,
+    https: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid issuer URL {value:?}: {reason}")]
+pub struct IssuerUrlError {
+    value: String,
+    reason: &'static str,
+}
+
+impl IssuerUrl {
+    pub fn parse(value: &str) -> Result<Self, IssuerUrlError> {
+        let err = |reason| IssuerUrlError {
+            value: value.to_owned(),
+            reason,
+        };
+        let u = Url::parse(value).map_err(|_| err("not an absolute URL"))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(err("the scheme must be http or https"));
+        }
+        if u.host().is_none() {
+            return Err(err("a host is required"));
+        }
+        if u.query().is_some() || u.fragment().is_some() {
+            return Err(err("no query or fragment is allowed"));
+        }
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(err("no user information is allowed"));
+        }
+        let trimmed = value.trim_end_matches('/');
+        let path = u.path().trim_end_matches('/').to_owned();
+        Ok(IssuerUrl {
+            url: trimmed.to_owned(),
+            path,
+            https: u.scheme() == "https",
+        })
+    }
+
+    /// The exact `iss` value.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// The path prefix every public route lives under (`""` or e.g. `/auth`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.https
+    }
+
+    /// An absolute endpoint URL under the issuer, e.g. `endpoint("/oauth2/token")`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+}
+
+/// Everything a node needs to run, already validated.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub issuer: IssuerUrl,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// The KEK file; `None`: `<data_dir>/kek` (created when absent).
+    pub kek_file: Option<PathBuf>,
+    /// Signs access tokens when an API resource does not restrict the algorithm.
+    pub default_algorithm: Algorithm,
+    /// `SIGNET_ADMIN_CLIENT_SECRET`: the bootstrap admin client's secret.
+    pub admin_client_secret: Option<String>,
+    /// `Cache-Control: max-age` of the JWKS. Kept below the key pre-publication window.
+    pub jwks_max_age: Duration,
+    /// Deadline for in-flight requests after a shutdown signal.
+    pub shutdown_grace: Duration,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+}
+
+impl NodeConfig {
+    /// The defaults of DESIGN.md, with the data under `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        NodeConfig {
+            issuer: IssuerUrl {
+                url: "http://127.0.0.1:8080".to_owned(),
+                path: String::new(),
+                https: false,
+            },
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            data_dir,
+            kek_file: None,
+            default_algorithm: Algorithm::RS256,
+            admin_client_secret: None,
+            jwks_max_age: Duration::from_secs(900),
+            shutdown_grace: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issuer_urls() {
+        let i = IssuerUrl::parse("https://id.example.com/auth/").unwrap();
+        assert_eq!(i.as_str(), "https://id.example.com/auth");
+        assert_eq!(i.path(), "/auth");
+        assert!(i.is_https());
+        assert_eq!(
+            i.endpoint("/oauth2/token"),
+            "https://id.example.com/auth/oauth2/token"
+        );
+        let i = IssuerUrl::parse("http://127.0.0.1:8080").unwrap();
+        assert_eq!(i.path(), "");
+        for bad in [
+            "ftp://x",
+            "/relative",
+            "https://x/?q=1",
+            "https://x/#f",
+            "https://u:p@x",
+        ] {
+            assert!(IssuerUrl::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            NodeConfig::new("d".into()).issuer.as_str(),
+            "http://127.0.0.1:8080"
+        );
+    }
+}

@@ -1,0 +1,537 @@
+//! The admin API (`/admin/v1`), shaped after the reference AuthService configuration API:
+//! `/Client`, `/Resource/ApiResource`, `/Resource/ApiScope`, `/Resource/IdentityResource`.
+//!
+//! Every route demands a bearer access token issued by this server with scope
+//! `signet.admin` (RFC 6750). A write is decided against the projection (`signet-core`),
+//! appended to the log with the aggregate's expected version (a racing writer gets 409),
+//! and answered only once this node's projection has applied it. Reads never return secrets.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::Value;
+use signet_core::bootstrap::{ADMIN_RESOURCE, ADMIN_SCOPE};
+use signet_core::client::Client;
+use signet_core::commands::{decide, Command};
+use signet_core::events::Event;
+use signet_core::resource::ApiResource;
+use signet_core::scope::{ScopeKind, ScopeResource};
+use signet_core::secret::SecretInput;
+use signet_core::validation::from_json;
+use signet_eventlog::{EventLogError, ExpectedVersion, NewEvent};
+
+use super::error::ApiError;
+use super::token::now;
+use crate::state::AppState;
+
+/// Admin bodies are configuration objects; 1 MiB is plenty.
+pub const MAX_ADMIN_BODY: usize = 1024 * 1024;
+/// How long a write waits for this node's projection to apply it.
+const APPLY_PATIENCE: Duration = Duration::from_secs(10);
+/// Clock skew tolerated on `nbf`.
+const LEEWAY: i64 = 30;
+
+/// The admin client that made the request (recorded as the event's actor).
+#[derive(Debug, Clone)]
+pub struct Actor(pub String);
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/Client",
+            get(list_clients).post(create_client).put(replace_client),
+        )
+        .route("/Client/{id}", get(get_client).delete(delete_client))
+        .route(
+            "/Resource/ApiResource",
+            get(list_resources)
+                .post(create_resource)
+                .put(replace_resource),
+        )
+        .route(
+            "/Resource/ApiResource/{name}",
+            get(get_resource).delete(delete_resource),
+        )
+        .route(
+            "/Resource/ApiScope",
+            get(list_api_scopes)
+                .post(create_api_scope)
+                .put(replace_api_scope),
+        )
+        .route(
+            "/Resource/ApiScope/{name}",
+            get(get_api_scope).delete(delete_api_scope),
+        )
+        .route(
+            "/Resource/IdentityResource",
+            get(list_identity)
+                .post(create_identity)
+                .put(replace_identity),
+        )
+        .route(
+            "/Resource/IdentityResource/{name}",
+            get(get_identity).delete(delete_identity),
+        )
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_admin,
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such admin API route".into())
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(serde_json::json!({"error": "method_not_allowed", "error_description": "this method is not allowed on this admin API route"})),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct AdminClaims {
+    iss: String,
+    exp: i64,
+    #[serde(default)]
+    nbf: Option<i64>,
+    aud: Audience,
+    #[serde(default)]
+    scope: String,
+    client_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn contains(&self, s: &str) -> bool {
+        match self {
+            Audience::One(a) => a == s,
+            Audience::Many(v) => v.iter().any(|a| a == s),
+        }
+    }
+}
+
+/// RFC 6750 bearer-token check for the admin API.
+async fn require_admin(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let invalid = |description: &'static str| ApiError::Unauthorized {
+        description,
+        token_present: true,
+    };
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+        return Err(ApiError::Unauthorized {
+            description: "a bearer token with scope signet.admin is required",
+            token_present: false,
+        });
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| invalid("malformed Authorization header"))?;
+    let token = match value.split_once(' ') {
+        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
+        _ => {
+            return Err(ApiError::Unauthorized {
+                description: "the Authorization scheme must be Bearer",
+                token_present: false,
+            })
+        }
+    };
+    let p = state.projection.load();
+    let verified = signet_jose::verify_compact(token, |kid| p.key(kid).map(|k| &k.jwk))
+        .map_err(|_| invalid("the access token is invalid"))?;
+    if verified.typ.as_deref() != Some("at+jwt") {
+        return Err(invalid("the token is not an access token"));
+    }
+    let claims: AdminClaims = serde_json::from_slice(&verified.payload)
+        .map_err(|_| invalid("the access token is invalid"))?;
+    let now = now();
+    if claims.iss != state.config.issuer.as_str() {
+        return Err(invalid("the access token was issued by another issuer"));
+    }
+    if claims.exp <= now || claims.nbf.is_some_and(|nbf| nbf > now + LEEWAY) {
+        return Err(invalid("the access token is expired or not yet valid"));
+    }
+    if !claims.aud.contains(ADMIN_RESOURCE) {
+        return Err(invalid("the access token is not meant for the admin API"));
+    }
+    // The client must still exist and be enabled: disabling it cuts its tokens off.
+    if !p
+        .client(&claims.client_id)
+        .is_some_and(|c| c.client.enabled)
+    {
+        return Err(invalid(
+            "the client of this access token is disabled or gone",
+        ));
+    }
+    if !claims.scope.split(' ').any(|s| s == ADMIN_SCOPE) {
+        return Err(ApiError::Forbidden);
+    }
+    drop(p);
+    req.extensions_mut().insert(Actor(claims.client_id));
+    Ok(next.run(req).await)
+}
+
+/// A JSON admin body: the right content type, bounded, parsed with field-naming errors.
+pub struct AdminBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for AdminBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, _: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| {
+                let m = m.trim();
+                m.eq_ignore_ascii_case("application/json")
+                    || m.to_ascii_lowercase().ends_with("+json")
+            });
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_ADMIN_BODY)
+            .await
+            .map_err(|_| ApiError::TooLarge(MAX_ADMIN_BODY))?;
+        Ok(AdminBody(bytes))
+    }
+}
+
+impl AdminBody {
+    fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        Ok(from_json(&self.0)?)
+    }
+
+    /// Whether the top-level object has `member` (absent secrets mean "keep them").
+    fn has_member(&self, member: &str) -> Result<bool, ApiError> {
+        let v: Value = self.parse()?;
+        Ok(v.get(member).is_some())
+    }
+}
+
+/// Decides, appends with the expected version, and waits until this node applied it.
+async fn execute(state: &AppState, actor: &Actor, cmd: Command) -> Result<Event, ApiError> {
+    let decision = decide(&state.projection.load(), cmd)?;
+    let event = decision.event;
+    let new = NewEvent {
+        subject: event.subject(),
+        actor: actor.0.clone(),
+        at_ms: now() * 1000,
+        payload: event.to_json(),
+    };
+    let seq = state
+        .log
+        .append(new, ExpectedVersion::Exact(decision.expected_version))
+        .await
+        .map_err(|e| match e {
+            EventLogError::Conflict { .. } => ApiError::Conflict(
+                "the object was changed concurrently by another write; read it again and retry"
+                    .into(),
+            ),
+            EventLogError::Closed => ApiError::Unavailable("the node is shutting down".into()),
+            other => ApiError::Internal(other.to_string()),
+        })?;
+    state
+        .wait_applied(seq, APPLY_PATIENCE)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the write was stored, but {e}")))?;
+    Ok(event)
+}
+
+fn created<T: serde::Serialize>(location: String, view: T) -> Response {
+    let mut resp = (StatusCode::CREATED, Json(view)).into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn path_segment(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+// ---- /Client ----
+
+fn client_view(
+    state: &AppState,
+    id: &str,
+) -> Result<Client<signet_core::secret::SecretView>, ApiError> {
+    state
+        .projection
+        .load()
+        .client(id)
+        .map(|e| e.client.view())
+        .ok_or_else(|| ApiError::NotFound(format!("client {id:?} does not exist")))
+}
+
+async fn list_clients(
+    State(state): State<AppState>,
+) -> Json<Vec<Client<signet_core::secret::SecretView>>> {
+    Json(
+        state
+            .projection
+            .load()
+            .clients()
+            .map(Client::view)
+            .collect(),
+    )
+}
+
+async fn get_client(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(client_view(&state, &id)?).into_response())
+}
+
+async fn create_client(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    body: AdminBody,
+) -> Result<Response, ApiError> {
+    let client: Client<SecretInput> = body.parse()?;
+    let id = client.client_id.clone();
+    execute(&state, &actor, Command::CreateClient(Box::new(client))).await?;
+    Ok(created(
+        format!("/admin/v1/Client/{}", path_segment(&id)),
+        client_view(&state, &id)?,
+    ))
+}
+
+async fn replace_client(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    body: AdminBody,
+) -> Result<Response, ApiError> {
+    let client: Client<SecretInput> = body.parse()?;
+    let keep_secrets = !body.has_member("clientSecrets")?;
+    let id = client.client_id.clone();
+    execute(
+        &state,
+        &actor,
+        Command::ReplaceClient {
+            client: Box::new(client),
+            keep_secrets,
+        },
+    )
+    .await?;
+    Ok(Json(client_view(&state, &id)?).into_response())
+}
+
+async fn delete_client(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    execute(&state, &actor, Command::DeleteClient(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- /Resource/ApiResource ----
+
+fn resource_view(
+    state: &AppState,
+    name: &str,
+) -> Result<ApiResource<signet_core::secret::SecretView>, ApiError> {
+    state
+        .projection
+        .load()
+        .api_resource(name)
+        .map(|e| e.resource.view())
+        .ok_or_else(|| ApiError::NotFound(format!("API resource {name:?} does not exist")))
+}
+
+async fn list_resources(
+    State(state): State<AppState>,
+) -> Json<Vec<ApiResource<signet_core::secret::SecretView>>> {
+    Json(
+        state
+            .projection
+            .load()
+            .api_resources()
+            .map(ApiResource::view)
+            .collect(),
+    )
+}
+
+async fn get_resource(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(resource_view(&state, &name)?).into_response())
+}
+
+async fn create_resource(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    body: AdminBody,
+) -> Result<Response, ApiError> {
+    let r: ApiResource<SecretInput> = body.parse()?;
+    let name = r.name.clone();
+    execute(&state, &actor, Command::CreateApiResource(Box::new(r))).await?;
+    Ok(created(
+        format!("/admin/v1/Resource/ApiResource/{}", path_segment(&name)),
+        resource_view(&state, &name)?,
+    ))
+}
+
+async fn replace_resource(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    body: AdminBody,
+) -> Result<Response, ApiError> {
+    let r: ApiResource<SecretInput> = body.parse()?;
+    let keep_secrets = !body.has_member("apiSecrets")?;
+    let name = r.name.clone();
+    execute(
+        &state,
+        &actor,
+        Command::ReplaceApiResource {
+            resource: Box::new(r),
+            keep_secrets,
+        },
+    )
+    .await?;
+    Ok(Json(resource_view(&state, &name)?).into_response())
+}
+
+async fn delete_resource(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    execute(&state, &actor, Command::DeleteApiResource(name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- /Resource/ApiScope and /Resource/IdentityResource: one shape, two kinds ----
+
+fn scope_view(state: &AppState, kind: ScopeKind, name: &str) -> Result<ScopeResource, ApiError> {
+    state
+        .projection
+        .load()
+        .scope(name)
+        .filter(|e| e.kind == kind)
+        .map(|e| (*e.scope).clone())
+        .ok_or_else(|| ApiError::NotFound(format!("{} {name:?} does not exist", kind.label())))
+}
+
+fn list_scopes(state: &AppState, kind: ScopeKind) -> Json<Vec<ScopeResource>> {
+    Json(state.projection.load().scopes(kind).cloned().collect())
+}
+
+async fn create_scope(
+    state: AppState,
+    actor: Actor,
+    kind: ScopeKind,
+    body: AdminBody,
+) -> Result<Response, ApiError> {
+    let s: ScopeResource = body.parse()?;
+    let name = s.name.clone();
+    execute(&state, &actor, Command::CreateScope(kind, s)).await?;
+    Ok(created(
+        format!(
+            "/admin/v1/Resource/{}/{}",
+            kind.label(),
+            path_segment(&name)
+        ),
+        scope_view(&state, kind, &name)?,
+    ))
+}
+
+async fn replace_scope(
+    state: AppState,
+    actor: Actor,
+    kind: ScopeKind,
+    body: AdminBody,
+) -> Result<Response, ApiError> {
+    let s: ScopeResource = body.parse()?;
+    let name = s.name.clone();
+    execute(&state, &actor, Command::ReplaceScope(kind, s)).await?;
+    Ok(Json(scope_view(&state, kind, &name)?).into_response())
+}
+
+async fn delete_scope(
+    state: AppState,
+    actor: Actor,
+    kind: ScopeKind,
+    name: String,
+) -> Result<StatusCode, ApiError> {
+    execute(&state, &actor, Command::DeleteScope(kind, name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+macro_rules! scope_routes {
+    ($kind:expr, $list:ident, $get:ident, $create:ident, $replace:ident, $delete:ident) => {
+        async fn $list(State(state): State<AppState>) -> Json<Vec<ScopeResource>> {
+            list_scopes(&state, $kind)
+        }
+        async fn $get(
+            State(state): State<AppState>,
+            Path(name): Path<String>,
+        ) -> Result<Json<ScopeResource>, ApiError> {
+            scope_view(&state, $kind, &name).map(Json)
+        }
+        async fn $create(
+            State(state): State<AppState>,
+            Extension(actor): Extension<Actor>,
+            body: AdminBody,
+        ) -> Result<Response, ApiError> {
+            create_scope(state, actor, $kind, body).await
+        }
+        async fn $replace(
+            State(state): State<AppState>,
+            Extension(actor): Extension<Actor>,
+            body: AdminBody,
+        ) -> Result<Response, ApiError> {
+            replace_scope(state, actor, $kind, body).await
+        }
+        async fn $delete(
+            State(state): State<AppState>,
+            Extension(actor): Extension<Actor>,
+            Path(name): Path<String>,
+        ) -> Result<StatusCode, ApiError> {
+            delete_scope(state, actor, $kind, name).await
+        }
+    };
+}
+
+scope_routes!(
+    ScopeKind::Api,
+    list_api_scopes,
+    get_api_scope,
+    create_api_scope,
+    replace_api_scope,
+    delete_api_scope
+);
+scope_routes!(
+    ScopeKind::Identity,
+    list_identity,
+    get_identity,
+    create_identity,
+    replace_identity,
+    delete_identity
+);

@@ -1,0 +1,98 @@
+//! Client authentication at the token endpoint (RFC 6749 section 2.3.1): HTTP Basic
+//! (`client_secret_basic`, with the id and secret form-urlencoded first) or body parameters
+//! (`client_secret_post`), never both; a public client (`requireClientSecret: false`) sends
+//! only its `client_id`.
+//!
+//! Every failure is the same `invalid_client` with the same description, and an unknown
+//! client costs the same hash and compare as a known one, so neither the answer nor its
+//! timing tells which client ids exist.
+
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use signet_core::oauth::OAuthError;
+use signet_core::projection::{ClientEntry, Projection};
+use signet_core::secret::{dummy_check, SecretDigest};
+use signet_core::UnixTime;
+
+use super::form::OAuthForm;
+
+const FAILED: &str = "client authentication failed";
+
+struct Presented {
+    id: String,
+    secret: Option<String>,
+}
+
+fn from_basic(headers: &HeaderMap) -> Result<Option<Presented>, OAuthError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || OAuthError::invalid_client(FAILED);
+    let value = value.to_str().map_err(|_| bad())?;
+    let (scheme, rest) = value.split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad());
+    }
+    let decoded = STANDARD.decode(rest.trim()).map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    // RFC 6749 section 2.3.1: both parts are application/x-www-form-urlencoded.
+    let unescape = |s: &str| -> String {
+        form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some(Presented {
+        id: unescape(id),
+        secret: Some(unescape(secret)),
+    }))
+}
+
+/// Authenticates the client of a token request. Returns its projection entry.
+pub fn authenticate(
+    p: &Projection,
+    form: &OAuthForm,
+    now: UnixTime,
+) -> Result<Arc<ClientEntry>, OAuthError> {
+    let basic = from_basic(&form.headers)?;
+    let presented = match (basic, form.get("client_id"), form.get("client_secret")) {
+        (Some(_), _, Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method: HTTP Basic or client_secret in the body, not both",
+            ))
+        }
+        (Some(b), Some(id), None) if id != b.id => {
+            return Err(OAuthError::invalid_request(
+                "client_id in the body differs from the authenticated client",
+            ))
+        }
+        (Some(b), _, None) => b,
+        (None, Some(id), secret) => Presented {
+            id: id.to_owned(),
+            secret: secret.map(str::to_owned),
+        },
+        (None, None, Some(_)) => return Err(OAuthError::invalid_request("client_secret without client_id")),
+        (None, None, None) => return Err(OAuthError::invalid_client("client authentication is required")),
+    };
+
+    let digest = presented.secret.as_deref().map(SecretDigest::of);
+    let Some(entry) = p.client(&presented.id) else {
+        if let Some(d) = &digest {
+            dummy_check(d);
+        }
+        return Err(OAuthError::invalid_client(FAILED));
+    };
+    let ok = match &digest {
+        Some(d) => entry.secrets.matches(d, now),
+        // A public client identifies itself; a confidential one must prove it.
+        None => !entry.client.require_client_secret,
+    };
+    if !ok || !entry.client.enabled {
+        return Err(OAuthError::invalid_client(FAILED));
+    }
+    Ok(entry.clone())
+}

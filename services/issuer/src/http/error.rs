@@ -1,0 +1,265 @@
+//! The one place where errors become HTTP responses.
+//!
+//! | error | status | body |
+//! |---|---|---|
+//! | [`ProtocolError`] `invalid_client` | 401 + `WWW-Authenticate: Basic` | RFC 6749 section 5.2 JSON |
+//! | [`ProtocolError`] `server_error` | 500 | RFC 6749 JSON |
+//! | [`ProtocolError`] `temporarily_unavailable` | 503 | RFC 6749 JSON |
+//! | [`ProtocolError`] other codes | 400 | RFC 6749 JSON |
+//! | [`ProtocolError::too_large`] | 413 | RFC 6749 JSON (`invalid_request`) |
+//! | [`ApiError::Invalid`] | 400 | `{error, error_description, field, rule, errors}` |
+//! | [`ApiError::Unauthorized`] | 401 + `WWW-Authenticate: Bearer` (RFC 6750) | JSON |
+//! | [`ApiError::Forbidden`] | 403 + `WWW-Authenticate: Bearer error="insufficient_scope"` | JSON |
+//! | [`ApiError::NotFound`] / [`ApiError::Conflict`] | 404 / 409 | JSON |
+//! | [`ApiError::UnsupportedMediaType`] / [`ApiError::TooLarge`] | 415 / 413 | JSON |
+//! | [`ApiError::Unavailable`] | 503 | JSON |
+//! | [`ApiError::Internal`] | 500 | JSON without details (details go to the log) |
+//!
+//! Error descriptions never carry secrets, tokens or internal details.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use signet_core::commands::CommandError;
+use signet_core::oauth::{ErrorCode, OAuthError};
+use signet_core::validation::ValidationErrors;
+
+/// A protocol error on an OAuth endpoint.
+#[derive(Debug)]
+pub struct ProtocolError {
+    pub error: OAuthError,
+    pub status: Option<StatusCode>,
+}
+
+impl ProtocolError {
+    pub fn too_large(limit: usize) -> Self {
+        ProtocolError {
+            error: OAuthError::invalid_request(format!("the request body exceeds {limit} bytes")),
+            status: Some(StatusCode::PAYLOAD_TOO_LARGE),
+        }
+    }
+
+    pub fn with_status(error: OAuthError, status: StatusCode) -> Self {
+        ProtocolError {
+            error,
+            status: Some(status),
+        }
+    }
+}
+
+impl From<OAuthError> for ProtocolError {
+    fn from(error: OAuthError) -> Self {
+        ProtocolError {
+            error,
+            status: None,
+        }
+    }
+}
+
+/// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 section 5.1).
+pub fn no_store(headers: &mut axum::http::HeaderMap) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+impl IntoResponse for ProtocolError {
+    fn into_response(self) -> Response {
+        let code = self.error.code;
+        let status = self.status.unwrap_or(match code {
+            ErrorCode::InvalidClient => StatusCode::UNAUTHORIZED,
+            ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        });
+        let body = json!({
+            "error": code.as_str(),
+            "error_description": self.error.description,
+        });
+        let mut resp = (status, axum::Json(body)).into_response();
+        no_store(resp.headers_mut());
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6749 section 5.2: a 401 names the authentication scheme the client may use.
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"signet\", charset=\"UTF-8\""),
+            );
+        }
+        resp
+    }
+}
+
+/// An error on the admin API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// No, or an invalid, bearer token (RFC 6750 section 3.1).
+    #[error("{description}")]
+    Unauthorized {
+        description: &'static str,
+        token_present: bool,
+    },
+    /// The token lacks the `signet.admin` scope.
+    #[error("the access token lacks the signet.admin scope")]
+    Forbidden,
+    #[error("the body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    #[error("the request body exceeds {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Invalid(v) => ApiError::Invalid(v),
+            CommandError::AlreadyExists(m) => ApiError::Conflict(format!("{m} already exists")),
+            CommandError::NotFound(m) => ApiError::NotFound(format!("{m} does not exist")),
+            CommandError::InUse(m) => ApiError::Conflict(m),
+        }
+    }
+}
+
+const BEARER_REALM: &str = "Bearer realm=\"signet-admin\"";
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let description = self.to_string();
+        let (status, code) = match &self {
+            ApiError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Unauthorized {
+                token_present: false,
+                ..
+            } => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            ApiError::Forbidden => (StatusCode::FORBIDDEN, "insufficient_scope"),
+            ApiError::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "admin API internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error")
+            }
+        };
+        let mut body = json!({ "error": code, "error_description": description });
+        if let ApiError::Invalid(v) = &self {
+            body["field"] = json!(v.errors[0].field);
+            body["rule"] = json!(v.errors[0].rule);
+            body["errors"] = json!(v.errors);
+        }
+        let mut resp = (status, axum::Json(body)).into_response();
+        let challenge = match &self {
+            ApiError::Unauthorized {
+                token_present: false,
+                ..
+            } => Some(BEARER_REALM.to_owned()),
+            ApiError::Unauthorized { description, .. } => Some(format!(
+                "{BEARER_REALM}, error=\"invalid_token\", error_description=\"{description}\""
+            )),
+            ApiError::Forbidden => Some(format!(
+                "{BEARER_REALM}, error=\"insufficient_scope\", scope=\"{}\"",
+                signet_core::bootstrap::ADMIN_SCOPE
+            )),
+            _ => None,
+        };
+        if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, c);
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn parts(r: Response) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let status = r.status();
+        let headers = r.headers().clone();
+        let body = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, headers, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn protocol_errors_map_to_rfc6749() {
+        let (s, h, b) =
+            parts(ProtocolError::from(OAuthError::invalid_client("nope")).into_response()).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert!(h[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic"));
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        assert_eq!(
+            b,
+            json!({"error": "invalid_client", "error_description": "nope"})
+        );
+        let (s, _, b) =
+            parts(ProtocolError::from(OAuthError::invalid_scope("x")).into_response()).await;
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_scope"))
+        );
+        let (s, _, b) = parts(ProtocolError::too_large(10).into_response()).await;
+        assert_eq!(
+            (s, b["error"].as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, Some("invalid_request"))
+        );
+        let (s, _, _) =
+            parts(ProtocolError::from(OAuthError::server_error("x")).into_response()).await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[tokio::test]
+    async fn api_errors_name_fields_and_challenge() {
+        let (s, _, b) = parts(
+            ApiError::Invalid(ValidationErrors::single("redirectUris[0]", "bad")).into_response(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            (b["field"].as_str(), b["rule"].as_str()),
+            (Some("redirectUris[0]"), Some("bad"))
+        );
+        let (s, h, _) = parts(
+            ApiError::Unauthorized {
+                description: "missing",
+                token_present: false,
+            }
+            .into_response(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert_eq!(h[header::WWW_AUTHENTICATE], BEARER_REALM);
+        let (s, h, _) = parts(ApiError::Forbidden.into_response()).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert!(h[header::WWW_AUTHENTICATE]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope"));
+        let (s, _, b) = parts(ApiError::Internal("secret detail".into()).into_response()).await;
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!b.to_string().contains("secret detail"));
+        let (s, _, _) = parts(
+            ApiError::from(CommandError::AlreadyExists("client \"x\"".into())).into_response(),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CONFLICT);
+    }
+}

@@ -1,0 +1,117 @@
+//! `grant_type=client_credentials` (RFC 6749 section 4.4): no network, no locks. Client
+//! lookup and secret check already happened; here: the grant decision (`signet-core`), the
+//! claims written into a reused buffer, one signature, and the JSON answer.
+
+use std::cell::RefCell;
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use signet_core::client::AccessTokenType;
+use signet_core::grants::client_credentials::decide;
+use signet_core::grants::AccessTokenClaims;
+use signet_core::oauth::OAuthError;
+use signet_core::projection::{ClientEntry, Projection};
+use signet_jose::b64url;
+
+use crate::http::error::{no_store, ProtocolError};
+use crate::http::form::OAuthForm;
+use crate::state::AppState;
+
+thread_local! {
+    static CLAIMS: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
+}
+
+/// A random, unguessable token id (128 bits).
+pub fn new_jti() -> Result<String, OAuthError> {
+    let mut bytes = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| OAuthError::server_error("no randomness available"))?;
+    Ok(b64url(&bytes))
+}
+
+pub fn grant(
+    state: &AppState,
+    p: &Projection,
+    client: &ClientEntry,
+    form: &OAuthForm,
+    now: i64,
+) -> Result<Response, ProtocolError> {
+    let c = &client.client;
+    let grant = decide(p, client, form.get("scope"), state.config.default_algorithm)?;
+    if c.access_token_type == AccessTokenType::Reference {
+        // Reference tokens need the shared store; until it exists, refuse rather than
+        // silently issue a self-contained token the client did not ask for.
+        return Err(OAuthError::unauthorized_client(
+            "reference access tokens (accessTokenType 1) are not available on this server yet",
+        )
+        .into());
+    }
+    let signers = state.signers.load();
+    let signer = signers.access_token(grant.alg).ok_or_else(|| {
+        tracing::error!(alg = %grant.alg, "no active signing key");
+        OAuthError::server_error("no signing key is available")
+    })?;
+
+    let static_audience;
+    let audiences: &[&str] = if grant.audiences.is_empty() {
+        static_audience = [state.config.issuer.endpoint("/resources")];
+        &[static_audience[0].as_str()]
+    } else {
+        &grant.audiences
+    };
+    let jti = if c.include_jwt_id {
+        Some(new_jti()?)
+    } else {
+        None
+    };
+    let lifetime = i64::from(c.access_token_lifetime);
+    let claims = AccessTokenClaims {
+        iss: state.config.issuer.as_str(),
+        sub: &c.client_id,
+        aud: audiences,
+        client_id: &c.client_id,
+        scopes: &grant.scopes,
+        iat: now,
+        exp: now + lifetime,
+        jti: jti.as_deref(),
+        extra_json: &client.claims_json,
+    };
+    let token = CLAIMS.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        claims.write_json(&mut buf);
+        signer.sign(&buf)
+    });
+    let token = token.map_err(|e| {
+        tracing::error!(error = %e, "signing failed");
+        OAuthError::server_error("the token could not be signed")
+    })?;
+    Ok(token_response(&token, lifetime, &grant.scopes))
+}
+
+/// RFC 6749 section 5.1.
+pub fn token_response(access_token: &str, expires_in: i64, scopes: &[&str]) -> Response {
+    let mut body = String::with_capacity(access_token.len() + 96);
+    body.push_str("{\"access_token\":\"");
+    body.push_str(access_token); // base64url and dots: nothing to escape
+    body.push_str("\",\"token_type\":\"Bearer\",\"expires_in\":");
+    body.push_str(&expires_in.to_string());
+    body.push_str(",\"scope\":\"");
+    for (i, s) in scopes.iter().enumerate() {
+        if i > 0 {
+            body.push(' ');
+        }
+        body.push_str(s); // validated scope tokens: no quote or backslash
+    }
+    body.push_str("\"}");
+    let mut resp = (StatusCode::OK, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    no_store(h);
+    resp
+}

@@ -1,0 +1,75 @@
+//! The two routers of a node: the public protocol surface (under the issuer URL's path)
+//! and the admin API (on the admin listener, under `/admin/v1`).
+
+pub mod admin;
+pub mod client_auth;
+pub mod discovery;
+pub mod error;
+pub mod form;
+pub mod grants;
+pub mod token;
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tower_http::timeout::TimeoutLayer;
+
+use crate::state::AppState;
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": "not_found", "error_description": "no such endpoint"})),
+    )
+        .into_response()
+}
+
+/// Public endpoints, nested under the issuer URL's path (e.g. `/auth`).
+pub fn public_router(state: AppState) -> Router {
+    let timeout = state.config.request_timeout;
+    let routes = Router::new()
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::openid_configuration),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::authorization_server),
+        )
+        .route("/oauth2/jwks", get(discovery::jwks))
+        .route(
+            "/oauth2/token",
+            post(token::token).fallback(token::method_not_allowed),
+        )
+        .route("/healthz", get(discovery::healthz))
+        .route("/readyz", get(discovery::readyz))
+        .with_state(state.clone());
+    let path = state.config.issuer.path().to_owned();
+    let router = if path.is_empty() {
+        routes
+    } else {
+        Router::new().nest(&path, routes)
+    };
+    with_common_layers(router.fallback(not_found), timeout)
+}
+
+/// The admin listener: the admin API plus health.
+pub fn admin_router(state: AppState) -> Router {
+    let timeout = state.config.request_timeout;
+    let router = Router::new()
+        .nest("/admin/v1", admin::router(state.clone()))
+        .route("/healthz", get(discovery::healthz))
+        .route("/readyz", get(discovery::readyz).with_state(state))
+        .fallback(not_found);
+    with_common_layers(router, timeout)
+}
+
+fn with_common_layers(router: Router, timeout: Duration) -> Router {
+    router.layer(TimeoutLayer::with_status_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        timeout,
+    ))
+}

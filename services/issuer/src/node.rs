@@ -1,0 +1,357 @@
+//! Building and running a node. `serve` is the all-in-one node: event log, key manager and
+//! issuer in one process, on files in the data directory:
+//!
+//! ```text
+//! <data-dir>/LOCK        one process per data directory
+//! <data-dir>/events/     the configuration event log and its snapshot (signet-eventlog)
+//! <data-dir>/keys/       private signing keys, sealed under the KEK (signet-keymanager)
+//! <data-dir>/kek         the key-encryption key, unless --kek-file puts it elsewhere
+//! ```
+//!
+//! Start-up: lock the directory, load the latest snapshot and replay the log after it,
+//! write what must exist from the start (standard identity resources, the admin API's
+//! scope and resource, the bootstrap admin client), make sure every algorithm has an
+//! active key, then follow the log's live tail and serve.
+
+use std::fs::File;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use signet_core::bootstrap::{self, ADMIN_CLIENT_ID};
+use signet_core::commands::{decide, Command, CommandError};
+use signet_core::events::Aggregate;
+use signet_core::projection::Projection;
+use signet_core::scope::ScopeKind;
+use signet_core::secret::SecretDigest;
+use signet_eventlog::embedded::FileLog;
+use signet_eventlog::{EventLog, EventLogError, ExpectedVersion, NewEvent, Snapshot};
+use signet_keymanager::{FileVault, Kek, KeyError, KeyManager, KeyPolicy};
+use tokio::net::TcpListener;
+
+use crate::config::NodeConfig;
+use crate::http;
+use crate::state::{catch_up, AppState, FoldError, Signers};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("data directory {path}: {reason}")]
+    DataDir { path: String, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("event log: {0}")]
+    Log(#[from] EventLogError),
+    #[error("configuration log cannot be applied: {0}")]
+    Fold(#[from] FoldError),
+    #[error("bootstrap: {0}")]
+    Bootstrap(#[from] CommandError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("snapshot cannot be read: {0}")]
+    Snapshot(serde_json::Error),
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The actor recorded on events the node writes by itself.
+pub const SYSTEM_ACTOR: &str = "system";
+
+/// A started node: state built, listeners bound, not yet serving.
+pub struct Node {
+    state: AppState,
+    public: TcpListener,
+    admin: TcpListener,
+    generated_admin_secret: Option<String>,
+    _lock: File,
+}
+
+fn now() -> i64 {
+    http::token::now()
+}
+
+fn random_secret() -> Result<String, NodeError> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| NodeError::DataDir {
+            path: String::new(),
+            reason: "no randomness available".into(),
+        })?;
+    Ok(signet_jose::b64url(&bytes))
+}
+
+fn lock_data_dir(config: &NodeConfig) -> Result<File, NodeError> {
+    let dir = &config.data_dir;
+    let err = |reason: String| NodeError::DataDir {
+        path: dir.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))
+        .map_err(|e| err(e.to_string()))?;
+    lock.try_lock()
+        .map_err(|_| err("another signet process is using it".into()))?;
+    Ok(lock)
+}
+
+async fn run_command(
+    log: &dyn EventLog,
+    p: &mut Projection,
+    cmd: Command,
+) -> Result<(), NodeError> {
+    let d = decide(p, cmd)?;
+    let new = NewEvent {
+        subject: d.event.subject(),
+        actor: SYSTEM_ACTOR.to_owned(),
+        at_ms: now() * 1000,
+        payload: d.event.to_json(),
+    };
+    log.append(new, ExpectedVersion::Exact(d.expected_version))
+        .await?;
+    catch_up(log, p).await?;
+    Ok(())
+}
+
+/// Writes what must exist from the start. Objects that ever existed are left alone (an
+/// admin may have deleted a standard identity resource on purpose). Returns the admin
+/// secret when one was generated.
+async fn bootstrap_config(
+    log: &dyn EventLog,
+    p: &mut Projection,
+    admin_secret: Option<&str>,
+) -> Result<Option<String>, NodeError> {
+    let fresh = |p: &Projection, agg, id: &str| p.version(agg, id) == 0;
+    for s in bootstrap::standard_identity_resources() {
+        if fresh(p, Aggregate::Scope, &s.name) {
+            run_command(log, p, Command::CreateScope(ScopeKind::Identity, s)).await?;
+        }
+    }
+    let scope = bootstrap::admin_scope();
+    if fresh(p, Aggregate::Scope, &scope.name) {
+        run_command(log, p, Command::CreateScope(ScopeKind::Api, scope)).await?;
+    }
+    let resource = bootstrap::admin_resource();
+    if fresh(p, Aggregate::ApiResource, &resource.name) {
+        run_command(log, p, Command::CreateApiResource(Box::new(resource))).await?;
+    }
+    match p.client(ADMIN_CLIENT_ID) {
+        None => {
+            let (secret, generated) = match admin_secret {
+                Some(s) => (s.to_owned(), None),
+                None => {
+                    let s = random_secret()?;
+                    (s.clone(), Some(s))
+                }
+            };
+            run_command(
+                log,
+                p,
+                Command::CreateClient(Box::new(bootstrap::admin_client(secret))),
+            )
+            .await?;
+            tracing::info!(
+                client_id = ADMIN_CLIENT_ID,
+                "created the bootstrap admin client"
+            );
+            Ok(generated)
+        }
+        Some(existing) => {
+            // SIGNET_ADMIN_CLIENT_SECRET changed: it becomes the admin client's one secret.
+            if let Some(s) = admin_secret {
+                if !existing.secrets.matches(&SecretDigest::of(s), now()) {
+                    let mut client = existing
+                        .client
+                        .clone()
+                        .map_secrets(|_| unreachable_secret());
+                    client.client_secrets = bootstrap::admin_client(s.to_owned()).client_secrets;
+                    run_command(
+                        log,
+                        p,
+                        Command::ReplaceClient {
+                            client: Box::new(client),
+                            keep_secrets: false,
+                        },
+                    )
+                    .await?;
+                    tracing::warn!(
+                        client_id = ADMIN_CLIENT_ID,
+                        "admin client secret replaced from SIGNET_ADMIN_CLIENT_SECRET"
+                    );
+                }
+            }
+            Ok(None)
+        }
+    }
+}
+
+// `map_secrets` above is called and its result's secrets replaced at once; the closure
+// must still produce a value of the input type.
+fn unreachable_secret() -> signet_core::secret::SecretInput {
+    signet_core::secret::SecretInput {
+        description: None,
+        value: None,
+        expiration: None,
+        kind: "SharedSecret".to_owned(),
+    }
+}
+
+impl Node {
+    /// Opens the data directory, rebuilds the projection, bootstraps, loads keys and binds
+    /// both listeners.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let lock = lock_data_dir(&config)?;
+        let events_dir = config.data_dir.join("events");
+        let log: Arc<dyn EventLog> =
+            tokio::task::spawn_blocking(move || FileLog::open(&events_dir))
+                .await
+                .map_err(|e| NodeError::DataDir {
+                    path: config.data_dir.display().to_string(),
+                    reason: e.to_string(),
+                })??;
+
+        let mut projection = match log.load_snapshot().await? {
+            Some(s) => Projection::from_snapshot(&s.data).map_err(NodeError::Snapshot)?,
+            None => Projection::new(),
+        };
+        let from_snapshot = projection.seq();
+        catch_up(log.as_ref(), &mut projection).await?;
+        tracing::info!(
+            snapshot = from_snapshot,
+            replayed = projection.seq() - from_snapshot,
+            "configuration loaded"
+        );
+
+        let generated_admin_secret = bootstrap_config(
+            log.as_ref(),
+            &mut projection,
+            config.admin_client_secret.as_deref(),
+        )
+        .await?;
+
+        let kek_path = config
+            .kek_file
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("kek"));
+        let keys = KeyManager::new(
+            Kek::load_or_create(&kek_path)?,
+            FileVault::open(&config.data_dir.join("keys"))?,
+            log.clone(),
+            KeyPolicy::default(),
+        );
+        keys.ensure_active(&projection, now()).await?;
+        catch_up(log.as_ref(), &mut projection).await?;
+        let signers = Signers::new(&keys.active_keys(&projection)?);
+
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| NodeError::Bind { addr, source })
+        };
+        let public = bind(config.listen).await?;
+        let admin = bind(config.admin_listen).await?;
+        let state = AppState::new(config, log, projection, signers);
+        Ok(Node {
+            state,
+            public,
+            admin,
+            generated_admin_secret,
+            _lock: lock,
+        })
+    }
+
+    pub fn public_addr(&self) -> Option<SocketAddr> {
+        self.public.local_addr().ok()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.local_addr().ok()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The admin secret generated on first start (print it once; it is stored only as a
+    /// hash).
+    pub fn generated_admin_secret(&self) -> Option<&str> {
+        self.generated_admin_secret.as_deref()
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests (bounded by the
+    /// configured grace period) and writes a snapshot so the next start replays less.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), NodeError> {
+        let Node {
+            state,
+            public,
+            admin,
+            _lock,
+            ..
+        } = self;
+        let follower = state.spawn_follower();
+        let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
+        let signal = |tx: &tokio::sync::broadcast::Sender<()>| {
+            let mut rx = tx.subscribe();
+            async move {
+                let _ = rx.recv().await;
+            }
+        };
+        let public_server = axum::serve(public, http::public_router(state.clone()))
+            .with_graceful_shutdown(signal(&tx));
+        let admin_server = axum::serve(admin, http::admin_router(state.clone()))
+            .with_graceful_shutdown(signal(&tx));
+        let mut servers = tokio::spawn(async move {
+            let (a, b) = tokio::join!(public_server, admin_server);
+            a.and(b)
+        });
+        let result = tokio::select! {
+            r = &mut servers => r,
+            () = shutdown => {
+                tracing::info!("shutting down: draining in-flight requests");
+                let _ = tx.send(());
+                match tokio::time::timeout(state.config.shutdown_grace, &mut servers).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::warn!("grace period over; closing remaining connections");
+                        servers.abort();
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        };
+        follower.abort();
+        let p = state.projection.load();
+        if let Err(e) = state
+            .log
+            .save_snapshot(Snapshot {
+                seq: p.seq(),
+                data: p.to_snapshot(),
+            })
+            .await
+        {
+            tracing::warn!(error = %e, "could not write a snapshot");
+        }
+        match result {
+            Ok(r) => r.map_err(NodeError::Serve),
+            Err(e) => Err(NodeError::Serve(std::io::Error::other(e))),
+        }
+    }
+}
+
+/// Starts a node and serves until `shutdown` resolves.
+pub async fn serve(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    Node::start(config).await?.run(shutdown).await
+}

@@ -1,0 +1,186 @@
+//! Application state shared by every handler: the projection (read lock-free through
+//! `ArcSwap`), the signers, the event log, and the node's readiness.
+//!
+//! The projection has one writer, the follower task, which folds events from the log into a
+//! copy and swaps it in. Writers of the admin API append to the log and then wait until the
+//! follower has applied their event, so a write is visible on this node when it answers.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use signet_core::events::Event;
+use signet_core::projection::Projection;
+use signet_core::Algorithm;
+use signet_eventlog::{EventLog, EventLogError, RecordedEvent, Seq};
+use signet_jose::{JwsSigner, SigningKey};
+use tokio::sync::watch;
+
+use crate::config::NodeConfig;
+
+/// The signers of the active keys, one per algorithm.
+#[derive(Debug, Default)]
+pub struct Signers {
+    access_tokens: [Option<JwsSigner>; 4],
+}
+
+fn slot(alg: Algorithm) -> usize {
+    match alg {
+        Algorithm::RS256 => 0,
+        Algorithm::PS256 => 1,
+        Algorithm::ES256 => 2,
+        Algorithm::EdDSA => 3,
+    }
+}
+
+impl Signers {
+    pub fn new(keys: &[Arc<SigningKey>]) -> Self {
+        let mut s = Signers::default();
+        for k in keys {
+            s.access_tokens[slot(k.alg())] = Some(JwsSigner::new(k.clone(), "at+jwt"));
+        }
+        s
+    }
+
+    /// The access-token signer (`typ: at+jwt`, RFC 9068) for `alg`.
+    pub fn access_token(&self, alg: Algorithm) -> Option<&JwsSigner> {
+        self.access_tokens[slot(alg)].as_ref()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.access_tokens.iter().all(Option::is_none)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FoldError {
+    #[error("event {seq} on {subject} is not a known configuration event: {source}")]
+    Decode {
+        seq: Seq,
+        subject: String,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Projection(#[from] signet_core::projection::ProjectionError),
+    #[error(transparent)]
+    Log(#[from] EventLogError),
+}
+
+/// Folds one recorded event into a projection.
+pub fn fold(p: &mut Projection, e: &RecordedEvent) -> Result<(), FoldError> {
+    let event = Event::from_json(&e.payload).map_err(|source| FoldError::Decode {
+        seq: e.seq,
+        subject: e.subject.clone(),
+        source,
+    })?;
+    p.apply(e.seq, &e.subject, event)?;
+    Ok(())
+}
+
+/// Reads every event after the projection's sequence from `log` and folds it.
+pub async fn catch_up(log: &dyn EventLog, p: &mut Projection) -> Result<(), FoldError> {
+    loop {
+        let batch = log.read_from(p.seq() + 1, 1024).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for e in &batch {
+            fold(p, e)?;
+        }
+    }
+}
+
+pub struct Inner {
+    pub config: NodeConfig,
+    pub projection: ArcSwap<Projection>,
+    pub signers: ArcSwap<Signers>,
+    pub log: Arc<dyn EventLog>,
+    applied: watch::Sender<Seq>,
+    follower_failed: AtomicBool,
+}
+
+/// Cheap to clone; one per node.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error("the projection did not reach event {0} in time")]
+    Timeout(Seq),
+    #[error("the projection stopped (see the log)")]
+    Stopped,
+}
+
+impl AppState {
+    pub fn new(
+        config: NodeConfig,
+        log: Arc<dyn EventLog>,
+        projection: Projection,
+        signers: Signers,
+    ) -> Self {
+        let (applied, _) = watch::channel(projection.seq());
+        AppState(Arc::new(Inner {
+            config,
+            projection: ArcSwap::from_pointee(projection),
+            signers: ArcSwap::from_pointee(signers),
+            log,
+            applied,
+            follower_failed: AtomicBool::new(false),
+        }))
+    }
+
+    /// Ready: the follower is alive and keys are loaded.
+    pub fn is_ready(&self) -> bool {
+        !self.follower_failed.load(Ordering::Relaxed) && !self.signers.load().is_empty()
+    }
+
+    /// Waits until this node's projection has applied event `seq`.
+    pub async fn wait_applied(&self, seq: Seq, patience: Duration) -> Result<(), WaitError> {
+        let mut rx = self.applied.subscribe();
+        let wait = async move { rx.wait_for(|applied| *applied >= seq).await.is_ok() };
+        match tokio::time::timeout(patience, wait).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(WaitError::Stopped),
+            Err(_) if self.follower_failed.load(Ordering::Relaxed) => Err(WaitError::Stopped),
+            Err(_) => Err(WaitError::Timeout(seq)),
+        }
+    }
+
+    /// Follows the log's live tail and folds it into the projection, batching events that
+    /// arrive together into one swap. Stops loudly on an event it cannot apply: the node
+    /// keeps serving the last good projection and reports not ready.
+    pub fn spawn_follower(&self) -> tokio::task::JoinHandle<()> {
+        let state = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = state.follow().await {
+                state.follower_failed.store(true, Ordering::Relaxed);
+                tracing::error!(error = %e, "configuration follower stopped; this node is not ready");
+            }
+        })
+    }
+
+    async fn follow(&self) -> Result<(), FoldError> {
+        let from = self.projection.load().seq() + 1;
+        let mut stream = self.log.follow(from).await?.ready_chunks(512);
+        while let Some(batch) = stream.next().await {
+            let mut next = Projection::clone(&self.projection.load());
+            for e in batch {
+                let e = e?;
+                fold(&mut next, &e)?;
+            }
+            let seq = next.seq();
+            self.projection.store(Arc::new(next));
+            self.applied.send_replace(seq);
+        }
+        Err(EventLogError::Closed.into())
+    }
+}

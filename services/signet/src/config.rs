@@ -1,0 +1,219 @@
+//! Command-line flags, `SIGNET_*` environment variables and the TOML file, merged in that
+//! order of precedence (flag, then environment, then file, then the default) into the
+//! libraries' validated configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use signet_core::Algorithm;
+use signet_issuer::config::IssuerUrl;
+use signet_issuer::NodeConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "signet",
+    version,
+    about = "Signet: an OAuth 2.0 / OpenID Connect authorization server"
+)]
+pub struct Cli {
+    /// TOML configuration file (keys as the long flags, with underscores).
+    #[arg(long, env = "SIGNET_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(
+        long,
+        env = "SIGNET_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the all-in-one node on embedded storage (event log, key manager and issuer in
+    /// one process).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Directory for the event log, sealed keys and the KEK [default: ./signet-data]
+    #[arg(long, env = "SIGNET_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The issuer URL: `iss` of every token; may carry a path such as /auth
+    /// [default: http://127.0.0.1:8080]
+    #[arg(long, env = "SIGNET_ISSUER")]
+    pub issuer: Option<String>,
+    /// Address of the public endpoints [default: 127.0.0.1:8080]
+    #[arg(long, env = "SIGNET_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address of the admin API [default: 127.0.0.1:8081]
+    #[arg(long, env = "SIGNET_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Key-encryption key file (32 random bytes, base64); created with mode 0600 when
+    /// absent [default: <data-dir>/kek]
+    #[arg(long, env = "SIGNET_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
+    /// Access-token signing algorithm when an API resource does not restrict it
+    /// (RS256, PS256, ES256, EdDSA) [default: RS256]
+    #[arg(long, env = "SIGNET_DEFAULT_ALGORITHM")]
+    pub default_algorithm: Option<String>,
+    /// JWKS Cache-Control max-age in seconds [default: 900]
+    #[arg(long, env = "SIGNET_JWKS_MAX_AGE")]
+    pub jwks_max_age: Option<u64>,
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT [default: 10]
+    #[arg(long, env = "SIGNET_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<u64>,
+    /// The bootstrap admin client's secret (environment only: flags show up in `ps`).
+    #[arg(skip)]
+    pub admin_client_secret: Option<String>,
+}
+
+/// The TOML file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub issuer: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub kek_file: Option<PathBuf>,
+    pub default_algorithm: Option<String>,
+    pub jwks_max_age: Option<u64>,
+    pub shutdown_grace: Option<u64>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid Signet config file", path.display()))
+    }
+}
+
+/// The largest JWKS max-age: verifiers must see a new key well before it signs, and
+/// resource servers cache the JWKS for at most an hour.
+const MAX_JWKS_MAX_AGE: u64 = 3600;
+
+impl ServeArgs {
+    /// Merges flags/environment over the file over the defaults, and validates the result.
+    pub fn resolve(self, file: Option<&Path>) -> anyhow::Result<NodeConfig> {
+        let file = match file {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./signet-data"));
+        let mut config = NodeConfig::new(data_dir);
+        if let Some(issuer) = self.issuer.or(file.issuer) {
+            config.issuer = IssuerUrl::parse(&issuer)?;
+        }
+        if let Some(a) = self.listen.or(file.listen) {
+            config.listen = a;
+        }
+        if let Some(a) = self.admin_listen.or(file.admin_listen) {
+            config.admin_listen = a;
+        }
+        config.kek_file = self.kek_file.or(file.kek_file);
+        if let Some(alg) = self.default_algorithm.or(file.default_algorithm) {
+            config.default_algorithm = alg.parse::<Algorithm>().context("default_algorithm")?;
+        }
+        if let Some(secs) = self.jwks_max_age.or(file.jwks_max_age) {
+            anyhow::ensure!(
+                (1..=MAX_JWKS_MAX_AGE).contains(&secs),
+                "jwks_max_age must be between 1 and {MAX_JWKS_MAX_AGE} seconds"
+            );
+            config.jwks_max_age = Duration::from_secs(secs);
+        }
+        if let Some(secs) = self.shutdown_grace.or(file.shutdown_grace) {
+            config.shutdown_grace = Duration::from_secs(secs);
+        }
+        anyhow::ensure!(
+            config.listen != config.admin_listen,
+            "listen and admin_listen must differ"
+        );
+        config.admin_client_secret = self
+            .admin_client_secret
+            .or_else(|| std::env::var("SIGNET_ADMIN_CLIENT_SECRET").ok())
+            .filter(|s| !s.is_empty());
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(argv: &[&str]) -> ServeArgs {
+        let mut full = vec!["signet", "serve"];
+        full.extend_from_slice(argv);
+        match Cli::parse_from(full).command {
+            Command::Serve(a) => a,
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("signet.toml");
+        std::fs::write(&file, "issuer = \"https://id.example/auth\"\nlisten = \"127.0.0.1:9000\"\ndefault_algorithm = \"ES256\"\n").unwrap();
+        let c = args(&["--listen", "127.0.0.1:9100"])
+            .resolve(Some(&file))
+            .unwrap();
+        assert_eq!(c.issuer.as_str(), "https://id.example/auth");
+        assert_eq!(c.listen, "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(c.admin_listen, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(c.default_algorithm, Algorithm::ES256);
+        assert_eq!(c.data_dir, PathBuf::from("./signet-data"));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("signet.toml");
+        std::fs::write(&file, "isuer = \"typo\"\n").unwrap();
+        let e = format!("{:#}", args(&[]).resolve(Some(&file)).unwrap_err());
+        assert!(e.contains("unknown field `isuer`"), "{e}");
+        let e = format!(
+            "{:#}",
+            args(&["--issuer", "ftp://x"]).resolve(None).unwrap_err()
+        );
+        assert!(e.contains("scheme"), "{e}");
+        let e = format!(
+            "{:#}",
+            args(&["--default-algorithm", "HS256"])
+                .resolve(None)
+                .unwrap_err()
+        );
+        assert!(e.contains("HS256"), "{e}");
+        let e = format!(
+            "{:#}",
+            args(&["--jwks-max-age", "7200"]).resolve(None).unwrap_err()
+        );
+        assert!(e.contains("jwks_max_age"), "{e}");
+        let e = format!(
+            "{:#}",
+            args(&["--listen", "127.0.0.1:1", "--admin-listen", "127.0.0.1:1"])
+                .resolve(None)
+                .unwrap_err()
+        );
+        assert!(e.contains("must differ"), "{e}");
+    }
+}
