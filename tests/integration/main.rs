@@ -1,1 +1,8 @@
-fn main() {}
+//! Cross-service integration tests, one binary: each module starts real `signet` processes
+//! (see `signet_tests`, the support crate) and acts as a user would.
+
+mod admin_api;
+mod bad_input;
+mod client_credentials;
+mod discovery;
+mod restart;

@@ -63,8 +63,24 @@ pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Valid
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { "body".to_owned() } else { path };
         let inner = e.into_inner();
+        let mut field = if path == "." || path == "?" {
+            "body".to_owned()
+        } else {
+            path
+        };
+        // A missing member is named by the error, not the path (which points at its parent).
+        let text = inner.to_string();
+        if let Some(name) = text
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+        {
+            field = if field == "body" {
+                name.to_owned()
+            } else {
+                format!("{field}.{name}")
+            };
+        }
         // serde_json appends " at line L column C"; the field path says where already.
         let msg = inner.to_string();
         let rule = match msg.rfind(" at line ") {
@@ -140,6 +156,9 @@ mod tests {
         assert!(e.errors[0].rule.contains("invalid type"), "{e:?}");
         let e = from_json::<T>(br#"{"accessTokenLifetime": 1, "bogus": 2}"#).unwrap_err();
         assert!(e.errors[0].rule.contains("unknown field `bogus`"), "{e:?}");
+        let e = from_json::<T>(b"{}").unwrap_err();
+        assert_eq!(e.errors[0].field, "accessTokenLifetime");
+        assert!(e.errors[0].rule.contains("missing field"));
         let e = from_json::<T>(b"[").unwrap_err();
         assert_eq!(e.errors[0].field, "body");
     }
