@@ -7,6 +7,7 @@
 //! its own service (`signet keymanager`) leasing keys to issuers over NATS.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod kek;
 mod manager;

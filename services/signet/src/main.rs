@@ -2,6 +2,7 @@
 //! config file into a validated configuration, then calls into the libraries.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod config;
 
