@@ -129,3 +129,38 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test]
+async fn a_corrupt_event_log_stops_the_node_with_a_clear_error() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(dir.path(), ServeOptions::default()).await?;
+    s.create("/Resource/ApiScope", json!({"name": "a"})).await?;
+    s.create("/Resource/ApiScope", json!({"name": "b"})).await?;
+    s.stop().await?;
+    // Flip one byte in the middle of the log: a damaged record, not a torn tail.
+    let log = dir.path().join("events").join("events.log");
+    let mut bytes = std::fs::read(&log)?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&log, bytes)?;
+    let out = std::process::Command::new(signet_tests::signet_bin())
+        .args(["serve", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", signet_tests::free_port()),
+        ])
+        .args([
+            "--admin-listen",
+            &format!("127.0.0.1:{}", signet_tests::free_port()),
+        ])
+        .env("SIGNET_LOG", "off")
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("corrupt") && stderr.contains("events.log"),
+        "{stderr}"
+    );
+    Ok(())
+}

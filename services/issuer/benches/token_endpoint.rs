@@ -46,7 +46,9 @@ use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkGroup, Criterion, Throughput,
+};
 use serde_json::{json, Value};
 use signet_core::grants::client_credentials::decide;
 use signet_core::grants::AccessTokenClaims;
