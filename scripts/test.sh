@@ -13,9 +13,38 @@ if need rustup; then
   cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 fi
 
+# schemathesis (PyPI) fuzzes the admin API from its OpenAPI document
+# (tests/integration/schemathesis.rs): a pinned version in a venv under target/.
+SCHEMATHESIS_VERSION=4.32.5
+VENV=target/venv
+if ! need python3; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv
+fi
+if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" >/dev/null 2>&1; then
+  if ! "$VENV/bin/python" -c "" >/dev/null 2>&1; then
+    rm -rf "$VENV"
+    if ! python3 -m venv "$VENV"; then
+      # Debian's python3 lacks ensurepip until python3-venv is installed.
+      if [ "$(id -u)" != 0 ] || ! need apt-get; then
+        echo "python3 -m venv failed: install python3-venv (or python3 with ensurepip)" >&2
+        exit 1
+      fi
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+      rm -rf "$VENV"
+      python3 -m venv "$VENV"
+    fi
+  fi
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+export SCHEMATHESIS="$PWD/$VENV/bin/schemathesis"
+
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p signet --features otlp --all-targets --locked -- -D warnings
+# The `otlp` feature: request spans exported to a collector stand-in. This builds
+# target/debug/signet with the feature, so it runs before the default build below.
+cargo test --locked -p signet --features otlp --test otlp
 # The integration tests spawn target/debug/signet: build it first.
 cargo build --locked -p signet
 cargo test --workspace --all-targets --locked

@@ -2,7 +2,10 @@
 //! (see `signet_tests`, the support crate) and acts as a user would.
 
 mod admin_api;
+mod admin_cli;
 mod bad_input;
 mod client_credentials;
 mod discovery;
+mod observability;
 mod restart;
+mod schemathesis;

@@ -35,6 +35,24 @@ where
     }
 }
 
+tokio::task_local! {
+    static LOG_FILTER: String;
+}
+
+/// Runs `f` (typically `Serve::start`) with `SIGNET_LOG` set to `filter` for the nodes it
+/// spawns, without touching this process's environment.
+pub async fn with_log_filter<F: std::future::Future>(filter: &str, f: F) -> F::Output {
+    LOG_FILTER.scope(filter.to_owned(), f).await
+}
+
+fn log_filter() -> String {
+    LOG_FILTER
+        .try_with(Clone::clone)
+        .ok()
+        .or_else(|| std::env::var("SIGNET_TEST_LOG").ok())
+        .unwrap_or_else(|| "warn".into())
+}
+
 /// The `signet` binary under test.
 pub fn signet_bin() -> PathBuf {
     if let Ok(p) = std::env::var("SIGNET_BIN") {
@@ -70,6 +88,8 @@ pub struct ServeOptions {
     /// Public and admin ports; `None`: free ones. A restart keeps its issuer URL by
     /// reusing the ports of the first start ([`Serve::options`]).
     pub ports: Option<(u16, u16)>,
+    /// Capture stderr (the logs) instead of inheriting it; see [`Serve::logs`].
+    pub capture_logs: bool,
 }
 
 /// A running `signet serve`.
@@ -84,6 +104,7 @@ pub struct Serve {
     pub data_dir: PathBuf,
     pub admin_secret: String,
     pub stdout: String,
+    logs: std::sync::Arc<std::sync::Mutex<String>>,
     http: reqwest::Client,
 }
 
@@ -117,15 +138,32 @@ impl Serve {
             .arg(format!("127.0.0.1:{admin_port}"))
             .args(&opts.extra_args)
             .env_remove("SIGNET_ADMIN_CLIENT_SECRET")
-            .env("SIGNET_LOG", "warn")
+            .env("SIGNET_LOG", log_filter())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if opts.capture_logs {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .kill_on_drop(true);
         if let Some(s) = &opts.admin_secret {
             cmd.env("SIGNET_ADMIN_CLIENT_SECRET", s);
         }
         let mut child = cmd.spawn().context("spawn signet")?;
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(err) = child.stderr.take() {
+            let logs = logs.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(err).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Ok(mut l) = logs.lock() {
+                        l.push_str(&line);
+                        l.push('\n');
+                    }
+                }
+            });
+        }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
@@ -182,12 +220,18 @@ impl Serve {
             data_dir: data_dir.to_path_buf(),
             admin_secret,
             stdout,
+            logs,
             http,
         })
     }
 
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// What the node logged so far (with `capture_logs`).
+    pub fn logs(&self) -> String {
+        self.logs.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// Stops the process with SIGTERM and waits for it to exit.

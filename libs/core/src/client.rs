@@ -17,6 +17,7 @@ use crate::Algorithm;
 /// ROPC (`password`) is absent on purpose (RFC 9700 section 2.4); refresh tokens are
 /// governed by `allowOfflineAccess`, not by a grant type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum GrantType {
     #[serde(rename = "authorization_code")]
     AuthorizationCode,
@@ -40,8 +41,11 @@ impl GrantType {
     }
 }
 
-/// `refreshTokenUsage`: 0 reuse, 1 one-time only.
+/// `refreshTokenUsage`: whether a refresh token is reused. 0 re-use: the handle stays the
+/// same when tokens are refreshed; 1 one time only: a refresh issues a new handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize_repr, Deserialize_repr, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(default = 1))]
 #[repr(u8)]
 pub enum TokenUsage {
     ReUse = 0,
@@ -49,8 +53,12 @@ pub enum TokenUsage {
     OneTimeOnly = 1,
 }
 
-/// `refreshTokenExpiration`: 0 sliding, 1 absolute.
+/// `refreshTokenExpiration`: how a refresh token expires. 0 sliding: each refresh renews its
+/// lifetime by `slidingRefreshTokenLifetime`, never beyond `absoluteRefreshTokenLifetime`;
+/// 1 absolute: it expires `absoluteRefreshTokenLifetime` after issuance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize_repr, Deserialize_repr, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(default = 1))]
 #[repr(u8)]
 pub enum TokenExpiration {
     Sliding = 0,
@@ -58,8 +66,12 @@ pub enum TokenExpiration {
     Absolute = 1,
 }
 
-/// `accessTokenType`: 0 self-contained JWT, 1 reference (opaque handle).
+/// `accessTokenType`: 0 a self-contained JWT, verifiable with the published keys alone and
+/// valid until it expires; 1 a reference token, an opaque handle the API resolves with the
+/// server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize_repr, Deserialize_repr, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(default = 0))]
 #[repr(u8)]
 pub enum AccessTokenType {
     #[default]
@@ -69,13 +81,29 @@ pub enum AccessTokenType {
 
 /// A claim attached to a client (`claims`), emitted into its access tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClientClaim {
+    /// The claim type (its name in the token, behind `clientClaimsPrefix`).
     #[serde(rename = "type")]
     pub kind: String,
+    /// The claim value.
     pub value: String,
+    /// The value's type, e.g. `http://www.w3.org/2001/XMLSchema#string`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_type: Option<String>,
+}
+
+/// The schema of [`Algorithm`] in the OpenAPI document.
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[schema(as = Algorithm, description = "A JWS signing algorithm.")]
+#[allow(clippy::upper_case_acronyms)]
+pub enum AlgorithmSchema {
+    RS256,
+    PS256,
+    ES256,
+    EdDSA,
 }
 
 fn yes() -> bool {
@@ -100,106 +128,203 @@ fn s15d() -> u32 {
 /// A registered client. `S` is the shape of its secrets: [`SecretInput`] when written,
 /// [`StoredSecret`] in events and the projection, [`SecretView`] when read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        description = "A client application that requests tokens. Members left out get their default.",
+        bound = "S: utoipa::ToSchema"
+    )
+)]
 #[serde(
     deny_unknown_fields,
     rename_all = "camelCase",
     bound(serialize = "S: Serialize", deserialize = "S: Deserialize<'de>")
 )]
 pub struct Client<S = StoredSecret> {
+    /// Unique ID of the client.
+    #[cfg_attr(feature = "openapi", schema(example = "configportalclient"))]
     pub client_id: String,
+    /// Display name of the client (for logs and the consent screen).
     #[serde(default)]
     pub client_name: Option<String>,
+    /// URI of further information about the client (for the consent screen).
     #[serde(default)]
     pub client_uri: Option<String>,
+    /// URI of the client's logo (for the consent screen).
     #[serde(default)]
     pub logo_uri: Option<String>,
+    /// Whether the client is enabled.
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub enabled: bool,
+    /// The protocol type; `oidc` is the only one.
     #[serde(default = "oidc")]
+    #[cfg_attr(feature = "openapi", schema(default = oidc))]
     pub protocol_type: String,
+    /// Description of the client application.
     #[serde(default)]
     pub description: Option<String>,
+    /// Salt for pair-wise subject identifiers of this client's users.
     #[serde(default)]
     pub pair_wise_subject_salt: Option<String>,
+    /// Type of the device flow user code.
     #[serde(default)]
     pub user_code_type: Option<String>,
+    /// Lifetime of an identity token, in seconds (5 minutes).
     #[serde(default = "s300")]
+    #[cfg_attr(feature = "openapi", schema(default = s300))]
     pub identity_token_lifetime: u32,
+    /// Lifetime of an access token, in seconds (1 hour).
     #[serde(default = "s3600")]
+    #[cfg_attr(feature = "openapi", schema(default = s3600))]
     pub access_token_lifetime: u32,
+    /// Lifetime of an authorization code, in seconds (5 minutes).
     #[serde(default = "s300")]
+    #[cfg_attr(feature = "openapi", schema(default = s300))]
     pub authorization_code_lifetime: u32,
+    /// Maximum lifetime of a refresh token, in seconds (30 days).
     #[serde(default = "s30d")]
+    #[cfg_attr(feature = "openapi", schema(default = s30d))]
     pub absolute_refresh_token_lifetime: u32,
+    /// Sliding lifetime of a refresh token, in seconds (15 days); at most
+    /// `absoluteRefreshTokenLifetime`.
     #[serde(default = "s15d")]
+    #[cfg_attr(feature = "openapi", schema(default = s15d))]
     pub sliding_refresh_token_lifetime: u32,
+    /// Lifetime of a user's consent, in seconds; null: it does not expire.
     #[serde(default)]
     pub consent_lifetime: Option<u32>,
+    /// Maximum time since the user last authenticated, in seconds; null: no limit.
     #[serde(default)]
     pub user_sso_lifetime: Option<u32>,
+    /// Lifetime of a device code, in seconds (5 minutes).
     #[serde(default = "s300")]
+    #[cfg_attr(feature = "openapi", schema(default = s300))]
     pub device_code_lifetime: u32,
+    /// Whether a refresh token is reused (0) or replaced at each refresh (1).
     #[serde(default)]
     pub refresh_token_usage: TokenUsage,
+    /// Whether a refresh updates the access token and its claims.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
     pub update_access_token_claims_on_refresh: bool,
+    /// Sliding (0) or absolute (1) refresh token expiration.
     #[serde(default)]
     pub refresh_token_expiration: TokenExpiration,
+    /// Self-contained JWT (0) or reference (1) access tokens.
     #[serde(default)]
     pub access_token_type: AccessTokenType,
+    /// Whether local login is allowed for this client.
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub enable_local_login: bool,
+    /// Whether JWT access tokens carry an identifier (`jti`).
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub include_jwt_id: bool,
+    /// Whether the client must present a secret at the token endpoint; false: a public client.
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub require_client_secret: bool,
+    /// Whether a consent screen is shown.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
     pub require_consent: bool,
+    /// Whether the user may have consent decisions remembered.
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub allow_remember_consent: bool,
+    /// Whether authorization-code requests need a proof key (PKCE).
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub require_pkce: bool,
+    /// Whether the proof key may use the `plain` method (not recommended).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
     pub allow_plain_text_pkce: bool,
+    /// Whether authorize requests must use a request object.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
     pub require_request_object: bool,
+    /// Whether access tokens may be transmitted through the browser.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
     pub allow_access_tokens_via_browser: bool,
+    /// Whether client claims go into every access token, not only client-credentials ones.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
     pub always_send_client_claims: bool,
+    /// Prefix put before the client claim types; null: no prefix.
     #[serde(default)]
     pub client_claims_prefix: Option<String>,
+    /// Whether user claims always go into the identity token (rather than through userinfo).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
     pub always_include_user_claims_in_id_token: bool,
+    /// Whether offline access (refresh tokens) is allowed.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
     pub allow_offline_access: bool,
+    /// The client's logout URI for HTTP front-channel logout.
     #[serde(default)]
     pub front_channel_logout_uri: Option<String>,
+    /// Whether the user's session id is sent to `frontChannelLogoutUri`.
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub front_channel_logout_session_required: bool,
+    /// The client's logout URI for HTTP back-channel logout.
     #[serde(default)]
     pub back_channel_logout_uri: Option<String>,
+    /// Whether the user's session id is sent to `backChannelLogoutUri`.
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub back_channel_logout_session_required: bool,
+    /// Secrets for the flows that authenticate the client. Write-only: reads return their
+    /// description, expiration and type; a `PUT` without this member keeps the stored ones.
     #[serde(default = "Vec::new")]
+    #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub client_secrets: Vec<S>,
+    /// URIs tokens or authorization codes may be returned to (absolute, no fragment,
+    /// matched exactly).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub redirect_uris: Vec<String>,
+    /// URIs the user may be redirected to after logout.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub post_logout_redirect_uris: Vec<String>,
+    /// Origins allowed to call from a browser (CORS), as `scheme://host[:port]`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub allowed_cors_origins: Vec<String>,
+    /// The grant types the client may use: a UI-centric flow (`implicit`,
+    /// `authorization_code`, `hybrid`) or a backend flow (`client_credentials`), never both.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub allowed_grant_types: Vec<GrantType>,
+    /// The scopes the client may request (each must exist); empty: none.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub allowed_scopes: Vec<String>,
+    /// Signing algorithms for identity tokens; empty: the server's default.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Vec<AlgorithmSchema>, default = json!([]))
+    )]
     pub allowed_identity_token_signing_algorithms: Vec<Algorithm>,
+    /// External identity providers the client may use; empty: all of them.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub identity_provider_restrictions: Vec<String>,
+    /// Claims of the client, included in its access tokens.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub claims: Vec<ClientClaim>,
+    /// Custom properties of the client.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = json!({})))]
     pub properties: BTreeMap<String, String>,
 }
 

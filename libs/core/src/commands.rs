@@ -100,8 +100,41 @@ fn check_resource_scopes(
     c.finish()
 }
 
+/// Replacing the bootstrap objects must not cut the admin API off: the `signet` resource
+/// keeps holding `signet.admin`, that scope stays enabled, and the `signet-admin` client
+/// stays able to get it.
+fn guard_admin_access(cmd: &Command) -> Result<(), CommandError> {
+    use crate::bootstrap::{ADMIN_CLIENT_ID, ADMIN_RESOURCE, ADMIN_SCOPE};
+    let lockout = |what: &str| {
+        Err(CommandError::InUse(format!(
+            "{what}: that would lock everyone out of the admin API"
+        )))
+    };
+    match cmd {
+        Command::ReplaceApiResource { resource, .. }
+            if resource.name == ADMIN_RESOURCE
+                && (!resource.enabled || !resource.scopes.iter().any(|s| s == ADMIN_SCOPE)) =>
+        {
+            lockout("API resource \"signet\" must stay enabled and hold signet.admin")
+        }
+        Command::ReplaceScope(ScopeKind::Api, s) if s.name == ADMIN_SCOPE && !s.enabled => {
+            lockout("ApiScope \"signet.admin\" must stay enabled")
+        }
+        Command::ReplaceClient { client, .. }
+            if client.client_id == ADMIN_CLIENT_ID
+                && (!client.enabled
+                    || !client.allows(crate::client::GrantType::ClientCredentials)
+                    || !client.allowed_scopes.iter().any(|s| s == ADMIN_SCOPE)) =>
+        {
+            lockout("client \"signet-admin\" must stay enabled with client_credentials and signet.admin")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Decides a command against the current projection.
 pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
+    guard_admin_access(&cmd)?;
     match cmd {
         Command::CreateClient(client) => {
             client.validate()?;

@@ -20,6 +20,41 @@ fn yes() -> bool {
 #[serde(transparent)]
 pub struct ClaimType(pub String);
 
+/// Reads take a claim type string or a claim object whose `type` is kept; writes a string.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for ClaimType {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("A user claim type.")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .property(
+                        "type",
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .description(Some("The user claim type (what is kept).")),
+                    )
+                    .required("type")
+                    .description(Some(
+                        "A claim object as the reference shows it (`{type, value, valueType}`); only its type is kept, other members are ignored.",
+                    )),
+            )
+            .description(Some(
+                "A user claim type: a string, or a claim object whose `type` is kept. Reads return the string.",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for ClaimType {}
+
 impl<'de> Deserialize<'de> for ClaimType {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
@@ -40,34 +75,63 @@ impl<'de> Deserialize<'de> for ClaimType {
     }
 }
 
+/// An API that tokens are issued for: its `aud` in access tokens carrying its scopes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        description = "An API that tokens are issued for. Members left out get their default.",
+        bound = "S: utoipa::ToSchema"
+    )
+)]
 #[serde(
     deny_unknown_fields,
     rename_all = "camelCase",
     bound(serialize = "S: Serialize", deserialize = "S: Deserialize<'de>")
 )]
 pub struct ApiResource<S = StoredSecret> {
+    /// Unique name of the API resource (the `aud` of its tokens).
+    #[cfg_attr(feature = "openapi", schema(example = "configPortalApi"))]
     pub name: String,
+    /// Display name of the API resource.
     #[serde(default)]
     pub display_name: Option<String>,
+    /// Whether the resource is enabled.
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub enabled: bool,
+    /// Description of the resource.
     #[serde(default)]
     pub description: Option<String>,
+    /// Whether the resource shows in the discovery document.
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub show_in_discovery_document: bool,
-    /// Secrets the API uses at the introspection endpoint.
+    /// Secrets the API uses at the introspection endpoint (with its name). Write-only:
+    /// reads return their description, expiration and type; a `PUT` without this member
+    /// keeps the stored ones.
     #[serde(default = "Vec::new")]
+    #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub api_secrets: Vec<S>,
-    /// Names of the API scopes this resource holds.
+    /// Names of the API scopes this resource holds (each must exist).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub scopes: Vec<String>,
-    /// Empty: the server's default signing algorithm.
+    /// Signing algorithms for access tokens; empty: the server's default signing algorithm.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Vec<crate::client::AlgorithmSchema>, default = json!([]))
+    )]
     pub allowed_access_token_signing_algorithms: Vec<Algorithm>,
+    /// User claims included when this resource is requested.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub user_claims: Vec<ClaimType>,
+    /// Custom properties of the resource.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = json!({})))]
     pub properties: BTreeMap<String, String>,
 }
 

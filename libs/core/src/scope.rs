@@ -28,27 +28,49 @@ impl ScopeKind {
     }
 }
 
+/// An API scope or an identity resource: a scope a client may request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        description = "An API scope (`/Resource/ApiScope`) or an identity resource (`/Resource/IdentityResource`): a scope a client may request. Both share one namespace of names. Members left out get their default."
+    )
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ScopeResource {
+    /// Unique name of the scope (among API scopes and identity resources).
+    #[cfg_attr(feature = "openapi", schema(example = "configportalscope"))]
     pub name: String,
+    /// Display name of the scope.
     #[serde(default)]
     pub display_name: Option<String>,
+    /// Whether the scope is enabled.
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub enabled: bool,
+    /// Description of the scope.
     #[serde(default)]
     pub description: Option<String>,
+    /// Whether the scope shows in the discovery document.
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub show_in_discovery_document: bool,
-    /// The user cannot de-select it on the consent screen.
+    /// Whether the user cannot de-select the scope on the consent screen.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
     pub required: bool,
-    /// The consent screen emphasizes it.
+    /// Whether the consent screen emphasizes the scope (for sensitive or important ones).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
     pub emphasize: bool,
+    /// User claims included when this scope is requested.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub user_claims: Vec<String>,
+    /// Custom properties of the scope.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = json!({})))]
     pub properties: BTreeMap<String, String>,
 }
 

@@ -19,17 +19,30 @@ fn shared_secret() -> String {
 
 /// A secret as an admin writes it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        as = Secret,
+        description = "A shared secret as written. It is stored only as a hash and never read back."
+    )
+)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SecretInput {
+    /// Description of the secret.
     #[serde(default)]
     pub description: Option<String>,
     /// The plaintext. An empty value (as in the reference's public-client example) carries
     /// no credential: it is kept for its description and never matches anything.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(write_only))]
     pub value: Option<String>,
+    /// When the secret stops being accepted (RFC 3339); null: never.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expiration: Option<OffsetDateTime>,
+    /// The secret's type.
     #[serde(rename = "type", default = "shared_secret")]
+    #[cfg_attr(feature = "openapi", schema(default = shared_secret))]
     pub kind: String,
 }
 
@@ -53,11 +66,19 @@ pub struct StoredSecret {
 
 /// A secret as reads return it: everything but the value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(description = "A secret as read back: everything but its value.")
+)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretView {
+    /// Description of the secret.
     pub description: Option<String>,
+    /// When the secret stops being accepted (RFC 3339); null: never.
     #[serde(with = "time::serde::rfc3339::option")]
     pub expiration: Option<OffsetDateTime>,
+    /// The secret's type.
     #[serde(rename = "type")]
     pub kind: String,
 }

@@ -4,8 +4,12 @@ use serde::Serialize;
 
 /// One broken rule: `field` is a JSON path such as `redirectUris[1]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(description = "One rule a body broke."))]
 pub struct FieldError {
+    /// The offending member as a JSON path, e.g. `redirectUris[1]`; `body` for the whole body.
     pub field: String,
+    /// The rule it broke, in words.
     pub rule: String,
 }
 
@@ -64,10 +68,13 @@ pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Valid
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let mut field = if path == "." || path == "?" {
+        // A member with an empty name (`{"": 1}`) leaves an empty last segment: name the
+        // object that holds it.
+        let path = path.trim_end_matches('.');
+        let mut field = if path.is_empty() || path == "?" {
             "body".to_owned()
         } else {
-            path
+            path.to_owned()
         };
         // A missing member is named by the error, not the path (which points at its parent).
         let text = inner.to_string();
@@ -161,6 +168,15 @@ mod tests {
         assert!(e.errors[0].rule.contains("missing field"));
         let e = from_json::<T>(b"[").unwrap_err();
         assert_eq!(e.errors[0].field, "body");
+        // A member with an empty name is named by the object holding it.
+        let e = from_json::<T>(br#"{"": null}"#).unwrap_err();
+        assert_eq!(e.errors[0].field, "body");
+        assert!(e.errors[0].rule.contains("unknown field ``"), "{e:?}");
+        let e = from_json::<crate::client::Client<crate::secret::SecretInput>>(
+            br#"{"clientId": "c", "claims": [{"": 1}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.errors[0].field, "claims[0]");
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub struct NodeConfig {
     pub shutdown_grace: Duration,
     /// Per-request timeout.
     pub request_timeout: Duration,
+    /// Serve `/metrics` on the public listener too (it is always on the admin listener).
+    pub public_metrics: bool,
 }
 
 impl NodeConfig {
@@ -110,6 +112,7 @@ impl NodeConfig {
             jwks_max_age: Duration::from_secs(900),
             shutdown_grace: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            public_metrics: true,
         }
     }
 }

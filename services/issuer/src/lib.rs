@@ -12,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod node;
 pub mod state;
+pub mod telemetry;
 
 pub use config::NodeConfig;
 pub use node::{serve, Node};

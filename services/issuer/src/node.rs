@@ -207,6 +207,8 @@ impl Node {
     /// Opens the data directory, rebuilds the projection, bootstraps, loads keys and binds
     /// both listeners.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        // Install the metrics recorder before anything counts.
+        crate::telemetry::metrics();
         let lock = lock_data_dir(&config)?;
         let events_dir = config.data_dir.join("events");
         let log: Arc<dyn EventLog> =

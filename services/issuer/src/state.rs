@@ -163,6 +163,7 @@ impl AppState {
         tokio::spawn(async move {
             if let Err(e) = state.follow().await {
                 state.follower_failed.store(true, Ordering::Relaxed);
+                metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "follow").increment(1);
                 tracing::error!(error = %e, "configuration follower stopped; this node is not ready");
             }
         })

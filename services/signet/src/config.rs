@@ -32,6 +32,10 @@ pub struct Cli {
         global = true
     )]
     pub log_format: LogFormat,
+    /// Export traces over OTLP/HTTP to this collector URL (e.g. http://127.0.0.1:4318);
+    /// needs a build with `--features otlp`.
+    #[arg(long, env = "SIGNET_OTLP_ENDPOINT", global = true)]
+    pub otlp_endpoint: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -47,6 +51,8 @@ pub enum Command {
     /// Run the all-in-one node on embedded storage (event log, key manager and issuer in
     /// one process).
     Serve(ServeArgs),
+    /// Manage clients, API resources and scopes through the admin API (like kubectl/kcadm).
+    Admin(crate::admin::AdminArgs),
 }
 
 #[derive(Debug, Args)]
@@ -78,6 +84,10 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT [default: 10]
     #[arg(long, env = "SIGNET_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<u64>,
+    /// Also serve /metrics on the public listener (it is always on the admin listener)
+    /// [default: true]
+    #[arg(long, env = "SIGNET_PUBLIC_METRICS")]
+    pub public_metrics: Option<bool>,
     /// The bootstrap admin client's secret (environment only: flags show up in `ps`).
     #[arg(skip)]
     pub admin_client_secret: Option<String>,
@@ -95,6 +105,7 @@ pub struct FileConfig {
     pub default_algorithm: Option<String>,
     pub jwks_max_age: Option<u64>,
     pub shutdown_grace: Option<u64>,
+    pub public_metrics: Option<bool>,
 }
 
 impl FileConfig {
@@ -145,6 +156,9 @@ impl ServeArgs {
         if let Some(secs) = self.shutdown_grace.or(file.shutdown_grace) {
             config.shutdown_grace = Duration::from_secs(secs);
         }
+        if let Some(b) = self.public_metrics.or(file.public_metrics) {
+            config.public_metrics = b;
+        }
         anyhow::ensure!(
             config.listen != config.admin_listen,
             "listen and admin_listen must differ"
@@ -166,6 +180,7 @@ mod tests {
         full.extend_from_slice(argv);
         match Cli::parse_from(full).command {
             Command::Serve(a) => a,
+            other => panic!("not serve: {other:?}"),
         }
     }
 

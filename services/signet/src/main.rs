@@ -4,27 +4,17 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod admin;
 mod config;
+mod telemetry;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use config::{Cli, Command, LogFormat};
+use config::{Cli, Command};
 
 /// Exit code for a configuration that cannot be used (sysexits EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
-
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGNET_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
 
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -49,8 +39,15 @@ async fn shutdown_signal() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    let _telemetry = match telemetry::init(cli.log_format, cli.otlp_endpoint.as_deref()) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("signet: invalid configuration: {e:#}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     match cli.command {
+        Command::Admin(args) => admin::run(args),
         Command::Serve(args) => {
             let config = match args.resolve(cli.config.as_deref()) {
                 Ok(c) => c,

@@ -209,3 +209,78 @@ fn client_credentials_grant_rules() {
         assert_eq!(err.code, crate::oauth::ErrorCode::InvalidScope, "{bad:?}");
     }
 }
+
+#[test]
+fn replacing_bootstrap_objects_cannot_lock_the_admin_api_out() {
+    let mut p = base();
+    apply(
+        &mut p,
+        Command::CreateScope(ScopeKind::Api, bootstrap::admin_scope()),
+    )
+    .unwrap();
+    apply(
+        &mut p,
+        Command::CreateApiResource(Box::new(bootstrap::admin_resource())),
+    )
+    .unwrap();
+    apply(
+        &mut p,
+        Command::CreateClient(Box::new(bootstrap::admin_client("s".into()))),
+    )
+    .unwrap();
+
+    let mut r = bootstrap::admin_resource();
+    r.scopes.clear();
+    assert!(matches!(
+        decide(
+            &p,
+            Command::ReplaceApiResource {
+                resource: Box::new(r),
+                keep_secrets: true
+            }
+        ),
+        Err(CommandError::InUse(_))
+    ));
+    let mut s = bootstrap::admin_scope();
+    s.enabled = false;
+    assert!(matches!(
+        decide(&p, Command::ReplaceScope(ScopeKind::Api, s)),
+        Err(CommandError::InUse(_))
+    ));
+    let mut c = bootstrap::admin_client("s".into());
+    c.enabled = false;
+    assert!(matches!(
+        decide(
+            &p,
+            Command::ReplaceClient {
+                client: Box::new(c),
+                keep_secrets: false
+            }
+        ),
+        Err(CommandError::InUse(_))
+    ));
+    // Harmless changes stay possible: a new scope beside signet.admin, a new lifetime.
+    let mut audit = bootstrap::admin_scope();
+    audit.name = "signet.audit".into();
+    apply(&mut p, Command::CreateScope(ScopeKind::Api, audit)).unwrap();
+    let mut r = bootstrap::admin_resource();
+    r.scopes.push("signet.audit".into());
+    apply(
+        &mut p,
+        Command::ReplaceApiResource {
+            resource: Box::new(r),
+            keep_secrets: true,
+        },
+    )
+    .unwrap();
+    let mut c = bootstrap::admin_client("s".into());
+    c.access_token_lifetime = 300;
+    apply(
+        &mut p,
+        Command::ReplaceClient {
+            client: Box::new(c),
+            keep_secrets: false,
+        },
+    )
+    .unwrap();
+}

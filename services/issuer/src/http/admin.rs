@@ -23,11 +23,15 @@ use signet_core::commands::{decide, Command};
 use signet_core::events::Event;
 use signet_core::resource::ApiResource;
 use signet_core::scope::{ScopeKind, ScopeResource};
-use signet_core::secret::SecretInput;
+use signet_core::secret::{SecretInput, SecretView};
 use signet_core::validation::from_json;
 use signet_eventlog::{EventLogError, ExpectedVersion, NewEvent};
 
 use super::error::ApiError;
+use super::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+    UnsupportedMediaType,
+};
 use super::token::now;
 use crate::state::AppState;
 
@@ -92,7 +96,7 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("no such admin API route".into())
 }
 
-async fn method_not_allowed() -> Response {
+pub(super) async fn method_not_allowed() -> Response {
     (
         StatusCode::METHOD_NOT_ALLOWED,
         Json(serde_json::json!({"error": "method_not_allowed", "error_description": "this method is not allowed on this admin API route"})),
@@ -250,7 +254,10 @@ async fn execute(state: &AppState, actor: &Actor, cmd: Command) -> Result<Event,
                     .into(),
             ),
             EventLogError::Closed => ApiError::Unavailable("the node is shutting down".into()),
-            other => ApiError::Internal(other.to_string()),
+            other => {
+                metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "append").increment(1);
+                ApiError::Internal(other.to_string())
+            }
         })?;
     state
         .wait_applied(seq, APPLY_PATIENCE)
@@ -287,6 +294,17 @@ fn client_view(
         .ok_or_else(|| ApiError::NotFound(format!("client {id:?} does not exist")))
 }
 
+/// Lists every client (secrets without their values).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/Client",
+    tag = "Client",
+    responses(
+        (status = 200, description = "Every client.", body = [Client<SecretView>]),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 async fn list_clients(
     State(state): State<AppState>,
 ) -> Json<Vec<Client<signet_core::secret::SecretView>>> {
@@ -300,6 +318,19 @@ async fn list_clients(
     )
 }
 
+/// Reads one client (secrets without their values).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/Client/{clientId}",
+    tag = "Client",
+    params(("clientId" = String, Path, description = "The client id.")),
+    responses(
+        (status = 200, description = "The client.", body = Client<SecretView>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn get_client(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -307,6 +338,23 @@ async fn get_client(
     Ok(Json(client_view(&state, &id)?).into_response())
 }
 
+/// Registers a client; its `clientId` must be new.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/Client",
+    tag = "Client",
+    request_body(content = Client<SecretInput>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The client was created; the body is it as read back.", body = Client<SecretView>, headers(("Location" = String, description = "The URL of the new object."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn create_client(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -321,6 +369,26 @@ async fn create_client(
     ))
 }
 
+/// Replaces the client with the body's `clientId`.
+///
+/// Without `clientSecrets` the stored secrets are kept.
+#[utoipa::path(
+    put,
+    path = "/admin/v1/Client",
+    tag = "Client",
+    request_body(content = Client<SecretInput>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The client as read back.", body = Client<SecretView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn replace_client(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -341,6 +409,21 @@ async fn replace_client(
     Ok(Json(client_view(&state, &id)?).into_response())
 }
 
+/// Deletes a client (the bootstrap admin client cannot be deleted: 409).
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/Client/{clientId}",
+    tag = "Client",
+    params(("clientId" = String, Path, description = "The client id.")),
+    responses(
+        (status = 204, description = "The client was deleted."),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn delete_client(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -364,6 +447,17 @@ fn resource_view(
         .ok_or_else(|| ApiError::NotFound(format!("API resource {name:?} does not exist")))
 }
 
+/// Lists every API resource (secrets without their values).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/Resource/ApiResource",
+    tag = "ApiResource",
+    responses(
+        (status = 200, description = "Every API resource.", body = [ApiResource<SecretView>]),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+    )
+)]
 async fn list_resources(
     State(state): State<AppState>,
 ) -> Json<Vec<ApiResource<signet_core::secret::SecretView>>> {
@@ -377,6 +471,19 @@ async fn list_resources(
     )
 }
 
+/// Reads one API resource (secrets without their values).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/Resource/ApiResource/{name}",
+    tag = "ApiResource",
+    params(("name" = String, Path, description = "The name.")),
+    responses(
+        (status = 200, description = "The API resource.", body = ApiResource<SecretView>),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+    )
+)]
 async fn get_resource(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -384,6 +491,23 @@ async fn get_resource(
     Ok(Json(resource_view(&state, &name)?).into_response())
 }
 
+/// Registers an API resource; its `name` must be new and its scopes must exist.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/Resource/ApiResource",
+    tag = "ApiResource",
+    request_body(content = ApiResource<SecretInput>, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The API resource was created; the body is it as read back.", body = ApiResource<SecretView>, headers(("Location" = String, description = "The URL of the new object."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn create_resource(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -398,6 +522,26 @@ async fn create_resource(
     ))
 }
 
+/// Replaces the API resource with the body's `name`.
+///
+/// Without `apiSecrets` the stored secrets are kept.
+#[utoipa::path(
+    put,
+    path = "/admin/v1/Resource/ApiResource",
+    tag = "ApiResource",
+    request_body(content = ApiResource<SecretInput>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The API resource as read back.", body = ApiResource<SecretView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn replace_resource(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -418,6 +562,21 @@ async fn replace_resource(
     Ok(Json(resource_view(&state, &name)?).into_response())
 }
 
+/// Deletes an API resource (the one guarding the admin API cannot be deleted: 409).
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/Resource/ApiResource/{name}",
+    tag = "ApiResource",
+    params(("name" = String, Path, description = "The name.")),
+    responses(
+        (status = 204, description = "The API resource was deleted."),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
 async fn delete_resource(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
@@ -485,16 +644,61 @@ async fn delete_scope(
 }
 
 macro_rules! scope_routes {
-    ($kind:expr, $list:ident, $get:ident, $create:ident, $replace:ident, $delete:ident) => {
+    (
+        $kind:expr, $tag:tt, $collection:tt, $item:tt, $what:tt,
+        $list:ident, $get:ident, $create:ident, $replace:ident, $delete:ident
+    ) => {
+        #[doc = concat!("Lists every ", $what, ".")]
+        #[utoipa::path(
+            get,
+            path = $collection,
+            tag = $tag,
+            responses(
+                (status = 200, description = "Every one.", body = Vec<ScopeResource>),
+                (status = 401, response = Unauthorized),
+                (status = 403, response = Forbidden),
+            )
+        )]
         async fn $list(State(state): State<AppState>) -> Json<Vec<ScopeResource>> {
             list_scopes(&state, $kind)
         }
+        #[doc = concat!("Reads one ", $what, ".")]
+        #[utoipa::path(
+            get,
+            path = $item,
+            tag = $tag,
+            params(("name" = String, Path, description = "The name.")),
+            responses(
+                (status = 200, description = "The scope.", body = ScopeResource),
+                (status = 401, response = Unauthorized),
+                (status = 403, response = Forbidden),
+                (status = 404, response = NotFound),
+            )
+        )]
         async fn $get(
             State(state): State<AppState>,
             Path(name): Path<String>,
         ) -> Result<Json<ScopeResource>, ApiError> {
             scope_view(&state, $kind, &name).map(Json)
         }
+        #[doc = concat!("Registers ", $what, "; its `name` must be new among API scopes and identity resources.")]
+        #[utoipa::path(
+            post,
+            path = $collection,
+            tag = $tag,
+            request_body(content = ScopeResource, content_type = "application/json"),
+            responses(
+                (status = 201, description = "It was created; the body is it as read back.", body = ScopeResource,
+                    headers(("Location" = String, description = "The URL of the new object."))),
+                (status = 400, response = BadRequest),
+                (status = 401, response = Unauthorized),
+                (status = 403, response = Forbidden),
+                (status = 409, response = Conflict),
+                (status = 413, response = PayloadTooLarge),
+                (status = 415, response = UnsupportedMediaType),
+                (status = 503, response = Unavailable),
+            )
+        )]
         async fn $create(
             State(state): State<AppState>,
             Extension(actor): Extension<Actor>,
@@ -502,6 +706,24 @@ macro_rules! scope_routes {
         ) -> Result<Response, ApiError> {
             create_scope(state, actor, $kind, body).await
         }
+        #[doc = concat!("Replaces ", $what, ": the one named by the body's `name`.")]
+        #[utoipa::path(
+            put,
+            path = $collection,
+            tag = $tag,
+            request_body(content = ScopeResource, content_type = "application/json"),
+            responses(
+                (status = 200, description = "It as read back.", body = ScopeResource),
+                (status = 400, response = BadRequest),
+                (status = 401, response = Unauthorized),
+                (status = 403, response = Forbidden),
+                (status = 404, response = NotFound),
+                (status = 409, response = Conflict),
+                (status = 413, response = PayloadTooLarge),
+                (status = 415, response = UnsupportedMediaType),
+                (status = 503, response = Unavailable),
+            )
+        )]
         async fn $replace(
             State(state): State<AppState>,
             Extension(actor): Extension<Actor>,
@@ -509,6 +731,21 @@ macro_rules! scope_routes {
         ) -> Result<Response, ApiError> {
             replace_scope(state, actor, $kind, body).await
         }
+        #[doc = concat!("Deletes ", $what, " (not while a client or API resource uses it: 409).")]
+        #[utoipa::path(
+            delete,
+            path = $item,
+            tag = $tag,
+            params(("name" = String, Path, description = "The name.")),
+            responses(
+                (status = 204, description = "It was deleted."),
+                (status = 401, response = Unauthorized),
+                (status = 403, response = Forbidden),
+                (status = 404, response = NotFound),
+                (status = 409, response = Conflict),
+                (status = 503, response = Unavailable),
+            )
+        )]
         async fn $delete(
             State(state): State<AppState>,
             Extension(actor): Extension<Actor>,
@@ -521,6 +758,10 @@ macro_rules! scope_routes {
 
 scope_routes!(
     ScopeKind::Api,
+    "ApiScope",
+    "/admin/v1/Resource/ApiScope",
+    "/admin/v1/Resource/ApiScope/{name}",
+    "an API scope",
     list_api_scopes,
     get_api_scope,
     create_api_scope,
@@ -529,6 +770,10 @@ scope_routes!(
 );
 scope_routes!(
     ScopeKind::Identity,
+    "IdentityResource",
+    "/admin/v1/Resource/IdentityResource",
+    "/admin/v1/Resource/IdentityResource/{name}",
+    "an identity resource",
     list_identity,
     get_identity,
     create_identity,

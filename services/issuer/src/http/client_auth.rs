@@ -58,25 +58,43 @@ pub fn authenticate(
     form: &OAuthForm,
     now: UnixTime,
 ) -> Result<Arc<ClientEntry>, OAuthError> {
-    let basic = from_basic(&form.headers)?;
+    let result = authenticate_inner(p, form, now);
+    if let Err((reason, _)) = &result {
+        metrics::counter!(crate::telemetry::CLIENT_AUTH_FAILURES, "reason" => *reason).increment(1);
+    }
+    result.map_err(|(_, e)| e)
+}
+
+/// Like [`authenticate`], with the failure's reason for metrics (a fixed set of labels).
+fn authenticate_inner(
+    p: &Projection,
+    form: &OAuthForm,
+    now: UnixTime,
+) -> Result<Arc<ClientEntry>, (&'static str, OAuthError)> {
+    let malformed = |e| ("malformed", e);
+    let basic = from_basic(&form.headers).map_err(malformed)?;
     let presented = match (basic, form.get("client_id"), form.get("client_secret")) {
         (Some(_), _, Some(_)) => {
-            return Err(OAuthError::invalid_request(
+            return Err(malformed(OAuthError::invalid_request(
                 "use one client authentication method: HTTP Basic or client_secret in the body, not both",
-            ))
+            )))
         }
         (Some(b), Some(id), None) if id != b.id => {
-            return Err(OAuthError::invalid_request(
+            return Err(malformed(OAuthError::invalid_request(
                 "client_id in the body differs from the authenticated client",
-            ))
+            )))
         }
         (Some(b), _, None) => b,
         (None, Some(id), secret) => Presented {
             id: id.to_owned(),
             secret: secret.map(str::to_owned),
         },
-        (None, None, Some(_)) => return Err(OAuthError::invalid_request("client_secret without client_id")),
-        (None, None, None) => return Err(OAuthError::invalid_client("client authentication is required")),
+        (None, None, Some(_)) => {
+            return Err(malformed(OAuthError::invalid_request("client_secret without client_id")))
+        }
+        (None, None, None) => {
+            return Err(("missing", OAuthError::invalid_client("client authentication is required")))
+        }
     };
 
     let digest = presented.secret.as_deref().map(SecretDigest::of);
@@ -84,15 +102,18 @@ pub fn authenticate(
         if let Some(d) = &digest {
             dummy_check(d);
         }
-        return Err(OAuthError::invalid_client(FAILED));
+        return Err(("unknown_client", OAuthError::invalid_client(FAILED)));
     };
     let ok = match &digest {
         Some(d) => entry.secrets.matches(d, now),
         // A public client identifies itself; a confidential one must prove it.
         None => !entry.client.require_client_secret,
     };
-    if !ok || !entry.client.enabled {
-        return Err(OAuthError::invalid_client(FAILED));
+    if !ok {
+        return Err(("invalid_secret", OAuthError::invalid_client(FAILED)));
+    }
+    if !entry.client.enabled {
+        return Err(("disabled", OAuthError::invalid_client(FAILED)));
     }
     Ok(entry.clone())
 }

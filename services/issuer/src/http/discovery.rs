@@ -94,3 +94,48 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             .into_response()
     }
 }
+
+/// `/metrics`: Prometheus text format. Gauges that mirror state are refreshed here, at
+/// scrape time, so the hot path never updates them.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    use crate::telemetry::*;
+    let m = crate::telemetry::metrics();
+    let p = state.projection.load();
+    let applied = p.seq();
+    match state.log.last_seq().await {
+        Ok(head) => {
+            metrics::gauge!(EVENTLOG_HEAD).set(head as f64);
+            metrics::gauge!(EVENTLOG_LAG).set(head.saturating_sub(applied) as f64);
+        }
+        Err(_) => metrics::counter!(EVENTLOG_ERRORS, "op" => "read").increment(1),
+    }
+    metrics::gauge!(EVENTLOG_APPLIED).set(applied as f64);
+    metrics::gauge!(READY).set(if state.is_ready() { 1.0 } else { 0.0 });
+    for alg in Algorithm::ALL {
+        for (state_name, key_state) in [
+            ("published", signet_core::keys::KeyState::Published),
+            ("active", signet_core::keys::KeyState::Active),
+            ("retired", signet_core::keys::KeyState::Retired),
+        ] {
+            let n = p
+                .keys()
+                .filter(|k| k.jwk.alg == alg && k.state == key_state)
+                .count();
+            metrics::gauge!(SIGNING_KEYS, "alg" => alg.as_str(), "state" => state_name)
+                .set(n as f64);
+        }
+    }
+    metrics::gauge!(CONFIG_OBJECTS, "kind" => "client").set(p.clients().count() as f64);
+    metrics::gauge!(CONFIG_OBJECTS, "kind" => "api_resource").set(p.api_resources().count() as f64);
+    metrics::gauge!(CONFIG_OBJECTS, "kind" => "api_scope")
+        .set(p.scopes(ScopeKind::Api).count() as f64);
+    metrics::gauge!(CONFIG_OBJECTS, "kind" => "identity_resource")
+        .set(p.scopes(ScopeKind::Identity).count() as f64);
+    drop(p);
+    let mut resp = (StatusCode::OK, m.render()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}

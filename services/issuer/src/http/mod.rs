@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod error;
 pub mod form;
 pub mod grants;
+pub mod openapi;
 pub mod token;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use axum::{Json, Router};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::state::AppState;
+use crate::telemetry;
 
 async fn not_found() -> Response {
     (
@@ -45,7 +47,14 @@ pub fn public_router(state: AppState) -> Router {
             post(token::token).fallback(token::method_not_allowed),
         )
         .route("/healthz", get(discovery::healthz))
-        .route("/readyz", get(discovery::readyz))
+        .route("/readyz", get(discovery::readyz));
+    let routes = if state.config.public_metrics {
+        routes.route("/metrics", get(discovery::metrics))
+    } else {
+        routes
+    };
+    let routes = routes
+        .route_layer(axum::middleware::from_fn(telemetry::track))
         .with_state(state.clone());
     let path = state.config.issuer.path().to_owned();
     let router = if path.is_empty() {
@@ -56,20 +65,29 @@ pub fn public_router(state: AppState) -> Router {
     with_common_layers(router.fallback(not_found), timeout)
 }
 
-/// The admin listener: the admin API plus health.
+/// The admin listener: the admin API, its OpenAPI document, plus health.
 pub fn admin_router(state: AppState) -> Router {
     let timeout = state.config.request_timeout;
     let router = Router::new()
         .nest("/admin/v1", admin::router(state.clone()))
+        // Outside the nest: the document needs no token (the schema is not data).
+        .route(
+            openapi::PATH,
+            get(openapi::document).fallback(admin::method_not_allowed),
+        )
         .route("/healthz", get(discovery::healthz))
-        .route("/readyz", get(discovery::readyz).with_state(state))
+        .route("/readyz", get(discovery::readyz).with_state(state.clone()))
+        .route("/metrics", get(discovery::metrics).with_state(state))
+        .route_layer(axum::middleware::from_fn(telemetry::track))
         .fallback(not_found);
     with_common_layers(router, timeout)
 }
 
 fn with_common_layers(router: Router, timeout: Duration) -> Router {
-    router.layer(TimeoutLayer::with_status_code(
-        StatusCode::SERVICE_UNAVAILABLE,
-        timeout,
-    ))
+    router
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(axum::middleware::from_fn(telemetry::request_context))
 }

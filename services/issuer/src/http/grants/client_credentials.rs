@@ -17,6 +17,7 @@ use signet_jose::b64url;
 use crate::http::error::{no_store, ProtocolError};
 use crate::http::form::OAuthForm;
 use crate::state::AppState;
+use crate::telemetry::{SIGNING_DURATION, TOKENS_ISSUED};
 
 thread_local! {
     static CLAIMS: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
@@ -82,12 +83,17 @@ pub fn grant(
         let mut buf = buf.borrow_mut();
         buf.clear();
         claims.write_json(&mut buf);
-        signer.sign(&buf)
+        let start = std::time::Instant::now();
+        let token = signer.sign(&buf);
+        metrics::histogram!(SIGNING_DURATION, "alg" => grant.alg.as_str())
+            .record(start.elapsed().as_secs_f64());
+        token
     });
     let token = token.map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         OAuthError::server_error("the token could not be signed")
     })?;
+    metrics::counter!(TOKENS_ISSUED, "grant_type" => "client_credentials", "alg" => grant.alg.as_str()).increment(1);
     Ok(token_response(&token, lifetime, &grant.scopes))
 }
 
