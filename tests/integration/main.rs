@@ -5,6 +5,7 @@ mod admin_api;
 mod admin_cli;
 mod bad_input;
 mod client_credentials;
+mod cluster;
 mod discovery;
 mod observability;
 mod restart;

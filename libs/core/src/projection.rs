@@ -104,6 +104,13 @@ pub struct ScopeEntry {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProjectionError {
+    /// The payload is not a known configuration event (e.g. written by a newer version).
+    #[error("event {seq} on {subject} is not a known configuration event: {reason}")]
+    Decode {
+        seq: u64,
+        subject: String,
+        reason: String,
+    },
     #[error("sequence gap: projection at {at}, next event is {got}")]
     Gap { at: u64, got: u64 },
     #[error("event {seq} on {subject} is inconsistent with the projection: {reason}")]
@@ -213,6 +220,21 @@ impl Projection {
     /// The JWKS document (RFC 7517 section 5), serialized once per key change.
     pub fn jwks_json(&self) -> &Arc<str> {
         &self.jwks_json
+    }
+
+    /// Decodes one event's JSON payload and folds it. On error the projection is unchanged.
+    pub fn apply_json(
+        &mut self,
+        seq: u64,
+        subject: &str,
+        payload: &[u8],
+    ) -> Result<(), ProjectionError> {
+        let event = Event::from_json(payload).map_err(|e| ProjectionError::Decode {
+            seq,
+            subject: subject.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.apply(seq, subject, event)
     }
 
     /// Folds one event. On error the projection is unchanged.

@@ -11,13 +11,16 @@
 //! - `follow` is an ordered consumer from a start sequence that never skips or repeats.
 //!
 //! Backends: [`embedded::FileLog`] (one file in the data directory, fsynced before an append
-//! is acknowledged). The JetStream backend comes with cluster mode.
+//! is acknowledged) for the all-in-one node, and [`jetstream::JetStreamLog`] (the NATS
+//! JetStream stream `SIGNET_EVENTS`, acknowledged by the stream before an append returns) for
+//! cluster mode, where any number of issuer nodes follow one log.
 
 #![forbid(unsafe_code)]
 
 #[cfg(any(test, feature = "contract-tests"))]
 pub mod contract;
 pub mod embedded;
+pub mod jetstream;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -156,5 +159,30 @@ mod raw_json {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         let raw = Box::<serde_json::value::RawValue>::deserialize(d)?;
         Ok(raw.get().as_bytes().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_validated() {
+        for good in [
+            "signet",
+            "signet.events.client.web-app",
+            "a.b_c.d-e.F9.x:y",
+            "signet.events.client.caf~C3~A9",
+        ] {
+            assert!(validate_subject(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "", ".", "a..b", ".a", "a.", "a b", "a\tb", "a.*", "a.>", "a>b", "a\u{0}",
+        ] {
+            assert!(
+                matches!(validate_subject(bad), Err(EventLogError::InvalidSubject(s)) if s == bad),
+                "{bad:?}"
+            );
+        }
     }
 }

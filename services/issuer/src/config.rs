@@ -71,15 +71,41 @@ impl IssuerUrl {
     }
 }
 
+/// Where a node keeps configuration and gets its keys.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// `signet serve`: event log, key manager and sealed keys in one data directory.
+    Embedded {
+        data_dir: PathBuf,
+        /// The KEK file; `None`: `<data_dir>/kek` (created when absent).
+        kek_file: Option<PathBuf>,
+    },
+    /// `signet issuer`: the JetStream event log; keys leased from key managers.
+    Cluster(ClusterSettings),
+}
+
+/// How a stateless issuer reaches the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// NATS URL(s), comma-separated.
+    pub nats_url: String,
+    /// The JetStream stream of configuration events (`SIGNET_EVENTS`).
+    pub stream: String,
+    /// Replicas of the stream when this node creates it.
+    pub replicas: usize,
+    /// The cluster secret (base64, 32+ bytes) that authenticates key-lease requests.
+    pub cluster_secret_file: PathBuf,
+    /// This issuer's name in lease requests and logs.
+    pub issuer_id: String,
+}
+
 /// Everything a node needs to run, already validated.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub issuer: IssuerUrl,
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
-    pub data_dir: PathBuf,
-    /// The KEK file; `None`: `<data_dir>/kek` (created when absent).
-    pub kek_file: Option<PathBuf>,
+    pub backend: Backend,
     /// Signs access tokens when an API resource does not restrict the algorithm.
     pub default_algorithm: Algorithm,
     /// `SIGNET_ADMIN_CLIENT_SECRET`: the bootstrap admin client's secret.
@@ -95,6 +121,14 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// The defaults of DESIGN.md for a cluster issuer.
+    pub fn cluster(settings: ClusterSettings) -> Self {
+        NodeConfig {
+            backend: Backend::Cluster(settings),
+            ..NodeConfig::new(PathBuf::new())
+        }
+    }
+
     /// The defaults of DESIGN.md, with the data under `data_dir`.
     pub fn new(data_dir: PathBuf) -> Self {
         NodeConfig {
@@ -105,8 +139,10 @@ impl NodeConfig {
             },
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
-            data_dir,
-            kek_file: None,
+            backend: Backend::Embedded {
+                data_dir,
+                kek_file: None,
+            },
             default_algorithm: Algorithm::RS256,
             admin_client_secret: None,
             jwks_max_age: Duration::from_secs(900),

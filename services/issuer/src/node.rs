@@ -16,6 +16,7 @@
 use std::fs::File;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -26,13 +27,17 @@ use signet_core::projection::Projection;
 use signet_core::scope::ScopeKind;
 use signet_core::secret::SecretDigest;
 use signet_eventlog::embedded::FileLog;
+use signet_eventlog::jetstream::{JetStreamConfig, JetStreamLog};
 use signet_eventlog::{EventLog, EventLogError, ExpectedVersion, NewEvent, Snapshot};
-use signet_keymanager::{FileVault, Kek, KeyError, KeyManager, KeyPolicy};
+use signet_keymanager::lease::system_clock;
+use signet_keymanager::{
+    ClusterSecret, FileVault, Kek, KeyError, KeyManager, KeyPolicy, LeaseClient, LeasedKeys,
+};
 use tokio::net::TcpListener;
 
-use crate::config::NodeConfig;
+use crate::config::{Backend, ClusterSettings, NodeConfig};
 use crate::http;
-use crate::state::{catch_up, AppState, FoldError, Signers};
+use crate::state::{catch_up, AppState, FoldError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -66,7 +71,7 @@ pub struct Node {
     public: TcpListener,
     admin: TcpListener,
     generated_admin_secret: Option<String>,
-    _lock: File,
+    _resources: Resources,
 }
 
 fn now() -> i64 {
@@ -84,8 +89,7 @@ fn random_secret() -> Result<String, NodeError> {
     Ok(signet_jose::b64url(&bytes))
 }
 
-fn lock_data_dir(config: &NodeConfig) -> Result<File, NodeError> {
-    let dir = &config.data_dir;
+fn lock_data_dir(dir: &std::path::Path) -> Result<File, NodeError> {
     let err = |reason: String| NodeError::DataDir {
         path: dir.display().to_string(),
         reason,
@@ -114,8 +118,14 @@ async fn run_command(
         at_ms: now() * 1000,
         payload: d.event.to_json(),
     };
-    log.append(new, ExpectedVersion::Exact(d.expected_version))
-        .await?;
+    match log
+        .append(new, ExpectedVersion::Exact(d.expected_version))
+        .await
+    {
+        // Another node bootstrapped the same object first: take its version.
+        Ok(_) | Err(EventLogError::Conflict { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
     catch_up(log, p).await?;
     Ok(())
 }
@@ -203,34 +213,67 @@ fn unreachable_secret() -> signet_core::secret::SecretInput {
     }
 }
 
+/// What a running node holds on to besides its state.
+enum Resources {
+    /// One process per data directory.
+    Embedded { _lock: File },
+    /// The key-lease renewal task (stops when dropped).
+    Cluster {
+        _renewal: signet_keymanager::RenewalHandle,
+    },
+}
+
+/// Loads the latest snapshot and replays the log after it.
+async fn load_projection(log: &dyn EventLog) -> Result<Projection, NodeError> {
+    let mut projection = match log.load_snapshot().await? {
+        Some(s) => Projection::from_snapshot(&s.data).map_err(NodeError::Snapshot)?,
+        None => Projection::new(),
+    };
+    let from_snapshot = projection.seq();
+    catch_up(log, &mut projection).await?;
+    tracing::info!(
+        snapshot = from_snapshot,
+        replayed = projection.seq() - from_snapshot,
+        "configuration loaded"
+    );
+    Ok(projection)
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { addr, source })
+}
+
 impl Node {
-    /// Opens the data directory, rebuilds the projection, bootstraps, loads keys and binds
-    /// both listeners.
+    /// Builds the node for its backend (rebuilds the projection, bootstraps, gets keys)
+    /// and binds both listeners.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         // Install the metrics recorder before anything counts.
         crate::telemetry::metrics();
-        let lock = lock_data_dir(&config)?;
-        let events_dir = config.data_dir.join("events");
+        match config.backend.clone() {
+            Backend::Embedded { data_dir, kek_file } => {
+                Self::start_embedded(config, data_dir, kek_file).await
+            }
+            Backend::Cluster(cluster) => Self::start_cluster(config, cluster).await,
+        }
+    }
+
+    async fn start_embedded(
+        config: NodeConfig,
+        data_dir: PathBuf,
+        kek_file: Option<PathBuf>,
+    ) -> Result<Node, NodeError> {
+        let lock = lock_data_dir(&data_dir)?;
+        let events_dir = data_dir.join("events");
         let log: Arc<dyn EventLog> =
             tokio::task::spawn_blocking(move || FileLog::open(&events_dir))
                 .await
                 .map_err(|e| NodeError::DataDir {
-                    path: config.data_dir.display().to_string(),
+                    path: data_dir.display().to_string(),
                     reason: e.to_string(),
                 })??;
-
-        let mut projection = match log.load_snapshot().await? {
-            Some(s) => Projection::from_snapshot(&s.data).map_err(NodeError::Snapshot)?,
-            None => Projection::new(),
-        };
-        let from_snapshot = projection.seq();
-        catch_up(log.as_ref(), &mut projection).await?;
-        tracing::info!(
-            snapshot = from_snapshot,
-            replayed = projection.seq() - from_snapshot,
-            "configuration loaded"
-        );
-
+        let mut projection = load_projection(log.as_ref()).await?;
         let generated_admin_secret = bootstrap_config(
             log.as_ref(),
             &mut projection,
@@ -238,34 +281,71 @@ impl Node {
         )
         .await?;
 
-        let kek_path = config
-            .kek_file
-            .clone()
-            .unwrap_or_else(|| config.data_dir.join("kek"));
+        let kek_path = kek_file.unwrap_or_else(|| data_dir.join("kek"));
         let keys = KeyManager::new(
             Kek::load_or_create(&kek_path)?,
-            FileVault::open(&config.data_dir.join("keys"))?,
+            Arc::new(FileVault::open(&data_dir.join("keys"))?),
             log.clone(),
             KeyPolicy::default(),
         );
         keys.ensure_active(&projection, now()).await?;
         catch_up(log.as_ref(), &mut projection).await?;
-        let signers = Signers::new(&keys.active_keys(&projection)?);
+        let held = keys.active_keys(&projection).await?;
 
-        let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| NodeError::Bind { addr, source })
-        };
         let public = bind(config.listen).await?;
         let admin = bind(config.admin_listen).await?;
-        let state = AppState::new(config, log, projection, signers);
+        let state = AppState::new(config, log, projection, held);
         Ok(Node {
             state,
             public,
             admin,
             generated_admin_secret,
-            _lock: lock,
+            _resources: Resources::Embedded { _lock: lock },
+        })
+    }
+
+    async fn start_cluster(
+        config: NodeConfig,
+        cluster: ClusterSettings,
+    ) -> Result<Node, NodeError> {
+        let secret = ClusterSecret::load(&cluster.cluster_secret_file)?;
+        let log = JetStreamLog::connect(JetStreamConfig {
+            stream: cluster.stream.clone(),
+            replicas: cluster.replicas,
+            ..JetStreamConfig::new(cluster.nats_url.clone())
+        })
+        .await?;
+        let nats = log.client().clone();
+        let log: Arc<dyn EventLog> = log;
+        let mut projection = load_projection(log.as_ref()).await?;
+        let generated_admin_secret = bootstrap_config(
+            log.as_ref(),
+            &mut projection,
+            config.admin_client_secret.as_deref(),
+        )
+        .await?;
+
+        let public = bind(config.listen).await?;
+        let admin = bind(config.admin_listen).await?;
+        // No key yet: the node is not ready until its first lease arrives.
+        let state = AppState::new(config, log, projection, Vec::new());
+        let leased = LeasedKeys::new(system_clock());
+        let client = LeaseClient::new(nats.clone(), cluster.issuer_id.clone(), secret);
+        let renewal = {
+            let state = state.clone();
+            leased.spawn_renewal(client, move |keys| state.set_held_keys(keys))
+        };
+        {
+            let leased = leased.clone();
+            state.on_missing_key(move || leased.renew_now());
+        }
+        state.set_cluster(nats, leased);
+        Ok(Node {
+            state,
+            public,
+            admin,
+            generated_admin_secret,
+            _resources: Resources::Cluster { _renewal: renewal },
         })
     }
 
@@ -297,7 +377,7 @@ impl Node {
             state,
             public,
             admin,
-            _lock,
+            _resources,
             ..
         } = self;
         let follower = state.spawn_follower();

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures::StreamExt;
-use signet_core::events::Event;
 use signet_core::projection::Projection;
 use signet_core::Algorithm;
 use signet_eventlog::{EventLog, EventLogError, RecordedEvent, Seq};
@@ -36,12 +35,21 @@ fn slot(alg: Algorithm) -> usize {
 }
 
 impl Signers {
-    pub fn new(keys: &[Arc<SigningKey>]) -> Self {
+    /// Signers for the keys the projection says are active, among `held` (the keys this
+    /// node holds: unsealed from the vault, or leased). Returns the active kids it lacks.
+    pub fn new(held: &[Arc<SigningKey>], p: &Projection) -> (Self, Vec<String>) {
         let mut s = Signers::default();
-        for k in keys {
-            s.access_tokens[slot(k.alg())] = Some(JwsSigner::new(k.clone(), "at+jwt"));
+        let mut missing = Vec::new();
+        for alg in Algorithm::ALL {
+            let Some(active) = p.active_key(alg) else {
+                continue;
+            };
+            match held.iter().find(|k| k.kid() == active.jwk.kid) {
+                Some(k) => s.access_tokens[slot(alg)] = Some(JwsSigner::new(k.clone(), "at+jwt")),
+                None => missing.push(active.jwk.kid.clone()),
+            }
         }
-        s
+        (s, missing)
     }
 
     /// The access-token signer (`typ: at+jwt`, RFC 9068) for `alg`.
@@ -56,12 +64,6 @@ impl Signers {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FoldError {
-    #[error("event {seq} on {subject} is not a known configuration event: {source}")]
-    Decode {
-        seq: Seq,
-        subject: String,
-        source: serde_json::Error,
-    },
     #[error(transparent)]
     Projection(#[from] signet_core::projection::ProjectionError),
     #[error(transparent)]
@@ -70,13 +72,7 @@ pub enum FoldError {
 
 /// Folds one recorded event into a projection.
 pub fn fold(p: &mut Projection, e: &RecordedEvent) -> Result<(), FoldError> {
-    let event = Event::from_json(&e.payload).map_err(|source| FoldError::Decode {
-        seq: e.seq,
-        subject: e.subject.clone(),
-        source,
-    })?;
-    p.apply(e.seq, &e.subject, event)?;
-    Ok(())
+    Ok(p.apply_json(e.seq, &e.subject, &e.payload)?)
 }
 
 /// Reads every event after the projection's sequence from `log` and folds it.
@@ -97,8 +93,20 @@ pub struct Inner {
     pub projection: ArcSwap<Projection>,
     pub signers: ArcSwap<Signers>,
     pub log: Arc<dyn EventLog>,
+    /// Private keys this node holds (unsealed from the vault, or leased).
+    held_keys: ArcSwap<Vec<Arc<SigningKey>>>,
+    /// Called when the projection activates a key this node does not hold (cluster: renew
+    /// the lease now).
+    on_missing_key: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     applied: watch::Sender<Seq>,
     follower_failed: AtomicBool,
+    /// Cluster mode: the NATS connection and the key lease, for readiness and metrics.
+    cluster: std::sync::OnceLock<ClusterStatus>,
+}
+
+pub struct ClusterStatus {
+    pub nats: async_nats::Client,
+    pub leased: signet_keymanager::LeasedKeys,
 }
 
 /// Cheap to clone; one per node.
@@ -125,22 +133,66 @@ impl AppState {
         config: NodeConfig,
         log: Arc<dyn EventLog>,
         projection: Projection,
-        signers: Signers,
+        held_keys: Vec<Arc<SigningKey>>,
     ) -> Self {
         let (applied, _) = watch::channel(projection.seq());
-        AppState(Arc::new(Inner {
+        let state = AppState(Arc::new(Inner {
             config,
             projection: ArcSwap::from_pointee(projection),
-            signers: ArcSwap::from_pointee(signers),
+            signers: ArcSwap::from_pointee(Signers::default()),
             log,
+            held_keys: ArcSwap::from_pointee(held_keys),
+            on_missing_key: std::sync::OnceLock::new(),
             applied,
             follower_failed: AtomicBool::new(false),
-        }))
+            cluster: std::sync::OnceLock::new(),
+        }));
+        state.refresh_signers();
+        state
     }
 
-    /// Ready: the follower is alive and keys are loaded.
+    /// Replaces the keys this node holds (a new lease) and re-picks the signers.
+    pub fn set_held_keys(&self, keys: Vec<Arc<SigningKey>>) {
+        self.held_keys.store(Arc::new(keys));
+        self.refresh_signers();
+    }
+
+    /// Registers what to do when an active key is not held (once).
+    pub fn on_missing_key(&self, f: impl Fn() + Send + Sync + 'static) {
+        let _ = self.0.on_missing_key.set(Box::new(f));
+    }
+
+    /// Signs with the keys the projection says are active, among those held.
+    fn refresh_signers(&self) {
+        let (signers, missing) = Signers::new(&self.held_keys.load(), &self.projection.load());
+        self.signers.store(Arc::new(signers));
+        if !missing.is_empty() {
+            tracing::warn!(kids = ?missing, "active signing keys not held by this node");
+            if let Some(f) = self.0.on_missing_key.get() {
+                f();
+            }
+        }
+    }
+
+    /// Cluster mode: what readiness and metrics also look at.
+    pub fn set_cluster(&self, nats: async_nats::Client, leased: signet_keymanager::LeasedKeys) {
+        let _ = self.0.cluster.set(ClusterStatus { nats, leased });
+    }
+
+    pub fn cluster(&self) -> Option<&ClusterStatus> {
+        self.0.cluster.get()
+    }
+
+    /// Ready: the follower is alive and keys are loaded; in a cluster, NATS is connected
+    /// and the key lease is valid.
     pub fn is_ready(&self) -> bool {
-        !self.follower_failed.load(Ordering::Relaxed) && !self.signers.load().is_empty()
+        let cluster_ok = self.cluster().is_none_or(|c| {
+            c.nats.connection_state() == async_nats::connection::State::Connected
+                && c.leased.is_valid()
+        });
+        cluster_ok
+            && !self.follower_failed.load(Ordering::Relaxed)
+            && !self.signers.load().is_empty()
     }
 
     /// Waits until this node's projection has applied event `seq`.
@@ -180,6 +232,7 @@ impl AppState {
             }
             let seq = next.seq();
             self.projection.store(Arc::new(next));
+            self.refresh_signers();
             self.applied.send_replace(seq);
         }
         Err(EventLogError::Closed.into())

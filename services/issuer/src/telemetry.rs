@@ -33,6 +33,8 @@ pub const EVENTLOG_ERRORS: &str = "signet_eventlog_errors_total";
 pub const SIGNING_KEYS: &str = "signet_signing_keys";
 pub const CONFIG_OBJECTS: &str = "signet_config_objects";
 pub const READY: &str = "signet_ready";
+pub const KEY_LEASE_EXPIRY: &str = "signet_key_lease_expiry_timestamp_seconds";
+pub const NATS_CONNECTED: &str = "signet_nats_connected";
 pub const BUILD_INFO: &str = "signet_build_info";
 
 /// Latency buckets, in seconds: 50 µs to 5 s.
@@ -177,7 +179,7 @@ fn new_request_id() -> HeaderValue {
 }
 
 /// Sets the request id, runs the request inside a span that carries it, echoes it on the
-/// response, and logs the outcome (5xx at error, the rest at debug).
+/// response, and logs the outcome (5xx but 503 at error, the rest at debug).
 pub async fn request_context(mut req: Request, next: Next) -> Response {
     let id = match req.headers().get(&X_REQUEST_ID) {
         Some(v) if acceptable(v) => v.clone(),
@@ -196,7 +198,8 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let status = resp.status().as_u16();
     let micros = start.elapsed().as_micros() as u64;
     span.in_scope(|| {
-        if status >= 500 {
+        // 503 is an expected answer (not ready yet, no key lease): not an error to page on.
+        if status >= 500 && status != 503 {
             tracing::error!(status, micros, "request failed");
         } else {
             tracing::debug!(status, micros, "request done");

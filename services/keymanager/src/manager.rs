@@ -1,17 +1,18 @@
 //! Key lifecycle decisions: which algorithms must have an active key, generating and sealing
 //! keys, and recording their public lifecycle in the event log (publish, then activate).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use signet_core::events::{Aggregate, Event};
-use signet_core::keys::KeyState;
+use signet_core::keys::{KeyState, PublicKeyRecord};
 use signet_core::projection::Projection;
 use signet_core::{Algorithm, UnixTime};
 use signet_eventlog::{EventLog, ExpectedVersion, NewEvent, Seq};
 use signet_jose::{b64url, generate_pkcs8, SigningKey};
 
-use crate::{FileVault, Kek, KeyError};
+use crate::{Kek, KeyError, KeyVault};
 
 /// Which algorithms always have an active key.
 #[derive(Debug, Clone)]
@@ -29,9 +30,24 @@ impl Default for KeyPolicy {
 
 pub struct KeyManager {
     kek: Kek,
-    vault: FileVault,
+    vault: Arc<dyn KeyVault>,
     log: Arc<dyn EventLog>,
     policy: KeyPolicy,
+    /// Private keys already unsealed and checked against their public record, by kid
+    /// (parsing an RSA key is costly; leases ask for the same keys again and again).
+    parsed: Mutex<HashMap<String, Arc<SigningKey>>>,
+}
+
+impl std::fmt::Debug for KeyManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyManager")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+fn leasable(state: KeyState) -> bool {
+    matches!(state, KeyState::Published | KeyState::Active)
 }
 
 /// The actor recorded on key lifecycle events.
@@ -50,12 +66,62 @@ fn new_kid(alg: Algorithm) -> Result<String, KeyError> {
 }
 
 impl KeyManager {
-    pub fn new(kek: Kek, vault: FileVault, log: Arc<dyn EventLog>, policy: KeyPolicy) -> Self {
+    pub fn new(
+        kek: Kek,
+        vault: Arc<dyn KeyVault>,
+        log: Arc<dyn EventLog>,
+        policy: KeyPolicy,
+    ) -> Self {
         KeyManager {
             kek,
             vault,
             log,
             policy,
+            parsed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, record: &PublicKeyRecord) -> Option<Arc<SigningKey>> {
+        let parsed = self.parsed.lock().ok()?;
+        parsed
+            .get(&record.jwk.kid)
+            .filter(|k| k.public_jwk() == &record.jwk)
+            .cloned()
+    }
+
+    fn remember(&self, key: Arc<SigningKey>) {
+        if let Ok(mut parsed) = self.parsed.lock() {
+            parsed.insert(key.kid().to_owned(), key);
+        }
+    }
+
+    /// Unseals one key from the vault and checks it against its published public key.
+    async fn unseal(&self, record: &PublicKeyRecord) -> Result<Arc<SigningKey>, KeyError> {
+        let kid = &record.jwk.kid;
+        let key = self
+            .vault
+            .get(&self.kek, kid, record.jwk.alg)
+            .await?
+            .ok_or_else(|| KeyError::Missing {
+                kid: kid.clone(),
+                alg: record.jwk.alg,
+            })?;
+        if key.public_jwk() != &record.jwk {
+            return Err(KeyError::BadKeyFile {
+                kid: kid.clone(),
+                reason: "the private key does not match the published public key".into(),
+            });
+        }
+        let key = Arc::new(key);
+        self.remember(key.clone());
+        Ok(key)
+    }
+
+    /// The private key of `record`, from the cache or else the vault.
+    async fn private_key(&self, record: &PublicKeyRecord) -> Result<Arc<SigningKey>, KeyError> {
+        match self.cached(record) {
+            Some(key) => Ok(key),
+            None => self.unseal(record).await,
         }
     }
 
@@ -88,7 +154,7 @@ impl KeyManager {
             let kid = new_kid(alg)?;
             let der = generate_pkcs8(alg)?;
             let key = SigningKey::from_pkcs8(kid.clone(), alg, &der)?;
-            self.vault.put(&self.kek, &key)?;
+            self.vault.put(&self.kek, &key).await?;
             let published = self
                 .append(
                     Event::SigningKeyPublished {
@@ -109,6 +175,7 @@ impl KeyManager {
                     now,
                 )
                 .await?;
+            self.remember(Arc::new(key));
             tracing::info!(%kid, %alg, "generated and activated a signing key");
             last = Some(activated);
         }
@@ -116,26 +183,39 @@ impl KeyManager {
     }
 
     /// Unseals the private half of every active key in the projection.
-    pub fn active_keys(&self, p: &Projection) -> Result<Vec<Arc<SigningKey>>, KeyError> {
-        p.keys()
-            .filter(|k| k.state == KeyState::Active)
-            .map(|k| {
-                let key = self
-                    .vault
-                    .get(&self.kek, &k.jwk.kid, k.jwk.alg)?
-                    .ok_or_else(|| KeyError::Missing {
-                        kid: k.jwk.kid.clone(),
-                        alg: k.jwk.alg,
-                    })?;
-                if key.public_jwk() != &k.jwk {
-                    return Err(KeyError::BadKeyFile {
-                        kid: k.jwk.kid.clone(),
-                        reason: "the private key does not match the published public key".into(),
-                    });
-                }
-                Ok(Arc::new(key))
-            })
-            .collect()
+    pub async fn active_keys(&self, p: &Projection) -> Result<Vec<Arc<SigningKey>>, KeyError> {
+        let mut keys = Vec::new();
+        for record in p.keys().filter(|k| k.state == KeyState::Active) {
+            keys.push(self.private_key(record).await?);
+        }
+        Ok(keys)
+    }
+
+    /// The private half of every key an issuer may hold: the active keys and the published
+    /// ones (so issuers hold the next key before it activates). Forgets parsed keys that
+    /// left this set.
+    pub async fn leasable_keys(&self, p: &Projection) -> Result<Vec<Arc<SigningKey>>, KeyError> {
+        let mut keys = Vec::new();
+        for record in p.keys().filter(|k| leasable(k.state)) {
+            keys.push(self.private_key(record).await?);
+        }
+        if let Ok(mut parsed) = self.parsed.lock() {
+            parsed.retain(|kid, _| p.key(kid).is_some_and(|r| leasable(r.state)));
+        }
+        Ok(keys)
+    }
+
+    /// Opens every published or active key from the vault (not from the cache) and checks
+    /// it against its public record: run at start, so that a wrong KEK stops the key
+    /// manager with a clear error instead of failing leases later. Returns how many keys
+    /// it opened.
+    pub async fn check_vault(&self, p: &Projection) -> Result<usize, KeyError> {
+        let mut n = 0;
+        for record in p.keys().filter(|k| leasable(k.state)) {
+            self.unseal(record).await?;
+            n += 1;
+        }
+        Ok(n)
     }
 }
 
@@ -160,7 +240,7 @@ mod tests {
             let log = signet_eventlog::embedded::FileLog::open(&dir.path().join("log")).unwrap();
             let km = KeyManager::new(
                 Kek::load_or_create(&kek_path).unwrap(),
-                FileVault::open(&dir.path().join("keys")).unwrap(),
+                Arc::new(crate::FileVault::open(&dir.path().join("keys")).unwrap()),
                 log.clone(),
                 KeyPolicy::default(),
             );
@@ -170,7 +250,7 @@ mod tests {
         let p = fold_all(log.as_ref()).await;
         assert!(km.ensure_active(&p, 1000).await.unwrap().is_some());
         let p = fold_all(log.as_ref()).await;
-        let keys = km.active_keys(&p).unwrap();
+        let keys = km.active_keys(&p).await.unwrap();
         assert_eq!(keys.len(), 4);
         assert_eq!(
             km.ensure_active(&p, 1001).await.unwrap(),
@@ -189,6 +269,7 @@ mod tests {
         let p = fold_all(log.as_ref()).await;
         let again: Vec<String> = km
             .active_keys(&p)
+            .await
             .unwrap()
             .iter()
             .map(|k| k.kid().to_owned())
@@ -202,7 +283,9 @@ mod tests {
         )
         .unwrap();
         let (_log, km) = open().await;
-        let err = km.active_keys(&p).unwrap_err().to_string();
+        let err = km.active_keys(&p).await.unwrap_err().to_string();
+        assert!(err.contains("KEK does not open"), "{err}");
+        let err = km.check_vault(&p).await.unwrap_err().to_string();
         assert!(err.contains("KEK does not open"), "{err}");
     }
 }

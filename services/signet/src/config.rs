@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use signet_core::Algorithm;
 use signet_issuer::config::IssuerUrl;
+use signet_issuer::config::{Backend, ClusterSettings};
 use signet_issuer::NodeConfig;
+use signet_keymanager::cluster::KeyManagerConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -51,15 +53,19 @@ pub enum Command {
     /// Run the all-in-one node on embedded storage (event log, key manager and issuer in
     /// one process).
     Serve(ServeArgs),
+    /// Run one stateless issuer node of a cluster: configuration from NATS JetStream,
+    /// signing keys leased from the key managers.
+    Issuer(IssuerArgs),
+    /// Run a key manager of a cluster: owns the signing keys (sealed under the KEK in
+    /// JetStream KV) and leases them to issuers.
+    Keymanager(KeyManagerArgs),
     /// Manage clients, API resources and scopes through the admin API (like kubectl/kcadm).
     Admin(crate::admin::AdminArgs),
 }
 
+/// Flags every node that serves HTTP has (`serve`, `issuer`).
 #[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Directory for the event log, sealed keys and the KEK [default: ./signet-data]
-    #[arg(long, env = "SIGNET_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+pub struct NodeArgs {
     /// The issuer URL: `iss` of every token; may carry a path such as /auth
     /// [default: http://127.0.0.1:8080]
     #[arg(long, env = "SIGNET_ISSUER")]
@@ -70,10 +76,6 @@ pub struct ServeArgs {
     /// Address of the admin API [default: 127.0.0.1:8081]
     #[arg(long, env = "SIGNET_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
-    /// Key-encryption key file (32 random bytes, base64); created with mode 0600 when
-    /// absent [default: <data-dir>/kek]
-    #[arg(long, env = "SIGNET_KEK_FILE")]
-    pub kek_file: Option<PathBuf>,
     /// Access-token signing algorithm when an API resource does not restrict it
     /// (RS256, PS256, ES256, EdDSA) [default: RS256]
     #[arg(long, env = "SIGNET_DEFAULT_ALGORITHM")]
@@ -88,9 +90,60 @@ pub struct ServeArgs {
     /// [default: true]
     #[arg(long, env = "SIGNET_PUBLIC_METRICS")]
     pub public_metrics: Option<bool>,
-    /// The bootstrap admin client's secret (environment only: flags show up in `ps`).
-    #[arg(skip)]
-    pub admin_client_secret: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Directory for the event log, sealed keys and the KEK [default: ./signet-data]
+    #[arg(long, env = "SIGNET_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Key-encryption key file (32 random bytes, base64); created with mode 0600 when
+    /// absent [default: <data-dir>/kek]
+    #[arg(long, env = "SIGNET_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
+}
+
+/// How cluster processes reach NATS JetStream.
+#[derive(Debug, Args)]
+pub struct NatsArgs {
+    /// NATS URL(s), comma-separated [default: nats://127.0.0.1:4222]
+    #[arg(long = "nats", env = "SIGNET_NATS_URL")]
+    pub nats: Option<String>,
+    /// JetStream stream of configuration events [default: SIGNET_EVENTS]
+    #[arg(long, env = "SIGNET_STREAM")]
+    pub stream: Option<String>,
+    /// Replicas of the streams and buckets this process creates [default: 1]
+    #[arg(long, env = "SIGNET_REPLICAS")]
+    pub replicas: Option<usize>,
+    /// The cluster secret (32+ random bytes, base64) that authenticates key leases
+    #[arg(long, env = "SIGNET_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IssuerArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// This issuer's name in key-lease requests and logs [default: issuer-<listen port>]
+    #[arg(long, env = "SIGNET_ISSUER_ID")]
+    pub issuer_id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeyManagerArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Key-encryption key file (32 random bytes, base64); created with mode 0600 and a
+    /// warning when absent [default: ./signet-kek]
+    #[arg(long, env = "SIGNET_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
+    /// Seconds a key lease lasts; issuers renew at half of it [default: 600]
+    #[arg(long, env = "SIGNET_LEASE_TTL")]
+    pub lease_ttl: Option<u64>,
 }
 
 /// The TOML file: the same settings as the flags.
@@ -106,10 +159,19 @@ pub struct FileConfig {
     pub jwks_max_age: Option<u64>,
     pub shutdown_grace: Option<u64>,
     pub public_metrics: Option<bool>,
+    pub nats: Option<String>,
+    pub stream: Option<String>,
+    pub replicas: Option<usize>,
+    pub cluster_secret_file: Option<PathBuf>,
+    pub issuer_id: Option<String>,
+    pub lease_ttl: Option<u64>,
 }
 
 impl FileConfig {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         toml::from_str(&text)
@@ -121,19 +183,10 @@ impl FileConfig {
 /// resource servers cache the JWKS for at most an hour.
 const MAX_JWKS_MAX_AGE: u64 = 3600;
 
-impl ServeArgs {
-    /// Merges flags/environment over the file over the defaults, and validates the result.
-    pub fn resolve(self, file: Option<&Path>) -> anyhow::Result<NodeConfig> {
-        let file = match file {
-            Some(p) => FileConfig::load(p)?,
-            None => FileConfig::default(),
-        };
-        let data_dir = self
-            .data_dir
-            .or(file.data_dir)
-            .unwrap_or_else(|| PathBuf::from("./signet-data"));
-        let mut config = NodeConfig::new(data_dir);
-        if let Some(issuer) = self.issuer.or(file.issuer) {
+impl NodeArgs {
+    /// Applies the node flags (over the file) to `config`, and validates them.
+    fn apply(self, file: &FileConfig, config: &mut NodeConfig) -> anyhow::Result<()> {
+        if let Some(issuer) = self.issuer.or(file.issuer.clone()) {
             config.issuer = IssuerUrl::parse(&issuer)?;
         }
         if let Some(a) = self.listen.or(file.listen) {
@@ -142,8 +195,7 @@ impl ServeArgs {
         if let Some(a) = self.admin_listen.or(file.admin_listen) {
             config.admin_listen = a;
         }
-        config.kek_file = self.kek_file.or(file.kek_file);
-        if let Some(alg) = self.default_algorithm.or(file.default_algorithm) {
+        if let Some(alg) = self.default_algorithm.or(file.default_algorithm.clone()) {
             config.default_algorithm = alg.parse::<Algorithm>().context("default_algorithm")?;
         }
         if let Some(secs) = self.jwks_max_age.or(file.jwks_max_age) {
@@ -163,11 +215,95 @@ impl ServeArgs {
             config.listen != config.admin_listen,
             "listen and admin_listen must differ"
         );
-        config.admin_client_secret = self
-            .admin_client_secret
-            .or_else(|| std::env::var("SIGNET_ADMIN_CLIENT_SECRET").ok())
+        // Environment only: flags show up in `ps`.
+        config.admin_client_secret = std::env::var("SIGNET_ADMIN_CLIENT_SECRET")
+            .ok()
             .filter(|s| !s.is_empty());
+        Ok(())
+    }
+}
+
+impl ServeArgs {
+    /// Merges flags/environment over the file over the defaults, and validates the result.
+    pub fn resolve(self, file: Option<&Path>) -> anyhow::Result<NodeConfig> {
+        let file = FileConfig::load(file)?;
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./signet-data"));
+        let mut config = NodeConfig::new(data_dir.clone());
+        config.backend = Backend::Embedded {
+            data_dir,
+            kek_file: self.kek_file.or(file.kek_file.clone()),
+        };
+        self.node.apply(&file, &mut config)?;
         Ok(config)
+    }
+}
+
+/// NATS settings merged over the file; the cluster secret file is required.
+fn nats_settings(
+    nats: NatsArgs,
+    file: &FileConfig,
+) -> anyhow::Result<(String, String, usize, PathBuf)> {
+    let url = nats
+        .nats
+        .or(file.nats.clone())
+        .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
+    let stream = nats
+        .stream
+        .or(file.stream.clone())
+        .unwrap_or_else(|| "SIGNET_EVENTS".to_owned());
+    let replicas = nats.replicas.or(file.replicas).unwrap_or(1);
+    anyhow::ensure!(
+        (1..=5).contains(&replicas),
+        "replicas must be between 1 and 5"
+    );
+    let secret = nats
+        .cluster_secret_file
+        .or(file.cluster_secret_file.clone())
+        .context("--cluster-secret-file (SIGNET_CLUSTER_SECRET_FILE) is required: issuers and key managers share it")?;
+    Ok((url, stream, replicas, secret))
+}
+
+impl IssuerArgs {
+    pub fn resolve(self, file: Option<&Path>) -> anyhow::Result<NodeConfig> {
+        let file = FileConfig::load(file)?;
+        let (nats_url, stream, replicas, cluster_secret_file) = nats_settings(self.nats, &file)?;
+        let issuer_id = self.issuer_id.or(file.issuer_id.clone());
+        let mut config = NodeConfig::cluster(ClusterSettings {
+            nats_url,
+            stream,
+            replicas,
+            cluster_secret_file,
+            issuer_id: String::new(),
+        });
+        self.node.apply(&file, &mut config)?;
+        let default_id = format!("issuer-{}", config.listen.port());
+        if let Backend::Cluster(c) = &mut config.backend {
+            c.issuer_id = issuer_id.unwrap_or(default_id);
+        }
+        Ok(config)
+    }
+}
+
+impl KeyManagerArgs {
+    pub fn resolve(self, file: Option<&Path>) -> anyhow::Result<KeyManagerConfig> {
+        let file = FileConfig::load(file)?;
+        let (nats_url, stream, replicas, cluster_secret_file) = nats_settings(self.nats, &file)?;
+        let lease_ttl = self.lease_ttl.or(file.lease_ttl).unwrap_or(600);
+        anyhow::ensure!(lease_ttl >= 2, "lease_ttl must be at least 2 seconds");
+        Ok(KeyManagerConfig {
+            nats_url,
+            stream,
+            replicas,
+            kek_file: self
+                .kek_file
+                .or(file.kek_file.clone())
+                .unwrap_or_else(|| PathBuf::from("./signet-kek")),
+            cluster_secret_file,
+            lease_ttl: Duration::from_secs(lease_ttl),
+        })
     }
 }
 
@@ -196,7 +332,9 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:9100".parse().unwrap());
         assert_eq!(c.admin_listen, "127.0.0.1:8081".parse().unwrap());
         assert_eq!(c.default_algorithm, Algorithm::ES256);
-        assert_eq!(c.data_dir, PathBuf::from("./signet-data"));
+        assert!(
+            matches!(c.backend, Backend::Embedded { ref data_dir, .. } if data_dir == &PathBuf::from("./signet-data"))
+        );
     }
 
     #[test]

@@ -41,38 +41,48 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let _telemetry = match telemetry::init(cli.log_format, cli.otlp_endpoint.as_deref()) {
         Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("signet: invalid configuration: {e:#}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+        Err(e) => return config_error(e),
     };
+    let file = cli.config.as_deref();
     match cli.command {
         Command::Admin(args) => admin::run(args),
-        Command::Serve(args) => {
-            let config = match args.resolve(cli.config.as_deref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("signet: invalid configuration: {e:#}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
-            };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("signet: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match runtime.block_on(serve(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("signet: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+        Command::Serve(args) => with_config(args.resolve(file), |c| run(serve(c))),
+        Command::Issuer(args) => with_config(args.resolve(file), |c| run(serve(c))),
+        Command::Keymanager(args) => with_config(args.resolve(file), |c| {
+            run(async move { Ok(signet_keymanager::cluster::run(c, shutdown_signal()).await?) })
+        }),
+    }
+}
+
+fn config_error(e: anyhow::Error) -> ExitCode {
+    eprintln!("signet: invalid configuration: {e:#}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+fn with_config<C>(resolved: anyhow::Result<C>, f: impl FnOnce(C) -> ExitCode) -> ExitCode {
+    match resolved {
+        Ok(c) => f(c),
+        Err(e) => config_error(e),
+    }
+}
+
+/// Runs a role on a multi-threaded runtime; its error is one line on stderr and exit 1.
+fn run(role: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("signet: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(role) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("signet: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

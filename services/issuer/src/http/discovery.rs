@@ -111,6 +111,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     }
     metrics::gauge!(EVENTLOG_APPLIED).set(applied as f64);
     metrics::gauge!(READY).set(if state.is_ready() { 1.0 } else { 0.0 });
+    if let Some(c) = state.cluster() {
+        if let Some(expiry) = c.leased.expires_at() {
+            metrics::gauge!(KEY_LEASE_EXPIRY).set(expiry as f64);
+        }
+        let connected = c.nats.connection_state() == async_nats::connection::State::Connected;
+        metrics::gauge!(NATS_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+    }
     for alg in Algorithm::ALL {
         for (state_name, key_state) in [
             ("published", signet_core::keys::KeyState::Published),

@@ -51,8 +51,12 @@ pub fn grant(
     }
     let signers = state.signers.load();
     let signer = signers.access_token(grant.alg).ok_or_else(|| {
-        tracing::error!(alg = %grant.alg, "no active signing key");
-        OAuthError::server_error("no signing key is available")
+        // Not this request's fault, and temporary: a key lease is pending.
+        tracing::warn!(alg = %grant.alg, "no active signing key held");
+        OAuthError::new(
+            signet_core::oauth::ErrorCode::TemporarilyUnavailable,
+            "no signing key is available right now; retry shortly",
+        )
     })?;
 
     let static_audience;
