@@ -14,20 +14,20 @@ use tokio::io::AsyncWriteExt;
 
 /// What one `signet admin ...` run printed and returned.
 #[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Out {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Out {
-    fn ok(&self) -> &str {
+    pub(crate) fn ok(&self) -> &str {
         assert_eq!(self.code, 0, "{self:#?}");
         &self.stdout
     }
 
     /// A failure: this exit code, and exactly one line on stderr, which it returns.
-    fn one_line(&self, code: i32) -> &str {
+    pub(crate) fn one_line(&self, code: i32) -> &str {
         assert_eq!(self.code, code, "{self:#?}");
         let lines: Vec<&str> = self.stderr.lines().collect();
         assert_eq!(lines.len(), 1, "one line on stderr: {self:#?}");
@@ -38,12 +38,12 @@ impl Out {
 }
 
 /// Runs the CLI against a node with the admin URL, issuer and secret in the environment.
-struct Admin {
+pub(crate) struct Admin {
     env: Vec<(&'static str, String)>,
 }
 
 impl Admin {
-    fn for_node(s: &Serve) -> Admin {
+    pub(crate) fn for_node(s: &Serve) -> Admin {
         let (_, admin_port) = s.options.ports.expect("ports");
         Admin {
             env: vec![
@@ -68,11 +68,11 @@ impl Admin {
         Admin { env }
     }
 
-    async fn run(&self, args: &[&str]) -> Out {
+    pub(crate) async fn run(&self, args: &[&str]) -> Out {
         self.run_stdin(args, None).await
     }
 
-    async fn run_stdin(&self, args: &[&str], stdin: Option<&str>) -> Out {
+    pub(crate) async fn run_stdin(&self, args: &[&str], stdin: Option<&str>) -> Out {
         let mut cmd = tokio::process::Command::new(signet_bin());
         cmd.arg("admin").args(args);
         for var in [

@@ -168,3 +168,129 @@ async fn a_wrong_nats_url_or_missing_secret_fails_fast_with_a_clear_message() ->
     assert!(String::from_utf8_lossy(&out.stderr).contains("cluster-secret-file"));
     Ok(())
 }
+
+/// Rotations through the admin API (executed by the leading key manager) while tokens are
+/// issued and verified without pause: no token ever fails to verify. Then the leading key
+/// manager crashes and the standby takes over key administration.
+#[tokio::test]
+async fn rotation_under_load_never_breaks_verification_and_survives_a_leader_crash(
+) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let c = Cluster::start(2).await?;
+    let standby = c.spawn_keymanager().await?;
+    for (path, body) in [
+        ("/Resource/ApiScope", json!({"name": "r.read"})),
+        (
+            "/Resource/ApiResource",
+            json!({"name": "r-api", "scopes": ["r.read"], "allowedAccessTokenSigningAlgorithms": ["ES256"]}),
+        ),
+        (
+            "/Client",
+            json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": SECRET}], "allowedScopes": ["r.read"]}),
+        ),
+    ] {
+        let (status, resp) = c.admin_call(0, Method::POST, path, Some(&body)).await?;
+        assert_eq!(status, 201, "{path}: {resp}");
+    }
+    eventually(Duration::from_secs(10), || async {
+        matches!(c.token(1, "svc", SECRET, None).await, Ok((200, _))).then_some(())
+    })
+    .await?;
+
+    let c = Arc::new(c);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (issued, failures) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let kids = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let load = {
+        let (c, stop, issued, failures, kids) = (
+            c.clone(),
+            stop.clone(),
+            issued.clone(),
+            failures.clone(),
+            kids.clone(),
+        );
+        tokio::spawn(async move {
+            let mut jwks = [c.jwks(0).await.unwrap(), c.jwks(1).await.unwrap()];
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let node = i % 2;
+                i += 1;
+                let Ok((200, body)) = c.token(node, "svc", SECRET, None).await else {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let token = body["access_token"].as_str().unwrap_or_default().to_owned();
+                let kid = jsonwebtoken::decode_header(&token)
+                    .ok()
+                    .and_then(|h| h.kid)
+                    .unwrap_or_default();
+                // A verifier refetches the JWKS when it meets an unknown kid.
+                if jwks[node].find(&kid).is_none() {
+                    jwks[node] = c.jwks(node).await.unwrap();
+                }
+                match verify_jwt(&token, &jwks[node], &c.issuer, "r-api") {
+                    Ok(_) => {
+                        issued.fetch_add(1, Ordering::Relaxed);
+                        kids.lock().unwrap().insert(kid);
+                    }
+                    Err(e) => {
+                        eprintln!("verification failed for kid {kid}: {e}");
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    };
+
+    let rotate = |node: usize| {
+        let c = c.clone();
+        async move {
+            c.admin_call(
+                node,
+                Method::POST,
+                "/Key/rotate",
+                Some(&json!({"alg": "ES256"})),
+            )
+            .await
+        }
+    };
+    for round in 0..3 {
+        let (status, body) = rotate(round % 2).await?;
+        assert_eq!(status, 201, "rotation {round}: {body}");
+    }
+    // The first key manager started first and leads; it crashes. The standby takes over
+    // key administration (within the lock's TTL).
+    let leader_crash = {
+        // The cluster handle is shared with the load task: crash the leader by its pid.
+        let pid = c.keymanager.as_ref().and_then(|p| p.pid()).unwrap();
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()?
+    };
+    assert!(leader_crash.success());
+    let body = eventually(Duration::from_secs(60), || async {
+        match rotate(1).await {
+            Ok((201, b)) => Some(b),
+            _ => None,
+        }
+    })
+    .await?;
+    assert!(body["kid"].as_str().is_some());
+    stop.store(true, Ordering::Relaxed);
+    load.await?;
+    let (ok, failed) = (
+        issued.load(Ordering::Relaxed),
+        failures.load(Ordering::Relaxed),
+    );
+    assert_eq!(failed, 0, "{failed} of {} tokens failed", ok + failed);
+    assert!(ok > 20, "tokens issued and verified: {ok}");
+    assert!(
+        kids.lock().unwrap().len() >= 3,
+        "tokens were signed by the rotated keys: {:?}",
+        kids.lock().unwrap()
+    );
+    standby.stop().await?;
+    Ok(())
+}

@@ -7,6 +7,7 @@ mod bad_input;
 mod client_credentials;
 mod cluster;
 mod discovery;
+mod keys;
 mod observability;
 mod restart;
 mod schemathesis;

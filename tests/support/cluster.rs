@@ -40,8 +40,19 @@ impl Proc {
         })
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn exited(&mut self) -> bool {
         self.child.try_wait().ok().flatten().is_some()
+    }
+
+    /// SIGKILL (a crash) and wait.
+    pub async fn kill(mut self) -> Result<()> {
+        self.child.start_kill()?;
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
+        Ok(())
     }
 
     /// SIGTERM and wait.

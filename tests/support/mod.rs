@@ -73,12 +73,24 @@ pub fn signet_bin() -> PathBuf {
     bin
 }
 
-/// A free loopback port (bound and released; `Serve::start` retries on a lost race).
+/// A free loopback port, never handed out twice in this test process, and taken from below
+/// the kernel's ephemeral range (32768 and up on Linux) so that no outgoing connection of
+/// any process can hold it between now and the moment the child binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 12_000;
+    const SPAN: u16 = 20_000;
+    // Spread test processes running side by side over the range.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = LOW + (std::process::id() % u32::from(SPAN)) as u16;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = LOW + (start - LOW + n) % SPAN;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between {LOW} and {}", LOW + SPAN)
 }
 
 /// Options for a `signet serve` process.

@@ -12,12 +12,19 @@
 //! write what must exist from the start (standard identity resources, the admin API's
 //! scope and resource, the bootstrap admin client), make sure every algorithm has an
 //! active key, then follow the log's live tail and serve.
+//!
+//! Signing keys: in `serve` the key manager runs in-process — it rotates keys on its
+//! schedule (a tick every [`ROTATION_INTERVAL`]), hands the node every key it publishes
+//! before that key activates, and is the node's key administration (`/admin/v1/Key`). In
+//! a cluster the node leases keys from the key managers and forwards key administration
+//! to the leading one over NATS ([`RemoteKeyAdmin`]), renewing its lease after each change.
 
 use std::fs::File;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use signet_core::bootstrap::{self, ADMIN_CLIENT_ID};
@@ -32,6 +39,7 @@ use signet_eventlog::{EventLog, EventLogError, ExpectedVersion, NewEvent, Snapsh
 use signet_keymanager::lease::system_clock;
 use signet_keymanager::{
     ClusterSecret, FileVault, Kek, KeyError, KeyManager, KeyPolicy, LeaseClient, LeasedKeys,
+    RemoteKeyAdmin,
 };
 use tokio::net::TcpListener;
 
@@ -64,6 +72,9 @@ pub enum NodeError {
 
 /// The actor recorded on events the node writes by itself.
 pub const SYSTEM_ACTOR: &str = "system";
+
+/// How often `serve`'s in-process key manager runs the rotation schedule.
+pub const ROTATION_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A started node: state built, listeners bound, not yet serving.
 pub struct Node {
@@ -213,10 +224,39 @@ fn unreachable_secret() -> signet_core::secret::SecretInput {
     }
 }
 
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `serve`'s key rotation: the in-process key manager's schedule, every
+/// [`ROTATION_INTERVAL`] (the first tick at once). New keys reach the signers through
+/// [`KeyManager::on_keys_changed`].
+fn spawn_rotation(keys: Arc<KeyManager>) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let mut interval = tokio::time::interval(ROTATION_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            match keys.tick(keys.now()).await {
+                Ok(true) => tracing::info!("key rotation changed the signing keys"),
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::error!(%error, "key rotation failed; retrying at the next tick")
+                }
+            }
+        }
+    }))
+}
+
 /// What a running node holds on to besides its state.
 enum Resources {
-    /// One process per data directory.
-    Embedded { _lock: File },
+    /// One process per data directory, and the key rotation task (stops when dropped).
+    Embedded { _lock: File, _rotation: AbortOnDrop },
     /// The key-lease renewal task (stops when dropped).
     Cluster {
         _renewal: signet_keymanager::RenewalHandle,
@@ -282,25 +322,41 @@ impl Node {
         .await?;
 
         let kek_path = kek_file.unwrap_or_else(|| data_dir.join("kek"));
-        let keys = KeyManager::new(
+        let keys = Arc::new(KeyManager::new(
             Kek::load_or_create(&kek_path)?,
             Arc::new(FileVault::open(&data_dir.join("keys"))?),
             log.clone(),
             KeyPolicy::default(),
-        );
+        ));
+        keys.seed(&projection).await;
         keys.ensure_active(&projection, now()).await?;
         catch_up(log.as_ref(), &mut projection).await?;
-        let held = keys.active_keys(&projection).await?;
+        // Published keys too: the node holds the next key before it activates.
+        let held = keys.leasable_keys(&projection).await?;
 
         let public = bind(config.listen).await?;
         let admin = bind(config.admin_listen).await?;
         let state = AppState::new(config, log, projection, held);
+        {
+            // Weak: the key manager lives in the state (as its key administration).
+            let state = Arc::downgrade(&state.0);
+            keys.on_keys_changed(move |held| {
+                if let Some(inner) = state.upgrade() {
+                    AppState(inner).set_held_keys(held);
+                }
+            });
+        }
+        state.set_key_admin(keys.clone());
+        let rotation = spawn_rotation(keys);
         Ok(Node {
             state,
             public,
             admin,
             generated_admin_secret,
-            _resources: Resources::Embedded { _lock: lock },
+            _resources: Resources::Embedded {
+                _lock: lock,
+                _rotation: rotation,
+            },
         })
     }
 
@@ -330,7 +386,7 @@ impl Node {
         // No key yet: the node is not ready until its first lease arrives.
         let state = AppState::new(config, log, projection, Vec::new());
         let leased = LeasedKeys::new(system_clock());
-        let client = LeaseClient::new(nats.clone(), cluster.issuer_id.clone(), secret);
+        let client = LeaseClient::new(nats.clone(), cluster.issuer_id.clone(), secret.clone());
         let renewal = {
             let state = state.clone();
             leased.spawn_renewal(client, move |keys| state.set_held_keys(keys))
@@ -338,6 +394,14 @@ impl Node {
         {
             let leased = leased.clone();
             state.on_missing_key(move || leased.renew_now());
+        }
+        {
+            // Key administration goes to the leading key manager; after a change the lease
+            // is renewed at once, so this node holds the new key.
+            let leased = leased.clone();
+            let remote = RemoteKeyAdmin::new(nats.clone(), secret, cluster.issuer_id.clone())
+                .on_change(move || leased.renew_now());
+            state.set_key_admin(Arc::new(remote));
         }
         state.set_cluster(nats, leased);
         Ok(Node {
@@ -436,4 +500,103 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     Node::start(config).await?.run(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use signet_core::Algorithm;
+
+    use super::*;
+
+    async fn settle(state: &AppState) {
+        let head = state.log.last_seq().await.unwrap();
+        state
+            .wait_applied(head, Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+
+    fn signer_kid(state: &AppState, alg: Algorithm) -> Option<String> {
+        state
+            .signers
+            .load()
+            .access_token(alg)
+            .map(|s| s.key().kid().to_owned())
+    }
+
+    fn active_kid(state: &AppState, alg: Algorithm) -> String {
+        state
+            .projection
+            .load()
+            .active_key(alg)
+            .map(|k| k.jwk.kid.clone())
+            .unwrap_or_default()
+    }
+
+    /// `serve`'s key administration: the in-process key manager, whose new keys reach the
+    /// signers before they activate, so signing never stops.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serve_rotates_revokes_and_imports_keys_without_a_signing_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = NodeConfig::new(dir.path().to_path_buf());
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let node = Node::start(config).await.unwrap();
+        let state = node.state().clone();
+        let follower = state.spawn_follower();
+        let admin = state.key_admin().unwrap().clone();
+        let alg = Algorithm::ES256;
+        let old = active_kid(&state, alg);
+        assert_eq!(signer_kid(&state, alg).as_deref(), Some(old.as_str()));
+
+        // Watch the signer through every change.
+        let stop = Arc::new(AtomicBool::new(false));
+        let gaps = Arc::new(AtomicUsize::new(0));
+        let watcher = {
+            let (state, stop, gaps) = (state.clone(), stop.clone(), gaps.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    if signer_kid(&state, alg).is_none() {
+                        gaps.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        };
+
+        let new = admin.rotate(alg).await.unwrap();
+        settle(&state).await;
+        assert_eq!(active_kid(&state, alg), new.kid);
+        assert_eq!(signer_kid(&state, alg), Some(new.kid.clone()));
+        let p = state.projection.load();
+        assert!(
+            p.jwks_json().contains(&old),
+            "the retired key stays in the JWKS"
+        );
+
+        admin.revoke(&new.kid).await.unwrap();
+        settle(&state).await;
+        let successor = active_kid(&state, alg);
+        assert_ne!(successor, new.kid);
+        assert!(!state.projection.load().jwks_json().contains(&new.kid));
+        assert_eq!(signer_kid(&state, alg), Some(successor));
+
+        let der = signet_jose::generate_pkcs8(alg).unwrap();
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der);
+        let pem = format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n");
+        let imported = admin.import_pem(alg, &pem).await.unwrap();
+        settle(&state).await;
+        assert_eq!(signer_kid(&state, alg), Some(imported.kid));
+
+        stop.store(true, Ordering::Relaxed);
+        watcher.await.unwrap();
+        assert_eq!(
+            gaps.load(Ordering::Relaxed),
+            0,
+            "no moment without a signer"
+        );
+        follower.abort();
+    }
 }

@@ -37,6 +37,11 @@ fn slot(alg: Algorithm) -> usize {
 impl Signers {
     /// Signers for the keys the projection says are active, among `held` (the keys this
     /// node holds: unsealed from the vault, or leased). Returns the active kids it lacks.
+    ///
+    /// Until it holds a newly activated key (a lease renewal away, after an immediate
+    /// rotation), the node keeps signing with the held key of that algorithm the JWKS
+    /// still has (the one just retired), so tokens stay verifiable and requests do not
+    /// fail meanwhile. A revoked key is no longer in the projection and never signs.
     pub fn new(held: &[Arc<SigningKey>], p: &Projection) -> (Self, Vec<String>) {
         let mut s = Signers::default();
         let mut missing = Vec::new();
@@ -44,9 +49,15 @@ impl Signers {
             let Some(active) = p.active_key(alg) else {
                 continue;
             };
-            match held.iter().find(|k| k.kid() == active.jwk.kid) {
-                Some(k) => s.access_tokens[slot(alg)] = Some(JwsSigner::new(k.clone(), "at+jwt")),
-                None => missing.push(active.jwk.kid.clone()),
+            let key = match held.iter().find(|k| k.kid() == active.jwk.kid) {
+                Some(k) => Some(k),
+                None => {
+                    missing.push(active.jwk.kid.clone());
+                    stand_in(held, p, alg)
+                }
+            };
+            if let Some(k) = key {
+                s.access_tokens[slot(alg)] = Some(JwsSigner::new(k.clone(), "at+jwt"));
             }
         }
         (s, missing)
@@ -60,6 +71,26 @@ impl Signers {
     pub fn is_empty(&self) -> bool {
         self.access_tokens.iter().all(Option::is_none)
     }
+}
+
+/// The held key of `alg` that best stands in for an active key this node lacks: one the
+/// JWKS still has, active before retired before published, the most recent first.
+fn stand_in<'k>(
+    held: &'k [Arc<SigningKey>],
+    p: &Projection,
+    alg: Algorithm,
+) -> Option<&'k Arc<SigningKey>> {
+    use signet_core::keys::KeyState;
+    let rank = |state: KeyState| match state {
+        KeyState::Active => 2,
+        KeyState::Retired => 1,
+        KeyState::Published => 0,
+    };
+    held.iter()
+        .filter(|k| k.alg() == alg)
+        .filter_map(|k| p.key(k.kid()).map(|r| (k, r)))
+        .max_by_key(|(_, r)| (rank(r.state), r.activated_at, r.published_at))
+        .map(|(k, _)| k)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +133,8 @@ pub struct Inner {
     follower_failed: AtomicBool,
     /// Cluster mode: the NATS connection and the key lease, for readiness and metrics.
     cluster: std::sync::OnceLock<ClusterStatus>,
+    /// Key administration (rotate, revoke, import) for the admin API, when available.
+    key_admin: std::sync::OnceLock<Arc<dyn signet_keymanager::KeyAdmin>>,
 }
 
 pub struct ClusterStatus {
@@ -146,6 +179,7 @@ impl AppState {
             applied,
             follower_failed: AtomicBool::new(false),
             cluster: std::sync::OnceLock::new(),
+            key_admin: std::sync::OnceLock::new(),
         }));
         state.refresh_signers();
         state
@@ -181,6 +215,16 @@ impl AppState {
 
     pub fn cluster(&self) -> Option<&ClusterStatus> {
         self.0.cluster.get()
+    }
+
+    /// Registers the key administration the admin API's `/Key` routes use (once).
+    pub fn set_key_admin(&self, admin: Arc<dyn signet_keymanager::KeyAdmin>) {
+        let _ = self.0.key_admin.set(admin);
+    }
+
+    /// The key administration, when this node has one.
+    pub fn key_admin(&self) -> Option<&Arc<dyn signet_keymanager::KeyAdmin>> {
+        self.0.key_admin.get()
     }
 
     /// Ready: the follower is alive and keys are loaded; in a cluster, NATS is connected
@@ -236,5 +280,79 @@ impl AppState {
             self.applied.send_replace(seq);
         }
         Err(EventLogError::Closed.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use signet_core::events::Event;
+    use signet_jose::generate_pkcs8;
+
+    use super::*;
+
+    fn key(kid: &str) -> Arc<SigningKey> {
+        let der = generate_pkcs8(Algorithm::ES256).unwrap();
+        Arc::new(SigningKey::from_pkcs8(kid, Algorithm::ES256, &der).unwrap())
+    }
+
+    fn apply(p: &mut Projection, event: Event) {
+        let subject = event.subject();
+        p.apply(p.seq() + 1, &subject, event).unwrap();
+    }
+
+    #[test]
+    fn until_it_holds_a_new_active_key_a_node_signs_with_the_retired_one_never_a_revoked_one() {
+        let (old, new) = (key("old"), key("new"));
+        let mut p = Projection::new();
+        for k in [&old, &new] {
+            let jwk = k.public_jwk().clone();
+            apply(&mut p, Event::SigningKeyPublished { jwk, at: 1 });
+        }
+        apply(
+            &mut p,
+            Event::SigningKeyActivated {
+                kid: "old".into(),
+                at: 2,
+            },
+        );
+        let held = vec![old.clone()];
+        let (s, missing) = Signers::new(&held, &p);
+        assert!(missing.is_empty());
+        assert_eq!(s.access_token(Algorithm::ES256).unwrap().key().kid(), "old");
+
+        // Rotated now; the node does not hold the new key yet: the retired key stands in.
+        apply(
+            &mut p,
+            Event::SigningKeyActivated {
+                kid: "new".into(),
+                at: 3,
+            },
+        );
+        apply(
+            &mut p,
+            Event::SigningKeyRetired {
+                kid: "old".into(),
+                at: 3,
+            },
+        );
+        let (s, missing) = Signers::new(&held, &p);
+        assert_eq!(missing, vec!["new".to_owned()]);
+        assert_eq!(s.access_token(Algorithm::ES256).unwrap().key().kid(), "old");
+        let (s, missing) = Signers::new(&[old.clone(), new.clone()], &p);
+        assert!(missing.is_empty());
+        assert_eq!(s.access_token(Algorithm::ES256).unwrap().key().kid(), "new");
+
+        // Revoked: it is no longer in the projection and never signs again.
+        apply(
+            &mut p,
+            Event::SigningKeyRemoved {
+                kid: "old".into(),
+                at: 4,
+                revoked: true,
+            },
+        );
+        let (s, missing) = Signers::new(&held, &p);
+        assert_eq!(missing, vec!["new".to_owned()]);
+        assert!(s.access_token(Algorithm::ES256).is_none());
     }
 }

@@ -71,7 +71,7 @@ const REQUEST_DOMAIN: &[u8] = b"signet-lease-request-v1";
 const REPLY_DOMAIN: &[u8] = b"signet-lease-reply-v1";
 const HKDF_INFO: &[u8] = b"signet-lease-v1";
 const AAD_DOMAIN: &[u8] = b"signet-lease-key-v1";
-const X25519_LEN: usize = 32;
+pub(crate) const X25519_LEN: usize = 32;
 const NONCE_BYTES: usize = 32;
 const MAX_ISSUER_LEN: usize = 128;
 
@@ -89,16 +89,16 @@ pub fn system_clock() -> Clock {
     })
 }
 
-fn b64url(bytes: &[u8]) -> String {
+pub(crate) fn b64url(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn fill_random(buf: &mut [u8]) -> Result<(), &'static str> {
+pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), &'static str> {
     SystemRandom::new().fill(buf).map_err(|_| "no randomness")
 }
 
 /// `domain || (u32be len || field)*`: an unambiguous encoding of a field list.
-fn canonical(domain: &[u8], fields: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn canonical(domain: &[u8], fields: &[&[u8]]) -> Vec<u8> {
     let len = domain.len() + fields.iter().map(|f| f.len() + 4).sum::<usize>();
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(domain);
@@ -189,12 +189,12 @@ impl ClusterSecret {
         Self::from_bytes(&bytes)
     }
 
-    fn sign(&self, data: &[u8]) -> String {
+    pub(crate) fn sign(&self, data: &[u8]) -> String {
         b64url(hmac::sign(&self.key, data).as_ref())
     }
 
     /// Constant-time check of a base64url MAC.
-    fn verify(&self, data: &[u8], mac_b64: &str) -> bool {
+    pub(crate) fn verify(&self, data: &[u8], mac_b64: &str) -> bool {
         match URL_SAFE_NO_PAD.decode(mac_b64) {
             Ok(tag) => hmac::verify(&self.key, data, &tag).is_ok(),
             Err(_) => false,
@@ -320,7 +320,7 @@ fn wrapping_key(shared: &[u8], salt: &[u8], issuer: &str, kid: &str) -> Result<L
     Ok(LessSafeKey::new(UnboundKey::from(okm)))
 }
 
-fn valid_issuer(issuer: &str) -> bool {
+pub(crate) fn valid_issuer(issuer: &str) -> bool {
     !issuer.is_empty()
         && issuer.len() <= MAX_ISSUER_LEN
         && issuer.bytes().all(|b| b.is_ascii_graphic())
@@ -511,14 +511,14 @@ pub enum Refusal {
 /// Nonces of accepted requests, kept until their timestamp can no longer pass the skew
 /// check; bounded (the oldest are dropped first when full).
 #[derive(Debug)]
-struct ReplayCache {
+pub(crate) struct ReplayCache {
     until: HashMap<String, UnixTime>,
     order: VecDeque<(UnixTime, String)>,
     capacity: usize,
 }
 
 impl ReplayCache {
-    fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         ReplayCache {
             until: HashMap::new(),
             order: VecDeque::new(),
@@ -527,7 +527,7 @@ impl ReplayCache {
     }
 
     /// Records `nonce` until `until`; false if it is already there.
-    fn insert(&mut self, nonce: &str, until: UnixTime, now: UnixTime) -> bool {
+    pub(crate) fn insert(&mut self, nonce: &str, until: UnixTime, now: UnixTime) -> bool {
         while let Some((t, _)) = self.order.front() {
             if *t >= now && self.order.len() < self.capacity {
                 break;

@@ -15,6 +15,11 @@
 //! | [`ApiError::Unavailable`] | 503 | JSON |
 //! | [`ApiError::Internal`] | 500 | JSON without details (details go to the log) |
 //!
+//! Errors of key administration ([`KeyError`], `/admin/v1/Key`) become [`ApiError`]s here
+//! too: a PEM that is not a private key of the algorithm is a 400 naming `pem` (never
+//! echoing it), an unknown kid a 404, a racing key change a 409, an unreachable or slow key
+//! manager (NATS, its vault backend, the log's backend) a 503, anything else a 500.
+//!
 //! Error descriptions never carry secrets, tokens or internal details.
 
 use axum::http::{header, HeaderValue, StatusCode};
@@ -23,6 +28,9 @@ use serde_json::json;
 use signet_core::commands::CommandError;
 use signet_core::oauth::{ErrorCode, OAuthError};
 use signet_core::validation::ValidationErrors;
+use signet_eventlog::EventLogError;
+use signet_jose::JoseError;
+use signet_keymanager::KeyError;
 
 /// A protocol error on an OAuth endpoint.
 #[derive(Debug)]
@@ -125,6 +133,50 @@ impl From<CommandError> for ApiError {
             CommandError::AlreadyExists(m) => ApiError::Conflict(format!("{m} already exists")),
             CommandError::NotFound(m) => ApiError::NotFound(format!("{m} does not exist")),
             CommandError::InUse(m) => ApiError::Conflict(m),
+        }
+    }
+}
+
+/// The rule a bad `pem` member broke (fixed text: the PEM itself is never echoed).
+pub const PEM_RULE: &str = "must be one PEM private key of the algorithm: PRIVATE KEY (PKCS#8), RSA PRIVATE KEY (PKCS#1, RS256/PS256) or EC PRIVATE KEY (SEC1, ES256)";
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        let unavailable = |what: &str| {
+            // The detail names a backend failure (NATS, KV, log); it carries no key material.
+            tracing::warn!(error = %e, "key administration failed: {what}");
+            ApiError::Unavailable(format!(
+                "the key manager {what}; list the keys to see whether the change was made, then retry"
+            ))
+        };
+        match &e {
+            KeyError::UnknownKey { kid } | KeyError::Jose(JoseError::UnknownKey(kid)) => {
+                ApiError::NotFound(format!("signing key {kid:?} does not exist"))
+            }
+            // The reason stays out of the answer: the rule says what a PEM must be.
+            KeyError::BadPem { alg, .. } => ApiError::Invalid(ValidationErrors::single(
+                "pem",
+                format!("is not a usable {alg} private key; it {PEM_RULE}"),
+            )),
+            KeyError::Jose(JoseError::Pem(_)) => {
+                ApiError::Invalid(ValidationErrors::single("pem", PEM_RULE))
+            }
+            KeyError::Jose(JoseError::InvalidKey(alg)) => ApiError::Invalid(
+                ValidationErrors::single("pem", format!("is not a valid {alg} private key")),
+            ),
+            KeyError::EventLog(EventLogError::Conflict { .. }) => ApiError::Conflict(
+                "the signing keys were changed concurrently by another operation; read them again and retry"
+                    .into(),
+            ),
+            KeyError::EventLog(EventLogError::Closed) => {
+                ApiError::Unavailable("the node is shutting down".into())
+            }
+            KeyError::EventLog(EventLogError::Backend(_)) => {
+                unavailable("cannot reach the event log")
+            }
+            KeyError::Nats(_) => unavailable("is unreachable or did not answer in time"),
+            KeyError::Vault(_) => unavailable("cannot reach its key vault"),
+            _ => ApiError::Internal(format!("key administration: {e}")),
         }
     }
 }
@@ -261,5 +313,123 @@ mod tests {
         )
         .await;
         assert_eq!(s, StatusCode::CONFLICT);
+    }
+
+    /// Key administration errors: bad PEM names `pem` without echoing it, unknown kid 404,
+    /// races 409, an unreachable key manager 503, the rest 500 without details.
+    #[tokio::test]
+    async fn key_errors_map_to_statuses() {
+        use signet_core::Algorithm;
+        let pem_text =
+            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----";
+        let cases: Vec<(KeyError, StatusCode, &str)> = vec![
+            (
+                KeyError::Jose(JoseError::Pem(format!("echo {pem_text}"))),
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+            ),
+            (
+                KeyError::Jose(JoseError::InvalidKey(Algorithm::RS256)),
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+            ),
+            (
+                KeyError::Jose(JoseError::UnknownKey("es256-x".into())),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                KeyError::UnknownKey {
+                    kid: "es256-x".into(),
+                },
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                KeyError::BadPem {
+                    alg: Algorithm::EdDSA,
+                    reason: format!("bad header in {pem_text}"),
+                },
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+            ),
+            (
+                KeyError::Remote("vault write failed".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+            ),
+            (
+                KeyError::Policy("no signing algorithm".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+            ),
+            (
+                KeyError::EventLog(EventLogError::Conflict {
+                    subject: "signet.events.signing_key.x".into(),
+                    expected: 1,
+                    actual: 2,
+                }),
+                StatusCode::CONFLICT,
+                "conflict",
+            ),
+            (
+                KeyError::EventLog(EventLogError::Closed),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                KeyError::EventLog(EventLogError::Backend("timed out".into())),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                KeyError::Nats("request timed out".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                KeyError::Vault("kv get: timed out".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+            ),
+            (
+                KeyError::Crypto("no randomness"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+            ),
+            (
+                KeyError::Unseal { kid: "k".into() },
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+            ),
+            (
+                KeyError::Jose(JoseError::KeyGeneration(Algorithm::RS256)),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+            ),
+            (
+                KeyError::EventLog(EventLogError::Io(std::io::Error::other("disk full"))),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+            ),
+        ];
+        for (e, status, code) in cases {
+            let what = format!("{e:?}");
+            let (s, _, b) = parts(ApiError::from(e).into_response()).await;
+            assert_eq!(
+                (s, b["error"].as_str()),
+                (status, Some(code)),
+                "{what}: {b}"
+            );
+            let text = b.to_string();
+            assert!(!text.contains("c2VjcmV0"), "{what} echoes the PEM: {text}");
+            if s == StatusCode::BAD_REQUEST {
+                assert_eq!(b["field"], "pem", "{what}");
+                assert!(b["rule"].as_str().is_some_and(|r| !r.is_empty()), "{b}");
+            }
+            if s == StatusCode::INTERNAL_SERVER_ERROR {
+                assert_eq!(b["error_description"], "internal error", "{what}");
+            }
+        }
     }
 }

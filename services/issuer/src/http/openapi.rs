@@ -28,7 +28,7 @@ const BEARER: &str = "bearer";
 #[openapi(
     info(
         title = "Signet admin API",
-        description = "Configuration API of a Signet node (clients, API resources, API scopes and identity resources), with the field names and defaults of the IdentityServer-style AuthService configuration API.\n\nEvery operation but this document needs a bearer access token issued by this server with scope `signet.admin` (`client_credentials` at the public `/oauth2/token` endpoint). Writes answer once they are durable and applied. Invalid bodies get 400 with the offending `field` and the `rule` it broke."
+        description = "Configuration API of a Signet node (clients, API resources, API scopes, identity resources and signing keys), with the field names and defaults of the IdentityServer-style AuthService configuration API.\n\nEvery operation but this document needs a bearer access token issued by this server with scope `signet.admin` (`client_credentials` at the public `/oauth2/token` endpoint). Writes answer once they are durable and applied. Invalid bodies get 400 with the offending `field` and the `rule` it broke."
     ),
     paths(
         document,
@@ -52,6 +52,11 @@ const BEARER: &str = "bearer";
         admin::replace_identity,
         admin::get_identity,
         admin::delete_identity,
+        admin::list_keys,
+        admin::rotate_key,
+        admin::import_key,
+        admin::get_key,
+        admin::revoke_key,
     ),
     components(
         schemas(ErrorBody, ValidationError, FieldError),
@@ -73,6 +78,7 @@ const BEARER: &str = "bearer";
         (name = "ApiResource", description = "APIs that tokens are issued for."),
         (name = "ApiScope", description = "Scopes of the APIs."),
         (name = "IdentityResource", description = "Scopes of user identity data (`openid`, `profile`, ...)."),
+        (name = "Key", description = "The signing keys of tokens: list them, rotate or import the active key of an algorithm, revoke a key. Public halves only."),
         (name = "Meta", description = "This document."),
     )
 )]
@@ -171,7 +177,8 @@ pub struct PayloadTooLarge(ErrorBody);
 #[allow(dead_code)]
 pub struct UnsupportedMediaType(ErrorBody);
 
-/// The node is shutting down, or a stored write was not applied in time.
+/// The node is shutting down, a stored write was not applied in time, or (signing keys)
+/// the key manager is not available or did not answer.
 #[derive(ToResponse)]
 #[allow(dead_code)]
 pub struct Unavailable(ErrorBody);
@@ -397,6 +404,15 @@ mod tests {
                 expected.insert(format!("{m} {item}"));
             }
         }
+        for op in [
+            "GET /admin/v1/Key",
+            "POST /admin/v1/Key/rotate",
+            "POST /admin/v1/Key/import",
+            "GET /admin/v1/Key/{kid}",
+            "DELETE /admin/v1/Key/{kid}",
+        ] {
+            expected.insert(op.to_owned());
+        }
         assert_eq!(operations, expected);
         // Paths the document does not have are no routes.
         for path in [
@@ -407,6 +423,8 @@ mod tests {
             "/admin/v1/Resource",
             "/admin/v1/Resource/Other",
             "/admin/v1/Resource/ApiScope/a/b",
+            "/admin/v1/Key/a/b",
+            "/admin/v1/Key/rotate/now",
             "/admin/v1/openapi.yaml",
             "/admin/v2/Client",
         ] {
@@ -475,6 +493,34 @@ mod tests {
                 }
             }
         }
+        // The key operations take their bodies and document the key manager's statuses.
+        for (path, model) in [
+            ("/admin/v1/Key/rotate", "RotateKey"),
+            ("/admin/v1/Key/import", "ImportKey"),
+        ] {
+            let op = &doc["paths"][path]["post"];
+            assert_eq!(
+                op["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+                format!("#/components/schemas/{model}"),
+                "{path}"
+            );
+            for status in ["201", "400", "401", "403", "409", "413", "415", "503"] {
+                assert!(op["responses"].get(status).is_some(), "{path} {status}");
+            }
+            assert_eq!(
+                op["responses"]["201"]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/NewKey",
+                "{path}"
+            );
+        }
+        for status in ["204", "404", "503"] {
+            assert!(
+                doc["paths"]["/admin/v1/Key/{kid}"]["delete"]["responses"]
+                    .get(status)
+                    .is_some(),
+                "DELETE /admin/v1/Key/{{kid}} {status}"
+            );
+        }
         assert_eq!(
             doc["components"]["responses"]["BadRequest"]["content"]["application/json"]["schema"]
                 ["$ref"],
@@ -491,7 +537,17 @@ mod tests {
         let text = doc.to_string();
         assert!(!text.contains("_Secret"), "a generic schema name is left");
         let schemas = doc["components"]["schemas"].as_object().unwrap();
-        for name in ["Client", "ClientView", "ApiResource", "ApiResourceView"] {
+        for name in [
+            "Client",
+            "ClientView",
+            "ApiResource",
+            "ApiResourceView",
+            "Key",
+            "KeyState",
+            "NewKey",
+            "RotateKey",
+            "ImportKey",
+        ] {
             assert!(schemas.contains_key(name), "{name}");
         }
         for r in text.split("\"$ref\":\"").skip(1) {
@@ -551,6 +607,60 @@ mod tests {
                 assert_eq!(default, Some(value), "{name}.{member}: documented default");
             }
         }
+        // The key schemas: every member described; the view's members are what the
+        // handler serializes; the request bodies refuse unknown members.
+        let record = signet_core::keys::PublicKeyRecord {
+            jwk: signet_jose::SigningKey::from_pkcs8(
+                "k1",
+                signet_core::Algorithm::ES256,
+                &signet_jose::generate_pkcs8(signet_core::Algorithm::ES256).unwrap(),
+            )
+            .unwrap()
+            .public_jwk()
+            .clone(),
+            state: signet_core::keys::KeyState::Retired,
+            published_at: 1,
+            activated_at: Some(2),
+            retired_at: Some(3),
+        };
+        let view = serde_json::to_value(admin::KeyView::from(&record)).unwrap();
+        assert_eq!(view["state"], "retired");
+        assert_eq!(view["jwk"]["kid"], "k1");
+        assert!(view["jwk"].get("d").is_none(), "public data only");
+        for (name, members) in [
+            (
+                "Key",
+                view.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
+            ),
+            ("NewKey", vec!["kid", "alg"]),
+            ("RotateKey", vec!["alg"]),
+            ("ImportKey", vec!["alg", "pem"]),
+        ] {
+            let schema = &doc["components"]["schemas"][name];
+            let props = schema["properties"].as_object().expect(name);
+            assert_eq!(
+                props.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+                members.into_iter().collect::<BTreeSet<_>>(),
+                "{name}: the schema's members are the model's"
+            );
+            for (member, prop) in props {
+                assert!(
+                    prop["description"].as_str().is_some_and(|d| d.len() > 5),
+                    "{name}.{member} has no description: {prop}"
+                );
+            }
+            if matches!(name, "RotateKey" | "ImportKey") {
+                assert_eq!(schema["additionalProperties"], false, "{name}");
+            }
+        }
+        assert_eq!(
+            doc["components"]["schemas"]["KeyState"]["enum"],
+            json!(["published", "active", "retired"])
+        );
         let lifetime = &doc["components"]["schemas"]["Client"]["properties"]["accessTokenLifetime"];
         assert_eq!(lifetime["default"], 3600);
         assert!(lifetime["description"]

@@ -258,3 +258,73 @@ fn invalid_file_failures_list_every_problem() {
         "f.yaml is invalid (2 problems); nothing was written"
     );
 }
+
+#[test]
+fn key_verbs_parse_and_check_the_algorithm() {
+    use super::key::KeyVerb;
+    let verb = |argv: &[&str]| match admin(argv).command {
+        AdminCommand::Key(k) => k.verb,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(verb(&["key", "list"]), KeyVerb::List));
+    assert!(matches!(verb(&["keys", "ls", "-o", "json"]), KeyVerb::List));
+    assert!(matches!(verb(&["key", "get", "es256-a"]), KeyVerb::Get { kid } if kid == "es256-a"));
+    assert!(
+        matches!(verb(&["key", "rotate", "--alg", "ES256"]), KeyVerb::Rotate { alg } if alg == "ES256")
+    );
+    assert!(matches!(
+        verb(&["key", "import", "--alg", "EdDSA", "-f", "k.pem"]),
+        KeyVerb::Import { alg, file } if alg == "EdDSA" && file == Path::new("k.pem")
+    ));
+    assert!(
+        matches!(verb(&["key", "revoke", "rs256-x"]), KeyVerb::Revoke { kid } if kid == "rs256-x")
+    );
+    for bad in [
+        &["key", "rotate", "--alg", "HS256"][..],
+        &["key", "rotate"],
+        &["key", "import", "--alg", "RS256"],
+        &["key", "revoke"],
+        &["key", "create", "-f", "x"],
+    ] {
+        let mut full = vec!["signet", "admin"];
+        full.extend_from_slice(bad);
+        let e = Cli::try_parse_from(full).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{bad:?}");
+    }
+}
+
+#[test]
+fn key_urls_and_pem_files() {
+    use super::client::key_url;
+    use super::key::read_pem;
+    let base = admin_base("http://h:1/prefix").unwrap();
+    assert_eq!(
+        key_url(&base, None).as_str(),
+        "http://h:1/prefix/admin/v1/Key"
+    );
+    assert_eq!(
+        key_url(&base, Some("es256-a/b")).as_str(),
+        "http://h:1/prefix/admin/v1/Key/es256-a%2Fb"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("k.pem");
+    let pem_text = "-----BEGIN PRIVATE KEY-----\nTUlJQi1zZWNyZXQ=\n-----END PRIVATE KEY-----\n";
+    std::fs::write(&file, pem_text).unwrap();
+    assert_eq!(read_pem(&file).unwrap(), pem_text);
+    let missing = read_pem(&dir.path().join("nope.pem")).unwrap_err();
+    assert_eq!(missing.exit, Exit::Usage);
+    assert!(
+        missing.message.starts_with("cannot read the key file"),
+        "{missing:?}"
+    );
+    std::fs::write(&file, "TUlJQi1zZWNyZXQ=").unwrap();
+    let f = read_pem(&file).unwrap_err();
+    assert!(
+        f.message.contains("no PEM block") && !f.message.contains("TUlJQi1"),
+        "{f:?}"
+    );
+    std::fs::write(&file, [0xff, 0xfe, 0x00]).unwrap();
+    assert!(read_pem(&file).unwrap_err().message.contains("not text"));
+    std::fs::write(&file, "-----BEGIN X-----\n".repeat(10_000)).unwrap();
+    assert!(read_pem(&file).unwrap_err().message.contains("larger than"));
+}

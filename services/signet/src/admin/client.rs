@@ -373,6 +373,116 @@ impl AdminApi {
     }
 }
 
+/// The signing keys (`/admin/v1/Key`): not a configuration kind (nothing to create or
+/// replace from a file), so they have their own calls.
+impl AdminApi {
+    /// `<base>/admin/v1/Key[/<tail>]`, the tail percent-encoded as one path segment.
+    pub fn key_url(&self, tail: Option<&str>) -> Url {
+        key_url(&self.base, tail)
+    }
+
+    /// Tells a missing key (exit 5) from a wrong URL (exit 4): the collection must list.
+    async fn missing_key(&self, kid: &str) -> Failure {
+        match self.list_keys().await {
+            Ok(_) => Failure::new(Exit::NotFound, format!("key/{kid} not found")),
+            Err(f) => f,
+        }
+    }
+
+    /// Every signing key: the raw answer and its items.
+    pub async fn list_keys(&self) -> Result<(String, Vec<Value>), Failure> {
+        let url = self.key_url(None);
+        let (status, text) = self.call(Method::GET, &url, None).await?;
+        if status != StatusCode::OK {
+            if status == StatusCode::NOT_FOUND {
+                return Err(not_signet(&url, status));
+            }
+            return Err(self.refused(status, &text, "list keys", &url));
+        }
+        match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Array(items)) => Ok((text, items)),
+            _ => Err(not_signet(&url, status)),
+        }
+    }
+
+    /// One signing key: the raw answer and its value.
+    pub async fn get_key(&self, kid: &str) -> Result<(String, Value), Failure> {
+        let url = self.key_url(Some(kid));
+        let (status, text) = self.call(Method::GET, &url, None).await?;
+        match status {
+            StatusCode::OK => match serde_json::from_str::<Value>(&text) {
+                Ok(v @ Value::Object(_)) => Ok((text, v)),
+                _ => Err(not_signet(&url, status)),
+            },
+            StatusCode::NOT_FOUND => Err(self.missing_key(kid).await),
+            s => Err(self.refused(s, &text, &format!("get key/{kid}"), &url)),
+        }
+    }
+
+    /// `POST /Key/rotate` or `/Key/import` (201): the raw answer and `{kid, alg}`.
+    async fn new_key(
+        &self,
+        op: &str,
+        action: &str,
+        body: &Value,
+    ) -> Result<(String, Value), Failure> {
+        let url = self.key_url(Some(op));
+        let (status, text) = self.call(Method::POST, &url, Some(body)).await?;
+        match status {
+            StatusCode::CREATED | StatusCode::OK => match serde_json::from_str::<Value>(&text) {
+                Ok(v) if v.get("kid").and_then(Value::as_str).is_some() => Ok((text, v)),
+                _ => Err(not_signet(&url, status)),
+            },
+            StatusCode::NOT_FOUND => Err(not_signet(&url, status)),
+            s => Err(self.refused(s, &text, action, &url)),
+        }
+    }
+
+    /// Rotates the active key of `alg` now.
+    pub async fn rotate_key(&self, alg: &str) -> Result<(String, Value), Failure> {
+        self.new_key(
+            "rotate",
+            &format!("rotate the {alg} key"),
+            &serde_json::json!({ "alg": alg }),
+        )
+        .await
+    }
+
+    /// Imports a PEM private key as the active key of `alg`. The PEM goes in the body only:
+    /// no failure message carries it.
+    pub async fn import_key(&self, alg: &str, pem: &str) -> Result<(String, Value), Failure> {
+        self.new_key(
+            "import",
+            &format!("import the {alg} key"),
+            &serde_json::json!({ "alg": alg, "pem": pem }),
+        )
+        .await
+    }
+
+    /// `DELETE /Key/<kid>` (204): revokes the key.
+    pub async fn revoke_key(&self, kid: &str) -> Result<(), Failure> {
+        let url = self.key_url(Some(kid));
+        let (status, text) = self.call(Method::DELETE, &url, None).await?;
+        match status {
+            StatusCode::NO_CONTENT | StatusCode::OK => Ok(()),
+            StatusCode::NOT_FOUND => Err(self.missing_key(kid).await),
+            s => Err(self.refused(s, &text, &format!("revoke key/{kid}"), &url)),
+        }
+    }
+}
+
+/// `<base>/admin/v1/Key[/<tail>]`.
+pub fn key_url(base: &Url, tail: Option<&str>) -> Url {
+    let mut url = base.clone();
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop_if_empty().extend(["admin", "v1", "Key"]);
+        if let Some(t) = tail {
+            segments.push(t);
+        }
+    }
+    url
+}
+
 /// `<base>/admin/v1/<kind path>[/<id>]`.
 pub fn object_url(base: &Url, kind: Kind, id: Option<&str>) -> Url {
     let mut url = base.clone();

@@ -4,6 +4,7 @@
 //! ```text
 //! signet admin <kind> list | get ID | create -f FILE | update -f FILE | delete ID
 //! signet admin apply -f FILE [--dry-run] [--replace-secrets]
+//! signet admin key list | get KID | rotate --alg ALG | import --alg ALG -f KEY.pem | revoke KID
 //! ```
 //!
 //! `<kind>` is `client`, `api-resource`, `api-scope` or `identity-resource`. The CLI gets an
@@ -21,15 +22,17 @@
 //! | 2 | usage error or invalid file (nothing was sent) |
 //! | 3 | authentication failed (wrong, expired or missing-scope admin credentials) |
 //! | 4 | cannot reach the server (wrong URL, connection refused, timeout, not a Signet admin API) |
-//! | 5 | not found (`get`, `update` or `delete` of an id that does not exist) |
+//! | 5 | not found (`get`, `update`, `delete` or `key revoke` of an id that does not exist) |
 //!
 //! Every failure prints one line on stderr; an invalid file also prints one line per problem.
 //!
 //! Layout: [`client`] talks HTTP, [`spec`] reads and validates files, [`apply`] plans and
-//! carries out an apply, [`output`] renders tables, plans and diffs.
+//! carries out an apply, [`output`] renders tables, plans and diffs, [`key`] has the
+//! signing-key verbs (keys are not declarative: `apply` leaves them alone).
 
 pub mod apply;
 pub mod client;
+pub mod key;
 pub mod output;
 pub mod spec;
 
@@ -58,7 +61,7 @@ Exit codes:
   2  usage error or invalid file (nothing was sent)
   3  authentication failed (wrong or expired secret, client without scope signet.admin)
   4  cannot reach the server (wrong URL, connection refused, timeout, not a Signet admin API)
-  5  not found (get, update or delete of an id that does not exist)
+  5  not found (get, update, delete or key revoke of an id that does not exist)
 
 Credentials: the admin client's secret comes from SIGNET_ADMIN_CLIENT_SECRET or from the
 file named by --client-secret-file (never from a flag value: flags show in `ps`).";
@@ -217,6 +220,9 @@ pub enum AdminCommand {
     /// Identity resources (/admin/v1/Resource/IdentityResource), by name
     #[command(visible_alias = "identity-resources")]
     IdentityResource(KindArgs),
+    /// Signing keys (/admin/v1/Key), by kid: list, get, rotate, import, revoke
+    #[command(visible_alias = "keys")]
+    Key(key::KeyArgs),
     /// Create what is missing and replace what differs, from a file of many objects
     #[command(after_help = APPLY_HELP)]
     Apply(ApplyArgs),
@@ -402,6 +408,7 @@ async fn execute(args: AdminArgs) -> Result<(), Failure> {
             };
             return apply::run(&api, &source, &docs, options, format).await;
         }
+        AdminCommand::Key(k) => return key::run(&conn_args, k.verb).await,
         AdminCommand::Client(k) => (Kind::Client, k.verb),
         AdminCommand::ApiResource(k) => (Kind::ApiResource, k.verb),
         AdminCommand::ApiScope(k) => (Kind::ApiScope, k.verb),

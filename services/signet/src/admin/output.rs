@@ -61,9 +61,65 @@ pub fn table(kind: Kind, items: &[Value]) -> String {
         .map(|item| cols.iter().map(|(_, m)| cell(item.get(*m))).collect())
         .collect();
     rows.sort();
-    let header: Vec<String> = cols.iter().map(|(h, _)| (*h).to_owned()).collect();
+    let headers: Vec<&str> = cols.iter().map(|(h, _)| *h).collect();
+    render(&headers, &rows)
+}
+
+/// The signing keys (`key list`, `key get`): KID, ALG, STATE, ACTIVATED (UTC), by
+/// algorithm, then active before published before retired, then newest first.
+pub fn key_table(items: &[Value]) -> String {
+    let rank = |state: &str| match state {
+        "active" => 0,
+        "published" => 1,
+        "retired" => 2,
+        _ => 3,
+    };
+    let mut sorted: Vec<&Value> = items.iter().collect();
+    sorted.sort_by_key(|k| {
+        (
+            k.get("alg")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            rank(k.get("state").and_then(Value::as_str).unwrap_or_default()),
+            std::cmp::Reverse(k.get("activatedAt").and_then(Value::as_i64)),
+            k.get("kid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    });
+    let rows: Vec<Vec<String>> = sorted
+        .iter()
+        .map(|k| {
+            vec![
+                cell(k.get("kid")),
+                cell(k.get("alg")),
+                cell(k.get("state")),
+                k.get("activatedAt")
+                    .and_then(Value::as_i64)
+                    .map_or_else(|| cell(None), utc),
+            ]
+        })
+        .collect();
+    render(&["KID", "ALG", "STATE", "ACTIVATED"], &rows)
+}
+
+/// Seconds since the Unix epoch as `2026-11-20T09:30:00Z`.
+pub fn utc(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
+
+fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
+    for row in rows {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
         }

@@ -113,3 +113,24 @@ fn json_report() {
     let r = report(&steps, 1, true);
     assert_eq!(r["objects"][0]["applied"], false);
 }
+
+#[test]
+fn key_tables_sort_by_algorithm_then_state() {
+    let items = [
+        json!({"kid": "es256-old", "alg": "ES256", "state": "retired", "activatedAt": 1_700_000_000, "retiredAt": 1_800_000_000}),
+        json!({"kid": "rs256-a", "alg": "RS256", "state": "active", "activatedAt": 1_800_000_000}),
+        json!({"kid": "es256-new", "alg": "ES256", "state": "active", "activatedAt": 1_800_000_000}),
+        json!({"kid": "es256-next", "alg": "ES256", "state": "published", "activatedAt": null}),
+    ];
+    assert_eq!(
+        key_table(&items),
+        "\
+KID          ALG     STATE       ACTIVATED
+es256-new    ES256   active      2027-01-15T08:00:00Z
+es256-next   ES256   published   <none>
+es256-old    ES256   retired     2023-11-14T22:13:20Z
+rs256-a      RS256   active      2027-01-15T08:00:00Z
+"
+    );
+    assert_eq!(key_table(&[]), "KID   ALG   STATE   ACTIVATED\n");
+}
