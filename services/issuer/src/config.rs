@@ -118,6 +118,8 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// Serve `/metrics` on the public listener too (it is always on the admin listener).
     pub public_metrics: bool,
+    /// Key rotation schedule of the in-process key manager (`serve`).
+    pub key_policy: signet_keymanager::KeyPolicy,
 }
 
 impl NodeConfig {
@@ -149,6 +151,7 @@ impl NodeConfig {
             shutdown_grace: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             public_metrics: true,
+            key_policy: signet_keymanager::KeyPolicy::default(),
         }
     }
 }

@@ -38,8 +38,7 @@ use signet_eventlog::jetstream::{JetStreamConfig, JetStreamLog};
 use signet_eventlog::{EventLog, EventLogError, ExpectedVersion, NewEvent, Snapshot};
 use signet_keymanager::lease::system_clock;
 use signet_keymanager::{
-    ClusterSecret, FileVault, Kek, KeyError, KeyManager, KeyPolicy, LeaseClient, LeasedKeys,
-    RemoteKeyAdmin,
+    ClusterSecret, FileVault, Kek, KeyError, KeyManager, LeaseClient, LeasedKeys, RemoteKeyAdmin,
 };
 use tokio::net::TcpListener;
 
@@ -326,7 +325,7 @@ impl Node {
             Kek::load_or_create(&kek_path)?,
             Arc::new(FileVault::open(&data_dir.join("keys"))?),
             log.clone(),
-            KeyPolicy::default(),
+            config.key_policy.clone(),
         ));
         keys.seed(&projection).await;
         keys.ensure_active(&projection, now()).await?;

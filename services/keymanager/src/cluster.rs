@@ -34,6 +34,8 @@ pub struct KeyManagerConfig {
     pub kek_file: PathBuf,
     pub cluster_secret_file: PathBuf,
     pub lease_ttl: Duration,
+    /// Algorithms and rotation schedule (validated at start).
+    pub policy: KeyPolicy,
 }
 
 /// Reads the log after the projection's sequence and folds it.
@@ -54,8 +56,6 @@ pub async fn catch_up(log: &dyn EventLog, p: &mut Projection) -> Result<(), KeyE
 /// the leader lock.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
-    /// Algorithms and rotation intervals (validated at start).
-    pub policy: KeyPolicy,
     /// The leader lock: bucket, key, TTL (15 s).
     pub lock: LockConfig,
     /// How often the leader runs the rotation schedule (10 s).
@@ -67,7 +67,6 @@ pub struct ClusterOptions {
 impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
-            policy: KeyPolicy::default(),
             lock: LockConfig::default(),
             rotation_interval: Duration::from_secs(10),
             instance_id: None,
@@ -138,7 +137,7 @@ pub async fn run_with(
     options: ClusterOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), KeyError> {
-    options.policy.validate()?;
+    config.policy.validate()?;
     let secret = ClusterSecret::load(&config.cluster_secret_file)?;
     let kek = Kek::load_or_create(&config.kek_file)?;
     let log = JetStreamLog::connect(JetStreamConfig {
@@ -162,7 +161,7 @@ pub async fn run_with(
         kek,
         Arc::new(vault),
         log.clone(),
-        options.policy.clone(),
+        config.policy.clone(),
     ));
     let lock = LeaderLock::start(
         js,

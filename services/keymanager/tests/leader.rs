@@ -189,9 +189,9 @@ impl Setup {
             kek_file: self.path("kek"),
             cluster_secret_file: self.path("secret"),
             lease_ttl: Duration::from_secs(600),
+            policy: KeyPolicy::default(),
         };
         let options = ClusterOptions {
-            policy: KeyPolicy::default(),
             lock: lock_config(),
             rotation_interval: Duration::from_millis(200),
             instance_id: Some(id.to_owned()),

@@ -14,6 +14,7 @@ use signet_issuer::config::IssuerUrl;
 use signet_issuer::config::{Backend, ClusterSettings};
 use signet_issuer::NodeConfig;
 use signet_keymanager::cluster::KeyManagerConfig;
+use signet_keymanager::KeyPolicy;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -92,10 +93,45 @@ pub struct NodeArgs {
     pub public_metrics: Option<bool>,
 }
 
+/// The signing-key rotation schedule (`serve` and `keymanager`).
+#[derive(Debug, Args)]
+pub struct RotationArgs {
+    /// Seconds a key signs before the next one takes over [default: 2592000 (30 days)]
+    #[arg(long, env = "SIGNET_KEY_ROTATE_AFTER")]
+    pub key_rotate_after: Option<u64>,
+    /// Seconds a new key is in the JWKS before it signs; more than the longest JWKS cache
+    /// (3600) [default: 7200]
+    #[arg(long, env = "SIGNET_KEY_PREPUBLISH")]
+    pub key_prepublish: Option<u64>,
+    /// Seconds a retired key stays in the JWKS (at least the longest token lifetime is
+    /// kept anyway) [default: 86400]
+    #[arg(long, env = "SIGNET_KEY_RETIRE_FOR")]
+    pub key_retire_for: Option<u64>,
+}
+
+impl RotationArgs {
+    fn policy(self, file: &FileConfig) -> anyhow::Result<KeyPolicy> {
+        let mut p = KeyPolicy::default();
+        if let Some(s) = self.key_rotate_after.or(file.key_rotate_after) {
+            p.rotate_after = Duration::from_secs(s);
+        }
+        if let Some(s) = self.key_prepublish.or(file.key_prepublish) {
+            p.prepublish = Duration::from_secs(s);
+        }
+        if let Some(s) = self.key_retire_for.or(file.key_retire_for) {
+            p.retire_for = Duration::from_secs(s);
+        }
+        p.validate()?;
+        Ok(p)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub node: NodeArgs,
+    #[command(flatten)]
+    pub rotation: RotationArgs,
     /// Directory for the event log, sealed keys and the KEK [default: ./signet-data]
     #[arg(long, env = "SIGNET_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -137,6 +173,8 @@ pub struct IssuerArgs {
 pub struct KeyManagerArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
+    #[command(flatten)]
+    pub rotation: RotationArgs,
     /// Key-encryption key file (32 random bytes, base64); created with mode 0600 and a
     /// warning when absent [default: ./signet-kek]
     #[arg(long, env = "SIGNET_KEK_FILE")]
@@ -165,6 +203,9 @@ pub struct FileConfig {
     pub cluster_secret_file: Option<PathBuf>,
     pub issuer_id: Option<String>,
     pub lease_ttl: Option<u64>,
+    pub key_rotate_after: Option<u64>,
+    pub key_prepublish: Option<u64>,
+    pub key_retire_for: Option<u64>,
 }
 
 impl FileConfig {
@@ -236,6 +277,7 @@ impl ServeArgs {
             data_dir,
             kek_file: self.kek_file.or(file.kek_file.clone()),
         };
+        config.key_policy = self.rotation.policy(&file)?;
         self.node.apply(&file, &mut config)?;
         Ok(config)
     }
@@ -303,6 +345,7 @@ impl KeyManagerArgs {
                 .unwrap_or_else(|| PathBuf::from("./signet-kek")),
             cluster_secret_file,
             lease_ttl: Duration::from_secs(lease_ttl),
+            policy: self.rotation.policy(&file)?,
         })
     }
 }
@@ -335,6 +378,23 @@ mod tests {
         assert!(
             matches!(c.backend, Backend::Embedded { ref data_dir, .. } if data_dir == &PathBuf::from("./signet-data"))
         );
+    }
+
+    #[test]
+    fn rotation_schedule_is_configurable_and_checked() {
+        let c = args(&["--key-rotate-after", "86400", "--key-prepublish", "4000"])
+            .resolve(None)
+            .unwrap();
+        assert_eq!(c.key_policy.rotate_after, Duration::from_secs(86400));
+        assert_eq!(c.key_policy.prepublish, Duration::from_secs(4000));
+        // Publishing a key for less than the longest JWKS cache is refused.
+        let e = format!(
+            "{:#}",
+            args(&["--key-prepublish", "600"])
+                .resolve(None)
+                .unwrap_err()
+        );
+        assert!(e.contains("prepublish") || e.contains("3600"), "{e}");
     }
 
     #[test]
