@@ -24,19 +24,7 @@ async fn restart_keeps_configuration_keys_and_tokens() -> anyhow::Result<()> {
     let jwks_before = s.jwks().await?;
 
     // A second process on the same data directory is refused while the first runs.
-    let second = std::process::Command::new(signet_tests::signet_bin())
-        .args(["serve", "--data-dir"])
-        .arg(dir.path())
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{}", signet_tests::free_port()),
-        ])
-        .args([
-            "--admin-listen",
-            &format!("127.0.0.1:{}", signet_tests::free_port()),
-        ])
-        .env("SIGNET_LOG", "off")
-        .output()?;
+    let second = serve_to_completion(dir.path())?;
     assert!(!second.status.success());
     assert!(String::from_utf8_lossy(&second.stderr).contains("another signet process"));
 
@@ -143,9 +131,21 @@ async fn a_corrupt_event_log_stops_the_node_with_a_clear_error() -> anyhow::Resu
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
     std::fs::write(&log, bytes)?;
-    let out = std::process::Command::new(signet_tests::signet_bin())
+    let out = serve_to_completion(dir.path())?;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("corrupt") && stderr.contains("events.log"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+/// Runs `signet serve` on `dir` for a start-up that must fail, and returns its output.
+fn serve_to_completion(dir: &std::path::Path) -> std::io::Result<std::process::Output> {
+    std::process::Command::new(signet_tests::signet_bin())
         .args(["serve", "--data-dir"])
-        .arg(dir.path())
+        .arg(dir)
         .args([
             "--listen",
             &format!("127.0.0.1:{}", signet_tests::free_port()),
@@ -155,12 +155,5 @@ async fn a_corrupt_event_log_stops_the_node_with_a_clear_error() -> anyhow::Resu
             &format!("127.0.0.1:{}", signet_tests::free_port()),
         ])
         .env("SIGNET_LOG", "off")
-        .output()?;
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("corrupt") && stderr.contains("events.log"),
-        "{stderr}"
-    );
-    Ok(())
+        .output()
 }

@@ -10,7 +10,7 @@ use base64::Engine;
 use tokio::process::{Child, Command};
 
 use crate::nats::NatsServer;
-use crate::{eventually, free_port, signet_bin};
+use crate::{free_port, signet_bin, wait_http_ready};
 
 /// A `signet` process (key manager or issuer). Killed when dropped.
 pub struct Proc {
@@ -171,21 +171,8 @@ impl Cluster {
     pub async fn wait_ready(&mut self, i: usize) -> Result<()> {
         let url = format!("{}/readyz", self.issuers[i].public);
         let http = self.http.clone();
-        let ok = eventually(Duration::from_secs(60), || {
-            let exited = self.issuers[i].proc.exited();
-            let http = http.clone();
-            let url = url.clone();
-            async move {
-                if exited {
-                    return Some(false);
-                }
-                match http.get(&url).send().await {
-                    Ok(r) if r.status() == 200 => Some(true),
-                    _ => None,
-                }
-            }
-        })
-        .await?;
+        let node = &mut self.issuers[i].proc;
+        let ok = wait_http_ready(&http, &url, || node.exited()).await?;
         if !ok {
             bail!("issuer {i} exited before it was ready");
         }

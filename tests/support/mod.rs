@@ -56,6 +56,28 @@ fn log_filter() -> String {
         .unwrap_or_else(|| "warn".into())
 }
 
+/// Waits until `url` answers 200 (true), or `exited()` says the process died (false).
+pub async fn wait_http_ready(
+    http: &reqwest::Client,
+    url: &str,
+    mut exited: impl FnMut() -> bool,
+) -> Result<bool> {
+    eventually(Duration::from_secs(60), || {
+        let dead = exited();
+        let request = http.get(url).send();
+        async move {
+            if dead {
+                return Some(false);
+            }
+            match request.await {
+                Ok(r) if r.status() == 200 => Some(true),
+                _ => None,
+            }
+        }
+    })
+    .await
+}
+
 /// The `signet` binary under test.
 pub fn signet_bin() -> PathBuf {
     if let Ok(p) = std::env::var("SIGNET_BIN") {
@@ -183,19 +205,8 @@ impl Serve {
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let ready_url = format!("{issuer}/readyz");
-        let ready = eventually(Duration::from_secs(60), || {
-            let http = http.clone();
-            let url = ready_url.clone();
-            let exited = child.try_wait().ok().flatten().is_some();
-            async move {
-                if exited {
-                    return Some(false);
-                }
-                match http.get(&url).send().await {
-                    Ok(r) if r.status() == 200 => Some(true),
-                    _ => None,
-                }
-            }
+        let ready = wait_http_ready(&http, &ready_url, || {
+            child.try_wait().ok().flatten().is_some()
         })
         .await?;
         if !ready {

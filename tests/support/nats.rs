@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tokio::process::{Child, Command};
 
-use crate::{eventually, free_port};
+use crate::{free_port, wait_http_ready};
 
 pub fn nats_server_bin() -> PathBuf {
     if let Ok(p) = std::env::var("NATS_SERVER") {
@@ -77,21 +77,8 @@ impl NatsServer {
             self.monitor_port
         );
         let http = reqwest::Client::new();
-        let ok = eventually(Duration::from_secs(30), || {
-            let http = http.clone();
-            let health = health.clone();
-            let exited = child.try_wait().ok().flatten().is_some();
-            async move {
-                if exited {
-                    return Some(false);
-                }
-                match http.get(&health).send().await {
-                    Ok(r) if r.status() == 200 => Some(true),
-                    _ => None,
-                }
-            }
-        })
-        .await?;
+        let ok =
+            wait_http_ready(&http, &health, || child.try_wait().ok().flatten().is_some()).await?;
         if !ok {
             bail!("nats-server exited at start (port taken?)");
         }

@@ -526,6 +526,21 @@ impl ReplayCache {
         }
     }
 
+    /// Admits a request's nonce once: it is kept until the request's `timestamp` can no
+    /// longer pass the skew check. False when it was seen (a replay) or the lock is poisoned.
+    pub(crate) fn admit(
+        cache: &std::sync::Mutex<ReplayCache>,
+        nonce: &str,
+        timestamp: UnixTime,
+        now: UnixTime,
+    ) -> bool {
+        let until = timestamp.max(now).saturating_add(MAX_CLOCK_SKEW + 1);
+        cache
+            .lock()
+            .map(|mut c| c.insert(nonce, until, now))
+            .unwrap_or(false)
+    }
+
     /// Records `nonce` until `until`; false if it is already there.
     pub(crate) fn insert(&mut self, nonce: &str, until: UnixTime, now: UnixTime) -> bool {
         while let Some((t, _)) = self.order.front() {
@@ -605,16 +620,7 @@ impl LeaseAuthority {
             .ok()
             .filter(|n| (16..=64).contains(&n.len()))
             .ok_or(Refusal::Malformed("nonce"))?;
-        let until = request
-            .timestamp
-            .max(now)
-            .saturating_add(MAX_CLOCK_SKEW + 1);
-        let fresh = self
-            .replay
-            .lock()
-            .map(|mut cache| cache.insert(&request.nonce, until, now))
-            .unwrap_or(false);
-        if !fresh {
+        if !ReplayCache::admit(&self.replay, &request.nonce, request.timestamp, now) {
             return Err(Refusal::Replayed);
         }
         Ok(VerifiedRequest {

@@ -634,16 +634,7 @@ impl AdminService {
         if !nonce_ok {
             return Err(refuse("nonce"));
         }
-        let until = request
-            .timestamp
-            .max(now)
-            .saturating_add(MAX_CLOCK_SKEW + 1);
-        let fresh = self
-            .replay
-            .lock()
-            .map(|mut cache| cache.insert(&request.nonce, until, now))
-            .unwrap_or(false);
-        if !fresh {
+        if !ReplayCache::admit(&self.replay, &request.nonce, request.timestamp, now) {
             return Err(refuse("replayed nonce"));
         }
         Ok(request)
