@@ -48,6 +48,16 @@ if [ -z "${NATS_SERVER:-}" ]; then
   export NATS_SERVER="$PWD/$VENV/bin/nats-server"
 fi
 
+# redis-server and redis-cli for the store's Redis tests (a single server, a 3-primary Redis
+# Cluster and a Sentinel: tests/support/redis.rs): Debian's redis-server and redis-tools.
+if [ -z "${REDIS_SERVER:-}" ] && ! { need redis-server && need redis-cli; }; then
+  if [ "$(id -u)" != 0 ] || ! need apt-get; then
+    echo "redis-server or redis-cli is missing: install redis-server and redis-tools (or set REDIS_SERVER and REDIS_CLI)" >&2
+    exit 1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools
+fi
+
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod cluster;
 pub mod nats;
+pub mod redis;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;

@@ -1,0 +1,986 @@
+//! [`EmbeddedStore`]: the short-lived state of the all-in-one node, in one redb file
+//! (`store.redb`) in the data directory.
+//!
+//! # Data model
+//!
+//! Every record is an *item* named by an item ref: `e:<namespace>:<key>` for an entry,
+//! `f:<family id>` for a refresh-token family. Five tables:
+//!
+//! | table | key | value |
+//! |---|---|---|
+//! | `items` | item ref | the record (below) |
+//! | `index` | (index ref, item ref) | nothing; index refs are `f:<family>`, `s:<sid>`, `u:<sub>` |
+//! | `expiry` | (expires at, Unix ms; item ref) | nothing: the sweeper's queue |
+//! | `retired` | (family id, retired token key) | nothing |
+//! | `meta` | `"format"` | the format version, 1 |
+//!
+//! A record is `kind (1 entry, 2 family) | expires at (u64 LE, Unix ms) | index count (u16
+//! LE) | each index ref (u16 LE length + bytes) | [family: current key (u16 LE length +
+//! bytes)] | value`. A record that does not decode is [`StoreError::Corrupt`], never a miss.
+//!
+//! Each record knows its index refs, so removing an item removes exactly its index and
+//! expiry rows; nothing dangles.
+//!
+//! # Atomicity, durability, expiry
+//!
+//! Every operation is one redb transaction: writes are serialized by redb (one writer at a
+//! time), so `consume`, `insert`, `incr` and `rotate` are atomic across tasks; reads see a
+//! consistent snapshot. Writes commit durably (fsync) before they return, except counter
+//! increments, which commit without fsync (a crash may lose the last increments; a clean
+//! shutdown keeps them).
+//!
+//! Expired items are invisible at once (every read checks the expiry) and removed by a
+//! background sweeper every [`EmbeddedConfig::sweep_interval`] (and by [`EmbeddedStore::sweep`]).
+//! A family that expires takes its retired keys with it, but not the entries tied to it
+//! (they keep their own TTLs), exactly like the Redis backend.
+//!
+//! Only one process may open the file at a time; a second open fails with a clear message.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction,
+};
+
+use crate::{
+    dedup_index, ttl_millis, validate_index, validate_key, FamilyToken, Index, Namespace, Result,
+    Rotation, Store, StoreError,
+};
+
+/// The file in the data directory.
+pub const FILE_NAME: &str = "store.redb";
+
+const ITEMS: TableDefinition<&str, &[u8]> = TableDefinition::new("items");
+const INDEX: TableDefinition<(&str, &str), ()> = TableDefinition::new("index");
+const EXPIRY: TableDefinition<(u64, &str), ()> = TableDefinition::new("expiry");
+const RETIRED: TableDefinition<(&str, &str), ()> = TableDefinition::new("retired");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const FORMAT: u64 = 1;
+
+const KIND_ENTRY: u8 = 1;
+const KIND_FAMILY: u8 = 2;
+
+/// Items removed per sweeper transaction (keeps each write short).
+const SWEEP_BATCH: usize = 2_000;
+
+/// Options for [`EmbeddedStore::open_with`].
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// How often the background sweeper removes expired items (default 60 s).
+    pub sweep_interval: Duration,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            sweep_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The embedded [`Store`]. Dropping it stops the sweeper and closes the file.
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+struct Inner {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        self.sweeper.abort();
+    }
+}
+
+fn db_err(e: impl Into<redb::Error>) -> StoreError {
+    match e.into() {
+        redb::Error::Io(e) => StoreError::Io(e),
+        redb::Error::Corrupted(m) => StoreError::Corrupt(m),
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) `dir/store.redb` with the default options.
+    pub async fn open(dir: &Path) -> Result<EmbeddedStore> {
+        Self::open_with(dir, EmbeddedConfig::default()).await
+    }
+
+    /// Opens (or creates) `dir/store.redb` and starts the sweeper. Must run inside a Tokio
+    /// runtime.
+    pub async fn open_with(dir: &Path, config: EmbeddedConfig) -> Result<EmbeddedStore> {
+        let dir = dir.to_path_buf();
+        let inner = blocking(move || open_db(&dir)).await?;
+        let inner = Arc::new(inner);
+        let sweeper = tokio::spawn(sweep_loop(
+            Arc::downgrade(&inner),
+            config.sweep_interval.max(Duration::from_millis(10)),
+        ));
+        Ok(EmbeddedStore { inner, sweeper })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Removes every expired item now; returns how many went.
+    pub async fn sweep(&self) -> Result<u64> {
+        let inner = self.inner.clone();
+        blocking(move || inner.sweep(now_ms())).await
+    }
+
+    async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        blocking(move || f(&inner)).await
+    }
+}
+
+async fn blocking<T, F>(f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) => Err(StoreError::Backend(format!("store task failed: {e}"))),
+    }
+}
+
+fn open_db(dir: &Path) -> Result<Inner> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(FILE_NAME);
+    // A store dropped a moment ago may still be closing on a blocking thread: give it a
+    // little time before calling the file taken.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let db = loop {
+        match Database::create(&path) {
+            Ok(db) => break db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::Config(format!(
+                    "{} is already open (another signet process on the same data directory?)",
+                    path.display()
+                )))
+            }
+            Err(e) => return Err(db_err(e)),
+        }
+    };
+    let tx = db.begin_write().map_err(db_err)?;
+    {
+        let mut meta = tx.open_table(META).map_err(db_err)?;
+        let format = meta.get("format").map_err(db_err)?.map(|v| v.value());
+        match format {
+            None => {
+                meta.insert("format", FORMAT).map_err(db_err)?;
+            }
+            Some(FORMAT) => {}
+            Some(other) => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} has store format {other}; this build reads format {FORMAT}",
+                    path.display()
+                )))
+            }
+        }
+        tx.open_table(ITEMS).map_err(db_err)?;
+        tx.open_table(INDEX).map_err(db_err)?;
+        tx.open_table(EXPIRY).map_err(db_err)?;
+        tx.open_table(RETIRED).map_err(db_err)?;
+    }
+    tx.commit().map_err(db_err)?;
+    Ok(Inner { db, path })
+}
+
+async fn sweep_loop(inner: Weak<Inner>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        match blocking(move || strong.sweep(now_ms())).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "store sweeper removed expired items"),
+            Err(e) => tracing::warn!(error = %e, "store sweeper failed"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// records
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    kind: u8,
+    expires_ms: u64,
+    index: Vec<String>,
+    /// The current token key of a family; empty for an entry.
+    current: String,
+    value: Vec<u8>,
+}
+
+impl Record {
+    fn live(&self, now: u64) -> bool {
+        self.expires_ms > now
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(16 + self.value.len() + self.current.len());
+        out.push(self.kind);
+        out.extend_from_slice(&self.expires_ms.to_le_bytes());
+        put_u16(&mut out, self.index.len())?;
+        for i in &self.index {
+            put_str(&mut out, i)?;
+        }
+        if self.kind == KIND_FAMILY {
+            put_str(&mut out, &self.current)?;
+        }
+        out.extend_from_slice(&self.value);
+        Ok(out)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Record> {
+        let mut r = Reader { bytes, at: 0 };
+        let kind = r.take(1)?[0];
+        if kind != KIND_ENTRY && kind != KIND_FAMILY {
+            return Err(StoreError::Corrupt(format!("unknown record kind {kind}")));
+        }
+        let mut exp = [0u8; 8];
+        exp.copy_from_slice(r.take(8)?);
+        let count = r.u16()?;
+        let mut index = Vec::with_capacity(count);
+        for _ in 0..count {
+            index.push(r.string()?);
+        }
+        let current = if kind == KIND_FAMILY {
+            r.string()?
+        } else {
+            String::new()
+        };
+        Ok(Record {
+            kind,
+            expires_ms: u64::from_le_bytes(exp),
+            index,
+            current,
+            value: bytes[r.at..].to_vec(),
+        })
+    }
+}
+
+fn put_u16(out: &mut Vec<u8>, n: usize) -> Result<()> {
+    let n = u16::try_from(n).map_err(|_| StoreError::InvalidArgument("too many indexes"))?;
+    out.extend_from_slice(&n.to_le_bytes());
+    Ok(())
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) -> Result<()> {
+    put_u16(out, s.len())?;
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        match end {
+            Some(end) => {
+                let s = &self.bytes[self.at..end];
+                self.at = end;
+                Ok(s)
+            }
+            None => Err(StoreError::Corrupt("record truncated".into())),
+        }
+    }
+
+    fn u16(&mut self) -> Result<usize> {
+        let b = self.take(2)?;
+        Ok(usize::from(u16::from_le_bytes([b[0], b[1]])))
+    }
+
+    fn string(&mut self) -> Result<String> {
+        let n = self.u16()?;
+        let b = self.take(n)?;
+        String::from_utf8(b.to_vec())
+            .map_err(|_| StoreError::Corrupt("record text not UTF-8".into()))
+    }
+}
+
+fn entry_ref(ns: Namespace, key: &str) -> String {
+    format!("e:{}:{key}", ns.as_str())
+}
+
+fn family_ref(id: &str) -> String {
+    format!("f:{id}")
+}
+
+fn index_ref(index: &Index<'_>) -> String {
+    match index {
+        Index::Family(id) => format!("f:{id}"),
+        Index::Session(id) => format!("s:{id}"),
+        Index::Subject(id) => format!("u:{id}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// transactions
+// ---------------------------------------------------------------------------------------------
+
+/// The tables of one write transaction.
+struct Tx<'t> {
+    items: Table<'t, &'static str, &'static [u8]>,
+    index: Table<'t, (&'static str, &'static str), ()>,
+    expiry: Table<'t, (u64, &'static str), ()>,
+    retired: Table<'t, (&'static str, &'static str), ()>,
+}
+
+impl Inner {
+    /// Runs `f` in one write transaction and commits it (durably unless `durable` is false).
+    fn write<T>(&self, durable: bool, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
+        let mut tx: WriteTransaction = self.db.begin_write().map_err(db_err)?;
+        if !durable {
+            tx.set_durability(Durability::None).map_err(db_err)?;
+        }
+        let out = {
+            let mut t = Tx {
+                items: tx.open_table(ITEMS).map_err(db_err)?,
+                index: tx.open_table(INDEX).map_err(db_err)?,
+                expiry: tx.open_table(EXPIRY).map_err(db_err)?,
+                retired: tx.open_table(RETIRED).map_err(db_err)?,
+            };
+            f(&mut t)?
+        };
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    /// Reads one live record in a read transaction.
+    fn read_live(&self, item: &str, now: u64) -> Result<Option<Record>> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let items = tx.open_table(ITEMS).map_err(db_err)?;
+        let rec = match items.get(item).map_err(db_err)? {
+            Some(v) => Record::decode(v.value())?,
+            None => return Ok(None),
+        };
+        Ok(rec.live(now).then_some(rec))
+    }
+
+    fn sweep(&self, now: u64) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let (removed, more) = self.write(true, |t| {
+                let mut due = Vec::new();
+                for row in t
+                    .expiry
+                    .range(..(now.saturating_add(1), ""))
+                    .map_err(db_err)?
+                {
+                    let (k, _) = row.map_err(db_err)?;
+                    let (at, item) = k.value();
+                    if at > now {
+                        break;
+                    }
+                    due.push((at, item.to_owned()));
+                    if due.len() >= SWEEP_BATCH {
+                        break;
+                    }
+                }
+                let more = due.len() >= SWEEP_BATCH;
+                let mut removed = 0;
+                for (at, item) in due {
+                    match t.load(&item)? {
+                        Some(rec) if !rec.live(now) => {
+                            t.remove_item(&item, &rec, false, now)?;
+                            removed += 1;
+                        }
+                        // Re-written with a later expiry: its row was replaced; drop a stale one.
+                        _ => {
+                            t.expiry.remove((at, item.as_str())).map_err(db_err)?;
+                        }
+                    }
+                }
+                Ok((removed, more))
+            })?;
+            total += removed;
+            if !more {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+impl Tx<'_> {
+    fn load(&self, item: &str) -> Result<Option<Record>> {
+        match self.items.get(item).map_err(db_err)? {
+            Some(v) => Ok(Some(Record::decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Loads a record; an expired one is removed and reported as absent.
+    fn load_live(&mut self, item: &str, now: u64) -> Result<Option<Record>> {
+        match self.load(item)? {
+            Some(rec) if rec.live(now) => Ok(Some(rec)),
+            Some(rec) => {
+                self.remove_item(item, &rec, false, now)?;
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn store(&mut self, item: &str, rec: &Record) -> Result<()> {
+        self.items
+            .insert(item, rec.encode()?.as_slice())
+            .map_err(db_err)?;
+        for i in &rec.index {
+            self.index.insert((i.as_str(), item), ()).map_err(db_err)?;
+        }
+        self.expiry
+            .insert((rec.expires_ms, item), ())
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Removes an item with its index and expiry rows (and a family's retired keys). With
+    /// `cascade`, a family also takes the entries tied to it. Returns how many live records
+    /// went.
+    fn remove_item(&mut self, item: &str, rec: &Record, cascade: bool, now: u64) -> Result<u64> {
+        self.items.remove(item).map_err(db_err)?;
+        for i in &rec.index {
+            self.index.remove((i.as_str(), item)).map_err(db_err)?;
+        }
+        self.expiry.remove((rec.expires_ms, item)).map_err(db_err)?;
+        let mut removed = u64::from(rec.live(now));
+        if rec.kind == KIND_FAMILY {
+            let id = item.strip_prefix("f:").unwrap_or(item);
+            let keys = self.range_pairs_retired(id)?;
+            for k in keys {
+                self.retired.remove((id, k.as_str())).map_err(db_err)?;
+            }
+            if cascade {
+                removed += self.delete_index(item, now)?;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn range_pairs_retired(&self, id: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for row in self.retired.range((id, "")..).map_err(db_err)? {
+            let (k, _) = row.map_err(db_err)?;
+            let (fam, key) = k.value();
+            if fam != id {
+                break;
+            }
+            out.push(key.to_owned());
+        }
+        Ok(out)
+    }
+
+    /// Deletes every item tied to the index ref; returns how many live records went.
+    fn delete_index(&mut self, index: &str, now: u64) -> Result<u64> {
+        let mut members = Vec::new();
+        for row in self.index.range((index, "")..).map_err(db_err)? {
+            let (k, _) = row.map_err(db_err)?;
+            let (i, item) = k.value();
+            if i != index {
+                break;
+            }
+            members.push(item.to_owned());
+        }
+        let mut removed = 0;
+        for item in members {
+            match self.load(&item)? {
+                Some(rec) => removed += self.remove_item(&item, &rec, true, now)?,
+                None => {
+                    self.index.remove((index, item.as_str())).map_err(db_err)?;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn expiry(now: u64, ttl: Duration) -> Result<u64> {
+    Ok(now.saturating_add(ttl_millis(ttl)?))
+}
+
+fn index_refs(index: &[Index<'_>]) -> Vec<String> {
+    dedup_index(index).iter().map(index_ref).collect()
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn put(
+        &self,
+        ns: Namespace,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        index: &[Index<'_>],
+    ) -> Result<()> {
+        validate_key("key", key)?;
+        validate_index(index)?;
+        let now = now_ms();
+        let rec = Record {
+            kind: KIND_ENTRY,
+            expires_ms: expiry(now, ttl)?,
+            index: index_refs(index),
+            current: String::new(),
+            value: value.to_vec(),
+        };
+        let item = entry_ref(ns, key);
+        self.run(move |db| {
+            db.write(true, |t| {
+                if let Some(old) = t.load(&item)? {
+                    t.remove_item(&item, &old, false, now)?;
+                }
+                t.store(&item, &rec)
+            })
+        })
+        .await
+    }
+
+    async fn insert(&self, ns: Namespace, key: &str, value: &[u8], ttl: Duration) -> Result<bool> {
+        validate_key("key", key)?;
+        let now = now_ms();
+        let rec = Record {
+            kind: KIND_ENTRY,
+            expires_ms: expiry(now, ttl)?,
+            index: Vec::new(),
+            current: String::new(),
+            value: value.to_vec(),
+        };
+        let item = entry_ref(ns, key);
+        self.run(move |db| {
+            db.write(true, |t| {
+                if t.load_live(&item, now)?.is_some() {
+                    return Ok(false);
+                }
+                t.store(&item, &rec)?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn get(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>> {
+        validate_key("key", key)?;
+        let item = entry_ref(ns, key);
+        self.run(move |db| Ok(db.read_live(&item, now_ms())?.map(|r| r.value)))
+            .await
+    }
+
+    async fn consume(&self, ns: Namespace, key: &str) -> Result<Option<Vec<u8>>> {
+        validate_key("key", key)?;
+        let item = entry_ref(ns, key);
+        self.run(move |db| {
+            let now = now_ms();
+            db.write(true, |t| match t.load_live(&item, now)? {
+                Some(rec) => {
+                    t.remove_item(&item, &rec, false, now)?;
+                    Ok(Some(rec.value))
+                }
+                None => Ok(None),
+            })
+        })
+        .await
+    }
+
+    async fn delete(&self, ns: Namespace, key: &str) -> Result<bool> {
+        Ok(self.consume(ns, key).await?.is_some())
+    }
+
+    async fn incr(&self, ns: Namespace, key: &str, window: Duration) -> Result<u64> {
+        validate_key("key", key)?;
+        let window = ttl_millis(window)?;
+        let item = entry_ref(ns, key);
+        self.run(move |db| {
+            let now = now_ms();
+            db.write(false, |t| {
+                let rec = match t.load_live(&item, now)? {
+                    Some(mut rec) => {
+                        let n = std::str::from_utf8(&rec.value)
+                            .ok()
+                            .and_then(|s| s.parse::<u64>().ok())
+                            .ok_or(StoreError::NotACounter)?;
+                        rec.value = n.saturating_add(1).to_string().into_bytes();
+                        rec
+                    }
+                    None => Record {
+                        kind: KIND_ENTRY,
+                        expires_ms: now.saturating_add(window),
+                        index: Vec::new(),
+                        current: String::new(),
+                        value: b"1".to_vec(),
+                    },
+                };
+                // Same expiry and indexes: rewriting the item row is enough, the others stay.
+                t.store(&item, &rec)?;
+                let n = std::str::from_utf8(&rec.value)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or(StoreError::NotACounter)?;
+                Ok(n)
+            })
+        })
+        .await
+    }
+
+    async fn create_family(
+        &self,
+        family: &str,
+        token_key: &str,
+        value: &[u8],
+        ttl: Duration,
+        index: &[Index<'_>],
+    ) -> Result<()> {
+        validate_key("family id", family)?;
+        validate_key("token key", token_key)?;
+        validate_index(index)?;
+        if index.iter().any(|i| matches!(i, Index::Family(_))) {
+            return Err(StoreError::InvalidArgument(
+                "a family can be tied to sessions and subjects only",
+            ));
+        }
+        let now = now_ms();
+        let rec = Record {
+            kind: KIND_FAMILY,
+            expires_ms: expiry(now, ttl)?,
+            index: index_refs(index),
+            current: token_key.to_owned(),
+            value: value.to_vec(),
+        };
+        let item = family_ref(family);
+        self.run(move |db| {
+            db.write(true, |t| {
+                if t.load_live(&item, now)?.is_some() {
+                    return Err(StoreError::FamilyExists);
+                }
+                t.store(&item, &rec)
+            })
+        })
+        .await
+    }
+
+    async fn family_token(&self, family: &str) -> Result<Option<FamilyToken>> {
+        validate_key("family id", family)?;
+        let item = family_ref(family);
+        self.run(move |db| {
+            Ok(db.read_live(&item, now_ms())?.map(|r| FamilyToken {
+                key: r.current,
+                value: r.value,
+            }))
+        })
+        .await
+    }
+
+    async fn rotate(
+        &self,
+        family: &str,
+        presented: &str,
+        new_key: &str,
+        new_value: &[u8],
+        ttl: Duration,
+    ) -> Result<Rotation> {
+        validate_key("family id", family)?;
+        validate_key("token key", presented)?;
+        validate_key("token key", new_key)?;
+        if presented == new_key {
+            return Err(StoreError::InvalidArgument(
+                "the new token key must differ from the presented one",
+            ));
+        }
+        let ttl = ttl_millis(ttl)?;
+        let item = family_ref(family);
+        let id = family.to_owned();
+        let (presented, new_key, new_value) =
+            (presented.to_owned(), new_key.to_owned(), new_value.to_vec());
+        self.run(move |db| {
+            let now = now_ms();
+            db.write(true, |t| {
+                let Some(mut rec) = t.load_live(&item, now)? else {
+                    return Ok(Rotation::Unknown);
+                };
+                if rec.current == presented {
+                    t.expiry
+                        .remove((rec.expires_ms, item.as_str()))
+                        .map_err(db_err)?;
+                    let old_value = std::mem::replace(&mut rec.value, new_value);
+                    rec.current = new_key;
+                    rec.expires_ms = now.saturating_add(ttl);
+                    t.store(&item, &rec)?;
+                    t.retired
+                        .insert((id.as_str(), presented.as_str()), ())
+                        .map_err(db_err)?;
+                    return Ok(Rotation::Rotated { old_value });
+                }
+                let reused = t
+                    .retired
+                    .get((id.as_str(), presented.as_str()))
+                    .map_err(db_err)?
+                    .is_some();
+                if reused {
+                    t.remove_item(&item, &rec, true, now)?;
+                    Ok(Rotation::Reused)
+                } else {
+                    Ok(Rotation::Unknown)
+                }
+            })
+        })
+        .await
+    }
+
+    async fn delete_family(&self, family: &str) -> Result<u64> {
+        validate_key("family id", family)?;
+        let item = family_ref(family);
+        self.run(move |db| {
+            let now = now_ms();
+            db.write(true, |t| match t.load(&item)? {
+                Some(rec) => t.remove_item(&item, &rec, true, now),
+                // Gone (or never there): entries tied to it may still be.
+                None => t.delete_index(&item, now),
+            })
+        })
+        .await
+    }
+
+    async fn delete_by(&self, index: Index<'_>) -> Result<u64> {
+        validate_index(&[index])?;
+        let index = index_ref(&index);
+        self.run(move |db| {
+            let now = now_ms();
+            db.write(true, |t| t.delete_index(&index, now))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::{self, DynStore};
+    use redb::ReadableTableMetadata;
+
+    async fn open(dir: &Path) -> DynStore {
+        Arc::new(
+            EmbeddedStore::open(dir)
+                .await
+                .unwrap_or_else(|e| panic!("open {}: {e}", dir.display())),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn contract_suite() {
+        let dirs = std::sync::Mutex::new(Vec::new());
+        contract::run_all(|| async {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+            let store = open(dir.path()).await;
+            dirs.lock().unwrap_or_else(|e| e.into_inner()).push(dir);
+            store
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn contract_restart() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = dir.path().to_path_buf();
+        let store = open(&path).await;
+        contract::restart(store, move |old| {
+            let path = path.clone();
+            async move {
+                drop(old);
+                open(&path).await
+            }
+        })
+        .await;
+    }
+
+    #[test]
+    fn records_round_trip() {
+        for rec in [
+            Record {
+                kind: KIND_ENTRY,
+                expires_ms: 42,
+                index: vec![],
+                current: String::new(),
+                value: vec![],
+            },
+            Record {
+                kind: KIND_FAMILY,
+                expires_ms: u64::MAX,
+                index: vec!["s:abc".into(), "u:alice".into()],
+                current: "tok".into(),
+                value: vec![0, 1, 2, 255],
+            },
+        ] {
+            let bytes = rec.encode().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(Record::decode(&bytes).ok(), Some(rec.clone()));
+            // Every strict prefix that cuts the header is corrupt, never a silent miss.
+            let header = bytes.len() - rec.value.len();
+            for cut in 0..header {
+                assert!(
+                    matches!(Record::decode(&bytes[..cut]), Err(StoreError::Corrupt(_))),
+                    "cut at {cut}"
+                );
+            }
+        }
+        assert!(matches!(
+            Record::decode(&[9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sweeper_removes_expired_items() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let store = EmbeddedStore::open_with(
+            dir.path(),
+            EmbeddedConfig {
+                sweep_interval: Duration::from_millis(50),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("open: {e}"));
+        let short = Duration::from_millis(200);
+        let long = Duration::from_secs(60);
+        for i in 0..50 {
+            let key = format!("k{i}");
+            let ttl = if i % 2 == 0 { short } else { long };
+            store
+                .put(Namespace::Session, &key, b"v", ttl, &[Index::Subject("u")])
+                .await
+                .unwrap_or_else(|e| panic!("put: {e}"));
+        }
+        store
+            .create_family("fam", "t0", b"v", short, &[Index::Subject("u")])
+            .await
+            .unwrap_or_else(|e| panic!("create_family: {e}"));
+        store
+            .rotate("fam", "t0", "t1", b"v", short)
+            .await
+            .unwrap_or_else(|e| panic!("rotate: {e}"));
+        // The background sweeper (every 50 ms) empties the expiry queue of the short ones.
+        let inner = store.inner.clone();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (items, index, expiry, retired) = {
+                let inner = inner.clone();
+                blocking(move || {
+                    let tx = inner.db.begin_read().map_err(db_err)?;
+                    Ok((
+                        tx.open_table(ITEMS)
+                            .map_err(db_err)?
+                            .len()
+                            .map_err(db_err)?,
+                        tx.open_table(INDEX)
+                            .map_err(db_err)?
+                            .len()
+                            .map_err(db_err)?,
+                        tx.open_table(EXPIRY)
+                            .map_err(db_err)?
+                            .len()
+                            .map_err(db_err)?,
+                        tx.open_table(RETIRED)
+                            .map_err(db_err)?
+                            .len()
+                            .map_err(db_err)?,
+                    ))
+                })
+                .await
+                .unwrap_or_else(|e| panic!("count: {e}"))
+            };
+            if (items, index, expiry, retired) == (25, 25, 25, 0) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sweeper left items={items} index={index} expiry={expiry} retired={retired}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(store.sweep().await.ok(), Some(0));
+        assert_eq!(
+            store.delete_by_subject("u").await.ok(),
+            Some(25),
+            "the long-lived entries are still indexed"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn second_open_of_one_directory_fails_clearly() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let _first = EmbeddedStore::open(dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("open: {e}"));
+        let started = std::time::Instant::now();
+        match EmbeddedStore::open(dir.path()).await {
+            Err(StoreError::Config(m)) => assert!(m.contains("already open"), "{m}"),
+            other => panic!("second open: {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(15));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corrupt_record_is_an_error_not_a_miss() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let store = EmbeddedStore::open(dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("open: {e}"));
+        let inner = store.inner.clone();
+        blocking(move || {
+            inner.write(true, |t| {
+                t.items
+                    .insert("e:code:bad", &[KIND_ENTRY, 1, 2][..])
+                    .map_err(db_err)?;
+                Ok(())
+            })
+        })
+        .await
+        .unwrap_or_else(|e| panic!("write: {e}"));
+        for result in [
+            store.get(Namespace::AuthorizationCode, "bad").await,
+            store.consume(Namespace::AuthorizationCode, "bad").await,
+        ] {
+            assert!(matches!(result, Err(StoreError::Corrupt(_))), "{result:?}");
+        }
+    }
+}
