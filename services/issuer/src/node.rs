@@ -46,22 +46,24 @@ use crate::config::{Backend, ClusterSettings, NodeConfig};
 use crate::http;
 use crate::state::{catch_up, AppState, FoldError};
 
+/// Variants that wrap a cause keep it as their `source`, and their message does not repeat
+/// it: `signet` prints the whole chain (`{:#}`), one cause after another.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
     #[error("data directory {path}: {reason}")]
     DataDir { path: String, reason: String },
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("event log: {0}")]
+    #[error("event log")]
     Log(#[from] EventLogError),
-    #[error("configuration log cannot be applied: {0}")]
+    #[error("configuration log cannot be applied")]
     Fold(#[from] FoldError),
-    #[error("bootstrap: {0}")]
+    #[error("bootstrap")]
     Bootstrap(#[from] CommandError),
-    #[error("signing keys: {0}")]
+    #[error("signing keys")]
     Keys(#[from] KeyError),
     #[error("snapshot cannot be read: {0}")]
     Snapshot(serde_json::Error),

@@ -439,13 +439,23 @@ async fn key_administration_follows_the_leader_when_it_goes() -> Result<()> {
 
     // The new leader dies: its lock expires after the TTL, and the restarted standby takes
     // over (within TTL + TTL/3 of the last renewal); the client retries meanwhile.
+    // An aborted task's NATS subscription can outlive it for a moment, and a request
+    // routed there times out (timeouts are never retried: the change may have been made),
+    // so wait for the takeover, bounded, before the next admin request.
     let a = setup.spawn_km("km-a");
     b.crash().await;
     let crashed = Instant::now();
-    let key = admin.rotate(Algorithm::EdDSA).await?;
+    while setup.leader().await.ok().as_deref() != Some("km-a") {
+        assert!(
+            crashed.elapsed() < TTL * 3,
+            "no takeover after {:?}",
+            crashed.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let took = crashed.elapsed();
     assert!(took < TTL * 3, "took {took:?}");
-    assert_eq!(setup.leader().await?, "km-a");
+    let key = admin.rotate(Algorithm::EdDSA).await?;
     let p = setup.projection().await?;
     assert_eq!(
         p.active_key(Algorithm::EdDSA).context("eddsa")?.jwk.kid,

@@ -271,7 +271,13 @@ impl LeasedKeys {
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = self.shared.renew.notified() => break,
+                    _ = self.shared.renew.notified() => {
+                        // Something changed (a key was activated that this issuer does not
+                        // hold): try now, and from the shortest backoff again, so failures
+                        // while the key managers were starting do not delay the first lease.
+                        backoff = MIN_BACKOFF;
+                        break;
+                    }
                 }
             }
         }
