@@ -9,7 +9,7 @@
 //! longer than the TTL needs). The race checks spawn Tokio tasks; a multi-threaded runtime
 //! makes the races real:
 //!
-//! ```ignore
+//! ```text
 //! #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 //! async fn contract() {
 //!     signet_store::contract::run_all(|| async { fresh_store().await }).await;

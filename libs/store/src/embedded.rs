@@ -46,8 +46,8 @@ use redb::{
 };
 
 use crate::{
-    dedup_index, ttl_millis, validate_index, validate_key, FamilyToken, Index, Namespace, Result,
-    Rotation, Store, StoreError,
+    dedup_index, ttl_millis, validate_family, validate_index, validate_key, FamilyToken, Index,
+    Namespace, Result, Rotation, Store, StoreError,
 };
 
 /// The file in the data directory.
@@ -672,14 +672,7 @@ impl Store for EmbeddedStore {
         ttl: Duration,
         index: &[Index<'_>],
     ) -> Result<()> {
-        validate_key("family id", family)?;
-        validate_key("token key", token_key)?;
-        validate_index(index)?;
-        if index.iter().any(|i| matches!(i, Index::Family(_))) {
-            return Err(StoreError::InvalidArgument(
-                "a family can be tied to sessions and subjects only",
-            ));
-        }
+        validate_family(family, token_key, index)?;
         let now = now_ms();
         let rec = Record {
             kind: KIND_FAMILY,

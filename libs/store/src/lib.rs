@@ -329,6 +329,20 @@ pub fn validate_index(index: &[Index<'_>]) -> Result<()> {
     Ok(())
 }
 
+/// Checks the arguments of [`Store::create_family`] (both backends): the ids, and that a
+/// family is tied only to sessions and subjects, never to another family.
+pub fn validate_family(family: &str, token_key: &str, index: &[Index<'_>]) -> Result<()> {
+    validate_key("family id", family)?;
+    validate_key("token key", token_key)?;
+    validate_index(index)?;
+    if index.iter().any(|i| matches!(i, Index::Family(_))) {
+        return Err(StoreError::InvalidArgument(
+            "a family can be tied to sessions and subjects only",
+        ));
+    }
+    Ok(())
+}
+
 /// A TTL in whole milliseconds (at least 1), or [`StoreError::InvalidTtl`] for zero.
 pub fn ttl_millis(ttl: Duration) -> Result<u64> {
     if ttl.is_zero() {

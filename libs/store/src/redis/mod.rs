@@ -98,8 +98,8 @@ use redis::{RedisError, Value};
 use self::conn::Conn;
 use self::scripts as lua;
 use crate::{
-    dedup_index, ttl_millis, validate_index, validate_key, FamilyToken, Index, Namespace, Result,
-    Rotation, Store, StoreError,
+    dedup_index, ttl_millis, validate_family, validate_index, validate_key, FamilyToken, Index,
+    Namespace, Result, Rotation, Store, StoreError,
 };
 
 /// How many member deletions a Cluster delete-by-index runs at once.
@@ -662,14 +662,7 @@ impl Store for RedisStore {
         ttl: Duration,
         index: &[Index<'_>],
     ) -> Result<()> {
-        validate_key("family id", family)?;
-        validate_key("token key", token_key)?;
-        validate_index(index)?;
-        if index.iter().any(|i| matches!(i, Index::Family(_))) {
-            return Err(StoreError::InvalidArgument(
-                "a family can be tied to sessions and subjects only",
-            ));
-        }
+        validate_family(family, token_key, index)?;
         let ttl = ttl_millis(ttl)?;
         let ttl_s = ttl.to_string();
         let [r, x, _] = self.family_keys(family);
