@@ -166,6 +166,84 @@ async fn a_wrong_nats_url_or_missing_secret_fails_fast_with_a_clear_message() ->
         .await?;
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cluster-secret-file"));
+
+    // A Redis URL that is not one of the accepted forms: refused before connecting, and
+    // the password is not echoed.
+    let out = tokio::process::Command::new(signet_tests::signet_bin())
+        .args(["issuer", "--redis", "http://user:hunter2@127.0.0.1:6379"])
+        .arg("--cluster-secret-file")
+        .arg(&secret)
+        .env("SIGNET_LOG", "off")
+        .output()
+        .await?;
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("redis") && stderr.contains("invalid Redis URL"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    Ok(())
+}
+
+/// `--redis` pointing at nothing: the issuer exits at start naming Redis.
+#[tokio::test]
+async fn an_unreachable_redis_fails_the_start() -> anyhow::Result<()> {
+    let nats = signet_tests::nats::NatsServer::start().await?;
+    let dir = tempfile::tempdir()?;
+    let secret = dir.path().join("secret");
+    std::fs::write(
+        &secret,
+        "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0xMjM0NTY3OA==",
+    )?;
+    let redis_port = signet_tests::free_port();
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(signet_tests::signet_bin())
+            .args(["issuer", "--nats", &nats.url])
+            .args(["--redis", &format!("redis://127.0.0.1:{redis_port}")])
+            .arg("--cluster-secret-file")
+            .arg(&secret)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", signet_tests::free_port()),
+            ])
+            .args([
+                "--admin-listen",
+                &format!("127.0.0.1:{}", signet_tests::free_port()),
+            ])
+            .env("SIGNET_LOG", "off")
+            .output(),
+    )
+    .await??;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("short-lived state store") && stderr.contains(&redis_port.to_string()),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+/// Redis down: `/readyz` answers 503 (the load balancer stops sending browser flows
+/// here), while `client_credentials`, which needs no Redis, keeps working. Redis back:
+/// ready again.
+#[tokio::test]
+async fn a_redis_outage_makes_the_node_unready_but_client_credentials_keeps_working(
+) -> anyhow::Result<()> {
+    let mut c = Cluster::start(1).await?;
+    let readyz = format!("{}/readyz", c.issuers[0].public);
+    c.redis.kill().await?;
+    let status = eventually(Duration::from_secs(20), || async {
+        let s = c.http.get(&readyz).send().await.ok()?.status().as_u16();
+        (s == 503).then_some(s)
+    })
+    .await?;
+    assert_eq!(status, 503);
+    // The admin client's token: client_credentials through the same node.
+    c.admin_token(0).await?;
+    c.redis.restart().await?;
+    c.wait_ready(0).await?;
     Ok(())
 }
 

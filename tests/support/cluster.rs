@@ -10,6 +10,7 @@ use base64::Engine;
 use tokio::process::{Child, Command};
 
 use crate::nats::NatsServer;
+use crate::redis::RedisServer;
 use crate::{free_port, signet_bin, wait_http_ready};
 
 /// A `signet` process (key manager or issuer). Killed when dropped.
@@ -77,6 +78,8 @@ pub struct IssuerNode {
 
 pub struct Cluster {
     pub nats: NatsServer,
+    /// The issuers' short-lived state store (`--redis`).
+    pub redis: RedisServer,
     pub dir: tempfile::TempDir,
     pub secret_file: PathBuf,
     pub kek_file: PathBuf,
@@ -91,7 +94,7 @@ pub struct Cluster {
 impl Cluster {
     /// NATS, one key manager, and `issuers` issuer nodes, all ready.
     pub async fn start(issuers: usize) -> Result<Cluster> {
-        let nats = NatsServer::start().await?;
+        let (nats, redis) = tokio::try_join!(NatsServer::start(), RedisServer::start())?;
         let dir = tempfile::tempdir()?;
         let secret_file = dir.path().join("cluster-secret");
         let mut secret = [0u8; 32];
@@ -104,6 +107,7 @@ impl Cluster {
         let first_port = free_port();
         let mut c = Cluster {
             nats,
+            redis,
             dir,
             secret_file,
             kek_file,
@@ -150,6 +154,8 @@ impl Cluster {
                 self.nats.url.clone(),
                 "--cluster-secret-file".into(),
                 self.secret_file.display().to_string(),
+                "--redis".into(),
+                self.redis.url.clone(),
                 "--issuer".into(),
                 self.issuer.clone(),
                 "--listen".into(),

@@ -52,6 +52,7 @@ where
         family_ttl(c),
         expired_entries_leave_indexes_usable(d)
     );
+    answers_ping(make().await).await;
     put_get_round_trip(make().await).await;
     overwrite_replaces_value_and_indexes(make().await).await;
     namespaces_are_isolated(make().await).await;
@@ -168,6 +169,11 @@ fn bytes(n: usize) -> Vec<u8> {
 
 /// Values round-trip byte for byte, including empty and non-UTF-8 ones; a missing key is
 /// `None`.
+/// A reachable backend answers [`Store::ping`].
+pub async fn answers_ping(store: DynStore) {
+    store.ping().await.expect("a reachable store answers ping");
+}
+
 pub async fn put_get_round_trip(store: DynStore) {
     assert_eq!(get(&store, NS, "missing").await, None);
     let values: [&[u8]; 4] = [

@@ -288,6 +288,11 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::delete_family`] for the family itself.
     async fn delete_by(&self, index: Index<'_>) -> Result<u64>;
 
+    /// Checks that the backend answers (readiness). The embedded store always does.
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// [`Store::delete_by`] a session.
     async fn delete_by_session(&self, sid: &str) -> Result<u64> {
         self.delete_by(Index::Session(sid)).await

@@ -97,6 +97,9 @@ pub struct ClusterSettings {
     pub cluster_secret_file: PathBuf,
     /// This issuer's name in lease requests and logs.
     pub issuer_id: String,
+    /// Where short-lived shared state lives: `redis://`, `rediss://`, `redis+sentinel://`
+    /// or `redis+cluster://` (see `signet_store::redis`).
+    pub redis_url: String,
 }
 
 /// Everything a node needs to run, already validated.

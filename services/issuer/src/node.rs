@@ -5,6 +5,7 @@
 //! <data-dir>/LOCK        one process per data directory
 //! <data-dir>/events/     the configuration event log and its snapshot (signet-eventlog)
 //! <data-dir>/keys/       private signing keys, sealed under the KEK (signet-keymanager)
+//! <data-dir>/store/      short-lived state: codes, sessions, refresh tokens (signet-store)
 //! <data-dir>/kek         the key-encryption key, unless --kek-file puts it elsewhere
 //! ```
 //!
@@ -40,6 +41,9 @@ use signet_keymanager::lease::system_clock;
 use signet_keymanager::{
     ClusterSecret, FileVault, Kek, KeyError, KeyManager, LeaseClient, LeasedKeys, RemoteKeyAdmin,
 };
+use signet_store::embedded::EmbeddedStore;
+use signet_store::redis::{RedisConfig, RedisStore};
+use signet_store::{Store, StoreError};
 use tokio::net::TcpListener;
 
 use crate::config::{Backend, ClusterSettings, NodeConfig};
@@ -67,6 +71,8 @@ pub enum NodeError {
     Keys(#[from] KeyError),
     #[error("snapshot cannot be read: {0}")]
     Snapshot(serde_json::Error),
+    #[error("short-lived state store")]
+    Store(#[from] StoreError),
     #[error("server: {0}")]
     Serve(std::io::Error),
 }
@@ -337,7 +343,8 @@ impl Node {
 
         let public = bind(config.listen).await?;
         let admin = bind(config.admin_listen).await?;
-        let state = AppState::new(config, log, projection, held);
+        let store = EmbeddedStore::open(&data_dir.join("store")).await?;
+        let state = AppState::new(config, log, Arc::new(store), projection, held);
         {
             // Weak: the key manager lives in the state (as its key administration).
             let state = Arc::downgrade(&state.0);
@@ -374,6 +381,9 @@ impl Node {
         .await?;
         let nats = log.client().clone();
         let log: Arc<dyn EventLog> = log;
+        // An unreachable Redis fails the start (as an unreachable NATS does).
+        let store: Arc<dyn Store> =
+            Arc::new(RedisStore::connect(RedisConfig::new(cluster.redis_url.clone())).await?);
         let mut projection = load_projection(log.as_ref()).await?;
         let generated_admin_secret = bootstrap_config(
             log.as_ref(),
@@ -385,7 +395,7 @@ impl Node {
         let public = bind(config.listen).await?;
         let admin = bind(config.admin_listen).await?;
         // No key yet: the node is not ready until its first lease arrives.
-        let state = AppState::new(config, log, projection, Vec::new());
+        let state = AppState::new(config, log, store, projection, Vec::new());
         let leased = LeasedKeys::new(system_clock());
         let client = LeaseClient::new(nats.clone(), cluster.issuer_id.clone(), secret.clone());
         let renewal = {

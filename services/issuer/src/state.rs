@@ -15,9 +15,13 @@ use signet_core::projection::Projection;
 use signet_core::Algorithm;
 use signet_eventlog::{EventLog, EventLogError, RecordedEvent, Seq};
 use signet_jose::{JwsSigner, SigningKey};
+use signet_store::Store;
 use tokio::sync::watch;
 
 use crate::config::NodeConfig;
+
+/// How long `/readyz` waits for the store to answer a ping.
+pub const STORE_PING_PATIENCE: Duration = Duration::from_secs(1);
 
 /// The signers of the active keys, one per algorithm.
 #[derive(Debug, Default)]
@@ -124,6 +128,9 @@ pub struct Inner {
     pub projection: ArcSwap<Projection>,
     pub signers: ArcSwap<Signers>,
     pub log: Arc<dyn EventLog>,
+    /// Short-lived shared state: codes, sessions, refresh-token families (embedded in
+    /// `serve`, Redis in a cluster).
+    pub store: Arc<dyn Store>,
     /// Private keys this node holds (unsealed from the vault, or leased).
     held_keys: ArcSwap<Vec<Arc<SigningKey>>>,
     /// Called when the projection activates a key this node does not hold (cluster: renew
@@ -165,6 +172,7 @@ impl AppState {
     pub fn new(
         config: NodeConfig,
         log: Arc<dyn EventLog>,
+        store: Arc<dyn Store>,
         projection: Projection,
         held_keys: Vec<Arc<SigningKey>>,
     ) -> Self {
@@ -174,6 +182,7 @@ impl AppState {
             projection: ArcSwap::from_pointee(projection),
             signers: ArcSwap::from_pointee(Signers::default()),
             log,
+            store,
             held_keys: ArcSwap::from_pointee(held_keys),
             on_missing_key: std::sync::OnceLock::new(),
             applied,
@@ -237,6 +246,27 @@ impl AppState {
         cluster_ok
             && !self.follower_failed.load(Ordering::Relaxed)
             && !self.signers.load().is_empty()
+    }
+
+    /// [`AppState::is_ready`], and the short-lived state store answers within
+    /// [`STORE_PING_PATIENCE`].
+    pub async fn is_ready_with_store(&self) -> bool {
+        self.is_ready() && self.store_reachable().await
+    }
+
+    /// Whether the store answers a ping in time.
+    pub async fn store_reachable(&self) -> bool {
+        match tokio::time::timeout(STORE_PING_PATIENCE, self.store.ping()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "short-lived state store unreachable");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("short-lived state store did not answer in time");
+                false
+            }
+        }
     }
 
     /// Waits until this node's projection has applied event `seq`.

@@ -167,6 +167,11 @@ pub struct IssuerArgs {
     /// This issuer's name in key-lease requests and logs [default: issuer-<listen port>]
     #[arg(long, env = "SIGNET_ISSUER_ID")]
     pub issuer_id: Option<String>,
+    /// Redis for short-lived shared state: redis://[user:pass@]host:port[/db],
+    /// rediss://..., redis+sentinel://host:port,host:port/<master>[/db] or
+    /// redis+cluster://host:port,host:port [default: redis://127.0.0.1:6379]
+    #[arg(long = "redis", env = "SIGNET_REDIS_URL")]
+    pub redis: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +207,7 @@ pub struct FileConfig {
     pub replicas: Option<usize>,
     pub cluster_secret_file: Option<PathBuf>,
     pub issuer_id: Option<String>,
+    pub redis: Option<String>,
     pub lease_ttl: Option<u64>,
     pub key_rotate_after: Option<u64>,
     pub key_prepublish: Option<u64>,
@@ -313,12 +319,18 @@ impl IssuerArgs {
         let file = FileConfig::load(file)?;
         let (nats_url, stream, replicas, cluster_secret_file) = nats_settings(self.nats, &file)?;
         let issuer_id = self.issuer_id.or(file.issuer_id.clone());
+        let redis_url = self
+            .redis
+            .or(file.redis.clone())
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
+        signet_store::redis::check_url(&redis_url).context("redis")?;
         let mut config = NodeConfig::cluster(ClusterSettings {
             nats_url,
             stream,
             replicas,
             cluster_secret_file,
             issuer_id: String::new(),
+            redis_url,
         });
         self.node.apply(&file, &mut config)?;
         let default_id = format!("issuer-{}", config.listen.port());

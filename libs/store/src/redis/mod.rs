@@ -107,6 +107,13 @@ const PARALLEL: usize = 16;
 /// Members per `INDEX_FORGET` call.
 const HDEL_CHUNK: usize = 500;
 
+/// Checks that `url` is one of the accepted forms, without connecting, and returns it
+/// without credentials (for messages). The error names what is wrong and never echoes
+/// a password.
+pub fn check_url(url: &str) -> Result<String> {
+    url::parse(url).map(|t| t.display().to_owned())
+}
+
 /// Where and how to connect.
 #[derive(Clone)]
 pub struct RedisConfig {
@@ -547,6 +554,18 @@ fn nonce_seed() -> u64 {
 
 #[async_trait]
 impl Store for RedisStore {
+    async fn ping(&self) -> Result<()> {
+        match self
+            .conn
+            .query(&redis::cmd("PING"))
+            .await
+            .map_err(backend)?
+        {
+            Value::SimpleString(s) if s == "PONG" => Ok(()),
+            _ => Err(decode("PING")),
+        }
+    }
+
     async fn put(
         &self,
         ns: Namespace,

@@ -82,9 +82,10 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `/readyz`: the configuration follower runs and signing keys are loaded.
+/// `/readyz`: the configuration follower runs, signing keys are loaded (in a cluster: NATS
+/// is connected and the key lease valid), and the short-lived state store answers.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.is_ready() {
+    if state.is_ready_with_store().await {
         Json(json!({"status": "ready", "seq": state.projection.load().seq()})).into_response()
     } else {
         (
@@ -110,7 +111,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         Err(_) => metrics::counter!(EVENTLOG_ERRORS, "op" => "read").increment(1),
     }
     metrics::gauge!(EVENTLOG_APPLIED).set(applied as f64);
-    metrics::gauge!(READY).set(if state.is_ready() { 1.0 } else { 0.0 });
+    let ready = state.is_ready_with_store().await;
+    metrics::gauge!(READY).set(if ready { 1.0 } else { 0.0 });
     if let Some(c) = state.cluster() {
         if let Some(expiry) = c.leased.expires_at() {
             metrics::gauge!(KEY_LEASE_EXPIRY).set(expiry as f64);
