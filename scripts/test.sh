@@ -58,6 +58,36 @@ if [ -z "${REDIS_SERVER:-}" ] && ! { need redis-server && need redis-cli; }; the
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools
 fi
 
+# wrk, the load generator of signet-loadtests (tests/integration/loadtests.rs runs each
+# scenario briefly): Debian's wrk.
+if [ -z "${WRK:-}" ] && ! need wrk; then
+  if [ "$(id -u)" != 0 ] || ! need apt-get; then
+    echo "wrk is missing: install wrk (or set WRK)" >&2
+    exit 1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
+fi
+
+# Chromium and chromedriver for the real-browser sign-in test (tests/integration/real_browser.rs):
+# Debian's chromium and chromium-driver.
+if [ -z "${CHROMEDRIVER:-}" ] && ! { need chromium && need chromedriver; }; then
+  if [ "$(id -u)" != 0 ] || ! need apt-get; then
+    echo "chromium or chromedriver is missing: install chromium and chromium-driver (or set CHROMIUM and CHROMEDRIVER)" >&2
+    exit 1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+
+# haproxy in front of the issuers for the fault tests and deploy/local/cluster.sh
+# (tests/support/lb.rs, deploy/haproxy/haproxy.cfg): Debian's haproxy.
+if [ -z "${HAPROXY:-}" ] && ! need haproxy; then
+  if [ "$(id -u)" != 0 ] || ! need apt-get; then
+    echo "haproxy is missing: install haproxy (or set HAPROXY)" >&2
+    exit 1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy
+fi
+
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -372,3 +372,79 @@ async fn rotation_under_load_never_breaks_verification_and_survives_a_leader_cra
     standby.stop().await?;
     Ok(())
 }
+
+/// Browser sign-in across nodes: the authorization request at node 2, the login page at
+/// node 1 (the shared issuer URL), the code redeemed at node 2, and the SSO session (in
+/// Redis) honoured by node 2 with `prompt=none`.
+#[tokio::test]
+async fn a_code_from_one_node_is_redeemed_at_another_and_sso_spans_nodes() -> anyhow::Result<()> {
+    use signet_tests::browser::{params_of, Browser};
+    const REDIRECT: &str = "http://127.0.0.1:1/cb";
+    const VERIFIER: &str = "dBjftJeZ4CVP-mJ0LbmCqxJW9X8Nqn_H96LJPLkgK0Y";
+    const CHALLENGE: &str = "mUC84QHW1XnmFGk31dqlZ81-q8-qS-OxrweG_XEDeIU";
+
+    let c = Cluster::start(2).await?;
+    let (status, user) = c
+        .admin_call(
+            0,
+            Method::POST,
+            "/User",
+            Some(&json!({"username": "dora", "password": "dora's password 1", "claims": {"name": "Dora"}})),
+        )
+        .await?;
+    assert_eq!(status, 201, "{user}");
+    let (status, resp) = c
+        .admin_call(
+            0,
+            Method::POST,
+            "/Client",
+            Some(
+                &json!({"clientId": "web", "allowedGrantTypes": ["authorization_code"],
+                "requireClientSecret": false, "requireConsent": false,
+                "redirectUris": [REDIRECT], "allowedScopes": ["openid", "profile"]}),
+            ),
+        )
+        .await?;
+    assert_eq!(status, 201, "{resp}");
+    let authorize = |node: usize, extra: &str| {
+        format!(
+            "{}/oauth2/authorize?client_id=web&response_type=code&scope=openid%20profile&state=x&redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2Fcb&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}",
+            c.issuers[node].public
+        )
+    };
+    // Node 2 must know the client and the user before the browser arrives there.
+    eventually(Duration::from_secs(10), || async {
+        let r = Browser::new().get(&authorize(1, "")).await.ok()?;
+        (r.status == 302).then_some(())
+    })
+    .await?;
+    let mut b = Browser::new();
+    let r = b
+        .sign_in(&authorize(1, ""), "dora", "dora's password 1")
+        .await?;
+    assert_eq!(r.status, 302, "{}", r.body);
+    let code = params_of(&r.location()?, false)["code"].clone();
+    let token = c
+        .http
+        .post(format!("{}/oauth2/token", c.issuers[1].public))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "web"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await?;
+    assert_eq!(token.status(), 200);
+    let body: serde_json::Value = token.json().await?;
+    assert!(body["id_token"].is_string(), "{body}");
+    // SSO at node 2 with the session node 1 started.
+    let r = b.get(&authorize(1, "&prompt=none")).await?;
+    assert!(
+        params_of(&r.location()?, false).contains_key("code"),
+        "{:?}",
+        r.location()
+    );
+    Ok(())
+}

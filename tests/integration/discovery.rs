@@ -29,16 +29,28 @@ async fn discovery_under_an_issuer_path() -> anyhow::Result<()> {
         assert_eq!(d["jwks_uri"], format!("{}/oauth2/jwks", s.issuer));
         assert_eq!(
             d["grant_types_supported"],
-            serde_json::json!(["client_credentials"])
+            serde_json::json!(["authorization_code", "implicit", "client_credentials"])
         );
         assert_eq!(
             d["token_endpoint_auth_methods_supported"],
-            serde_json::json!(["client_secret_basic", "client_secret_post"])
+            serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
         );
-        assert!(
-            d.get("authorization_endpoint").is_none(),
-            "only what is implemented is advertised"
+        assert_eq!(
+            d["authorization_endpoint"],
+            format!("{}/oauth2/authorize", s.issuer)
         );
+        assert_eq!(d["authorization_response_iss_parameter_supported"], true);
+        assert_eq!(
+            d["code_challenge_methods_supported"],
+            serde_json::json!(["S256", "plain"])
+        );
+        if doc == "openid-configuration" {
+            assert_eq!(d["userinfo_endpoint"], format!("{}/userinfo", s.issuer));
+            assert_eq!(
+                d["subject_types_supported"],
+                serde_json::json!(["public", "pairwise"])
+            );
+        }
         let scopes = d["scopes_supported"].as_array().unwrap();
         assert!(scopes.iter().any(|s| s == "openid"));
         assert!(

@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+pub mod browser;
+pub mod chrome;
 pub mod cluster;
+pub mod ha;
+pub mod lb;
 pub mod nats;
 pub mod redis;
 

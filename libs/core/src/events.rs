@@ -9,6 +9,7 @@ use signet_jose::Jwk;
 use crate::client::Client;
 use crate::resource::ApiResource;
 use crate::scope::ScopeResource;
+use crate::user::UserRecord;
 use crate::UnixTime;
 
 /// The subject prefix of configuration events.
@@ -56,6 +57,15 @@ pub enum Event {
         at: UnixTime,
         revoked: bool,
     },
+    /// A user was created; the record carries the password's argon2id hash, never the
+    /// password. Users are projected outside memory (the issuer's users projection).
+    #[serde(rename = "user.created")]
+    UserCreated(Box<UserRecord>),
+    /// A user was replaced (username, claims, enabled, and maybe the password hash).
+    #[serde(rename = "user.replaced")]
+    UserReplaced(Box<UserRecord>),
+    #[serde(rename = "user.deleted")]
+    UserDeleted { sub: String },
 }
 
 /// The aggregate an event belongs to.
@@ -65,6 +75,7 @@ pub enum Aggregate {
     ApiResource,
     Scope,
     SigningKey,
+    User,
 }
 
 impl Aggregate {
@@ -74,6 +85,7 @@ impl Aggregate {
             Aggregate::ApiResource => "api_resource",
             Aggregate::Scope => "scope",
             Aggregate::SigningKey => "signing_key",
+            Aggregate::User => "user",
         }
     }
 
@@ -112,6 +124,8 @@ impl Event {
             Event::SigningKeyActivated { kid, .. }
             | Event::SigningKeyRetired { kid, .. }
             | Event::SigningKeyRemoved { kid, .. } => (Aggregate::SigningKey, kid),
+            Event::UserCreated(u) | Event::UserReplaced(u) => (Aggregate::User, &u.sub),
+            Event::UserDeleted { sub } => (Aggregate::User, sub),
         }
     }
 

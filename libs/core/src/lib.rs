@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authorize;
 pub mod bootstrap;
 pub mod client;
 pub mod commands;
@@ -18,6 +19,7 @@ pub mod projection;
 pub mod resource;
 pub mod scope;
 pub mod secret;
+pub mod user;
 pub mod validation;
 
 pub use signet_jose::Algorithm;

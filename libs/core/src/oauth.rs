@@ -28,6 +28,20 @@ pub enum ErrorCode {
     InvalidToken,
     /// RFC 6750 section 3.1: the token lacks a required scope.
     InsufficientScope,
+    /// RFC 6749 section 4.1.2.1: the response type is not supported.
+    UnsupportedResponseType,
+    /// RFC 6749 section 4.1.2.1: the user or the server denied the request.
+    AccessDenied,
+    /// OIDC Core section 3.1.2.6: `prompt=none` and nobody is signed in.
+    LoginRequired,
+    /// OIDC Core section 3.1.2.6: `prompt=none` and consent is needed.
+    ConsentRequired,
+    /// OIDC Core section 3.1.2.6: `prompt=none` and some other interaction is needed.
+    InteractionRequired,
+    /// OIDC Core section 3.1.2.6: the `request` parameter is not supported.
+    RequestNotSupported,
+    /// OIDC Core section 3.1.2.6: the `request_uri` parameter is not supported.
+    RequestUriNotSupported,
 }
 
 impl ErrorCode {
@@ -43,6 +57,13 @@ impl ErrorCode {
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::InteractionRequired => "interaction_required",
+            ErrorCode::RequestNotSupported => "request_not_supported",
+            ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
         }
     }
 }
@@ -80,12 +101,16 @@ impl OAuthError {
     pub fn server_error(d: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::ServerError, d)
     }
+    pub fn invalid_grant(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidGrant, d)
+    }
 }
 
 /// Grant types the token endpoint knows, parsed at the edge (RFC 6749 section 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenGrantType {
     ClientCredentials,
+    AuthorizationCode,
 }
 
 impl TokenGrantType {
@@ -93,6 +118,7 @@ impl TokenGrantType {
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "client_credentials" => Some(TokenGrantType::ClientCredentials),
+            "authorization_code" => Some(TokenGrantType::AuthorizationCode),
             _ => None,
         }
     }
@@ -102,6 +128,7 @@ impl fmt::Display for TokenGrantType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             TokenGrantType::ClientCredentials => "client_credentials",
+            TokenGrantType::AuthorizationCode => "authorization_code",
         })
     }
 }

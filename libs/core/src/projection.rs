@@ -6,6 +6,9 @@
 //! `apply` trusts nothing: a gap in sequences, an event for the wrong subject, or an event
 //! that contradicts the state (creating what exists, changing what does not) is an error
 //! that stops the node, never a skipped event.
+//!
+//! Users are not held here: their events (`user.*`) only advance the sequence; the issuer
+//! projects them into a key-value store outside memory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -256,6 +259,13 @@ impl Projection {
                 event.subject()
             )));
         }
+        // Users live in their own projection outside memory (the issuer's users
+        // projection): this one only moves past their events, and keeps no version for
+        // them (their versions are the log's and that projection's).
+        if event.aggregate().0 == Aggregate::User {
+            self.seq = seq;
+            return Ok(());
+        }
         let exists = |present: bool, want: bool, what: &str| {
             if present == want {
                 Ok(())
@@ -360,6 +370,7 @@ impl Projection {
                 self.keys.remove(&kid);
                 self.rebuild_jwks();
             }
+            Event::UserCreated(_) | Event::UserReplaced(_) | Event::UserDeleted { .. } => {}
         }
         self.versions.insert(subject.to_owned(), seq);
         self.seq = seq;

@@ -98,6 +98,11 @@ impl SecretDigest {
         URL_SAFE_NO_PAD.encode(self.0)
     }
 
+    /// The digest in base64url (a store key for a bearer value).
+    pub fn to_b64url(&self) -> String {
+        self.encode()
+    }
+
     fn decode(s: &str) -> Option<Self> {
         let bytes = URL_SAFE_NO_PAD.decode(s).ok()?;
         Some(SecretDigest(bytes.try_into().ok()?))

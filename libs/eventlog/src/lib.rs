@@ -14,6 +14,10 @@
 //! is acknowledged) for the all-in-one node, and [`jetstream::JetStreamLog`] (the NATS
 //! JetStream stream `SIGNET_EVENTS`, acknowledged by the stream before an append returns) for
 //! cluster mode, where any number of issuer nodes follow one log.
+//!
+//! [`kv`] holds the key-value projections of large aggregates (users, later API keys),
+//! folded from the log into a store outside memory: [`kv::embedded::RedbKv`] (a redb file)
+//! and [`kv::jetstream::JetStreamKv`] (a JetStream KV bucket), with one contract suite.
 
 #![forbid(unsafe_code)]
 
@@ -21,6 +25,7 @@
 pub mod contract;
 pub mod embedded;
 pub mod jetstream;
+pub mod kv;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;

@@ -82,11 +82,17 @@ pub enum Namespace {
     ReplayGuard,
     /// Rate-limit counters ([`Store::incr`]).
     RateLimit,
+    /// Sign-in interactions in progress: an authorization request waiting for the user at
+    /// the login or consent page.
+    Interaction,
+    /// Pairwise subjects (OIDC Core section 8.1) back to the user they stand for, while
+    /// tokens carrying them live (userinfo resolves them).
+    PairwiseSubject,
 }
 
 impl Namespace {
     /// Every namespace.
-    pub const ALL: [Namespace; 9] = [
+    pub const ALL: [Namespace; 11] = [
         Namespace::AuthorizationCode,
         Namespace::Session,
         Namespace::Consent,
@@ -96,6 +102,8 @@ impl Namespace {
         Namespace::PushedAuthorizationRequest,
         Namespace::ReplayGuard,
         Namespace::RateLimit,
+        Namespace::Interaction,
+        Namespace::PairwiseSubject,
     ];
 
     /// The stable name used in storage keys. Never change one: stored entries would vanish.
@@ -110,6 +118,8 @@ impl Namespace {
             Namespace::PushedAuthorizationRequest => "par",
             Namespace::ReplayGuard => "replay",
             Namespace::RateLimit => "ratelimit",
+            Namespace::Interaction => "interaction",
+            Namespace::PairwiseSubject => "pairwise",
         }
     }
 }

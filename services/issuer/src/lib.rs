@@ -13,6 +13,7 @@ pub mod http;
 pub mod node;
 pub mod state;
 pub mod telemetry;
+pub mod users;
 
 pub use config::NodeConfig;
 pub use node::{serve, Node};

@@ -6,6 +6,7 @@
 //! <data-dir>/events/     the configuration event log and its snapshot (signet-eventlog)
 //! <data-dir>/keys/       private signing keys, sealed under the KEK (signet-keymanager)
 //! <data-dir>/store/      short-lived state: codes, sessions, refresh tokens (signet-store)
+//! <data-dir>/projections/users.redb   users, projected outside memory (crate::users)
 //! <data-dir>/kek         the key-encryption key, unless --kek-file puts it elsewhere
 //! ```
 //!
@@ -73,6 +74,8 @@ pub enum NodeError {
     Snapshot(serde_json::Error),
     #[error("short-lived state store")]
     Store(#[from] StoreError),
+    #[error("users projection")]
+    Users(#[from] crate::users::UsersError),
     #[error("server: {0}")]
     Serve(std::io::Error),
 }
@@ -344,7 +347,8 @@ impl Node {
         let public = bind(config.listen).await?;
         let admin = bind(config.admin_listen).await?;
         let store = EmbeddedStore::open(&data_dir.join("store")).await?;
-        let state = AppState::new(config, log, Arc::new(store), projection, held);
+        let users = crate::users::Users::open_embedded(&data_dir, log.clone()).await?;
+        let state = AppState::new(config, log, Arc::new(store), users, projection, held);
         {
             // Weak: the key manager lives in the state (as its key administration).
             let state = Arc::downgrade(&state.0);
@@ -394,8 +398,11 @@ impl Node {
 
         let public = bind(config.listen).await?;
         let admin = bind(config.admin_listen).await?;
+        let users =
+            crate::users::Users::open_jetstream(nats.clone(), cluster.replicas, log.clone())
+                .await?;
         // No key yet: the node is not ready until its first lease arrives.
-        let state = AppState::new(config, log, store, projection, Vec::new());
+        let state = AppState::new(config, log, store, users, projection, Vec::new());
         let leased = LeasedKeys::new(system_clock());
         let client = LeaseClient::new(nats.clone(), cluster.issuer_id.clone(), secret.clone());
         let renewal = {
@@ -463,8 +470,12 @@ impl Node {
                 let _ = rx.recv().await;
             }
         };
-        let public_server = axum::serve(public, http::public_router(state.clone()))
-            .with_graceful_shutdown(signal(&tx));
+        // The peer address reaches handlers (login throttling per address).
+        let public_server = axum::serve(
+            public,
+            http::public_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal(&tx));
         let admin_server = axum::serve(admin, http::admin_router(state.clone()))
             .with_graceful_shutdown(signal(&tx));
         let mut servers = tokio::spawn(async move {

@@ -27,6 +27,7 @@ pub const STORE_PING_PATIENCE: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub struct Signers {
     access_tokens: [Option<JwsSigner>; 4],
+    id_tokens: [Option<JwsSigner>; 4],
 }
 
 fn slot(alg: Algorithm) -> usize {
@@ -62,6 +63,7 @@ impl Signers {
             };
             if let Some(k) = key {
                 s.access_tokens[slot(alg)] = Some(JwsSigner::new(k.clone(), "at+jwt"));
+                s.id_tokens[slot(alg)] = Some(JwsSigner::new(k.clone(), "JWT"));
             }
         }
         (s, missing)
@@ -70,6 +72,11 @@ impl Signers {
     /// The access-token signer (`typ: at+jwt`, RFC 9068) for `alg`.
     pub fn access_token(&self, alg: Algorithm) -> Option<&JwsSigner> {
         self.access_tokens[slot(alg)].as_ref()
+    }
+
+    /// The ID-token signer (`typ: JWT`) for `alg`.
+    pub fn id_token(&self, alg: Algorithm) -> Option<&JwsSigner> {
+        self.id_tokens[slot(alg)].as_ref()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -131,6 +138,8 @@ pub struct Inner {
     /// Short-lived shared state: codes, sessions, refresh-token families (embedded in
     /// `serve`, Redis in a cluster).
     pub store: Arc<dyn Store>,
+    /// Users, projected outside memory (embedded redb in `serve`, JetStream KV in a cluster).
+    pub users: crate::users::Users,
     /// Private keys this node holds (unsealed from the vault, or leased).
     held_keys: ArcSwap<Vec<Arc<SigningKey>>>,
     /// Called when the projection activates a key this node does not hold (cluster: renew
@@ -173,6 +182,7 @@ impl AppState {
         config: NodeConfig,
         log: Arc<dyn EventLog>,
         store: Arc<dyn Store>,
+        users: crate::users::Users,
         projection: Projection,
         held_keys: Vec<Arc<SigningKey>>,
     ) -> Self {
@@ -183,6 +193,7 @@ impl AppState {
             signers: ArcSwap::from_pointee(Signers::default()),
             log,
             store,
+            users,
             held_keys: ArcSwap::from_pointee(held_keys),
             on_missing_key: std::sync::OnceLock::new(),
             applied,
@@ -244,6 +255,7 @@ impl AppState {
                 && c.leased.is_valid()
         });
         cluster_ok
+            && self.users.is_running()
             && !self.follower_failed.load(Ordering::Relaxed)
             && !self.signers.load().is_empty()
     }

@@ -99,9 +99,25 @@ pub fn decide<'p>(
         }
     }
 
+    let (audiences, alg) = audiences_and_alg(p, &scopes, default_alg)?;
+    Ok(AccessGrant {
+        scopes,
+        audiences,
+        alg,
+    })
+}
+
+/// The API resources that hold `scopes` (the token's `aud`), and the algorithm that signs
+/// the token: `default_alg` unless the resources restrict it, then the first algorithm all of
+/// them allow.
+pub fn audiences_and_alg<'p>(
+    p: &'p Projection,
+    scopes: &[&str],
+    default_alg: Algorithm,
+) -> Result<(Vec<&'p str>, Algorithm), OAuthError> {
     let mut audiences: Vec<&'p str> = Vec::new();
     let mut allowed_algs: Option<Vec<Algorithm>> = None;
-    for s in &scopes {
+    for s in scopes {
         for r in p.audiences_of(s) {
             let name = r.resource.name.as_str();
             if audiences.contains(&name) {
@@ -126,9 +142,5 @@ pub fn decide<'p>(
             )
         })?,
     };
-    Ok(AccessGrant {
-        scopes,
-        audiences,
-        alg,
-    })
+    Ok((audiences, alg))
 }

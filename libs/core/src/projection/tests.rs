@@ -113,3 +113,45 @@ fn snapshot_round_trips() {
     assert_eq!(q.version(Aggregate::Scope, "read"), 1);
     assert_eq!(q.to_snapshot(), p.to_snapshot());
 }
+
+fn user(sub: &str) -> crate::user::UserRecord {
+    crate::user::UserRecord {
+        sub: sub.to_owned(),
+        username: "alice".to_owned(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+        claims: Map::new(),
+        enabled: true,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+/// Users are not held in memory: their events only advance the sequence, with the gap and
+/// subject checks of every event, and leave no version behind.
+#[test]
+fn user_events_advance_the_sequence_and_nothing_else() {
+    let mut p = fold(vec![
+        Event::ApiScopeCreated(scope("read")),
+        Event::UserCreated(Box::new(user("u1"))),
+        Event::UserReplaced(Box::new(user("u1"))),
+        Event::UserDeleted { sub: "u1".into() },
+        Event::UserReplaced(Box::new(user("never-created"))),
+    ])
+    .unwrap();
+    assert_eq!(p.seq(), 5);
+    assert_eq!(p.version(Aggregate::User, "u1"), 0);
+    assert!(!p.to_snapshot().windows(2).any(|w| w == b"u1"));
+    let e = Event::UserDeleted { sub: "u2".into() };
+    assert_eq!(
+        p.apply(7, &e.subject(), e.clone()),
+        Err(ProjectionError::Gap { at: 5, got: 7 })
+    );
+    assert!(matches!(
+        p.apply(6, "signet.events.user.u3", e.clone()),
+        Err(ProjectionError::Inconsistent { .. })
+    ));
+    p.apply(6, "signet.events.user.u2", e).unwrap();
+    assert_eq!(p.seq(), 6);
+    let restored = Projection::from_snapshot(&p.to_snapshot()).unwrap();
+    assert_eq!(restored.seq(), 6);
+}

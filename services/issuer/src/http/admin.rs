@@ -87,6 +87,16 @@ pub fn router(state: AppState) -> Router {
             "/Resource/IdentityResource/{name}",
             get(get_identity).delete(delete_identity),
         )
+        .route(
+            "/User",
+            get(super::admin_users::find_users).post(super::admin_users::create_user),
+        )
+        .route(
+            "/User/{sub}",
+            get(super::admin_users::get_user)
+                .put(super::admin_users::replace_user)
+                .delete(super::admin_users::delete_user),
+        )
         .route("/Key", get(list_keys))
         .route("/Key/rotate", post(rotate_key))
         .route("/Key/import", post(import_key))

@@ -24,10 +24,16 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         "issuer": issuer.as_str(),
         "jwks_uri": issuer.endpoint("/oauth2/jwks"),
         "token_endpoint": issuer.endpoint("/oauth2/token"),
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "grant_types_supported": ["client_credentials"],
-        // No authorization endpoint is served yet, so no response type is supported.
-        "response_types_supported": [],
+        "authorization_endpoint": issuer.endpoint("/oauth2/authorize"),
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "grant_types_supported": ["authorization_code", "implicit", "client_credentials"],
+        "response_types_supported": [
+            "code", "id_token", "id_token token", "code id_token", "code token",
+            "code id_token token", "token"
+        ],
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "code_challenge_methods_supported": ["S256", "plain"],
+        "authorization_response_iss_parameter_supported": true,
         "scopes_supported": scopes,
     });
     if oidc {
@@ -38,7 +44,12 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
             .collect();
         claims.sort_unstable();
         claims.dedup();
-        doc["subject_types_supported"] = json!(["public"]);
+        doc["userinfo_endpoint"] = json!(issuer.endpoint("/userinfo"));
+        doc["subject_types_supported"] = json!(["public", "pairwise"]);
+        doc["claims_parameter_supported"] = json!(false);
+        doc["request_parameter_supported"] = json!(false);
+        doc["request_uri_parameter_supported"] = json!(false);
+        doc["prompt_values_supported"] = json!(["none", "login", "consent", "select_account"]);
         doc["id_token_signing_alg_values_supported"] = json!(Algorithm::ALL
             .iter()
             .map(|a| a.as_str())

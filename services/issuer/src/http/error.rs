@@ -15,6 +15,11 @@
 //! | [`ApiError::Unavailable`] | 503 | JSON |
 //! | [`ApiError::Internal`] | 500 | JSON without details (details go to the log) |
 //!
+//! Errors of the users projection and user writes ([`crate::users`], `/admin/v1/User`): a
+//! bad body is a 400 naming the field (never echoing a password), a taken username or a
+//! racing write a 409, an unknown `sub` a 404, an unreachable projection store or log, or a
+//! projection that did not apply the write in time, a 503, anything else a 500.
+//!
 //! Errors of key administration ([`KeyError`], `/admin/v1/Key`) become [`ApiError`]s here
 //! too: a PEM that is not a private key of the algorithm is a 400 naming `pem` (never
 //! echoing it), an unknown kid a 404, a racing key change a 409, an unreachable or slow key
@@ -133,6 +138,58 @@ impl From<CommandError> for ApiError {
             CommandError::AlreadyExists(m) => ApiError::Conflict(format!("{m} already exists")),
             CommandError::NotFound(m) => ApiError::NotFound(format!("{m} does not exist")),
             CommandError::InUse(m) => ApiError::Conflict(m),
+        }
+    }
+}
+
+impl From<crate::users::UsersError> for ApiError {
+    fn from(e: crate::users::UsersError) -> Self {
+        use crate::users::UsersError as E;
+        use signet_eventlog::kv::KvError;
+        match e {
+            E::Timeout(_) | E::Stopped => ApiError::Unavailable(format!(
+                "{e}; read the user to see whether the change was made, then retry"
+            )),
+            E::Kv(KvError::Backend(_) | KvError::Io(_)) | E::Log(EventLogError::Backend(_)) => {
+                tracing::warn!(error = %e, "users projection unavailable");
+                ApiError::Unavailable("the users projection store is unavailable; retry".into())
+            }
+            E::Log(EventLogError::Closed) => {
+                ApiError::Unavailable("the node is shutting down".into())
+            }
+            other => ApiError::Internal(format!("users projection: {other}")),
+        }
+    }
+}
+
+impl From<crate::users::UserWriteError> for ApiError {
+    fn from(e: crate::users::UserWriteError) -> Self {
+        use crate::users::UserWriteError as E;
+        match e {
+            E::Invalid(v) => ApiError::Invalid(v),
+            E::UsernameTaken(name) => ApiError::Conflict(format!(
+                "username {name:?} is taken (usernames compare case-insensitively)"
+            )),
+            E::NotFound(sub) => ApiError::NotFound(format!("user {sub:?} does not exist")),
+            E::Conflict => ApiError::Conflict(
+                "the user was changed concurrently by another write; read it again and retry"
+                    .into(),
+            ),
+            E::Users(e) => e.into(),
+            E::Log(EventLogError::Closed) => {
+                ApiError::Unavailable("the node is shutting down".into())
+            }
+            E::Log(EventLogError::Backend(detail)) => {
+                metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "append").increment(1);
+                tracing::warn!(%detail, "user write: event log unavailable");
+                ApiError::Unavailable("the event log is unavailable; retry".into())
+            }
+            E::Log(other) => {
+                metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "append").increment(1);
+                ApiError::Internal(format!("user write: {other}"))
+            }
+            // The password never reaches these messages.
+            E::Hash(_) | E::Random => ApiError::Internal(format!("user write: {e}")),
         }
     }
 }

@@ -2,13 +2,20 @@
 //! and the admin API (on the admin listener, under `/admin/v1`).
 
 pub mod admin;
+pub mod admin_users;
+pub mod authorize;
+pub mod browser;
 pub mod client_auth;
+pub mod cors;
 pub mod discovery;
 pub mod error;
 pub mod form;
 pub mod grants;
+pub mod login;
 pub mod openapi;
 pub mod token;
+pub mod user_tokens;
+pub mod userinfo;
 
 use std::time::Duration;
 
@@ -43,8 +50,31 @@ pub fn public_router(state: AppState) -> Router {
         )
         .route("/oauth2/jwks", get(discovery::jwks))
         .route(
+            "/oauth2/authorize",
+            get(authorize::authorize_get).post(authorize::authorize_post),
+        )
+        .route("/login", get(login::login_get).post(login::login_post))
+        .route(
+            "/consent",
+            get(login::consent_get).post(login::consent_post),
+        )
+        .route(
+            "/userinfo",
+            get(userinfo::userinfo_get)
+                .post(userinfo::userinfo_post)
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    cors::cors,
+                )),
+        )
+        .route(
             "/oauth2/token",
-            post(token::token).fallback(token::method_not_allowed),
+            post(token::token)
+                .fallback(token::method_not_allowed)
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    cors::cors,
+                )),
         )
         .route("/healthz", get(discovery::healthz))
         .route("/readyz", get(discovery::readyz));

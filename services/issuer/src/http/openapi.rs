@@ -15,8 +15,8 @@ use signet_core::validation::FieldError;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
-use super::admin;
 use super::error::ApiError;
+use super::{admin, admin_users};
 
 /// Where the document is served on the admin listener.
 pub const PATH: &str = "/admin/v1/openapi.json";
@@ -28,7 +28,7 @@ const BEARER: &str = "bearer";
 #[openapi(
     info(
         title = "Signet admin API",
-        description = "Configuration API of a Signet node (clients, API resources, API scopes, identity resources and signing keys), with the field names and defaults of the IdentityServer-style AuthService configuration API.\n\nEvery operation but this document needs a bearer access token issued by this server with scope `signet.admin` (`client_credentials` at the public `/oauth2/token` endpoint). Writes answer once they are durable and applied. Invalid bodies get 400 with the offending `field` and the `rule` it broke."
+        description = "Configuration API of a Signet node (clients, API resources, API scopes, identity resources, users and signing keys), with the field names and defaults of the IdentityServer-style AuthService configuration API.\n\nEvery operation but this document needs a bearer access token issued by this server with scope `signet.admin` (`client_credentials` at the public `/oauth2/token` endpoint). Writes answer once they are durable and applied. Invalid bodies get 400 with the offending `field` and the `rule` it broke."
     ),
     paths(
         document,
@@ -57,6 +57,11 @@ const BEARER: &str = "bearer";
         admin::import_key,
         admin::get_key,
         admin::revoke_key,
+        admin_users::create_user,
+        admin_users::find_users,
+        admin_users::get_user,
+        admin_users::replace_user,
+        admin_users::delete_user,
     ),
     components(
         schemas(ErrorBody, ValidationError, FieldError),
@@ -78,6 +83,7 @@ const BEARER: &str = "bearer";
         (name = "ApiResource", description = "APIs that tokens are issued for."),
         (name = "ApiScope", description = "Scopes of the APIs."),
         (name = "IdentityResource", description = "Scopes of user identity data (`openid`, `profile`, ...)."),
+        (name = "User", description = "People who sign in: username, password (write-only, stored as an argon2id hash), OIDC claims, enabled. The server generates each user's `sub`."),
         (name = "Key", description = "The signing keys of tokens: list them, rotate or import the active key of an algorithm, revoke a key. Public halves only."),
         (name = "Meta", description = "This document."),
     )
@@ -177,8 +183,9 @@ pub struct PayloadTooLarge(ErrorBody);
 #[allow(dead_code)]
 pub struct UnsupportedMediaType(ErrorBody);
 
-/// The node is shutting down, a stored write was not applied in time, or (signing keys)
-/// the key manager is not available or did not answer.
+/// The node is shutting down, a stored write was not applied in time, (users) the users
+/// projection store or the short-lived state store is unavailable, or (signing keys) the
+/// key manager is not available or did not answer.
 #[derive(ToResponse)]
 #[allow(dead_code)]
 pub struct Unavailable(ErrorBody);
@@ -405,6 +412,11 @@ mod tests {
             }
         }
         for op in [
+            "POST /admin/v1/User",
+            "GET /admin/v1/User",
+            "GET /admin/v1/User/{sub}",
+            "PUT /admin/v1/User/{sub}",
+            "DELETE /admin/v1/User/{sub}",
             "GET /admin/v1/Key",
             "POST /admin/v1/Key/rotate",
             "POST /admin/v1/Key/import",
@@ -425,6 +437,7 @@ mod tests {
             "/admin/v1/Resource/ApiScope/a/b",
             "/admin/v1/Key/a/b",
             "/admin/v1/Key/rotate/now",
+            "/admin/v1/User/a/b",
             "/admin/v1/openapi.yaml",
             "/admin/v2/Client",
         ] {
@@ -557,6 +570,68 @@ mod tests {
         // Reads never show a secret's value.
         let view = &schemas["ClientView"]["properties"]["clientSecrets"]["items"];
         assert!(view["properties"].get("value").is_none(), "{view}");
+    }
+
+    /// The user operations take their bodies, the password is write-only and required only
+    /// to create, and reads show neither the password nor its hash.
+    #[test]
+    fn user_schemas() {
+        let doc = json().unwrap();
+        for (path, method, model) in [
+            ("/admin/v1/User", "post", "NewUser"),
+            ("/admin/v1/User/{sub}", "put", "UserReplacement"),
+        ] {
+            let op = &doc["paths"][path][method];
+            assert_eq!(
+                op["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+                format!("#/components/schemas/{model}"),
+                "{method} {path}"
+            );
+            for status in ["400", "401", "403", "409", "413", "415", "503"] {
+                assert!(
+                    op["responses"].get(status).is_some(),
+                    "{method} {path} {status}"
+                );
+            }
+            let schema = &doc["components"]["schemas"][model];
+            assert_eq!(schema["additionalProperties"], false, "{model}");
+            let password = &schema["properties"]["password"];
+            assert_eq!(password["writeOnly"], true, "{model}: {password}");
+            assert_eq!(password["minLength"], 8, "{model}: {password}");
+            let required = schema["required"].as_array().unwrap();
+            assert_eq!(
+                required.contains(&json!("password")),
+                model == "NewUser",
+                "{model}: {required:?}"
+            );
+            assert!(required.contains(&json!("username")), "{model}");
+        }
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let view = schemas["User"]["properties"].as_object().unwrap();
+        assert_eq!(
+            view.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            BTreeSet::from([
+                "sub",
+                "username",
+                "claims",
+                "enabled",
+                "createdAt",
+                "updatedAt"
+            ])
+        );
+        let claims = &schemas["UserClaims"]["properties"];
+        assert!(
+            claims["email_verified"]["type"]
+                .to_string()
+                .contains("boolean"),
+            "{claims}"
+        );
+        assert_eq!(schemas["Address"]["additionalProperties"], false);
+        for status in ["200", "404"] {
+            assert!(doc["paths"]["/admin/v1/User/{sub}"]["get"]["responses"]
+                .get(status)
+                .is_some());
+        }
     }
 
     /// Resolves a property's schema through a `$ref`.

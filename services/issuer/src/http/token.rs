@@ -21,7 +21,23 @@ pub fn now() -> i64 {
 }
 
 pub async fn token(State(state): State<AppState>, form: OAuthForm) -> Response {
+    // Grants that need the store are async; client_credentials stays on the sync path.
+    if form.get("grant_type") == Some("authorization_code") {
+        return authorization_code(&state, &form, now())
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
     handle(&state, &form, now()).unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn authorization_code(
+    state: &AppState,
+    form: &OAuthForm,
+    now: i64,
+) -> Result<Response, ProtocolError> {
+    let projection = state.projection.load();
+    let client = authenticate(&projection, form, now)?;
+    grants::authorization_code::grant(state, &projection, &client, form, now).await
 }
 
 fn handle(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response, ProtocolError> {
@@ -33,6 +49,10 @@ fn handle(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response, Prot
     match TokenGrantType::parse(grant_type) {
         Some(TokenGrantType::ClientCredentials) => {
             grants::client_credentials::grant(state, &projection, &client, form, now)
+        }
+        // Handled in `token` (async).
+        Some(TokenGrantType::AuthorizationCode) => {
+            Err(OAuthError::invalid_request("authorization_code is handled asynchronously").into())
         }
         None => Err(OAuthError::unsupported_grant_type(format!(
             "grant_type {:?} is not supported",

@@ -1,3 +1,4 @@
 //! One module per grant type. Each takes an authenticated client and answers the request.
 
+pub mod authorization_code;
 pub mod client_credentials;

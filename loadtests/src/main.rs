@@ -1,0 +1,222 @@
+//! `signet-loadtests`: `suite` (the standard load-test suite), `run` (one scenario, one mode),
+//! `compare` (throughput on one core against the raw signing rate), `sign` (the raw signing
+//! rate on this thread; `compare` runs it pinned).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use signet_jose::Algorithm;
+use signet_loadtests::suite::{compare_table, suite_table};
+use signet_loadtests::{
+    run_compare, run_suite, CompareOptions, Node, Scenario, SuiteOptions, Target,
+};
+
+#[derive(Parser)]
+#[command(name = "signet-loadtests", about = "Load tests for Signet (wrk + Lua)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The standard suite: every scenario closed loop, then open loop at a fraction of it.
+    Suite(SuiteArgs),
+    /// One scenario in one mode.
+    Run {
+        #[command(flatten)]
+        common: SuiteArgs,
+        /// Offered rate (requests per second) for an open-loop run; closed loop without it.
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// Raw signing rate per core vs. client_credentials throughput on one core.
+    Compare(CompareArgs),
+    /// Measure the raw signing rate on this thread and print it as JSON (used by `compare`).
+    Sign {
+        #[arg(long)]
+        alg: Algorithm,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+}
+
+#[derive(Args, Clone)]
+struct SuiteArgs {
+    /// Run against this issuer URL (a node or a load balancer) instead of starting one.
+    #[arg(long)]
+    target: Option<String>,
+    /// The target's admin listener (with --target). The admin client's secret comes from
+    /// SIGNET_ADMIN_CLIENT_SECRET (environment only: flags show in `ps`).
+    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    admin_url: String,
+    #[arg(long, default_value = "signet-admin")]
+    admin_client_id: String,
+    /// The signet binary to start (default: target/<profile>/signet beside this one).
+    #[arg(long, env = "SIGNET_BIN")]
+    signet_bin: Option<PathBuf>,
+    /// taskset -c list for the started server (default "0" on 2+ cores).
+    #[arg(long)]
+    server_cpus: Option<String>,
+    /// taskset -c list for wrk (default "1" on 2+ cores when the server is local).
+    #[arg(long)]
+    client_cpus: Option<String>,
+    /// Do not pin anything.
+    #[arg(long)]
+    no_pin: bool,
+    /// Scenarios, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<Scenario>,
+    /// Seconds per measured run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds of unrecorded closed-loop warm-up per scenario.
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    #[arg(long, default_value_t = 64)]
+    open_connections: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 1)]
+    threads: u32,
+    /// Open-loop rate as a fraction of the closed-loop throughput.
+    #[arg(long, default_value_t = 0.7)]
+    open_fraction: f64,
+    /// Fixed open-loop rate (requests per second) instead.
+    #[arg(long)]
+    open_rate: Option<f64>,
+    /// The JSON result file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    #[arg(long, env = "SIGNET_BIN")]
+    signet_bin: Option<PathBuf>,
+    /// The core for the server and the signing loop.
+    #[arg(long, default_value = "0")]
+    server_cpu: String,
+    /// The core for wrk.
+    #[arg(long, default_value = "1")]
+    client_cpu: String,
+    /// Algorithms, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    algorithms: Vec<Algorithm>,
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    #[arg(long, default_value_t = 3)]
+    sign_seconds: u64,
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    #[arg(long, default_value_t = 64)]
+    open_connections: u32,
+    #[arg(long, default_value_t = 0.7)]
+    open_fraction: f64,
+    #[arg(long, default_value = "target/loadtests/compare.json")]
+    out: PathBuf,
+}
+
+fn suite_options(a: &SuiteArgs, command: &str) -> Result<SuiteOptions> {
+    let multi = std::thread::available_parallelism().map_or(1, |n| n.get()) >= 2;
+    let pin = |given: &Option<String>, default: &str, local: bool| -> Option<String> {
+        if a.no_pin {
+            None
+        } else {
+            given
+                .clone()
+                .or_else(|| (multi && local).then(|| default.to_owned()))
+        }
+    };
+    let node = match &a.target {
+        Some(issuer) => {
+            let secret = std::env::var("SIGNET_ADMIN_CLIENT_SECRET")
+                .context("--target needs the admin secret in SIGNET_ADMIN_CLIENT_SECRET")?;
+            Node::Remote(Target {
+                issuer: issuer.clone(),
+                admin: a.admin_url.clone(),
+                admin_client_id: a.admin_client_id.clone(),
+                admin_secret: secret,
+            })
+        }
+        None => Node::Local {
+            signet_bin: a.signet_bin.clone(),
+            cpus: pin(&a.server_cpus, "0", true),
+        },
+    };
+    let local = a.target.is_none();
+    Ok(SuiteOptions {
+        node,
+        client_cpus: pin(&a.client_cpus, "1", local),
+        scenarios: if a.scenarios.is_empty() {
+            Scenario::STANDARD.to_vec()
+        } else {
+            a.scenarios.clone()
+        },
+        duration: Duration::from_secs(a.duration.max(1)),
+        warmup: Duration::from_secs(a.warmup),
+        connections: a.connections,
+        open_connections: a.open_connections,
+        threads: a.threads,
+        open_fraction: a.open_fraction,
+        open_rate: a.open_rate,
+        out: a
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("target/loadtests/{command}.json"))),
+        prefix: "signet-lt".into(),
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Cmd::Suite(a) => {
+            let opts = suite_options(&a, "suite")?;
+            let report = run_suite(&opts).await?;
+            print!("{}", suite_table(&report));
+            println!("results: {}", opts.out.display());
+        }
+        Cmd::Run { common, rate } => {
+            if common.scenarios.len() != 1 {
+                bail!("`run` takes exactly one --scenarios name");
+            }
+            let opts = suite_options(&common, "run")?;
+            let report = signet_loadtests::suite::run_one(&opts, rate).await?;
+            print!("{}", suite_table(&report));
+            println!("results: {}", opts.out.display());
+        }
+        Cmd::Compare(a) => {
+            let opts = CompareOptions {
+                signet_bin: a.signet_bin,
+                server_cpu: a.server_cpu,
+                client_cpu: a.client_cpu,
+                algorithms: if a.algorithms.is_empty() {
+                    Algorithm::ALL.to_vec()
+                } else {
+                    a.algorithms
+                },
+                duration: Duration::from_secs(a.duration.max(1)),
+                sign_duration: Duration::from_secs(a.sign_seconds.max(1)),
+                warmup: Duration::from_secs(a.warmup),
+                connections: a.connections,
+                open_connections: a.open_connections,
+                open_fraction: a.open_fraction,
+                out: a.out,
+            };
+            let report = run_compare(&opts).await?;
+            print!("{}", compare_table(&report));
+            println!("results: {}", opts.out.display());
+        }
+        Cmd::Sign { alg, seconds } => {
+            let r = signet_loadtests::sign::measure(alg, Duration::from_secs_f64(seconds))?;
+            println!("{}", serde_json::to_string(&r)?);
+        }
+    }
+    Ok(())
+}

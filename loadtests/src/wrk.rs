@@ -1,0 +1,183 @@
+//! Runs Debian's `wrk` (4.1) with `lua/signet.lua` and reads back the script's result.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::scenario::PreparedRequest;
+use crate::stats::{Mode, RawResult, RunResult};
+
+/// The wrk script, embedded so that the binary runs from anywhere.
+pub const SCRIPT: &str = include_str!("../lua/signet.lua");
+
+/// How to run wrk for one measurement.
+#[derive(Debug, Clone)]
+pub struct WrkRun {
+    /// Full URL wrk connects to (its path is not used: the prepared requests carry theirs).
+    pub url: String,
+    pub requests: Vec<PreparedRequest>,
+    pub mode: Mode,
+    pub connections: u32,
+    pub threads: u32,
+    /// Whole seconds (wrk's resolution), at least 1.
+    pub duration: Duration,
+    /// `taskset -c` list for wrk, e.g. `"1"`.
+    pub cpus: Option<String>,
+}
+
+/// The `wrk` executable: `$WRK`, else `wrk` on the `PATH`.
+pub fn wrk_bin() -> PathBuf {
+    std::env::var_os("WRK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("wrk"))
+}
+
+/// Fails with an install hint when wrk is missing.
+pub fn check_wrk() -> Result<String> {
+    let out = Command::new(wrk_bin())
+        .arg("-v")
+        .output()
+        .with_context(|| {
+            format!(
+                "cannot run {:?}: install wrk (Debian: apt-get install wrk) or set WRK",
+                wrk_bin()
+            )
+        })?;
+    // `wrk -v` prints its version and usage and exits 1.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let first = text.lines().next().unwrap_or_default();
+    if !first.starts_with("wrk ") {
+        bail!("{:?} does not look like wrk: {first:?}", wrk_bin());
+    }
+    Ok(first
+        .split(" Copyright")
+        .next()
+        .unwrap_or(first)
+        .trim()
+        .to_owned())
+}
+
+/// A Lua string literal for any bytes.
+fn lua_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for b in s.bytes() {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b' '..=b'~' => out.push(b as char),
+            _ => out.push_str(&format!("\\{b:03}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn requests_lua(requests: &[PreparedRequest]) -> String {
+    let mut out = String::from("return {\n");
+    for r in requests {
+        out.push_str(&format!(
+            "  {{ head = {}, body = {} }},\n",
+            lua_string(&r.head),
+            lua_string(&r.body)
+        ));
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// Runs wrk once; `scenario` names the result.
+pub fn run(scenario: &str, spec: &WrkRun) -> Result<RunResult> {
+    if spec.requests.is_empty() {
+        bail!("scenario {scenario} prepared no request");
+    }
+    let dir = tempfile::tempdir()?;
+    let script = dir.path().join("signet.lua");
+    let reqs = dir.path().join("requests.lua");
+    let out = dir.path().join("result.json");
+    std::fs::write(&script, SCRIPT)?;
+    std::fs::write(&reqs, requests_lua(&spec.requests))?;
+
+    let secs = spec.duration.as_secs().max(1);
+    let threads = spec.threads.max(1);
+    let connections = spec.connections.max(threads);
+    let mut cmd = match &spec.cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpus).arg(wrk_bin());
+            c
+        }
+        None => Command::new(wrk_bin()),
+    };
+    cmd.arg("-t")
+        .arg(threads.to_string())
+        .arg("-c")
+        .arg(connections.to_string())
+        .arg("-d")
+        .arg(format!("{secs}s"))
+        .arg("--timeout")
+        .arg("10s")
+        .arg("-s")
+        .arg(&script)
+        .arg(&spec.url)
+        .env("SIGNET_LT_REQUESTS", &reqs)
+        .env("SIGNET_LT_OUT", &out)
+        .env("SIGNET_LT_THREADS", threads.to_string());
+    match spec.mode {
+        Mode::Closed => {
+            cmd.env("SIGNET_LT_MODE", "closed");
+        }
+        Mode::Open { rate } => {
+            if rate.is_nan() || rate <= 0.0 {
+                bail!("an open-loop run needs a positive rate, not {rate}");
+            }
+            cmd.env("SIGNET_LT_MODE", "open")
+                .env("SIGNET_LT_RATE", format!("{rate}"));
+        }
+    }
+    let output = cmd
+        .output()
+        .with_context(|| format!("running {:?}", wrk_bin()))?;
+    if !output.status.success() || !out.exists() {
+        bail!(
+            "wrk failed ({}) for {scenario}:\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let raw = read_raw(&out)?;
+    Ok(RunResult::from_raw(
+        scenario,
+        spec.mode,
+        connections,
+        threads,
+        &raw,
+    ))
+}
+
+fn read_raw(path: &Path) -> Result<RawResult> {
+    let text = std::fs::read_to_string(path)?;
+    serde_json::from_str(&text).with_context(|| format!("wrk script wrote {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lua_strings_escape_everything_unusual() {
+        assert_eq!(lua_string("a\"b\\c"), r#""a\"b\\c""#);
+        assert_eq!(lua_string("x\r\n"), r#""x\013\010""#);
+        let lua = requests_lua(&[PreparedRequest {
+            head: "GET / HTTP/1.1\r\n".into(),
+            body: String::new(),
+        }]);
+        assert_eq!(
+            lua,
+            "return {\n  { head = \"GET / HTTP/1.1\\013\\010\", body = \"\" },\n}\n"
+        );
+    }
+}

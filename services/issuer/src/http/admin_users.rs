@@ -1,0 +1,218 @@
+//! The admin API's `/User` routes (DESIGN.md): `POST /User` creates a user (the server
+//! generates its `sub`), `GET /User?username=` looks one up by username, `GET`, `PUT` and
+//! `DELETE /User/{sub}` read, replace and delete one. Users live in the users projection
+//! ([`crate::users`]); writes go through the event log like every configuration change and
+//! answer once this node's users projection applied them. Passwords are write-only: reads
+//! return [`UserView`]s, which have neither the password nor its hash.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use signet_core::user::{NewUser, UserReplacement, UserView};
+use signet_core::validation::{from_json, ValidationErrors};
+
+use super::admin::{Actor, AdminBody};
+use super::error::ApiError;
+#[allow(unused_imports)] // the OpenAPI annotations name them
+use super::openapi::{
+    BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
+    UnsupportedMediaType,
+};
+use crate::state::AppState;
+
+/// How long a write waits for this node's users projection to apply it.
+const APPLY_PATIENCE: Duration = Duration::from_secs(10);
+
+fn not_found(sub: &str) -> ApiError {
+    ApiError::NotFound(format!("user {sub:?} does not exist"))
+}
+
+/// The `{sub}` of the path; one that is not UTF-8 names no user.
+fn sub_of(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(sub)| sub)
+        .map_err(|_| ApiError::NotFound("no user has this sub".into()))
+}
+
+fn location(sub: &str) -> String {
+    let segment: String = url::form_urlencoded::byte_serialize(sub.as_bytes()).collect();
+    format!("/admin/v1/User/{}", segment.replace('+', "%20"))
+}
+
+/// Creates a user; its `username` must be new (compared case-insensitively). The server
+/// generates the user's `sub`.
+#[utoipa::path(
+    post,
+    path = "/admin/v1/User",
+    tag = "User",
+    request_body(content = NewUser, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The user was created; the body is it as read back, with its new `sub`.", body = UserView, headers(("Location" = String, description = "The URL of the new user."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn create_user(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    body: AdminBody,
+) -> Result<Response, ApiError> {
+    let user = from_json::<NewUser>(&body.0)?.check()?;
+    let record = state.users.create(&actor.0, user, APPLY_PATIENCE).await?;
+    tracing::info!(sub = %record.sub, actor = %actor.0, "user created");
+    let mut resp = (StatusCode::CREATED, Json(record.view())).into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&location(&record.sub)) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(resp)
+}
+
+/// Looks a user up by username (case-insensitive): a list of at most one user.
+#[utoipa::path(
+    get,
+    path = "/admin/v1/User",
+    tag = "User",
+    params(("username" = String, Query, description = "The username to look up (case-insensitive).")),
+    responses(
+        (status = 200, description = "The user with this username, or an empty list.", body = [UserView]),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn find_users(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<UserView>>, ApiError> {
+    let Some(username) = query.get("username") else {
+        return Err(ApiError::Invalid(ValidationErrors::single(
+            "username",
+            "the query parameter is required (listing every user is not supported)",
+        )));
+    };
+    let found = state.users.by_username(username).await?;
+    Ok(Json(found.iter().map(|r| r.view()).collect()))
+}
+
+/// Reads one user (never its password).
+#[utoipa::path(
+    get,
+    path = "/admin/v1/User/{sub}",
+    tag = "User",
+    params(("sub" = String, Path, description = "The user's `sub`.")),
+    responses(
+        (status = 200, description = "The user.", body = UserView),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn get_user(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<UserView>, ApiError> {
+    let sub = sub_of(path)?;
+    let record = state
+        .users
+        .by_sub(&sub)
+        .await?
+        .ok_or_else(|| not_found(&sub))?;
+    Ok(Json(record.view()))
+}
+
+/// Replaces a user's username, claims and `enabled`; without `password` the stored
+/// password stays.
+#[utoipa::path(
+    put,
+    path = "/admin/v1/User/{sub}",
+    tag = "User",
+    params(("sub" = String, Path, description = "The user's `sub`.")),
+    request_body(content = UserReplacement, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The user as read back.", body = UserView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn replace_user(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    path: Result<Path<String>, PathRejection>,
+    body: AdminBody,
+) -> Result<Json<UserView>, ApiError> {
+    let sub = sub_of(path)?;
+    let user = from_json::<UserReplacement>(&body.0)?.check()?;
+    let record = state
+        .users
+        .replace(&actor.0, &sub, user, APPLY_PATIENCE)
+        .await?;
+    tracing::info!(sub = %record.sub, actor = %actor.0, "user replaced");
+    Ok(Json(record.view()))
+}
+
+/// Deletes a user, with its short-lived state (sessions, refresh tokens, consents).
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/User/{sub}",
+    tag = "User",
+    params(("sub" = String, Path, description = "The user's `sub`.")),
+    responses(
+        (status = 204, description = "The user was deleted."),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub(super) async fn delete_user(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let sub = sub_of(path)?;
+    if state.users.by_sub(&sub).await?.is_none() {
+        return Err(not_found(&sub));
+    }
+    // Before the event, so a store that is down fails the request with nothing deleted...
+    delete_state(&state, &sub).await?;
+    state.users.delete(&actor.0, &sub, APPLY_PATIENCE).await?;
+    // ... and after it, for whatever the user did in between.
+    if let Err(e) = delete_state(&state, &sub).await {
+        tracing::warn!(error = %e, "user deleted, but removing its short-lived state again failed");
+    }
+    tracing::info!(%sub, actor = %actor.0, "user deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_state(state: &AppState, sub: &str) -> Result<(), ApiError> {
+    match state.store.delete_by_subject(sub).await {
+        Ok(_) => Ok(()),
+        // A `sub` the store cannot hold (too long) has no state there.
+        Err(signet_store::StoreError::InvalidKey { .. }) => Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot remove a user's short-lived state");
+            Err(ApiError::Unavailable(
+                "the short-lived state store is unavailable; the user was not deleted, retry"
+                    .into(),
+            ))
+        }
+    }
+}

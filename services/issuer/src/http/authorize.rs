@@ -1,0 +1,372 @@
+//! `/oauth2/authorize` (RFC 6749 section 4.1, OIDC Core sections 3.1.2, 3.2.2, 3.3.2),
+//! GET and POST: check the client and redirect URI (errors on the error page, never a
+//! redirect), check the rest (errors back at the redirect URI), then sign the user in
+//! (the SSO session, or the login page), ask for consent where the client requires it, and
+//! answer with a code and/or tokens by the response mode, always with `iss` (RFC 9207).
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use signet_core::authorize::{
+    check_client, check_request, AuthorizeRequest, RedirectError, ResponseMode,
+};
+use signet_core::oauth::{ErrorCode, OAuthError};
+use signet_core::projection::{ClientEntry, Projection};
+use signet_store::{Index, Namespace};
+
+use super::browser::{
+    digest_key, error_page, load_session, oauth_error_page, random_token, render,
+    start_interaction, PageParams, Session, StoreResult,
+};
+use super::token::now;
+use super::user_tokens::{self, Alongside, UserGrant};
+use crate::state::AppState;
+
+pub async fn authorize_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    authorize(&state, &headers, query.unwrap_or_default().as_bytes()).await
+}
+
+pub async fn authorize_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !super::form::is_form(&headers) {
+        return oauth_error_page(
+            &state,
+            None,
+            OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"),
+        );
+    }
+    authorize(&state, &headers, &body).await
+}
+
+async fn authorize(state: &AppState, headers: &HeaderMap, raw: &[u8]) -> Response {
+    let params = match PageParams::parse(raw) {
+        Ok(p) => p,
+        // Nothing is trusted yet: the error page, never a redirect.
+        Err(e) => return oauth_error_page(state, None, e),
+    };
+    let p = state.projection.load();
+    let (client, redirect_uri) = match check_client(&p, &params) {
+        Ok(c) => c,
+        Err(e) => {
+            return error_page(
+                state,
+                None,
+                StatusCode::BAD_REQUEST,
+                e.error.as_str(),
+                &e.description,
+            )
+        }
+    };
+    let request = match check_request(&p, client, &redirect_uri, &params) {
+        Ok(r) => r,
+        Err(e) => return redirect_error(state, *e),
+    };
+    let now = now();
+    let session = match load_session(state, headers).await {
+        Ok(s) => s.filter(|s| fresh_enough(s, &request, client, now)),
+        Err(e) => return redirect_error(state, to_redirect(&request, e)),
+    };
+    match session {
+        None if request.prompt.none => redirect_error(
+            state,
+            to_redirect(
+                &request,
+                OAuthError::new(ErrorCode::LoginRequired, "the user is not signed in"),
+            ),
+        ),
+        None => to_page(state, "/login", request, None).await,
+        Some(session) => continue_flow(state, &p, client, request, session, now).await,
+    }
+}
+
+/// Whether the session may answer this request without a new login: no `prompt=login`,
+/// and the authentication is recent enough for `max_age` and the client's
+/// `userSsoLifetime`.
+fn fresh_enough(s: &Session, r: &AuthorizeRequest, client: &ClientEntry, now: i64) -> bool {
+    let age = now.saturating_sub(s.auth_time).max(0) as u64;
+    !r.prompt.login
+        && r.max_age.is_none_or(|m| age <= m)
+        && client
+            .client
+            .user_sso_lifetime
+            .is_none_or(|l| age <= u64::from(l))
+}
+
+/// A new interaction for `request`, and a redirect to the page that continues it.
+async fn to_page(
+    state: &AppState,
+    page: &str,
+    request: AuthorizeRequest,
+    session: Option<Session>,
+) -> Response {
+    let fallback = request.clone();
+    match start_interaction(state, request, session).await {
+        Ok((id, cookie)) => {
+            let location = state
+                .config
+                .issuer
+                .endpoint(&format!("{page}?interaction={id}"));
+            let mut r = found(&location);
+            r.headers_mut().append(header::SET_COOKIE, cookie);
+            r
+        }
+        Err(e) => redirect_error(state, to_redirect(&fallback, e)),
+    }
+}
+
+/// The key of a remembered consent.
+fn consent_key(sub: &str, client_id: &str) -> String {
+    digest_key(&format!("{sub}\u{0}{client_id}"))
+}
+
+/// The scopes a user consented to for a client earlier, if remembered.
+async fn remembered_consent(
+    state: &AppState,
+    sub: &str,
+    client_id: &str,
+) -> Result<Vec<String>, OAuthError> {
+    let bytes = state
+        .store
+        .get(Namespace::Consent, &consent_key(sub, client_id))
+        .await
+        .or_unavailable()?;
+    Ok(bytes
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default())
+}
+
+/// Remembers a consent for `consentLifetime` (a year when the client sets none).
+pub async fn remember_consent(
+    state: &AppState,
+    client: &ClientEntry,
+    sub: &str,
+    scopes: &[String],
+) -> Result<(), OAuthError> {
+    let lifetime = client.client.consent_lifetime.unwrap_or(365 * 24 * 3600);
+    let bytes = serde_json::to_vec(scopes).map_err(|_| OAuthError::server_error("consent"))?;
+    state
+        .store
+        .put(
+            Namespace::Consent,
+            &consent_key(sub, &client.client.client_id),
+            &bytes,
+            std::time::Duration::from_secs(u64::from(lifetime.max(1))),
+            &[Index::Subject(sub)],
+        )
+        .await
+        .or_unavailable()
+}
+
+/// After sign-in: ask for consent when needed, else answer the client.
+pub async fn continue_flow(
+    state: &AppState,
+    p: &Projection,
+    client: &ClientEntry,
+    request: AuthorizeRequest,
+    session: Session,
+    now: i64,
+) -> Response {
+    if client.client.require_consent {
+        let covered = if request.prompt.consent {
+            false
+        } else {
+            match remembered_consent(state, &session.sub, &client.client.client_id).await {
+                Ok(granted) => request.scopes.iter().all(|s| granted.contains(s)),
+                Err(e) => return redirect_error(state, to_redirect(&request, e)),
+            }
+        };
+        if !covered {
+            if request.prompt.none {
+                return redirect_error(
+                    state,
+                    to_redirect(
+                        &request,
+                        OAuthError::new(
+                            ErrorCode::ConsentRequired,
+                            "the user has not consented to this client",
+                        ),
+                    ),
+                );
+            }
+            return to_page(state, "/consent", request, Some(session)).await;
+        }
+    }
+    let scopes = request.scopes.clone();
+    complete(state, p, client, &request, &session, scopes, now).await
+}
+
+/// Issues the code and/or tokens and answers at the redirect URI.
+pub async fn complete(
+    state: &AppState,
+    p: &Projection,
+    client: &ClientEntry,
+    request: &AuthorizeRequest,
+    session: &Session,
+    scopes: Vec<String>,
+    now: i64,
+) -> Response {
+    match issue(state, p, client, request, session, scopes, now).await {
+        Ok(params) => respond(
+            &request.redirect_uri,
+            request.response_mode,
+            params,
+            request.state.as_deref(),
+            state.config.issuer.as_str(),
+        ),
+        Err(e) => redirect_error(state, to_redirect(request, e)),
+    }
+}
+
+async fn issue(
+    state: &AppState,
+    p: &Projection,
+    client: &ClientEntry,
+    request: &AuthorizeRequest,
+    session: &Session,
+    scopes: Vec<String>,
+    now: i64,
+) -> Result<Vec<(&'static str, String)>, OAuthError> {
+    let rt = request.response_type;
+    let grant = UserGrant {
+        client_id: client.client.client_id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        redirect_uri_explicit: request.redirect_uri_explicit,
+        sub: session.sub.clone(),
+        scopes,
+        nonce: request.nonce.clone(),
+        sid: session.sid.clone(),
+        auth_time: session.auth_time,
+        amr: session.amr.clone(),
+        code_challenge: request.code_challenge.clone(),
+    };
+    let mut out = Vec::new();
+    let code = if rt.code {
+        let code = random_token()?;
+        let bytes = serde_json::to_vec(&grant).map_err(|_| OAuthError::server_error("code"))?;
+        let ttl = u64::from(client.client.authorization_code_lifetime.max(1));
+        state
+            .store
+            .put(
+                Namespace::AuthorizationCode,
+                &digest_key(&code),
+                &bytes,
+                std::time::Duration::from_secs(ttl),
+                &[Index::Session(&session.sid), Index::Subject(&session.sub)],
+            )
+            .await
+            .or_unavailable()?;
+        out.push(("code", code.clone()));
+        Some(code)
+    } else {
+        None
+    };
+    let access = if rt.token {
+        let (token, lifetime) = user_tokens::access_token(state, p, client, &grant, now).await?;
+        out.push(("access_token", token.clone()));
+        out.push(("token_type", "Bearer".to_owned()));
+        out.push(("expires_in", lifetime.to_string()));
+        out.push(("scope", grant.scopes.join(" ")));
+        Some(token)
+    } else {
+        None
+    };
+    if rt.id_token {
+        let alongside = Alongside {
+            access_token: access.as_deref(),
+            code: code.as_deref(),
+            // OIDC Core 5.4: without an access token the claims go into the ID token.
+            user_claims: !rt.token && !rt.code,
+        };
+        let id = user_tokens::id_token(state, p, client, &grant, alongside, now).await?;
+        out.push(("id_token", id));
+    }
+    Ok(out)
+}
+
+fn found(location: &str) -> Response {
+    let mut r = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    super::error::no_store(r.headers_mut());
+    r
+}
+
+/// The authorization response at the redirect URI, by response mode, with `state` and
+/// `iss` (RFC 9207).
+pub fn respond(
+    redirect_uri: &str,
+    mode: ResponseMode,
+    mut params: Vec<(&'static str, String)>,
+    state: Option<&str>,
+    iss: &str,
+) -> Response {
+    if let Some(s) = state {
+        params.push(("state", s.to_owned()));
+    }
+    params.push(("iss", iss.to_owned()));
+    match mode {
+        ResponseMode::Query => {
+            let mut url = match url::Url::parse(redirect_uri) {
+                Ok(u) => u,
+                Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+            };
+            {
+                let mut q = url.query_pairs_mut();
+                for (k, v) in &params {
+                    q.append_pair(k, v);
+                }
+            }
+            found(url.as_str())
+        }
+        ResponseMode::Fragment => {
+            let mut fragment = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &params {
+                fragment.append_pair(k, v);
+            }
+            let base = redirect_uri.split('#').next().unwrap_or(redirect_uri);
+            found(&format!("{base}#{}", fragment.finish()))
+        }
+        ResponseMode::FormPost => {
+            let list: Vec<(&str, &str)> = params.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            render(
+                "form_post.html",
+                StatusCode::OK,
+                serde_json::json!({"action": redirect_uri, "params": list}),
+            )
+        }
+    }
+}
+
+/// A protocol error for a checked request, to go back to its redirect URI.
+pub fn to_redirect(request: &AuthorizeRequest, error: OAuthError) -> RedirectError {
+    RedirectError {
+        error,
+        redirect_uri: request.redirect_uri.clone(),
+        mode: request.response_mode,
+        state: request.state.clone(),
+    }
+}
+
+/// An error response at the client's redirect URI (RFC 6749 section 4.1.2.1).
+pub fn redirect_error(state: &AppState, e: RedirectError) -> Response {
+    let params = vec![
+        ("error", e.error.code.as_str().to_owned()),
+        ("error_description", e.error.description.into_owned()),
+    ];
+    respond(
+        &e.redirect_uri,
+        e.mode,
+        params,
+        e.state.as_deref(),
+        state.config.issuer.as_str(),
+    )
+}

@@ -1,0 +1,516 @@
+//! What the browser-facing endpoints share: cookies, the SSO session, sign-in interactions
+//! (an authorization request waiting at the login or consent page, bound to the browser
+//! that started it), CSRF tokens, and the HTML pages.
+//!
+//! Cookies are `HttpOnly`, `SameSite=Lax` (the authorization request arrives by a top-level
+//! cross-site navigation), scoped to the issuer's path, and `Secure` when the issuer is
+//! https. Cookie values are random; the store keeps only their SHA-256 digest, so reading
+//! Redis never yields a usable cookie.
+
+use std::sync::OnceLock;
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use signet_core::authorize::{AuthorizeRequest, Params};
+use signet_core::oauth::OAuthError;
+use signet_core::projection::ClientEntry;
+use signet_core::secret::SecretDigest;
+use signet_store::{Index, Namespace, StoreError};
+use subtle::ConstantTimeEq;
+
+use crate::state::AppState;
+
+/// The SSO session cookie.
+pub const SESSION_COOKIE: &str = "signet_session";
+/// Binds a sign-in interaction to the browser that started it (login CSRF defence).
+pub const INTERACTION_COOKIE: &str = "signet_interaction";
+/// How long a user may take at the login and consent pages.
+pub const INTERACTION_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+/// An SSO session's life when no client asks for less (`userSsoLifetime` limits it per
+/// client at the authorization endpoint).
+pub const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 60 * 60);
+
+/// 256 random bits, base64url.
+pub fn random_token() -> Result<String, OAuthError> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| OAuthError::server_error("no randomness available"))?;
+    Ok(signet_jose::b64url(&bytes))
+}
+
+/// The store key for a bearer value (cookie, code): its SHA-256, base64url.
+pub fn digest_key(value: &str) -> String {
+    SecretDigest::of(value).to_b64url()
+}
+
+/// Constant-time string equality.
+pub fn ct_eq(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// A cookie's value from the request (the first one of that name).
+pub fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+        .filter(|v| !v.is_empty())
+}
+
+/// A `Set-Cookie` value with Signet's attributes; `max_age` 0 deletes the cookie.
+pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> HeaderValue {
+    let path = match state.config.issuer.path() {
+        "" => "/",
+        p => p,
+    };
+    let secure = if state.config.issuer.is_https() {
+        "; Secure"
+    } else {
+        ""
+    };
+    let v =
+        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}");
+    // Names, random base64url values and the validated issuer path are all visible ASCII.
+    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A signed-in user at this authorization server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    /// The session id (`sid` in ID tokens); not the cookie value.
+    pub sid: String,
+    pub sub: String,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+}
+
+fn store_error(e: StoreError) -> OAuthError {
+    tracing::warn!(error = %e, "short-lived state store failed");
+    match e {
+        StoreError::Unavailable(_) | StoreError::Io(_) => OAuthError::new(
+            signet_core::oauth::ErrorCode::TemporarilyUnavailable,
+            "the sign-in service is temporarily unavailable; retry shortly",
+        ),
+        _ => OAuthError::server_error("the sign-in state could not be read"),
+    }
+}
+
+/// Store failures as protocol errors (503 `temporarily_unavailable` when Redis is down).
+pub trait StoreResult<T> {
+    fn or_unavailable(self) -> Result<T, OAuthError>;
+}
+
+impl<T> StoreResult<T> for Result<T, StoreError> {
+    fn or_unavailable(self) -> Result<T, OAuthError> {
+        self.map_err(store_error)
+    }
+}
+
+/// The session of this browser, if its cookie names a live session of a user who still
+/// exists and is enabled.
+pub async fn load_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, OAuthError> {
+    let Some(value) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let Some(bytes) = state
+        .store
+        .get(Namespace::Session, &digest_key(value))
+        .await
+        .or_unavailable()?
+    else {
+        return Ok(None);
+    };
+    let Ok(session) = serde_json::from_slice::<Session>(&bytes) else {
+        return Ok(None);
+    };
+    match state.users.by_sub(&session.sub).await {
+        Ok(Some(u)) if u.enabled => Ok(Some(session)),
+        Ok(_) => Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "user directory failed");
+            Err(OAuthError::new(
+                signet_core::oauth::ErrorCode::TemporarilyUnavailable,
+                "the user directory is temporarily unavailable; retry shortly",
+            ))
+        }
+    }
+}
+
+/// Starts a session for `sub`; returns it and the cookie to set.
+pub async fn create_session(
+    state: &AppState,
+    sub: &str,
+    amr: Vec<String>,
+    now: i64,
+) -> Result<(Session, HeaderValue), OAuthError> {
+    let value = random_token()?;
+    let session = Session {
+        sid: random_token()?[..22].to_owned(),
+        sub: sub.to_owned(),
+        auth_time: now,
+        amr,
+    };
+    let bytes = serde_json::to_vec(&session).map_err(|_| OAuthError::server_error("session"))?;
+    state
+        .store
+        .put(
+            Namespace::Session,
+            &digest_key(&value),
+            &bytes,
+            SESSION_TTL,
+            &[Index::Subject(sub), Index::Session(&session.sid)],
+        )
+        .await
+        .or_unavailable()?;
+    let cookie = set_cookie(state, SESSION_COOKIE, &value, SESSION_TTL.as_secs());
+    Ok((session, cookie))
+}
+
+/// An authorization request waiting for the user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Interaction {
+    pub request: AuthorizeRequest,
+    /// Echoed by the page's form.
+    pub csrf: String,
+    /// Digest of the [`INTERACTION_COOKIE`] value of the browser that started it.
+    pub browser: String,
+    /// Set once the user signed in (or had a session) and only consent is missing.
+    pub session: Option<Session>,
+}
+
+/// Stores a new interaction; returns its id and the binding cookie.
+pub async fn start_interaction(
+    state: &AppState,
+    request: AuthorizeRequest,
+    session: Option<Session>,
+) -> Result<(String, HeaderValue), OAuthError> {
+    let id = random_token()?;
+    let binding = random_token()?;
+    let interaction = Interaction {
+        request,
+        csrf: random_token()?,
+        browser: digest_key(&binding),
+        session,
+    };
+    save_interaction(state, &id, &interaction).await?;
+    let cookie = set_cookie(
+        state,
+        INTERACTION_COOKIE,
+        &binding,
+        INTERACTION_TTL.as_secs(),
+    );
+    Ok((id, cookie))
+}
+
+pub async fn save_interaction(
+    state: &AppState,
+    id: &str,
+    interaction: &Interaction,
+) -> Result<(), OAuthError> {
+    let bytes =
+        serde_json::to_vec(interaction).map_err(|_| OAuthError::server_error("interaction"))?;
+    state
+        .store
+        .put(
+            Namespace::Interaction,
+            &digest_key(id),
+            &bytes,
+            INTERACTION_TTL,
+            &[],
+        )
+        .await
+        .or_unavailable()
+}
+
+/// Why an interaction cannot continue (shown on the error page).
+pub enum InteractionError {
+    /// Unknown or expired: the user took too long, or the link is forged.
+    Gone,
+    /// The browser is not the one that started it, or the CSRF token is wrong.
+    Forged,
+    Failed(OAuthError),
+}
+
+/// Loads an interaction for this browser; with `csrf`, also checks the form's token.
+pub async fn load_interaction(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: Option<&str>,
+    csrf: Option<&str>,
+) -> Result<Interaction, InteractionError> {
+    let id = id
+        .filter(|id| id.len() <= 64)
+        .ok_or(InteractionError::Gone)?;
+    let bytes = state
+        .store
+        .get(Namespace::Interaction, &digest_key(id))
+        .await
+        .or_unavailable()
+        .map_err(InteractionError::Failed)?
+        .ok_or(InteractionError::Gone)?;
+    let interaction: Interaction =
+        serde_json::from_slice(&bytes).map_err(|_| InteractionError::Gone)?;
+    let bound = cookie(headers, INTERACTION_COOKIE)
+        .is_some_and(|c| ct_eq(&digest_key(c), &interaction.browser));
+    if !bound {
+        return Err(InteractionError::Forged);
+    }
+    if let Some(csrf) = csrf {
+        if !ct_eq(csrf, &interaction.csrf) {
+            return Err(InteractionError::Forged);
+        }
+    }
+    Ok(interaction)
+}
+
+/// Ends an interaction (it cannot be used twice).
+pub async fn end_interaction(state: &AppState, id: &str) -> Result<(), OAuthError> {
+    state
+        .store
+        .delete(Namespace::Interaction, &digest_key(id))
+        .await
+        .or_unavailable()
+        .map(|_| ())
+}
+
+impl InteractionError {
+    pub fn into_page(self, state: &AppState) -> Response {
+        match self {
+            InteractionError::Gone => error_page(
+                state,
+                None,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "This sign-in request has expired or is unknown. Start again from the application.",
+            ),
+            InteractionError::Forged => error_page(
+                state,
+                None,
+                StatusCode::FORBIDDEN,
+                "invalid_request",
+                "This form was not sent by the page this server showed you (CSRF check failed). Start again from the application.",
+            ),
+            InteractionError::Failed(e) => oauth_error_page(state, None, e),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Pages
+
+fn templates() -> &'static minijinja::Environment<'static> {
+    static ENV: OnceLock<minijinja::Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        // `.html` templates are autoescaped.
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::AutoEscape::None
+            }
+        });
+        for (name, text) in [
+            ("base.html", include_str!("../../templates/base.html")),
+            ("login.html", include_str!("../../templates/login.html")),
+            ("consent.html", include_str!("../../templates/consent.html")),
+            ("error.html", include_str!("../../templates/error.html")),
+            (
+                "form_post.html",
+                include_str!("../../templates/form_post.html"),
+            ),
+        ] {
+            // The templates are part of the binary; a broken one fails the unit tests.
+            if let Err(e) = env.add_template(name, text) {
+                tracing::error!(template = name, error = %e, "template does not compile");
+            }
+        }
+        env
+    })
+}
+
+/// Branding of a client for the page header (`clientName`, `logoUri`, `clientUri`, and the
+/// `backgroundImageUri` property). Only http(s) URLs are used.
+pub fn branding(client: Option<&ClientEntry>) -> serde_json::Value {
+    let Some(c) = client else {
+        return serde_json::json!({});
+    };
+    let url = |u: Option<&String>| {
+        u.filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+            .cloned()
+    };
+    let c = &c.client;
+    serde_json::json!({
+        "client_id": c.client_id,
+        "client_name": c.client_name,
+        "client_uri": url(c.client_uri.as_ref()),
+        "logo_uri": url(c.logo_uri.as_ref()),
+        "background": url(c.properties.get("backgroundImageUri")),
+    })
+}
+
+/// Renders a page. Pages are never cached and never framed.
+pub fn render(name: &str, status: StatusCode, ctx: serde_json::Value) -> Response {
+    render_for(name, status, ctx, None)
+}
+
+/// The origin (`scheme://host[:port]`) of a URL, for a CSP source list.
+fn origin_of(uri: &str) -> Option<String> {
+    let u = url::Url::parse(uri).ok()?;
+    match u.origin() {
+        url::Origin::Tuple(..) => Some(u.origin().ascii_serialization()),
+        url::Origin::Opaque(_) => None,
+    }
+}
+
+/// [`render`] for a page whose form ends in a redirect to `redirect_uri` (login and consent
+/// answer the client directly): CSP `form-action` also allows that origin, since browsers
+/// apply it to the redirects that follow a form submission.
+pub fn render_for(
+    name: &str,
+    status: StatusCode,
+    ctx: serde_json::Value,
+    redirect_uri: Option<&str>,
+) -> Response {
+    let html = match templates().get_template(name).and_then(|t| t.render(&ctx)) {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::error!(template = name, error = %e, "page could not be rendered");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response();
+        }
+    };
+    let mut resp = (status, Html(html)).into_response();
+    let target = redirect_uri.and_then(origin_of);
+    page_headers(
+        resp.headers_mut(),
+        name == "form_post.html",
+        target.as_deref(),
+    );
+    resp
+}
+
+fn page_headers(h: &mut HeaderMap, form_post: bool, form_target: Option<&str>) {
+    super::error::no_store(h);
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    // The form_post page submits itself to the client (one inline handler); the others run
+    // no script at all.
+    let csp = if form_post {
+        "default-src 'none'; script-src 'unsafe-inline'; frame-ancestors 'none'".to_owned()
+    } else {
+        let extra = form_target.map(|o| format!(" {o}")).unwrap_or_default();
+        format!("default-src 'none'; style-src 'unsafe-inline'; img-src https: http:; form-action 'self'{extra}; frame-ancestors 'none'")
+    };
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+}
+
+/// The error page (never a redirect: used when the redirect URI cannot be trusted).
+pub fn error_page(
+    _state: &AppState,
+    client: Option<&ClientEntry>,
+    status: StatusCode,
+    error: &str,
+    description: &str,
+) -> Response {
+    let mut ctx = branding(client);
+    ctx["error"] = error.into();
+    ctx["description"] = description.into();
+    render("error.html", status, ctx)
+}
+
+/// An [`OAuthError`] on the error page, with the status its code implies.
+pub fn oauth_error_page(state: &AppState, client: Option<&ClientEntry>, e: OAuthError) -> Response {
+    use signet_core::oauth::ErrorCode;
+    let status = match e.code {
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error_page(state, client, status, e.code.as_str(), &e.description)
+}
+
+/// Request parameters (a query string or a form body): each at most once, each at most
+/// [`signet_core::authorize::MAX_PARAM_LEN`] bytes.
+pub struct PageParams(pub Vec<(String, String)>);
+
+impl PageParams {
+    pub fn parse(raw: &[u8]) -> Result<Self, OAuthError> {
+        let params = super::form::OAuthForm::parse(raw)?;
+        if let Some((k, _)) = params
+            .iter()
+            .find(|(_, v)| v.len() > signet_core::authorize::MAX_PARAM_LEN)
+        {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {:?} is longer than {} bytes",
+                k.chars().take(64).collect::<String>(),
+                signet_core::authorize::MAX_PARAM_LEN
+            )));
+        }
+        Ok(PageParams(params))
+    }
+}
+
+impl Params for PageParams {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_compile_and_escape() {
+        let mut ctx = branding(None);
+        ctx["error"] = "invalid_request".into();
+        ctx["description"] = "<script>alert(1)</script>".into();
+        let html = templates()
+            .get_template("error.html")
+            .unwrap()
+            .render(&ctx)
+            .unwrap();
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        for name in ["login.html", "consent.html", "form_post.html", "base.html"] {
+            templates().get_template(name).unwrap();
+        }
+    }
+
+    #[test]
+    fn cookies_are_parsed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; signet_session=xyz; b=2"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("xyz"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+}

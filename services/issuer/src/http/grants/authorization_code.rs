@@ -1,0 +1,170 @@
+//! `grant_type=authorization_code` (RFC 6749 section 4.1.3, RFC 7636 section 4.5, OIDC
+//! Core section 3.1.3): the code is consumed exactly once (however many nodes race for
+//! it), must belong to the authenticated client, the redirect URI must match, and the PKCE
+//! verifier must match the challenge. The answer carries an access token and, for OpenID
+//! Connect requests, an ID token.
+
+use axum::response::Response;
+use serde_json::json;
+use signet_core::client::GrantType;
+use signet_core::oauth::OAuthError;
+use signet_core::projection::{ClientEntry, Projection};
+use signet_store::Namespace;
+
+use crate::http::browser::{digest_key, StoreResult};
+use crate::http::error::ProtocolError;
+use crate::http::form::OAuthForm;
+use crate::http::user_tokens::{self, Alongside, UserGrant};
+use crate::state::AppState;
+
+/// How long a redeemed code is remembered (longer than any code lives).
+const REDEEMED_MEMORY_SECS: u64 = 24 * 3600;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Redeemed {
+    sid: String,
+}
+
+/// A code presented again after it was redeemed (RFC 6749 section 4.1.2, RFC 9700 section
+/// 4.5): someone else holds it. The sign-in session it came from ends, with every code and
+/// consent tied to it.
+async fn replayed(state: &AppState, key: &str) -> Result<(), OAuthError> {
+    let Some(bytes) = state
+        .store
+        .consume(Namespace::ReplayGuard, &format!("code:{key}"))
+        .await
+        .or_unavailable()?
+    else {
+        return Ok(());
+    };
+    if let Ok(r) = serde_json::from_slice::<Redeemed>(&bytes) {
+        tracing::warn!(sid = %r.sid, "an authorization code was replayed; ending its session");
+        state
+            .store
+            .delete_by_session(&r.sid)
+            .await
+            .or_unavailable()?;
+    }
+    Ok(())
+}
+
+pub async fn grant(
+    state: &AppState,
+    p: &Projection,
+    client: &ClientEntry,
+    form: &OAuthForm,
+    now: i64,
+) -> Result<Response, ProtocolError> {
+    if !client.allows(GrantType::AuthorizationCode) && !client.allows(GrantType::Hybrid) {
+        return Err(OAuthError::unauthorized_client(
+            "the client may not use the authorization_code grant",
+        )
+        .into());
+    }
+    let code = form
+        .get("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    if code.len() > 128 {
+        return Err(OAuthError::invalid_grant("the code is invalid, expired or used").into());
+    }
+    let key = digest_key(code);
+    let Some(bytes) = state
+        .store
+        .consume(Namespace::AuthorizationCode, &key)
+        .await
+        .or_unavailable()?
+    else {
+        replayed(state, &key).await?;
+        return Err(OAuthError::invalid_grant("the code is invalid, expired or used").into());
+    };
+    let grant: UserGrant = serde_json::from_slice(&bytes)
+        .map_err(|_| OAuthError::invalid_grant("the code is invalid, expired or used"))?;
+    if grant.client_id != client.client.client_id {
+        return Err(OAuthError::invalid_grant("the code was issued to another client").into());
+    }
+    match form.get("redirect_uri") {
+        Some(uri) if uri != grant.redirect_uri => {
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri differs from the authorization request's",
+            )
+            .into())
+        }
+        None if grant.redirect_uri_explicit => {
+            return Err(OAuthError::invalid_request(
+                "redirect_uri is required: the authorization request had one",
+            )
+            .into())
+        }
+        _ => {}
+    }
+    match (&grant.code_challenge, form.get("code_verifier")) {
+        (Some(challenge), Some(verifier)) => {
+            if !challenge.verify(verifier) {
+                return Err(OAuthError::invalid_grant(
+                    "code_verifier does not match the challenge",
+                )
+                .into());
+            }
+        }
+        (Some(_), None) => {
+            return Err(OAuthError::invalid_grant("code_verifier is required (PKCE)").into())
+        }
+        // RFC 9700 section 2.1.1: a verifier for a code issued without a challenge is a
+        // downgrade attempt.
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "the authorization request had no code_challenge",
+            )
+            .into())
+        }
+        (None, None) => {}
+    }
+    // The user must still exist and be enabled.
+    match state.users.by_sub(&grant.sub).await {
+        Ok(Some(u)) if u.enabled => {}
+        Ok(_) => return Err(OAuthError::invalid_grant("the user is disabled or gone").into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "user directory failed");
+            return Err(OAuthError::new(
+                signet_core::oauth::ErrorCode::TemporarilyUnavailable,
+                "the user directory is temporarily unavailable; retry shortly",
+            )
+            .into());
+        }
+    }
+    // Remember the redemption: presenting this code again ends what it started.
+    let marker = serde_json::to_vec(&Redeemed {
+        sid: grant.sid.clone(),
+    })
+    .map_err(|_| OAuthError::server_error("code"))?;
+    state
+        .store
+        .put(
+            Namespace::ReplayGuard,
+            &format!("code:{key}"),
+            &marker,
+            std::time::Duration::from_secs(REDEEMED_MEMORY_SECS),
+            &[signet_store::Index::Session(&grant.sid)],
+        )
+        .await
+        .or_unavailable()?;
+    let (access_token, lifetime) = user_tokens::access_token(state, p, client, &grant, now).await?;
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": lifetime,
+        "scope": grant.scopes.join(" "),
+    });
+    if grant.scopes.iter().any(|s| s == "openid") {
+        let alongside = Alongside {
+            access_token: Some(&access_token),
+            code: None,
+            user_claims: false,
+        };
+        let id = user_tokens::id_token(state, p, client, &grant, alongside, now).await?;
+        body["id_token"] = id.into();
+    }
+    let mut resp = axum::response::IntoResponse::into_response(axum::Json(body));
+    crate::http::error::no_store(resp.headers_mut());
+    Ok(resp)
+}

@@ -1,0 +1,392 @@
+//! The login and consent pages: server-rendered forms that continue a sign-in interaction
+//! (see [`super::browser`]). Every POST carries the interaction's CSRF token and comes from
+//! the browser the interaction is bound to.
+//!
+//! Login attempts are throttled per account and per client address (fixed windows in the
+//! store); an unknown username costs the same password hash as a known one, and every
+//! failure shows the same message.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use signet_core::authorize::Params;
+use signet_core::oauth::{ErrorCode, OAuthError};
+use signet_store::Namespace;
+
+use super::authorize::{complete, continue_flow, redirect_error, remember_consent, to_redirect};
+use super::browser::{
+    branding, create_session, digest_key, end_interaction, load_interaction, oauth_error_page,
+    render_for, Interaction, InteractionError, PageParams, StoreResult,
+};
+use super::token::now;
+use crate::state::AppState;
+
+/// Failed sign-ins allowed per account in [`THROTTLE_WINDOW`]; then every attempt waits.
+pub const MAX_FAILURES_PER_ACCOUNT: u64 = 10;
+/// Failed sign-ins allowed per client address in [`THROTTLE_WINDOW`].
+pub const MAX_FAILURES_PER_ADDRESS: u64 = 100;
+pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+const FAILED: &str = "The username or password is wrong.";
+const THROTTLED: &str = "Too many sign-in attempts. Wait a few minutes and try again.";
+
+fn query_params(query: Option<String>) -> Option<PageParams> {
+    PageParams::parse(query.unwrap_or_default().as_bytes()).ok()
+}
+
+fn login_page(
+    state: &AppState,
+    interaction_id: &str,
+    interaction: &Interaction,
+    username: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let p = state.projection.load();
+    let mut ctx = branding(p.client(&interaction.request.client_id).map(|c| &**c));
+    ctx["action"] = state.config.issuer.endpoint("/login").into();
+    ctx["interaction"] = interaction_id.into();
+    ctx["csrf"] = interaction.csrf.clone().into();
+    ctx["username"] = username.into();
+    ctx["error"] = error.into();
+    ctx["lang"] = lang(interaction).into();
+    render_for(
+        "login.html",
+        status,
+        ctx,
+        Some(&interaction.request.redirect_uri),
+    )
+}
+
+/// The first of `ui_locales` if it looks like a language tag, for the page's `lang`.
+fn lang(i: &Interaction) -> String {
+    i.request
+        .ui_locales
+        .as_deref()
+        .and_then(|l| l.split(' ').next())
+        .filter(|l| {
+            !l.is_empty()
+                && l.len() <= 35
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .unwrap_or("en")
+        .to_owned()
+}
+
+pub async fn login_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = query_params(query);
+    let id = params.as_ref().and_then(|p| p.get("interaction"));
+    match load_interaction(&state, &headers, id, None).await {
+        Ok(i) => {
+            let hint = i.request.login_hint.clone().unwrap_or_default();
+            login_page(
+                &state,
+                id.unwrap_or_default(),
+                &i,
+                &hint,
+                None,
+                StatusCode::OK,
+            )
+        }
+        Err(e) => e.into_page(&state),
+    }
+}
+
+fn form_params(headers: &HeaderMap, body: &[u8]) -> Result<PageParams, OAuthError> {
+    if !super::form::is_form(headers) {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    PageParams::parse(body)
+}
+
+/// The throttle counters of an attempt: the account's, and the client address's.
+fn throttle_keys(username: &str, addr: Option<SocketAddr>) -> [(Option<String>, u64); 2] {
+    [
+        (
+            Some(format!(
+                "login:user:{}",
+                digest_key(&username.to_lowercase())
+            )),
+            MAX_FAILURES_PER_ACCOUNT,
+        ),
+        (
+            addr.map(|a| format!("login:addr:{}", a.ip())),
+            MAX_FAILURES_PER_ADDRESS,
+        ),
+    ]
+}
+
+/// Whether this account or address failed too often in the current window.
+async fn throttled(
+    state: &AppState,
+    username: &str,
+    addr: Option<SocketAddr>,
+) -> Result<bool, OAuthError> {
+    for (key, limit) in throttle_keys(username, addr) {
+        let Some(key) = key else { continue };
+        let count = state
+            .store
+            .get(Namespace::RateLimit, &key)
+            .await
+            .or_unavailable()?
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        if count >= limit {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Counts a failed attempt against the account and the address.
+async fn record_failure(
+    state: &AppState,
+    username: &str,
+    addr: Option<SocketAddr>,
+) -> Result<(), OAuthError> {
+    for (key, _) in throttle_keys(username, addr) {
+        if let Some(key) = key {
+            state
+                .store
+                .incr(Namespace::RateLimit, &key, THROTTLE_WINDOW)
+                .await
+                .or_unavailable()?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn login_post(
+    State(state): State<AppState>,
+    parts: axum::http::request::Parts,
+    body: Bytes,
+) -> Response {
+    let headers = parts.headers;
+    let connect = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied();
+    let params = match form_params(&headers, &body) {
+        Ok(p) => p,
+        Err(e) => return oauth_error_page(&state, None, e),
+    };
+    let id = params.get("interaction").unwrap_or_default().to_owned();
+    let interaction = match load_interaction(
+        &state,
+        &headers,
+        Some(&id),
+        Some(params.get("csrf").unwrap_or("")),
+    )
+    .await
+    {
+        Ok(i) => i,
+        Err(e) => return e.into_page(&state),
+    };
+    let username = params.get("username").unwrap_or_default();
+    let password = params.get("password").unwrap_or_default();
+    let again =
+        |error: &str, status| login_page(&state, &id, &interaction, username, Some(error), status);
+    if username.is_empty() || password.is_empty() || username.len() > 256 {
+        return again(FAILED, StatusCode::BAD_REQUEST);
+    }
+    let addr = connect.map(|c| c.0);
+    match throttled(&state, username, addr).await {
+        Ok(true) => return again(THROTTLED, StatusCode::TOO_MANY_REQUESTS),
+        Ok(false) => {}
+        Err(e) => return oauth_error_page(&state, None, e),
+    }
+    let user = match state.users.by_username(username).await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(error = %e, "user directory failed");
+            return oauth_error_page(
+                &state,
+                None,
+                OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the user directory is temporarily unavailable; retry shortly",
+                ),
+            );
+        }
+    };
+    // Hash on a blocking thread: argon2id is deliberately slow.
+    let password = password.to_owned();
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || match hash {
+        Some(h) => signet_core::user::verify_password(&h, &password),
+        None => {
+            signet_core::user::dummy_verify(&password);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false);
+    let user = match user {
+        Some(u) if ok && u.enabled => u,
+        _ => {
+            metrics::counter!(crate::telemetry::LOGIN_FAILURES).increment(1);
+            if let Err(e) = record_failure(&state, username, addr).await {
+                return oauth_error_page(&state, None, e);
+            }
+            return again(FAILED, StatusCode::OK);
+        }
+    };
+    let now = now();
+    let (session, cookie) = match create_session(&state, &user.sub, vec!["pwd".into()], now).await {
+        Ok(s) => s,
+        Err(e) => return oauth_error_page(&state, None, e),
+    };
+    if let Err(e) = end_interaction(&state, &id).await {
+        return oauth_error_page(&state, None, e);
+    }
+    let p = state.projection.load();
+    let Some(client) = p.client(&interaction.request.client_id).cloned() else {
+        return InteractionError::Gone.into_page(&state);
+    };
+    let mut resp = continue_flow(&state, &p, &client, interaction.request, session, now).await;
+    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    resp
+}
+
+pub async fn consent_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = query_params(query);
+    let id = params.as_ref().and_then(|p| p.get("interaction"));
+    let interaction = match load_interaction(&state, &headers, id, None).await {
+        Ok(i) if i.session.is_some() => i,
+        Ok(_) => return InteractionError::Gone.into_page(&state),
+        Err(e) => return e.into_page(&state),
+    };
+    let p = state.projection.load();
+    let Some(client) = p.client(&interaction.request.client_id) else {
+        return InteractionError::Gone.into_page(&state);
+    };
+    let scopes: Vec<serde_json::Value> = interaction
+        .request
+        .scopes
+        .iter()
+        .map(|name| {
+            let entry = p.scope(name);
+            let s = entry.map(|e| &*e.scope);
+            let required = name == "openid" || s.is_some_and(|s| s.required);
+            let display =
+                s.and_then(|s| s.display_name.clone())
+                    .unwrap_or_else(|| match name.as_str() {
+                        signet_core::commands::OFFLINE_ACCESS => "Offline access".to_owned(),
+                        _ => name.clone(),
+                    });
+            serde_json::json!({
+                "name": name,
+                "display": display,
+                "description": s.and_then(|s| s.description.clone()),
+                "required": required,
+                "emphasize": s.is_some_and(|s| s.emphasize),
+            })
+        })
+        .collect();
+    let mut ctx = branding(Some(client));
+    ctx["action"] = state.config.issuer.endpoint("/consent").into();
+    ctx["interaction"] = id.unwrap_or_default().into();
+    ctx["csrf"] = interaction.csrf.clone().into();
+    ctx["scopes"] = scopes.into();
+    ctx["remember"] = client.client.allow_remember_consent.into();
+    ctx["lang"] = lang(&interaction).into();
+    render_for(
+        "consent.html",
+        StatusCode::OK,
+        ctx,
+        Some(&interaction.request.redirect_uri),
+    )
+}
+
+pub async fn consent_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !super::form::is_form(&headers) {
+        return oauth_error_page(
+            &state,
+            None,
+            OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"),
+        );
+    }
+    // `scope` repeats (one per checkbox); everything else appears once.
+    let mut selected: Vec<String> = Vec::new();
+    let mut single: Vec<(String, String)> = Vec::new();
+    for (k, v) in form_urlencoded::parse(&body) {
+        if k == "scope" {
+            selected.push(v.into_owned());
+        } else if single.iter().any(|(seen, _)| *seen == k) {
+            return oauth_error_page(
+                &state,
+                None,
+                OAuthError::invalid_request("a parameter is repeated"),
+            );
+        } else {
+            single.push((k.into_owned(), v.into_owned()));
+        }
+    }
+    let params = PageParams(single);
+    let id = params.get("interaction").unwrap_or_default().to_owned();
+    let interaction = match load_interaction(
+        &state,
+        &headers,
+        Some(&id),
+        Some(params.get("csrf").unwrap_or("")),
+    )
+    .await
+    {
+        Ok(i) => i,
+        Err(e) => return e.into_page(&state),
+    };
+    let Some(session) = interaction.session.clone() else {
+        return InteractionError::Gone.into_page(&state);
+    };
+    if let Err(e) = end_interaction(&state, &id).await {
+        return oauth_error_page(&state, None, e);
+    }
+    let request = interaction.request;
+    let deny = |why: &'static str| {
+        redirect_error(
+            &state,
+            to_redirect(&request, OAuthError::new(ErrorCode::AccessDenied, why)),
+        )
+    };
+    if params.get("decision") != Some("allow") {
+        return deny("the user denied the request");
+    }
+    let p = state.projection.load();
+    let Some(client) = p.client(&request.client_id).cloned() else {
+        return InteractionError::Gone.into_page(&state);
+    };
+    // Granted: the requested scopes the user kept, plus every required one.
+    let granted: Vec<String> = request
+        .scopes
+        .iter()
+        .filter(|s| {
+            selected.contains(s) || *s == "openid" || p.scope(s).is_some_and(|e| e.scope.required)
+        })
+        .cloned()
+        .collect();
+    if granted.is_empty() || (request.is_oidc() && !granted.iter().any(|s| s == "openid")) {
+        return deny("the user granted no scope");
+    }
+    if client.client.allow_remember_consent && params.get("remember") == Some("yes") {
+        if let Err(e) = remember_consent(&state, &client, &session.sub, &granted).await {
+            return redirect_error(&state, to_redirect(&request, e));
+        }
+    }
+    complete(&state, &p, &client, &request, &session, granted, now()).await
+}

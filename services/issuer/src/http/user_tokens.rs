@@ -1,0 +1,205 @@
+//! Tokens for a signed-in user: RFC 9068 access tokens and OpenID Connect ID tokens (OIDC
+//! Core section 2), from the authorization endpoint (implicit and hybrid responses) and the
+//! token endpoint (`authorization_code`).
+
+use serde::{Deserialize, Serialize};
+use signet_core::authorize::{half_hash, released_claims, split_scopes, subject_for};
+use signet_core::grants::client_credentials::audiences_and_alg;
+use signet_core::grants::AccessTokenClaims;
+use signet_core::oauth::{ErrorCode, OAuthError};
+use signet_core::projection::{ClientEntry, Projection};
+use signet_core::Algorithm;
+
+use super::grants::client_credentials::new_jti;
+use crate::state::AppState;
+use crate::telemetry::TOKENS_ISSUED;
+
+/// What a user granted a client, as an authorization code carries it to the token endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserGrant {
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// Whether the authorization request named the redirect URI (then the token request
+    /// must repeat it, RFC 6749 section 4.1.3).
+    pub redirect_uri_explicit: bool,
+    /// The user's own `sub` (the client may see a pairwise one).
+    pub sub: String,
+    pub scopes: Vec<String>,
+    pub nonce: Option<String>,
+    pub sid: String,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    pub code_challenge: Option<signet_core::authorize::CodeChallenge>,
+}
+
+fn unavailable(what: &str) -> OAuthError {
+    tracing::warn!("no active signing key held for {what}");
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "no signing key is available right now; retry shortly",
+    )
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// The store key of a pairwise subject of a client.
+pub fn pairwise_key(client_id: &str, subject: &str) -> String {
+    crate::http::browser::digest_key(&format!("{client_id}\u{0}{subject}"))
+}
+
+/// An access token for the user of `grant`; returns it and its lifetime.
+pub async fn access_token(
+    state: &AppState,
+    p: &Projection,
+    client: &ClientEntry,
+    grant: &UserGrant,
+    now: i64,
+) -> Result<(String, i64), OAuthError> {
+    let c = &client.client;
+    let (_, api) = split_scopes(p, &grant.scopes);
+    let (audiences, alg) = audiences_and_alg(p, &api, state.config.default_algorithm)?;
+    let signers = state.signers.load();
+    let signer = signers
+        .access_token(alg)
+        .ok_or_else(|| unavailable("access tokens"))?;
+    let fallback = [state.config.issuer.endpoint("/resources")];
+    let fallback_ref = [fallback[0].as_str()];
+    let aud: &[&str] = if audiences.is_empty() {
+        &fallback_ref
+    } else {
+        &audiences
+    };
+    let scopes: Vec<&str> = grant.scopes.iter().map(String::as_str).collect();
+    let sub = subject_for(client, &grant.redirect_uri, &grant.sub);
+    let jti = new_jti()?;
+    let mut extra = format!(
+        "\"auth_time\":{},\"sid\":{},\"amr\":{}",
+        grant.auth_time,
+        json_str(&grant.sid),
+        serde_json::to_string(&grant.amr).unwrap_or_else(|_| "[]".into())
+    );
+    if c.always_send_client_claims && !client.claims_json.is_empty() {
+        extra.push(',');
+        extra.push_str(&client.claims_json);
+    }
+    let lifetime = i64::from(c.access_token_lifetime);
+    let claims = AccessTokenClaims {
+        iss: state.config.issuer.as_str(),
+        sub: &sub,
+        aud,
+        client_id: &c.client_id,
+        scopes: &scopes,
+        iat: now,
+        exp: now + lifetime,
+        jti: Some(&jti),
+        extra_json: &extra,
+    };
+    if sub != grant.sub {
+        // Userinfo gets the pairwise subject and must find the user behind it.
+        use crate::http::browser::StoreResult;
+        state
+            .store
+            .put(
+                signet_store::Namespace::PairwiseSubject,
+                &pairwise_key(&c.client_id, &sub),
+                grant.sub.as_bytes(),
+                std::time::Duration::from_secs(lifetime.max(1) as u64),
+                &[signet_store::Index::Subject(&grant.sub)],
+            )
+            .await
+            .or_unavailable()?;
+    }
+    let mut buf = Vec::with_capacity(512);
+    claims.write_json(&mut buf);
+    let token = signer.sign(&buf).map_err(|e| {
+        tracing::error!(error = %e, "signing failed");
+        OAuthError::server_error("the token could not be signed")
+    })?;
+    metrics::counter!(TOKENS_ISSUED, "grant_type" => "user", "alg" => alg.as_str()).increment(1);
+    Ok((token, lifetime))
+}
+
+/// The algorithm of the client's ID tokens: the first of
+/// `allowedIdentityTokenSigningAlgorithms` this node can sign with (RS256 when the list is
+/// empty).
+fn id_token_alg(state: &AppState, client: &ClientEntry) -> Result<Algorithm, OAuthError> {
+    let allowed = &client.client.allowed_identity_token_signing_algorithms;
+    if allowed.is_empty() {
+        return Ok(Algorithm::RS256);
+    }
+    let signers = state.signers.load();
+    allowed
+        .iter()
+        .copied()
+        .find(|a| signers.id_token(*a).is_some())
+        .ok_or_else(|| unavailable("ID tokens"))
+}
+
+/// What an ID token is issued alongside.
+#[derive(Default)]
+pub struct Alongside<'a> {
+    /// The access token of the same response (`at_hash`).
+    pub access_token: Option<&'a str>,
+    /// The authorization code of the same response (`c_hash`).
+    pub code: Option<&'a str>,
+    /// Put the user's claims into the ID token (no access token to fetch them with, or
+    /// `alwaysIncludeUserClaimsInIdToken`).
+    pub user_claims: bool,
+}
+
+/// An ID token for the user of `grant`.
+pub async fn id_token(
+    state: &AppState,
+    p: &Projection,
+    client: &ClientEntry,
+    grant: &UserGrant,
+    alongside: Alongside<'_>,
+    now: i64,
+) -> Result<String, OAuthError> {
+    let c = &client.client;
+    let alg = id_token_alg(state, client)?;
+    let mut claims = serde_json::Map::new();
+    if alongside.user_claims || c.always_include_user_claims_in_id_token {
+        let user = state.users.by_sub(&grant.sub).await.map_err(|e| {
+            tracing::warn!(error = %e, "user directory failed");
+            OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the user directory is temporarily unavailable",
+            )
+        })?;
+        let user = user.ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))?;
+        claims = released_claims(p, &grant.scopes, &user.claims);
+    }
+    let sub = subject_for(client, &grant.redirect_uri, &grant.sub);
+    let mut set = |k: &str, v: serde_json::Value| {
+        claims.insert(k.to_owned(), v);
+    };
+    set("iss", state.config.issuer.as_str().into());
+    set("sub", sub.into());
+    set("aud", c.client_id.clone().into());
+    set("exp", (now + i64::from(c.identity_token_lifetime)).into());
+    set("iat", now.into());
+    set("auth_time", grant.auth_time.into());
+    set("sid", grant.sid.clone().into());
+    set("amr", grant.amr.clone().into());
+    if let Some(n) = &grant.nonce {
+        set("nonce", n.clone().into());
+    }
+    if let Some(at) = alongside.access_token {
+        set("at_hash", half_hash(alg, at).into());
+    }
+    if let Some(code) = alongside.code {
+        set("c_hash", half_hash(alg, code).into());
+    }
+    let payload = serde_json::to_vec(&claims).map_err(|_| OAuthError::server_error("claims"))?;
+    let signers = state.signers.load();
+    let signer = signers
+        .id_token(alg)
+        .ok_or_else(|| unavailable("ID tokens"))?;
+    signer.sign(&payload).map_err(|e| {
+        tracing::error!(error = %e, "signing failed");
+        OAuthError::server_error("the token could not be signed")
+    })
+}

@@ -1,0 +1,186 @@
+//! `/userinfo` (OIDC Core section 5.3), GET and POST: the bearer access token (RFC 6750
+//! sections 2.1 and 2.2) must be one of this issuer's, unexpired, carry the `openid` scope,
+//! and belong to a user who still exists and is enabled. The answer holds `sub` and the
+//! claims the token's identity scopes release.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use signet_core::authorize::released_claims;
+use signet_store::Namespace;
+
+use super::token::now;
+use super::user_tokens::pairwise_key;
+use crate::state::AppState;
+
+/// Seconds of clock skew tolerated on `nbf`.
+const LEEWAY: i64 = 30;
+
+#[derive(Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    exp: i64,
+    #[serde(default)]
+    nbf: Option<i64>,
+    client_id: String,
+    #[serde(default)]
+    scope: String,
+}
+
+/// An RFC 6750 section 3 error: status plus `WWW-Authenticate: Bearer ...`.
+fn bearer_error(status: StatusCode, error: Option<&str>, description: &str) -> Response {
+    let mut challenge = String::from("Bearer realm=\"signet\"");
+    if let Some(e) = error {
+        challenge.push_str(&format!(
+            ", error=\"{e}\", error_description=\"{description}\""
+        ));
+    }
+    let body = match error {
+        Some(e) => serde_json::json!({"error": e, "error_description": description}),
+        None => serde_json::json!({"error": "invalid_request", "error_description": description}),
+    };
+    let mut r = (status, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    super::error::no_store(r.headers_mut());
+    r
+}
+
+fn invalid_token(description: &str) -> Response {
+    bearer_error(StatusCode::UNAUTHORIZED, Some("invalid_token"), description)
+}
+
+/// The token from the Authorization header, or (POST) the form body's `access_token`.
+fn bearer<'a>(headers: &'a HeaderMap, form: Option<&'a str>) -> Result<&'a str, Box<Response>> {
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    match (from_header, form) {
+        (Some(_), Some(_)) => Err(Box::new(bearer_error(
+            StatusCode::BAD_REQUEST,
+            Some("invalid_request"),
+            "send the access token once: in the Authorization header or the body",
+        ))),
+        (Some(t), None) | (None, Some(t)) if !t.is_empty() => Ok(t),
+        _ => Err(Box::new(bearer_error(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "a bearer access token is required",
+        ))),
+    }
+}
+
+pub async fn userinfo_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match bearer(&headers, None) {
+        Ok(token) => answer(&state, token).await,
+        Err(r) => *r,
+    }
+}
+
+pub async fn userinfo_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = if super::form::is_form(&headers) {
+        match super::form::OAuthForm::parse(&body) {
+            Ok(p) => p,
+            Err(e) => {
+                return bearer_error(
+                    StatusCode::BAD_REQUEST,
+                    Some("invalid_request"),
+                    &e.description,
+                )
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let from_form = form
+        .iter()
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v.as_str());
+    match bearer(&headers, from_form) {
+        Ok(token) => answer(&state, token).await,
+        Err(r) => *r,
+    }
+}
+
+async fn answer(state: &AppState, token: &str) -> Response {
+    let p = state.projection.load();
+    let Ok(verified) = signet_jose::verify_compact(token, |kid| p.key(kid).map(|k| &k.jwk)) else {
+        return invalid_token("the access token is invalid");
+    };
+    if verified.typ.as_deref() != Some("at+jwt") {
+        return invalid_token("the token is not an access token");
+    }
+    let Ok(claims) = serde_json::from_slice::<Claims>(&verified.payload) else {
+        return invalid_token("the access token is invalid");
+    };
+    let now = now();
+    if claims.iss != state.config.issuer.as_str()
+        || claims.exp <= now
+        || claims.nbf.is_some_and(|n| n > now + LEEWAY)
+    {
+        return invalid_token("the access token is expired or not for this issuer");
+    }
+    if !claims.scope.split(' ').any(|s| s == "openid") {
+        return bearer_error(
+            StatusCode::FORBIDDEN,
+            Some("insufficient_scope"),
+            "the access token lacks the openid scope",
+        );
+    }
+    let Some(client) = p.client(&claims.client_id).filter(|c| c.client.enabled) else {
+        return invalid_token("the client of this access token is disabled or gone");
+    };
+    // A pairwise subject stands for a user this node must look up.
+    let user_sub = if client.client.pair_wise_subject_salt.is_some() {
+        match state
+            .store
+            .get(
+                Namespace::PairwiseSubject,
+                &pairwise_key(&claims.client_id, &claims.sub),
+            )
+            .await
+        {
+            Ok(Some(b)) => String::from_utf8(b).unwrap_or_default(),
+            Ok(None) => return invalid_token("the access token is expired or revoked"),
+            Err(e) => {
+                tracing::warn!(error = %e, "store failed at userinfo");
+                return bearer_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Some("temporarily_unavailable"),
+                    "retry shortly",
+                );
+            }
+        }
+    } else {
+        claims.sub.clone()
+    };
+    let user = match state.users.by_sub(&user_sub).await {
+        Ok(Some(u)) if u.enabled => u,
+        Ok(_) => return invalid_token("the user of this access token is disabled or gone"),
+        Err(e) => {
+            tracing::warn!(error = %e, "user directory failed at userinfo");
+            return bearer_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("temporarily_unavailable"),
+                "retry shortly",
+            );
+        }
+    };
+    let scopes: Vec<String> = claims.scope.split(' ').map(str::to_owned).collect();
+    let mut out = released_claims(&p, &scopes, &user.claims);
+    out.insert("sub".into(), claims.sub.into());
+    let mut r = axum::Json(serde_json::Value::Object(out)).into_response();
+    super::error::no_store(r.headers_mut());
+    r
+}

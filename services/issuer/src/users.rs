@@ -1,0 +1,590 @@
+//! The users projection: `user.*` events folded from the log into a [`ProjectionKv`] outside
+//! memory (DESIGN.md: large aggregates are projected into a key-value store, still written
+//! only through events), and the user commands of the admin API.
+//!
+//! Keys:
+//!
+//! | key | value |
+//! |---|---|
+//! | `sub:<sub>` | the [`UserRecord`] as JSON; its sequence is the user's version |
+//! | `username:<normalized username>` | the `sub` holding that username |
+//!
+//! Backends: `<data-dir>/projections/users.redb` in `serve`, the JetStream KV bucket
+//! [`USERS_BUCKET`] in a cluster (shared by every issuer: each applies every event, and the
+//! store keeps what the newest event says, see [`signet_eventlog::kv`]).
+//!
+//! A node catches up at start from the store's watermark to the log's head, then follows the
+//! log's tail in a task of its own, raising the watermark after each user event (and after
+//! quiet periods otherwise). Every write of an event derives from the event and what the
+//! store holds, each key tagged with the event's sequence, so replays and several nodes
+//! folding the same events at once leave the same state: a username index entry is removed
+//! only while it still points at the user that gives the name up.
+//!
+//! Writes ([`Users::create`], [`Users::replace`], [`Users::delete`]) are serialized on a node
+//! and decided once the node has applied the whole log, so a username is never given twice
+//! through one node. Two nodes of a cluster creating the same username within the same
+//! milliseconds can both succeed (usernames have no aggregate of their own); the newer
+//! event then holds the name for sign-in, and the older user stays reachable by `sub`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use futures::StreamExt;
+use signet_core::events::{Aggregate, Event};
+use signet_core::user::{
+    hash_password, sub_from_bytes, username_key, CheckedUser, PasswordError, UserRecord,
+};
+use signet_core::validation::ValidationErrors;
+use signet_eventlog::kv::embedded::RedbKv;
+use signet_eventlog::kv::jetstream::{JetStreamKv, JetStreamKvConfig};
+use signet_eventlog::kv::{validate_key, KvError, ProjectionKv};
+use signet_eventlog::{EventLog, EventLogError, ExpectedVersion, NewEvent, RecordedEvent, Seq};
+use tokio::sync::watch;
+
+/// The JetStream KV bucket of the users projection in a cluster.
+pub const USERS_BUCKET: &str = "SIGNET_USERS";
+/// The file of the users projection in `serve`'s data directory.
+pub const USERS_FILE: &str = "projections/users.redb";
+/// Key prefix of user records.
+pub const SUB_PREFIX: &str = "sub:";
+/// Key prefix of the username index.
+pub const USERNAME_PREFIX: &str = "username:";
+
+/// Events read per batch while catching up.
+const CATCH_UP_BATCH: usize = 1024;
+/// Without user events, the watermark is raised after this many events...
+const WATERMARK_EVERY: u64 = 1024;
+/// ... or after this long without events.
+const WATERMARK_IDLE: Duration = Duration::from_millis(500);
+/// Retry bounds of a store operation that failed for a reason that may pass (NATS away).
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    #[error("users projection store")]
+    Kv(#[from] KvError),
+    #[error("event log")]
+    Log(#[from] EventLogError),
+    #[error("event {seq} on {subject} is not a user event this node knows: {reason}")]
+    Decode {
+        seq: Seq,
+        subject: String,
+        reason: String,
+    },
+    #[error("stored user {key:?} does not decode: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("sequence gap: the users projection is at {at}, the next event is {got}")]
+    Gap { at: Seq, got: Seq },
+    #[error(
+        "the users projection has applied event {applied}, but the event log ends at {head}: \
+         the log was replaced; remove the users projection ({USERS_FILE} in the data directory, \
+         or the {USERS_BUCKET} bucket) to rebuild it"
+    )]
+    Ahead { applied: Seq, head: Seq },
+    #[error("the users projection did not reach event {0} in time")]
+    Timeout(Seq),
+    #[error("the users projection stopped (see the log)")]
+    Stopped,
+}
+
+/// What a user write can fail with (mapped to HTTP in `http::error`).
+#[derive(Debug, thiserror::Error)]
+pub enum UserWriteError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    #[error("username {0:?} is taken")]
+    UsernameTaken(String),
+    #[error("user {0:?} does not exist")]
+    NotFound(String),
+    /// The user was changed by a racing write (another node).
+    #[error("the user was changed concurrently by another write")]
+    Conflict,
+    #[error(transparent)]
+    Users(#[from] UsersError),
+    #[error("event log: {0}")]
+    Log(EventLogError),
+    #[error(transparent)]
+    Hash(#[from] PasswordError),
+    #[error("no randomness available")]
+    Random,
+}
+
+/// What the follower task shares with the handle.
+struct Shared {
+    kv: Arc<dyn ProjectionKv>,
+    log: Arc<dyn EventLog>,
+    applied: watch::Sender<Seq>,
+    failed: AtomicBool,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    /// Serializes this node's user writes (uniqueness of usernames).
+    writes: tokio::sync::Mutex<()>,
+    follower: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.follower.abort();
+    }
+}
+
+/// The users projection of this node; cheap to clone. Its follower stops when the last
+/// clone is dropped.
+#[derive(Clone)]
+pub struct Users(Arc<Inner>);
+
+impl std::fmt::Debug for Users {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Users")
+            .field("applied", &self.applied_seq())
+            .finish()
+    }
+}
+
+fn sub_key(sub: &str) -> String {
+    format!("{SUB_PREFIX}{sub}")
+}
+
+fn index_key(normalized: &str) -> String {
+    format!("{USERNAME_PREFIX}{normalized}")
+}
+
+fn decode_record(key: &str, bytes: &[u8]) -> Result<UserRecord, UsersError> {
+    serde_json::from_slice(bytes).map_err(|e| UsersError::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Whether a store error may pass by itself (a backend away), so the operation is retried.
+fn transient(e: &UsersError) -> bool {
+    matches!(e, UsersError::Kv(KvError::Backend(_) | KvError::Io(_)))
+}
+
+impl Shared {
+    async fn record(&self, sub: &str) -> Result<Option<(UserRecord, Seq)>, UsersError> {
+        let key = sub_key(sub);
+        if validate_key(&key).is_err() {
+            return Ok(None);
+        }
+        match self.kv.get(&key).await? {
+            Some((bytes, seq)) => Ok(Some((decode_record(&key, &bytes)?, seq))),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes the username index entry `normalized` as of `seq` if it still points at `sub`.
+    async fn release_username(
+        &self,
+        normalized: &str,
+        sub: &str,
+        seq: Seq,
+    ) -> Result<(), UsersError> {
+        let key = index_key(normalized);
+        if let Some((holder, _)) = self.kv.get(&key).await? {
+            if holder == sub.as_bytes() {
+                self.kv.apply(&key, None, seq).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds one event; returns whether it was a user event.
+    async fn fold(&self, e: &RecordedEvent) -> Result<bool, UsersError> {
+        let user_subjects = Aggregate::User.subject("");
+        if !e.subject.starts_with(&user_subjects) {
+            return Ok(false);
+        }
+        let decode = |reason: String| UsersError::Decode {
+            seq: e.seq,
+            subject: e.subject.clone(),
+            reason,
+        };
+        let event = Event::from_json(&e.payload).map_err(|err| decode(err.to_string()))?;
+        if event.subject() != e.subject {
+            return Err(decode(format!("the event belongs to {}", event.subject())));
+        }
+        let seq = e.seq;
+        match event {
+            Event::UserCreated(r) | Event::UserReplaced(r) => {
+                let new_key = r.username_key();
+                if let Some((old, _)) = self.record(&r.sub).await? {
+                    if old.username_key() != new_key {
+                        self.release_username(&old.username_key(), &r.sub, seq)
+                            .await?;
+                    }
+                }
+                let json = serde_json::to_vec(&r).map_err(|err| decode(err.to_string()))?;
+                // The index first, the record last: a record at this sequence means the
+                // whole event is applied.
+                self.kv
+                    .apply(&index_key(&new_key), Some(r.sub.as_bytes()), seq)
+                    .await?;
+                self.kv.apply(&sub_key(&r.sub), Some(&json), seq).await?;
+            }
+            Event::UserDeleted { sub } => {
+                if let Some((old, _)) = self.record(&sub).await? {
+                    self.release_username(&old.username_key(), &sub, seq)
+                        .await?;
+                }
+                self.kv.apply(&sub_key(&sub), None, seq).await?;
+            }
+            other => {
+                return Err(decode(format!(
+                    "a {} event on a user subject",
+                    other.aggregate().0.as_str()
+                )))
+            }
+        }
+        Ok(true)
+    }
+
+    /// Folds one event, retrying while the store is unreachable.
+    async fn fold_retrying(&self, e: &RecordedEvent) -> Result<bool, UsersError> {
+        let mut pause = RETRY_MIN;
+        loop {
+            match self.fold(e).await {
+                Err(err) if transient(&err) => {
+                    tracing::warn!(seq = e.seq, error = %err, "users projection: retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn set_watermark(&self, seq: Seq) -> Result<(), UsersError> {
+        let mut pause = RETRY_MIN;
+        loop {
+            match self.kv.set_applied_seq(seq).await.map_err(UsersError::from) {
+                Err(err) if transient(&err) => {
+                    tracing::warn!(seq, error = %err, "users projection watermark: retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Applies the log from the watermark to its head; returns the last applied sequence.
+    async fn catch_up(&self) -> Result<Seq, UsersError> {
+        let mut at = self.kv.applied_seq().await?;
+        let head = self.log.last_seq().await?;
+        if at > head {
+            return Err(UsersError::Ahead { applied: at, head });
+        }
+        let from = at;
+        loop {
+            let batch = self.log.read_from(at + 1, CATCH_UP_BATCH).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for e in &batch {
+                if e.seq != at + 1 {
+                    return Err(UsersError::Gap { at, got: e.seq });
+                }
+                self.fold_retrying(e).await?;
+                at = e.seq;
+            }
+            self.set_watermark(at).await?;
+        }
+        tracing::info!(from, to = at, "users projection caught up");
+        self.applied.send_replace(at);
+        Ok(at)
+    }
+
+    /// Follows the log's tail from `at + 1`. Returns only with an error.
+    async fn follow(&self, mut at: Seq) -> Result<(), UsersError> {
+        let mut stream = self.log.follow(at + 1).await?;
+        let mut persisted = at;
+        loop {
+            let next = if persisted < at {
+                match tokio::time::timeout(WATERMARK_IDLE, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.set_watermark(at).await?;
+                        persisted = at;
+                        continue;
+                    }
+                }
+            } else {
+                stream.next().await
+            };
+            let e = match next {
+                Some(Ok(e)) => e,
+                Some(Err(err)) => return Err(err.into()),
+                None => return Err(EventLogError::Closed.into()),
+            };
+            if e.seq != at + 1 {
+                return Err(UsersError::Gap { at, got: e.seq });
+            }
+            let user = self.fold_retrying(&e).await?;
+            at = e.seq;
+            if user || at - persisted >= WATERMARK_EVERY {
+                self.set_watermark(at).await?;
+                persisted = at;
+            }
+            self.applied.send_replace(at);
+        }
+    }
+}
+
+fn random16() -> Result<[u8; 16], UserWriteError> {
+    let mut b = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| UserWriteError::Random)?;
+    Ok(b)
+}
+
+/// Hashes a password on the blocking pool (argon2id takes tens of milliseconds).
+async fn hash(password: &str) -> Result<String, UserWriteError> {
+    let salt = random16()?;
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || hash_password(&password, &salt))
+        .await
+        .map_err(|_| UserWriteError::Random)?
+        .map_err(UserWriteError::from)
+}
+
+fn now() -> i64 {
+    crate::http::token::now()
+}
+
+impl Users {
+    /// Catches up from the store's watermark to the log's head, then follows the log in a
+    /// task of its own.
+    pub async fn start(
+        kv: Arc<dyn ProjectionKv>,
+        log: Arc<dyn EventLog>,
+    ) -> Result<Users, UsersError> {
+        let (applied, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            kv,
+            log,
+            applied,
+            failed: AtomicBool::new(false),
+        });
+        let at = shared.catch_up().await?;
+        let follower = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                if let Err(e) = shared.follow(at).await {
+                    shared.failed.store(true, Ordering::Relaxed);
+                    // Wakes the writers waiting for an event it will never apply.
+                    shared.applied.send_modify(|_| {});
+                    metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "follow")
+                        .increment(1);
+                    tracing::error!(error = %e, "users projection stopped");
+                }
+            })
+        };
+        Ok(Users(Arc::new(Inner {
+            shared,
+            writes: tokio::sync::Mutex::new(()),
+            follower,
+        })))
+    }
+
+    /// `serve`: the projection in `<data_dir>/projections/users.redb`.
+    pub async fn open_embedded(
+        data_dir: &std::path::Path,
+        log: Arc<dyn EventLog>,
+    ) -> Result<Users, UsersError> {
+        let kv = RedbKv::open(&data_dir.join(USERS_FILE)).await?;
+        Users::start(Arc::new(kv), log).await
+    }
+
+    /// A cluster issuer: the projection in the JetStream KV bucket [`USERS_BUCKET`].
+    pub async fn open_jetstream(
+        nats: async_nats::Client,
+        replicas: usize,
+        log: Arc<dyn EventLog>,
+    ) -> Result<Users, UsersError> {
+        let kv = JetStreamKv::open(nats, JetStreamKvConfig::new(USERS_BUCKET, replicas)).await?;
+        Users::start(Arc::new(kv), log).await
+    }
+
+    /// The last event this node's users projection applied.
+    pub fn applied_seq(&self) -> Seq {
+        *self.0.shared.applied.borrow()
+    }
+
+    /// Whether the follower is still running.
+    pub fn is_running(&self) -> bool {
+        !self.0.shared.failed.load(Ordering::Relaxed)
+    }
+
+    /// The user with `sub`.
+    pub async fn by_sub(&self, sub: &str) -> Result<Option<UserRecord>, UsersError> {
+        Ok(self.0.shared.record(sub).await?.map(|(r, _)| r))
+    }
+
+    /// The user signing in as `username` (case-insensitive).
+    pub async fn by_username(&self, username: &str) -> Result<Option<UserRecord>, UsersError> {
+        let normalized = username_key(username);
+        let key = index_key(&normalized);
+        if validate_key(&key).is_err() {
+            return Ok(None);
+        }
+        let Some((sub, _)) = self.0.shared.kv.get(&key).await? else {
+            return Ok(None);
+        };
+        let Ok(sub) = String::from_utf8(sub) else {
+            return Err(UsersError::Corrupt {
+                key,
+                reason: "the sub is not UTF-8".into(),
+            });
+        };
+        Ok(self
+            .by_sub(&sub)
+            .await?
+            .filter(|r| r.username_key() == normalized))
+    }
+
+    /// Waits until this node's users projection has applied event `seq`.
+    pub async fn wait_applied(&self, seq: Seq, patience: Duration) -> Result<(), UsersError> {
+        let shared = &self.0.shared;
+        let failed = || shared.failed.load(Ordering::Relaxed);
+        let mut rx = shared.applied.subscribe();
+        let wait = async move {
+            let reached = rx.wait_for(|applied| *applied >= seq || failed()).await;
+            matches!(reached, Ok(applied) if *applied >= seq)
+        };
+        match tokio::time::timeout(patience, wait).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(UsersError::Stopped),
+            Err(_) if failed() => Err(UsersError::Stopped),
+            Err(_) => Err(UsersError::Timeout(seq)),
+        }
+    }
+
+    /// Waits until this node has applied the whole log as it is now.
+    async fn settle(&self, patience: Duration) -> Result<(), UserWriteError> {
+        let head = self
+            .0
+            .shared
+            .log
+            .last_seq()
+            .await
+            .map_err(UserWriteError::Log)?;
+        Ok(self.wait_applied(head, patience).await?)
+    }
+
+    async fn append(
+        &self,
+        actor: &str,
+        event: &Event,
+        expected: Seq,
+        patience: Duration,
+    ) -> Result<Seq, UserWriteError> {
+        let new = NewEvent {
+            subject: event.subject(),
+            actor: actor.to_owned(),
+            at_ms: now() * 1000,
+            payload: event.to_json(),
+        };
+        let seq = self
+            .0
+            .shared
+            .log
+            .append(new, ExpectedVersion::Exact(expected))
+            .await
+            .map_err(|e| match e {
+                EventLogError::Conflict { .. } => UserWriteError::Conflict,
+                other => UserWriteError::Log(other),
+            })?;
+        self.wait_applied(seq, patience).await?;
+        Ok(seq)
+    }
+
+    /// Creates a user with a new random `sub`; answers once this node applied it.
+    pub async fn create(
+        &self,
+        actor: &str,
+        user: CheckedUser,
+        patience: Duration,
+    ) -> Result<UserRecord, UserWriteError> {
+        let password = user
+            .password
+            .as_ref()
+            .ok_or_else(|| ValidationErrors::single("password", "is required to create a user"))?;
+        let password_hash = hash(password.expose()).await?;
+        let _writing = self.0.writes.lock().await;
+        self.settle(patience).await?;
+        if self.by_username(&user.username).await?.is_some() {
+            return Err(UserWriteError::UsernameTaken(user.username));
+        }
+        let sub = sub_from_bytes(&random16()?);
+        let record = UserRecord::new(sub, user, password_hash, now());
+        let event = Event::UserCreated(Box::new(record.clone()));
+        self.append(actor, &event, 0, patience).await?;
+        Ok(record)
+    }
+
+    /// Replaces a user's username, claims and `enabled`, and its password when `user` has
+    /// one; answers once this node applied it.
+    pub async fn replace(
+        &self,
+        actor: &str,
+        sub: &str,
+        user: CheckedUser,
+        patience: Duration,
+    ) -> Result<UserRecord, UserWriteError> {
+        let password_hash = match &user.password {
+            Some(p) => Some(hash(p.expose()).await?),
+            None => None,
+        };
+        let _writing = self.0.writes.lock().await;
+        self.settle(patience).await?;
+        let (old, version) = self
+            .0
+            .shared
+            .record(sub)
+            .await?
+            .ok_or_else(|| UserWriteError::NotFound(sub.to_owned()))?;
+        if old.username_key() != user.username_key() {
+            if let Some(holder) = self.by_username(&user.username).await? {
+                if holder.sub != sub {
+                    return Err(UserWriteError::UsernameTaken(user.username));
+                }
+            }
+        }
+        let record = old.replaced(user, password_hash, now());
+        let event = Event::UserReplaced(Box::new(record.clone()));
+        self.append(actor, &event, version, patience).await?;
+        Ok(record)
+    }
+
+    /// Deletes a user; answers (with what was deleted) once this node applied it.
+    pub async fn delete(
+        &self,
+        actor: &str,
+        sub: &str,
+        patience: Duration,
+    ) -> Result<UserRecord, UserWriteError> {
+        let _writing = self.0.writes.lock().await;
+        self.settle(patience).await?;
+        let (old, version) = self
+            .0
+            .shared
+            .record(sub)
+            .await?
+            .ok_or_else(|| UserWriteError::NotFound(sub.to_owned()))?;
+        let event = Event::UserDeleted {
+            sub: sub.to_owned(),
+        };
+        self.append(actor, &event, version, patience).await?;
+        Ok(old)
+    }
+}
+
+#[cfg(test)]
+mod tests;
