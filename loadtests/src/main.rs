@@ -66,6 +66,10 @@ struct SuiteArgs {
     /// Do not pin anything.
     #[arg(long)]
     no_pin: bool,
+    /// Run the started server and wrk at the highest priority (nice -n -20; needs root or
+    /// CAP_SYS_NICE) so that other work on a shared machine does not take their cores.
+    #[arg(long)]
+    boost: bool,
     /// Scenarios, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
@@ -120,6 +124,10 @@ struct CompareArgs {
     open_fraction: f64,
     #[arg(long, default_value = "target/loadtests/compare.json")]
     out: PathBuf,
+    /// Leave the server, wrk and the signing loop at normal priority (by default they run
+    /// at nice -20 so that other work on a shared machine does not take their cores).
+    #[arg(long)]
+    no_boost: bool,
 }
 
 fn suite_options(a: &SuiteArgs, command: &str) -> Result<SuiteOptions> {
@@ -170,6 +178,7 @@ fn suite_options(a: &SuiteArgs, command: &str) -> Result<SuiteOptions> {
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("target/loadtests/{command}.json"))),
         prefix: "signet-lt".into(),
+        boost: a.boost,
     })
 }
 
@@ -208,6 +217,7 @@ async fn main() -> Result<()> {
                 open_connections: a.open_connections,
                 open_fraction: a.open_fraction,
                 out: a.out,
+                boost: !a.no_boost,
             };
             let report = run_compare(&opts).await?;
             print!("{}", compare_table(&report));

@@ -30,6 +30,9 @@ pub enum Scenario {
     ClientCredentials(Algorithm),
     /// `GET /oauth2/jwks`.
     Jwks,
+    /// `GET /healthz`: not in the standard suite; the floor of any request on the node (the
+    /// HTTP stack, routing and middleware with nothing behind them).
+    Healthz,
 }
 
 impl Scenario {
@@ -48,13 +51,14 @@ impl Scenario {
                 format!("client_credentials_{}", alg.as_str().to_lowercase())
             }
             Scenario::Jwks => "jwks".to_owned(),
+            Scenario::Healthz => "healthz".to_owned(),
         }
     }
 
     pub fn algorithm(&self) -> Option<Algorithm> {
         match self {
             Scenario::ClientCredentials(alg) => Some(*alg),
-            Scenario::Jwks => None,
+            Scenario::Jwks | Scenario::Healthz => None,
         }
     }
 
@@ -63,6 +67,7 @@ impl Scenario {
         match self {
             Scenario::ClientCredentials(_) => "/oauth2/token",
             Scenario::Jwks => "/oauth2/jwks",
+            Scenario::Healthz => "/healthz",
         }
     }
 
@@ -83,7 +88,7 @@ impl Scenario {
                 );
                 vec![PreparedRequest { head, body }]
             }
-            Scenario::Jwks => vec![PreparedRequest {
+            Scenario::Jwks | Scenario::Healthz => vec![PreparedRequest {
                 head: format!("GET {path} HTTP/1.1\r\nHost: {}\r\n", issuer.host_port),
                 body: String::new(),
             }],
@@ -103,9 +108,14 @@ impl FromStr for Scenario {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Scenario::STANDARD
             .into_iter()
+            .chain([Scenario::Healthz])
             .find(|sc| sc.name() == s)
             .ok_or_else(|| {
-                let names: Vec<String> = Scenario::STANDARD.iter().map(|s| s.name()).collect();
+                let names: Vec<String> = Scenario::STANDARD
+                    .iter()
+                    .chain(&[Scenario::Healthz])
+                    .map(|s| s.name())
+                    .collect();
                 format!("unknown scenario {s:?} (known: {})", names.join(", "))
             })
     }
@@ -199,7 +209,7 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_requests_are_well_formed() {
-        for sc in Scenario::STANDARD {
+        for sc in Scenario::STANDARD.into_iter().chain([Scenario::Healthz]) {
             assert_eq!(sc.name().parse::<Scenario>().unwrap(), sc);
         }
         assert!("refresh_token".parse::<Scenario>().is_err());

@@ -105,22 +105,21 @@ pub fn measure(alg: Algorithm, duration: Duration) -> Result<SignRate> {
 }
 
 /// Runs `measure` in a child process (`<this exe> sign ...`) pinned to `cpus`.
-pub fn measure_pinned(alg: Algorithm, duration: Duration, cpus: Option<&str>) -> Result<SignRate> {
+pub fn measure_pinned(
+    alg: Algorithm,
+    duration: Duration,
+    cpus: Option<&str>,
+    boost: bool,
+) -> Result<SignRate> {
     let exe = std::env::current_exe()?;
-    let mut cmd = match cpus {
-        Some(c) => {
-            let mut cmd = std::process::Command::new("taskset");
-            cmd.arg("-c").arg(c).arg(&exe);
-            cmd
-        }
-        None => std::process::Command::new(&exe),
-    };
+    let mut cmd = crate::server::launcher(&exe, cpus, boost);
     cmd.arg("sign")
         .arg("--alg")
         .arg(alg.as_str())
         .arg("--seconds")
         .arg(format!("{}", duration.as_secs_f64()));
-    let out = cmd.output().context("running the signing child")?;
+    let out =
+        crate::server::output_boosted(&mut cmd, boost).context("running the signing child")?;
     if !out.status.success() {
         anyhow::bail!(
             "signing child failed ({}): {}",

@@ -50,6 +50,8 @@ pub struct SuiteOptions {
     pub out: PathBuf,
     /// Name prefix of the registered scopes, resources and clients.
     pub prefix: String,
+    /// Run the started server and wrk at the highest priority (`nice -n -20`).
+    pub boost: bool,
 }
 
 impl Default for SuiteOptions {
@@ -70,6 +72,7 @@ impl Default for SuiteOptions {
             open_rate: None,
             out: PathBuf::from("target/loadtests/suite.json"),
             prefix: "signet-lt".into(),
+            boost: false,
         }
     }
 }
@@ -135,7 +138,7 @@ struct Prepared {
     fixtures: Fixtures,
 }
 
-async fn prepare(node: &Node, prefix: &str) -> Result<Prepared> {
+async fn prepare(node: &Node, prefix: &str, boost: bool) -> Result<Prepared> {
     let (local, target) = match node {
         Node::Local { signet_bin, cpus } => {
             let bin = match signet_bin {
@@ -143,9 +146,10 @@ async fn prepare(node: &Node, prefix: &str) -> Result<Prepared> {
                 None => sibling_signet_bin().context("cannot locate the signet binary")?,
             };
             let cpus = cpus.clone();
-            let server =
-                tokio::task::spawn_blocking(move || LocalServer::start(&bin, cpus.as_deref()))
-                    .await??;
+            let server = tokio::task::spawn_blocking(move || {
+                LocalServer::start(&bin, cpus.as_deref(), boost)
+            })
+            .await??;
             let target = server.target.clone();
             (Some(server), target)
         }
@@ -167,6 +171,7 @@ struct Runner<'a> {
     p: &'a Prepared,
     client_cpus: Option<String>,
     threads: u32,
+    boost: bool,
 }
 
 impl Runner<'_> {
@@ -185,6 +190,7 @@ impl Runner<'_> {
             threads: self.threads,
             duration,
             cpus: self.client_cpus.clone(),
+            boost: self.boost,
         };
         let cpu_before = self.p.local.as_ref().and_then(|s| s.cpu_time());
         let name = scenario.name();
@@ -217,11 +223,12 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 pub async fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
     let tool = wrk::check_wrk()?;
     let machine = Machine::probe();
-    let p = prepare(&opts.node, &opts.prefix).await?;
+    let p = prepare(&opts.node, &opts.prefix, opts.boost).await?;
     let runner = Runner {
         p: &p,
         client_cpus: opts.client_cpus.clone(),
         threads: opts.threads,
+        boost: opts.boost,
     };
     let rss_at_rest = p.local.as_ref().and_then(|s| s.rss_kib());
     let mut runs = Vec::new();
@@ -260,11 +267,12 @@ pub async fn run_one(opts: &SuiteOptions, rate: Option<f64>) -> Result<SuiteRepo
     let sc = *opts.scenarios.first().context("no scenario given")?;
     let tool = wrk::check_wrk()?;
     let machine = Machine::probe();
-    let p = prepare(&opts.node, &opts.prefix).await?;
+    let p = prepare(&opts.node, &opts.prefix, opts.boost).await?;
     let runner = Runner {
         p: &p,
         client_cpus: opts.client_cpus.clone(),
         threads: opts.threads,
+        boost: opts.boost,
     };
     let rss_at_rest = p.local.as_ref().and_then(|s| s.rss_kib());
     if !opts.warmup.is_zero() {
@@ -373,6 +381,8 @@ pub struct CompareOptions {
     /// Open-loop rate as a fraction of the measured maximum (the 70 %).
     pub open_fraction: f64,
     pub out: PathBuf,
+    /// Run the server, wrk and the signing loop at the highest priority (`nice -n -20`).
+    pub boost: bool,
 }
 
 impl Default for CompareOptions {
@@ -389,6 +399,7 @@ impl Default for CompareOptions {
             open_connections: 64,
             open_fraction: 0.7,
             out: PathBuf::from("target/loadtests/compare.json"),
+            boost: true,
         }
     }
 }
@@ -450,6 +461,7 @@ pub struct CompareReport {
     pub server_cpu: String,
     pub client_cpu: String,
     pub open_fraction: f64,
+    pub boost: bool,
     pub rows: Vec<ComparisonRow>,
 }
 
@@ -462,18 +474,19 @@ pub async fn run_compare(opts: &CompareOptions) -> Result<CompareReport> {
         signet_bin: opts.signet_bin.clone(),
         cpus: Some(opts.server_cpu.clone()),
     };
-    let p = prepare(&node, "signet-lt").await?;
+    let p = prepare(&node, "signet-lt", opts.boost).await?;
     let runner = Runner {
         p: &p,
         client_cpus: Some(opts.client_cpu.clone()),
         threads: 1,
+        boost: opts.boost,
     };
     let mut rows = Vec::new();
     for &alg in &opts.algorithms {
         let sc = Scenario::ClientCredentials(alg);
         let sign_pinned = || {
-            let (d, cpu) = (opts.sign_duration, opts.server_cpu.clone());
-            tokio::task::spawn_blocking(move || measure_pinned(alg, d, Some(&cpu)))
+            let (d, cpu, boost) = (opts.sign_duration, opts.server_cpu.clone(), opts.boost);
+            tokio::task::spawn_blocking(move || measure_pinned(alg, d, Some(&cpu), boost))
         };
         // The signing rate right before and right after the server's maximum, averaged: the
         // machine's speed drifts (other guests, other work), and the two should see the same.
@@ -522,6 +535,7 @@ pub async fn run_compare(opts: &CompareOptions) -> Result<CompareReport> {
         server_cpu: opts.server_cpu.clone(),
         client_cpu: opts.client_cpu.clone(),
         open_fraction: opts.open_fraction,
+        boost: opts.boost,
         rows,
     };
     write_json(&opts.out, &report)?;

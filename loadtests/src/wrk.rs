@@ -25,6 +25,8 @@ pub struct WrkRun {
     pub duration: Duration,
     /// `taskset -c` list for wrk, e.g. `"1"`.
     pub cpus: Option<String>,
+    /// Run wrk at the highest priority (see [`crate::server::launcher`]).
+    pub boost: bool,
 }
 
 /// The `wrk` executable: `$WRK`, else `wrk` on the `PATH`.
@@ -103,14 +105,7 @@ pub fn run(scenario: &str, spec: &WrkRun) -> Result<RunResult> {
     let secs = spec.duration.as_secs().max(1);
     let threads = spec.threads.max(1);
     let connections = spec.connections.max(threads);
-    let mut cmd = match &spec.cpus {
-        Some(cpus) => {
-            let mut c = Command::new("taskset");
-            c.arg("-c").arg(cpus).arg(wrk_bin());
-            c
-        }
-        None => Command::new(wrk_bin()),
-    };
+    let mut cmd = crate::server::launcher(&wrk_bin(), spec.cpus.as_deref(), spec.boost);
     cmd.arg("-t")
         .arg(threads.to_string())
         .arg("-c")
@@ -137,8 +132,7 @@ pub fn run(scenario: &str, spec: &WrkRun) -> Result<RunResult> {
                 .env("SIGNET_LT_RATE", format!("{rate}"));
         }
     }
-    let output = cmd
-        .output()
+    let output = crate::server::output_boosted(&mut cmd, spec.boost)
         .with_context(|| format!("running {:?}", wrk_bin()))?;
     if !output.status.success() || !out.exists() {
         bail!(

@@ -448,3 +448,236 @@ async fn a_code_from_one_node_is_redeemed_at_another_and_sso_spans_nodes() -> an
     );
     Ok(())
 }
+
+/// Refresh tokens and revocations across nodes, with real NATS and Redis: a token rotated at
+/// node 1 is reuse at node 2; N racing refreshes at both nodes get exactly one success; an
+/// access token revoked at node 1 is refused at node 2 (the revocation travels through
+/// JetStream), and by a node started after the revocation.
+#[tokio::test]
+async fn refresh_rotation_races_and_revocations_span_nodes() -> anyhow::Result<()> {
+    use signet_tests::browser::code_flow;
+    const REDIRECT: &str = "http://127.0.0.1:1/cb";
+    let mut c = Cluster::start(2).await?;
+    for (path, body) in [
+        (
+            "/User",
+            json!({"username": "fay", "password": "fay's password 12", "claims": {}}),
+        ),
+        (
+            "/Client",
+            json!({"clientId": "app", "allowedGrantTypes": ["authorization_code"],
+                "clientSecrets": [{"value": SECRET}], "allowOfflineAccess": true,
+                "requireConsent": false, "redirectUris": [REDIRECT],
+                "allowedScopes": ["openid", "offline_access"]}),
+        ),
+    ] {
+        let (status, resp) = c.admin_call(0, Method::POST, path, Some(&body)).await?;
+        assert_eq!(status, 201, "{path}: {resp}");
+    }
+    eventually(Duration::from_secs(10), || async {
+        let (s, _) = c
+            .admin_call(1, Method::GET, "/Client/app", None)
+            .await
+            .ok()?;
+        (s == 200).then_some(())
+    })
+    .await?;
+    let publics: Vec<String> = c.issuers.iter().map(|n| n.public.clone()).collect();
+    let http = c.http.clone();
+    let node = |i: usize| publics[i].clone();
+    let issuer = c.issuer.clone();
+    let tokens = || {
+        code_flow(
+            &issuer,
+            &publics[0],
+            "app",
+            Some(SECRET),
+            REDIRECT,
+            "openid offline_access",
+            "fay",
+            "fay's password 12",
+        )
+    };
+    let refresh = |i: usize, rt: String| {
+        let http = http.clone();
+        let url = format!("{}/oauth2/token", node(i));
+        async move {
+            let r = http
+                .post(url)
+                .basic_auth("app", Some(SECRET))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", rt.as_str()),
+                ])
+                .send()
+                .await?;
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await?;
+            anyhow::Ok((status, body))
+        }
+    };
+    let introspect_at = |base: String, token: String| {
+        let http = http.clone();
+        let url = format!("{base}/oauth2/introspect");
+        async move {
+            let r = http
+                .post(url)
+                .basic_auth("app", Some(SECRET))
+                .form(&[("token", token.as_str())])
+                .send()
+                .await?;
+            let body: serde_json::Value = r.json().await?;
+            anyhow::Ok(body["active"] == true)
+        }
+    };
+    let introspect = |i: usize, token: String| introspect_at(node(i), token);
+
+    // Rotated at node 1, presented again at node 2: reuse; the family is gone everywhere.
+    let t = tokens().await?;
+    let rt1 = t["refresh_token"].as_str().unwrap().to_owned();
+    let (status, r2) = refresh(0, rt1.clone()).await?;
+    assert_eq!(status, 200, "{r2}");
+    let at2 = r2["access_token"].as_str().unwrap().to_owned();
+    let rt2 = r2["refresh_token"].as_str().unwrap().to_owned();
+    let (status, _) = refresh(1, rt1).await?;
+    assert_eq!(status, 400, "reuse at the other node");
+    let (status, _) = refresh(0, rt2).await?;
+    assert_eq!(status, 400, "family revoked");
+    eventually(Duration::from_secs(10), || async {
+        (!introspect(1, at2.clone()).await.ok()?).then_some(())
+    })
+    .await?;
+
+    // Racing: 8 refreshes of one token, half at each node: exactly one wins.
+    let t = tokens().await?;
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+    let racers: Vec<_> = (0..8).map(|i| refresh(i % 2, rt.clone())).collect();
+    let results = futures::future::join_all(racers).await;
+    let wins = results.iter().filter(|r| matches!(r, Ok((200, _)))).count();
+    assert_eq!(wins, 1, "{results:?}");
+
+    // Revoked at node 1 → refused at node 2, and at a node started afterwards.
+    let t = tokens().await?;
+    let at = t["access_token"].as_str().unwrap().to_owned();
+    assert!(introspect(1, at.clone()).await?);
+    let r = c
+        .http
+        .post(format!("{}/oauth2/revoke", node(0)))
+        .basic_auth("app", Some(SECRET))
+        .form(&[("token", at.as_str())])
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    eventually(Duration::from_secs(10), || async {
+        (!introspect(1, at.clone()).await.ok()?).then_some(())
+    })
+    .await?;
+    let late = c.spawn_issuer(signet_tests::free_port()).await?;
+    let late_url = late.public.clone();
+    c.issuers.push(late);
+    c.wait_ready(2).await?;
+    // Ready means the revocation history is replayed: refused at once.
+    assert!(!introspect_at(late_url, at.clone()).await?);
+    Ok(())
+}
+
+/// The resource-server SDK in its own process (`libs/verify`'s example, following the
+/// revocation stream): a client_credentials token works there until it is revoked at an
+/// issuer node; a resource server started after the revocation refuses it from the start.
+#[tokio::test]
+async fn a_revocation_reaches_a_resource_server_process() -> anyhow::Result<()> {
+    let c = Cluster::start(2).await?;
+    for (path, body) in [
+        ("/Resource/ApiScope", json!({"name": "orders.read"})),
+        (
+            "/Resource/ApiResource",
+            json!({"name": "orders-api", "scopes": ["orders.read"]}),
+        ),
+        (
+            "/Client",
+            json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
+                "clientSecrets": [{"value": SECRET}], "allowedScopes": ["orders.read"]}),
+        ),
+    ] {
+        let (status, resp) = c.admin_call(0, Method::POST, path, Some(&body)).await?;
+        assert_eq!(status, 201, "{path}: {resp}");
+    }
+    let token = eventually(Duration::from_secs(10), || async {
+        match c.token(1, "svc", SECRET, None).await {
+            Ok((200, b)) => b["access_token"].as_str().map(str::to_owned),
+            _ => None,
+        }
+    })
+    .await?;
+    let example = signet_tests::signet_bin()
+        .parent()
+        .map(|d| d.join("examples/resource_server"))
+        .ok_or_else(|| anyhow::anyhow!("no target dir"))?;
+    let start_rs = || {
+        let port = signet_tests::free_port();
+        let child = tokio::process::Command::new(&example)
+            .args(["--issuer", &c.issuer, "--audience", "orders-api"])
+            .args([
+                "--nats",
+                &c.nats.url,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env_remove("SIGNET_ISSUER")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        (child, format!("http://127.0.0.1:{port}"))
+    };
+    let orders = |base: String, token: String| {
+        let http = c.http.clone();
+        async move {
+            let r = http
+                .get(format!("{base}/orders"))
+                .bearer_auth(token)
+                .send()
+                .await?;
+            anyhow::Ok(r.status().as_u16())
+        }
+    };
+    let (rs1, base1) = start_rs();
+    let _rs1 = rs1.map_err(|e| {
+        anyhow::anyhow!(
+            "run {}: {e} (cargo test builds the example)",
+            example.display()
+        )
+    })?;
+    let ready = |base: String| {
+        let http = c.http.clone();
+        async move {
+            eventually(Duration::from_secs(20), || async {
+                let r = http.get(format!("{base}/readyz")).send().await.ok()?;
+                (r.status() == 200).then_some(())
+            })
+            .await
+        }
+    };
+    ready(base1.clone()).await?;
+    assert_eq!(orders(base1.clone(), token.clone()).await?, 200);
+
+    let r = c
+        .http
+        .post(format!("{}/oauth2/revoke", c.issuers[0].public))
+        .basic_auth("svc", Some(SECRET))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    let refused = eventually(Duration::from_secs(10), || async {
+        let s = orders(base1.clone(), token.clone()).await.ok()?;
+        (s == 401).then_some(s)
+    })
+    .await?;
+    assert_eq!(refused, 401);
+
+    let (rs2, base2) = start_rs();
+    let _rs2 = rs2?;
+    ready(base2.clone()).await?;
+    assert_eq!(orders(base2, token).await?, 401, "replayed at start");
+    Ok(())
+}

@@ -29,7 +29,12 @@ async fn discovery_under_an_issuer_path() -> anyhow::Result<()> {
         assert_eq!(d["jwks_uri"], format!("{}/oauth2/jwks", s.issuer));
         assert_eq!(
             d["grant_types_supported"],
-            serde_json::json!(["authorization_code", "implicit", "client_credentials"])
+            serde_json::json!([
+                "authorization_code",
+                "implicit",
+                "refresh_token",
+                "client_credentials"
+            ])
         );
         assert_eq!(
             d["token_endpoint_auth_methods_supported"],
@@ -40,6 +45,14 @@ async fn discovery_under_an_issuer_path() -> anyhow::Result<()> {
             format!("{}/oauth2/authorize", s.issuer)
         );
         assert_eq!(d["authorization_response_iss_parameter_supported"], true);
+        assert_eq!(
+            d["introspection_endpoint"],
+            format!("{}/oauth2/introspect", s.issuer)
+        );
+        assert_eq!(
+            d["revocation_endpoint"],
+            format!("{}/oauth2/revoke", s.issuer)
+        );
         assert_eq!(
             d["code_challenge_methods_supported"],
             serde_json::json!(["S256", "plain"])

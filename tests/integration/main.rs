@@ -9,6 +9,7 @@ mod cluster;
 mod discovery;
 mod faults;
 mod keys;
+mod lifecycle;
 mod loadtests;
 mod observability;
 mod real_browser;

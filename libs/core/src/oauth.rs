@@ -111,6 +111,7 @@ impl OAuthError {
 pub enum TokenGrantType {
     ClientCredentials,
     AuthorizationCode,
+    RefreshToken,
 }
 
 impl TokenGrantType {
@@ -119,6 +120,7 @@ impl TokenGrantType {
         match s {
             "client_credentials" => Some(TokenGrantType::ClientCredentials),
             "authorization_code" => Some(TokenGrantType::AuthorizationCode),
+            "refresh_token" => Some(TokenGrantType::RefreshToken),
             _ => None,
         }
     }
@@ -129,6 +131,7 @@ impl fmt::Display for TokenGrantType {
         f.write_str(match self {
             TokenGrantType::ClientCredentials => "client_credentials",
             TokenGrantType::AuthorizationCode => "authorization_code",
+            TokenGrantType::RefreshToken => "refresh_token",
         })
     }
 }

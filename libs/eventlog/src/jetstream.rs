@@ -325,7 +325,17 @@ impl JetStreamLog {
 
         let (connected_tx, connected) = watch::channel(true);
         let connected_tx = Arc::new(connected_tx);
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new();
+        // async-nats does not read credentials from the URL: take them from the first URL
+        // that has some (`nats://user:password@host` or `nats://token@host`).
+        if let Some(addr) = addrs.iter().find(|a| a.username().is_some()) {
+            let user = percent_decode(addr.username().unwrap_or_default());
+            options = match addr.password() {
+                Some(password) => options.user_and_password(user, percent_decode(password)),
+                None => options.token(user),
+            };
+        }
+        let options = options
             .name("signet")
             .connection_timeout(config.connect_timeout)
             .request_timeout(Some(REQUEST_TIMEOUT))
@@ -445,7 +455,7 @@ impl EventLog for JetStreamLog {
                     ack.stream, ack.sequence, shared.stream_name
                 ),
             )),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
+            Err(e) if is_wrong_last_sequence(&e) => {
                 let ExpectedVersion::Exact(expected) = expected else {
                     return Err(shared.backend(what(), e));
                 };
@@ -507,6 +517,7 @@ impl EventLog for JetStreamLog {
             .map_err(|e| shared.backend(what(), e))?;
         let mut events = Vec::with_capacity(count.min(1 << 16));
         let mut next = from;
+        let mut progress = tokio::time::Instant::now();
         while events.len() < count {
             let item = tokio::time::timeout(READ_IDLE, cursor.messages.next())
                 .await
@@ -518,9 +529,24 @@ impl EventLog for JetStreamLog {
                 })?;
             let message = match item {
                 Some(Ok(message)) => message,
+                // In a cluster, the server holding a new consumer tells the others that it
+                // listens asynchronously: a pull may briefly find no responder. Open the
+                // consumer again from where the read is.
+                Some(Err(e))
+                    if e.kind() == pull::MessagesErrorKind::NoResponders
+                        && progress.elapsed() < READ_IDLE =>
+                {
+                    tokio::time::sleep(BACKOFF_MIN).await;
+                    cursor = shared
+                        .open_cursor(next, (count - events.len()).min(READ_BATCH), false)
+                        .await
+                        .map_err(|e| shared.backend(what(), e))?;
+                    continue;
+                }
                 Some(Err(e)) => return Err(shared.backend(what(), e)),
                 None => return Err(shared.backend(what(), "the consumer ended")),
             };
+            progress = tokio::time::Instant::now();
             let (stream_seq, consumer_seq) = sequences(&message)
                 .map_err(|e| shared.backend(what(), format!("unreadable delivery: {e}")))?;
             if consumer_seq != cursor.delivered + 1 {
@@ -1436,6 +1462,35 @@ fn decode_header(value: &str) -> Result<String, String> {
         }
     }
     String::from_utf8(out).map_err(|e| format!("not UTF-8 once decoded: {e}"))
+}
+
+/// Whether a publish failed on its expected last subject sequence. A single server answers
+/// 10071 (which async-nats names); a clustered stream answers 10164, which it does not.
+fn is_wrong_last_sequence(e: &js::context::PublishError) -> bool {
+    e.kind() == PublishErrorKind::WrongLastSequence
+        || std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<js::Error>())
+            .is_some_and(|je| je.error_code() == ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT)
+}
+
+/// Decodes the `%XX` escapes of a URL's user or password.
+fn percent_decode(text: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The URL(s) with any `user:password@` (or token) replaced by `***@`.

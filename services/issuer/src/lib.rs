@@ -11,6 +11,7 @@
 pub mod config;
 pub mod http;
 pub mod node;
+pub mod revocations;
 pub mod state;
 pub mod telemetry;
 pub mod users;

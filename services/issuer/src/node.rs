@@ -7,6 +7,7 @@
 //! <data-dir>/keys/       private signing keys, sealed under the KEK (signet-keymanager)
 //! <data-dir>/store/      short-lived state: codes, sessions, refresh tokens (signet-store)
 //! <data-dir>/projections/users.redb   users, projected outside memory (crate::users)
+//! <data-dir>/revocations.jsonl  revocations in force (crate::revocations)
 //! <data-dir>/kek         the key-encryption key, unless --kek-file puts it elsewhere
 //! ```
 //!
@@ -72,6 +73,8 @@ pub enum NodeError {
     Keys(#[from] KeyError),
     #[error("snapshot cannot be read: {0}")]
     Snapshot(serde_json::Error),
+    #[error("revocations")]
+    Revocations(#[from] crate::revocations::RevocationError),
     #[error("short-lived state store")]
     Store(#[from] StoreError),
     #[error("users projection")]
@@ -82,6 +85,9 @@ pub enum NodeError {
 
 /// The actor recorded on events the node writes by itself.
 pub const SYSTEM_ACTOR: &str = "system";
+
+/// How many times a cluster issuer tries its start-up reads and bootstrap writes.
+const STARTUP_ATTEMPTS: u32 = 5;
 
 /// How often `serve`'s in-process key manager runs the rotation schedule.
 pub const ROTATION_INTERVAL: Duration = Duration::from_secs(60);
@@ -270,6 +276,8 @@ enum Resources {
     /// The key-lease renewal task (stops when dropped).
     Cluster {
         _renewal: signet_keymanager::RenewalHandle,
+        /// Follows the revocation stream into the node's set.
+        _revocations: Option<AbortOnDrop>,
     },
 }
 
@@ -348,7 +356,16 @@ impl Node {
         let admin = bind(config.admin_listen).await?;
         let store = EmbeddedStore::open(&data_dir.join("store")).await?;
         let users = crate::users::Users::open_embedded(&data_dir, log.clone()).await?;
-        let state = AppState::new(config, log, Arc::new(store), users, projection, held);
+        let revocations = crate::revocations::Revocations::open_embedded(&data_dir).await?;
+        let state = AppState::new(
+            config,
+            log,
+            Arc::new(store),
+            users,
+            revocations,
+            projection,
+            held,
+        );
         {
             // Weak: the key manager lives in the state (as its key administration).
             let state = Arc::downgrade(&state.0);
@@ -388,13 +405,32 @@ impl Node {
         // An unreachable Redis fails the start (as an unreachable NATS does).
         let store: Arc<dyn Store> =
             Arc::new(RedisStore::connect(RedisConfig::new(cluster.redis_url.clone())).await?);
-        let mut projection = load_projection(log.as_ref()).await?;
-        let generated_admin_secret = bootstrap_config(
-            log.as_ref(),
-            &mut projection,
-            config.admin_client_secret.as_deref(),
-        )
-        .await?;
+        // Issuers starting together race on the bootstrap writes, and a fresh clustered
+        // stream may briefly answer reads with "no responders": retry the start-up reads and
+        // writes a few times before giving up (each attempt starts from a fresh read).
+        let mut attempt = 0;
+        let (projection, generated_admin_secret) = loop {
+            attempt += 1;
+            let result = async {
+                let mut projection = load_projection(log.as_ref()).await?;
+                let generated = bootstrap_config(
+                    log.as_ref(),
+                    &mut projection,
+                    config.admin_client_secret.as_deref(),
+                )
+                .await?;
+                Ok::<_, NodeError>((projection, generated))
+            }
+            .await;
+            match result {
+                Ok(r) => break r,
+                Err(e) if attempt < STARTUP_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "start-up read or bootstrap failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(250 * attempt as u64)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
 
         let public = bind(config.listen).await?;
         let admin = bind(config.admin_listen).await?;
@@ -402,7 +438,18 @@ impl Node {
             crate::users::Users::open_jetstream(nats.clone(), cluster.replicas, log.clone())
                 .await?;
         // No key yet: the node is not ready until its first lease arrives.
-        let state = AppState::new(config, log, store, users, projection, Vec::new());
+        let revocations =
+            crate::revocations::Revocations::open_jetstream(nats.clone(), cluster.replicas).await?;
+        let revocation_follower = revocations.spawn_follower().map(AbortOnDrop);
+        let state = AppState::new(
+            config,
+            log,
+            store,
+            users,
+            revocations,
+            projection,
+            Vec::new(),
+        );
         let leased = LeasedKeys::new(system_clock());
         let client = LeaseClient::new(nats.clone(), cluster.issuer_id.clone(), secret.clone());
         let renewal = {
@@ -427,7 +474,10 @@ impl Node {
             public,
             admin,
             generated_admin_secret,
-            _resources: Resources::Cluster { _renewal: renewal },
+            _resources: Resources::Cluster {
+                _renewal: renewal,
+                _revocations: revocation_follower,
+            },
         })
     }
 

@@ -140,6 +140,9 @@ pub struct Inner {
     pub store: Arc<dyn Store>,
     /// Users, projected outside memory (embedded redb in `serve`, JetStream KV in a cluster).
     pub users: crate::users::Users,
+    /// Revocations in force (token, family, session, subject, client, key), and where new
+    /// ones are published.
+    pub revocations: Arc<crate::revocations::Revocations>,
     /// Private keys this node holds (unsealed from the vault, or leased).
     held_keys: ArcSwap<Vec<Arc<SigningKey>>>,
     /// Called when the projection activates a key this node does not hold (cluster: renew
@@ -183,6 +186,7 @@ impl AppState {
         log: Arc<dyn EventLog>,
         store: Arc<dyn Store>,
         users: crate::users::Users,
+        revocations: Arc<crate::revocations::Revocations>,
         projection: Projection,
         held_keys: Vec<Arc<SigningKey>>,
     ) -> Self {
@@ -194,6 +198,7 @@ impl AppState {
             log,
             store,
             users,
+            revocations,
             held_keys: ArcSwap::from_pointee(held_keys),
             on_missing_key: std::sync::OnceLock::new(),
             applied,
@@ -256,6 +261,7 @@ impl AppState {
         });
         cluster_ok
             && self.users.is_running()
+            && self.revocations.is_caught_up()
             && !self.follower_failed.load(Ordering::Relaxed)
             && !self.signers.load().is_empty()
     }

@@ -37,6 +37,7 @@ pub const KEY_LEASE_EXPIRY: &str = "signet_key_lease_expiry_timestamp_seconds";
 pub const NATS_CONNECTED: &str = "signet_nats_connected";
 pub const BUILD_INFO: &str = "signet_build_info";
 pub const LOGIN_FAILURES: &str = "signet_login_failures_total";
+pub const REVOCATIONS: &str = "signet_revocations_total";
 
 /// Latency buckets, in seconds: 50 µs to 5 s.
 const BUCKETS: &[f64] = &[
@@ -79,6 +80,10 @@ pub fn metrics() -> &'static Metrics {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        REVOCATIONS,
+        "Revocations this node published, by kind (token, family, session, subject, client)"
+    );
     describe_counter!(
         LOGIN_FAILURES,
         "Failed sign-ins at the login page (wrong username or password, disabled user)"

@@ -97,6 +97,10 @@ pub fn router(state: AppState) -> Router {
                 .put(super::admin_users::replace_user)
                 .delete(super::admin_users::delete_user),
         )
+        .route(
+            "/revocations",
+            post(super::admin_revocations::revoke).fallback(method_not_allowed),
+        )
         .route("/Key", get(list_keys))
         .route("/Key/rotate", post(rotate_key))
         .route("/Key/import", post(import_key))
@@ -272,6 +276,15 @@ async fn execute(state: &AppState, actor: &Actor, cmd: Command) -> Result<Event,
                     .into(),
             ),
             EventLogError::Closed => ApiError::Unavailable("the node is shutting down".into()),
+            EventLogError::Backend(detail) => {
+                // NATS unreachable or electing a stream leader: temporary. The write may
+                // or may not have been stored.
+                metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "append").increment(1);
+                tracing::warn!(%detail, "event log append failed");
+                ApiError::Unavailable(
+                    "the event log is unavailable; read the object to see whether the write was stored, then retry".into(),
+                )
+            }
             other => {
                 metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "append").increment(1);
                 ApiError::Internal(other.to_string())
@@ -928,6 +941,11 @@ fn key_admin(
 fn log_error(e: EventLogError) -> ApiError {
     match e {
         EventLogError::Closed => ApiError::Unavailable("the node is shutting down".into()),
+        EventLogError::Backend(detail) => {
+            metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "read").increment(1);
+            tracing::warn!(%detail, "event log read failed");
+            ApiError::Unavailable("the event log is unavailable; retry".into())
+        }
         other => {
             metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "read").increment(1);
             ApiError::Internal(other.to_string())

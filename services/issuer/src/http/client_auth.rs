@@ -138,6 +138,16 @@ fn authenticate_inner(
     Ok(entry.clone())
 }
 
+/// The id and secret of an HTTP Basic `Authorization` header (form-urlencoded parts, RFC
+/// 6749 section 2.3.1), if there is one. Used by introspection callers.
+pub fn basic_id_secret(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+    let Some(decoded) = basic_credentials(headers)? else {
+        return Ok(None);
+    };
+    let p = from_basic(&decoded)?;
+    Ok(p.secret.map(|s| (p.id.into_owned(), s.into_owned())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

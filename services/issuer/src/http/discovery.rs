@@ -26,7 +26,11 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         "token_endpoint": issuer.endpoint("/oauth2/token"),
         "authorization_endpoint": issuer.endpoint("/oauth2/authorize"),
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "grant_types_supported": ["authorization_code", "implicit", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "implicit", "refresh_token", "client_credentials"],
+        "introspection_endpoint": issuer.endpoint("/oauth2/introspect"),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint": issuer.endpoint("/oauth2/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "response_types_supported": [
             "code", "id_token", "id_token token", "code id_token", "code token",
             "code id_token token", "token"

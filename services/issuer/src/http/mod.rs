@@ -2,6 +2,7 @@
 //! and the admin API (on the admin listener, under `/admin/v1`).
 
 pub mod admin;
+pub mod admin_revocations;
 pub mod admin_users;
 pub mod authorize;
 pub mod browser;
@@ -11,6 +12,7 @@ pub mod discovery;
 pub mod error;
 pub mod form;
 pub mod grants;
+pub mod introspect;
 pub mod login;
 pub mod openapi;
 pub mod token;
@@ -53,6 +55,8 @@ pub fn public_router(state: AppState) -> Router {
             "/oauth2/authorize",
             get(authorize::authorize_get).post(authorize::authorize_post),
         )
+        .route("/oauth2/introspect", post(introspect::introspect))
+        .route("/oauth2/revoke", post(introspect::revoke))
         .route("/login", get(login::login_get).post(login::login_post))
         .route(
             "/consent",

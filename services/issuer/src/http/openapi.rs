@@ -16,7 +16,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
 use super::error::ApiError;
-use super::{admin, admin_users};
+use super::{admin, admin_revocations, admin_users};
 
 /// Where the document is served on the admin listener.
 pub const PATH: &str = "/admin/v1/openapi.json";
@@ -62,6 +62,7 @@ const BEARER: &str = "bearer";
         admin_users::get_user,
         admin_users::replace_user,
         admin_users::delete_user,
+        admin_revocations::revoke,
     ),
     components(
         schemas(ErrorBody, ValidationError, FieldError),
@@ -422,6 +423,7 @@ mod tests {
             "POST /admin/v1/Key/import",
             "GET /admin/v1/Key/{kid}",
             "DELETE /admin/v1/Key/{kid}",
+            "POST /admin/v1/revocations",
         ] {
             expected.insert(op.to_owned());
         }

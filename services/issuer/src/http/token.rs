@@ -22,22 +22,30 @@ pub fn now() -> i64 {
 
 pub async fn token(State(state): State<AppState>, form: OAuthForm) -> Response {
     // Grants that need the store are async; client_credentials stays on the sync path.
-    if form.get("grant_type") == Some("authorization_code") {
-        return authorization_code(&state, &form, now())
+    if matches!(
+        form.get("grant_type"),
+        Some("authorization_code" | "refresh_token")
+    ) {
+        return store_grant(&state, &form, now())
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
     handle(&state, &form, now()).unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn authorization_code(
+/// The grants that need the short-lived state store.
+async fn store_grant(
     state: &AppState,
     form: &OAuthForm,
     now: i64,
 ) -> Result<Response, ProtocolError> {
     let projection = state.projection.load();
     let client = authenticate(&projection, form, now)?;
-    grants::authorization_code::grant(state, &projection, &client, form, now).await
+    if form.get("grant_type") == Some("refresh_token") {
+        grants::refresh_token::grant(state, &projection, &client, form, now).await
+    } else {
+        grants::authorization_code::grant(state, &projection, &client, form, now).await
+    }
 }
 
 fn handle(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response, ProtocolError> {
@@ -50,9 +58,9 @@ fn handle(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response, Prot
         Some(TokenGrantType::ClientCredentials) => {
             grants::client_credentials::grant(state, &projection, &client, form, now)
         }
-        // Handled in `token` (async).
-        Some(TokenGrantType::AuthorizationCode) => {
-            Err(OAuthError::invalid_request("authorization_code is handled asynchronously").into())
+        // Handled in `token` (async: they need the store).
+        Some(TokenGrantType::AuthorizationCode | TokenGrantType::RefreshToken) => {
+            Err(OAuthError::invalid_request("this grant is handled asynchronously").into())
         }
         None => Err(OAuthError::unsupported_grant_type(format!(
             "grant_type {:?} is not supported",

@@ -57,6 +57,21 @@ pub async fn access_token(
     grant: &UserGrant,
     now: i64,
 ) -> Result<(String, i64), OAuthError> {
+    access_token_in_family(state, p, client, grant, None, now).await
+}
+
+/// An access token for the user of `grant`, issued from refresh-token family `family`
+/// when given (the token carries a `family` claim, so revoking the family revokes it).
+/// A JWT, or with `accessTokenType: 1` a reference token: an opaque handle whose claims
+/// live in the store for the token's lifetime (introspection answers for it).
+pub async fn access_token_in_family(
+    state: &AppState,
+    p: &Projection,
+    client: &ClientEntry,
+    grant: &UserGrant,
+    family: Option<&str>,
+    now: i64,
+) -> Result<(String, i64), OAuthError> {
     let c = &client.client;
     let (_, api) = split_scopes(p, &grant.scopes);
     let (audiences, alg) = audiences_and_alg(p, &api, state.config.default_algorithm)?;
@@ -80,6 +95,10 @@ pub async fn access_token(
         json_str(&grant.sid),
         serde_json::to_string(&grant.amr).unwrap_or_else(|_| "[]".into())
     );
+    if let Some(f) = family {
+        extra.push_str(",\"family\":");
+        extra.push_str(&json_str(f));
+    }
     if c.always_send_client_claims && !client.claims_json.is_empty() {
         extra.push(',');
         extra.push_str(&client.claims_json);
@@ -113,6 +132,30 @@ pub async fn access_token(
     }
     let mut buf = Vec::with_capacity(512);
     claims.write_json(&mut buf);
+    if c.access_token_type == signet_core::client::AccessTokenType::Reference {
+        use crate::http::browser::{digest_key, random_token, StoreResult};
+        let handle = random_token()?;
+        let mut index = vec![
+            signet_store::Index::Session(&grant.sid),
+            signet_store::Index::Subject(&grant.sub),
+        ];
+        if let Some(f) = family {
+            index.push(signet_store::Index::Family(f));
+        }
+        state
+            .store
+            .put(
+                signet_store::Namespace::ReferenceToken,
+                &digest_key(&handle),
+                &buf,
+                std::time::Duration::from_secs(lifetime.max(1) as u64),
+                &index,
+            )
+            .await
+            .or_unavailable()?;
+        metrics::counter!(TOKENS_ISSUED, "grant_type" => "user", "alg" => "reference").increment(1);
+        return Ok((handle, lifetime));
+    }
     let token = signer.sign(&buf).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         OAuthError::server_error("the token could not be signed")

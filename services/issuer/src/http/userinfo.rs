@@ -1,6 +1,7 @@
 //! `/userinfo` (OIDC Core section 5.3), GET and POST: the bearer access token (RFC 6750
-//! sections 2.1 and 2.2) must be one of this issuer's, unexpired, carry the `openid` scope,
-//! and belong to a user who still exists and is enabled. The answer holds `sub` and the
+//! sections 2.1 and 2.2; a JWT or a reference token) must be one of this issuer's,
+//! unexpired, not revoked, carry the `openid` scope, and belong to a user who still exists
+//! and is enabled. The answer holds `sub` and the
 //! claims the token's identity scopes release.
 
 use axum::body::Bytes;
@@ -15,16 +16,9 @@ use super::token::now;
 use super::user_tokens::pairwise_key;
 use crate::state::AppState;
 
-/// Seconds of clock skew tolerated on `nbf`.
-const LEEWAY: i64 = 30;
-
 #[derive(Deserialize)]
 struct Claims {
-    iss: String,
     sub: String,
-    exp: i64,
-    #[serde(default)]
-    nbf: Option<i64>,
     client_id: String,
     #[serde(default)]
     scope: String,
@@ -115,22 +109,22 @@ pub async fn userinfo_post(
 
 async fn answer(state: &AppState, token: &str) -> Response {
     let p = state.projection.load();
-    let Ok(verified) = signet_jose::verify_compact(token, |kid| p.key(kid).map(|k| &k.jwk)) else {
+    // A JWT or reference access token of this issuer, unexpired and not revoked.
+    let claims = match super::introspect::identify(state, &p, token, now()).await {
+        Ok(Some(super::introspect::Known::Access { claims, .. })) => claims,
+        Ok(_) => return invalid_token("the access token is invalid, expired or revoked"),
+        Err(e) => {
+            tracing::warn!(error = %e, "token lookup failed at userinfo");
+            return bearer_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("temporarily_unavailable"),
+                "retry shortly",
+            );
+        }
+    };
+    let Ok(claims) = serde_json::from_value::<Claims>(serde_json::Value::Object(claims)) else {
         return invalid_token("the access token is invalid");
     };
-    if verified.typ.as_deref() != Some("at+jwt") {
-        return invalid_token("the token is not an access token");
-    }
-    let Ok(claims) = serde_json::from_slice::<Claims>(&verified.payload) else {
-        return invalid_token("the access token is invalid");
-    };
-    let now = now();
-    if claims.iss != state.config.issuer.as_str()
-        || claims.exp <= now
-        || claims.nbf.is_some_and(|n| n > now + LEEWAY)
-    {
-        return invalid_token("the access token is expired or not for this issuer");
-    }
     if !claims.scope.split(' ').any(|s| s == "openid") {
         return bearer_error(
             StatusCode::FORBIDDEN,

@@ -148,13 +148,29 @@ pub async fn grant(
         )
         .await
         .or_unavailable()?;
-    let (access_token, lifetime) = user_tokens::access_token(state, p, client, &grant, now).await?;
+    // offline_access granted to a client that allows it: a refresh-token family.
+    let refresh = if client.client.allow_offline_access
+        && grant
+            .scopes
+            .iter()
+            .any(|s| s == signet_core::commands::OFFLINE_ACCESS)
+    {
+        Some(super::refresh_token::issue(state, client, &grant, now).await?)
+    } else {
+        None
+    };
+    let family = refresh.as_deref().and_then(super::refresh_token::family_of);
+    let (access_token, lifetime) =
+        user_tokens::access_token_in_family(state, p, client, &grant, family, now).await?;
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": lifetime,
         "scope": grant.scopes.join(" "),
     });
+    if let Some(r) = refresh {
+        body["refresh_token"] = r.into();
+    }
     if grant.scopes.iter().any(|s| s == "openid") {
         let alongside = Alongside {
             access_token: Some(&access_token),

@@ -1,0 +1,287 @@
+//! Refresh tokens (RFC 6749 sections 1.5 and 6, RFC 9700 section 4.14): issued with a code
+//! when the user granted `offline_access` to a client with `allowOfflineAccess`, kept as
+//! families in the store, one family per grant.
+//!
+//! A refresh token is `<family id>.<secret>`; the store keeps the SHA-256 of the whole token.
+//! One-time tokens (`refreshTokenUsage: 1`) rotate atomically: presenting the current token
+//! retires it and returns a new one; presenting a retired token again is reuse — the family
+//! is deleted and a family revocation is published, which also kills the access tokens
+//! issued from it (they carry the `family` claim). Of two nodes racing on one token, exactly
+//! one wins. Reusable tokens (`refreshTokenUsage: 0`) stay the same.
+//!
+//! Lifetime: `refreshTokenExpiration: 1` (absolute) — the family dies
+//! `absoluteRefreshTokenLifetime` after the grant; `0` (sliding) — each one-time rotation
+//! extends it by `slidingRefreshTokenLifetime`, never beyond the absolute lifetime.
+
+use std::time::Duration;
+
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use signet_core::client::{GrantType, TokenExpiration, TokenUsage};
+use signet_core::oauth::OAuthError;
+use signet_core::projection::{ClientEntry, Projection};
+use signet_store::{Index, Rotation};
+use signet_verify::revocation::{Revocation, Target, TokenFacts};
+
+use crate::http::browser::{ct_eq, digest_key, random_token, StoreResult};
+use crate::http::error::ProtocolError;
+use crate::http::form::OAuthForm;
+use crate::http::user_tokens::{self, Alongside, UserGrant};
+use crate::state::AppState;
+
+/// What a refresh token stands for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshRecord {
+    pub grant: UserGrant,
+    /// When the family was created (the grant).
+    pub created_at: i64,
+    /// When the family dies at the latest.
+    pub absolute_exp: i64,
+}
+
+/// A new refresh token for `grant`: `<family>.<secret>`, with its family created in the
+/// store. Returns the token.
+pub async fn issue(
+    state: &AppState,
+    client: &ClientEntry,
+    grant: &UserGrant,
+    now: i64,
+) -> Result<String, OAuthError> {
+    let c = &client.client;
+    let family = random_token()?[..22].to_owned();
+    let token = format!("{family}.{}", random_token()?);
+    let absolute_exp = now + i64::from(c.absolute_refresh_token_lifetime.max(1));
+    let record = RefreshRecord {
+        grant: grant.clone(),
+        created_at: now,
+        absolute_exp,
+    };
+    let value = serde_json::to_vec(&record).map_err(|_| OAuthError::server_error("refresh"))?;
+    state
+        .store
+        .create_family(
+            &family,
+            &digest_key(&token),
+            &value,
+            first_ttl(client, now, absolute_exp),
+            &[Index::Session(&grant.sid), Index::Subject(&grant.sub)],
+        )
+        .await
+        .or_unavailable()?;
+    Ok(token)
+}
+
+fn first_ttl(client: &ClientEntry, now: i64, absolute_exp: i64) -> Duration {
+    let c = &client.client;
+    let remaining = (absolute_exp - now).max(1);
+    let secs = match (c.refresh_token_expiration, c.refresh_token_usage) {
+        (TokenExpiration::Sliding, TokenUsage::OneTimeOnly) => {
+            remaining.min(i64::from(c.sliding_refresh_token_lifetime.max(1)))
+        }
+        _ => remaining,
+    };
+    Duration::from_secs(secs as u64)
+}
+
+/// The family id of a refresh token, if it has the shape.
+pub fn family_of(token: &str) -> Option<&str> {
+    let (family, secret) = token.split_once('.')?;
+    (family.len() == 22 && !secret.is_empty() && !secret.contains('.')).then_some(family)
+}
+
+/// The live record of a presented refresh token, if it is its family's current one.
+pub async fn lookup(state: &AppState, token: &str) -> Result<Option<RefreshRecord>, OAuthError> {
+    let Some(family) = family_of(token) else {
+        return Ok(None);
+    };
+    let Some(current) = state.store.family_token(family).await.or_unavailable()? else {
+        return Ok(None);
+    };
+    if !ct_eq(&current.key, &digest_key(token)) {
+        return Ok(None);
+    }
+    Ok(serde_json::from_slice(&current.value).ok())
+}
+
+/// The revocation of a whole family (it outlives every token issued from it).
+pub fn family_revocation(
+    family: &str,
+    record_exp: i64,
+    client: &ClientEntry,
+    now: i64,
+) -> Revocation {
+    Revocation {
+        target: Target::Family {
+            family: family.to_owned(),
+        },
+        exp: record_exp.max(now) + i64::from(client.client.access_token_lifetime),
+        at: now,
+    }
+}
+
+fn invalid() -> OAuthError {
+    OAuthError::invalid_grant("the refresh token is invalid, expired or revoked")
+}
+
+pub async fn grant(
+    state: &AppState,
+    p: &Projection,
+    client: &ClientEntry,
+    form: &OAuthForm,
+    now: i64,
+) -> Result<Response, ProtocolError> {
+    let c = &client.client;
+    if !c.allow_offline_access
+        || !(client.allows(GrantType::AuthorizationCode) || client.allows(GrantType::Hybrid))
+    {
+        return Err(
+            OAuthError::unauthorized_client("the client may not use refresh tokens").into(),
+        );
+    }
+    let token = form
+        .get("refresh_token")
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    if token.len() > 256 {
+        return Err(invalid().into());
+    }
+    let family = family_of(token).ok_or_else(invalid)?;
+    let current = state.store.family_token(family).await.or_unavailable()?;
+    let presented_key = digest_key(token);
+    let (record, new_token) = match c.refresh_token_usage {
+        TokenUsage::ReUse => {
+            let current = current.ok_or_else(invalid)?;
+            if !ct_eq(&current.key, &presented_key) {
+                return Err(invalid().into());
+            }
+            let record: RefreshRecord =
+                serde_json::from_slice(&current.value).map_err(|_| invalid())?;
+            (record, None)
+        }
+        TokenUsage::OneTimeOnly => {
+            // The value of the presented token, for the new token (unchanged grant).
+            let value = current
+                .as_ref()
+                .filter(|cur| ct_eq(&cur.key, &presented_key))
+                .map(|cur| cur.value.clone());
+            let next = format!("{family}.{}", random_token()?);
+            let record: Option<RefreshRecord> = value
+                .as_deref()
+                .and_then(|v| serde_json::from_slice(v).ok());
+            let (absolute_exp, value) = match &record {
+                Some(r) => (r.absolute_exp, value.unwrap_or_default()),
+                // Not current: rotate() tells reuse from unknown; the value is not used.
+                None => (now + 1, Vec::new()),
+            };
+            let ttl = match c.refresh_token_expiration {
+                TokenExpiration::Sliding => {
+                    (absolute_exp - now).min(i64::from(c.sliding_refresh_token_lifetime.max(1)))
+                }
+                TokenExpiration::Absolute => absolute_exp - now,
+            }
+            .max(1);
+            match state
+                .store
+                .rotate(
+                    family,
+                    &presented_key,
+                    &digest_key(&next),
+                    &value,
+                    Duration::from_secs(ttl as u64),
+                )
+                .await
+                .or_unavailable()?
+            {
+                Rotation::Rotated { old_value } => {
+                    let record: RefreshRecord =
+                        serde_json::from_slice(&old_value).map_err(|_| invalid())?;
+                    (record, Some(next))
+                }
+                Rotation::Reused => {
+                    // RFC 9700 4.14.2: a rotated token presented again; someone else has
+                    // it. The family is gone from the store; kill its access tokens too.
+                    tracing::warn!(client_id = %c.client_id, "refresh token reuse: revoking its family");
+                    let r = family_revocation(
+                        family,
+                        now + i64::from(c.absolute_refresh_token_lifetime),
+                        client,
+                        now,
+                    );
+                    state.revocations.revoke(r).await.map_err(|e| {
+                        tracing::error!(error = %e, "could not publish a family revocation");
+                        OAuthError::new(
+                            signet_core::oauth::ErrorCode::TemporarilyUnavailable,
+                            "retry shortly",
+                        )
+                    })?;
+                    return Err(invalid().into());
+                }
+                Rotation::Unknown => return Err(invalid().into()),
+            }
+        }
+    };
+    let grant = &record.grant;
+    if grant.client_id != c.client_id {
+        return Err(invalid().into());
+    }
+    if state.revocations.is_revoked(&TokenFacts {
+        sub: Some(&grant.sub),
+        client_id: Some(&grant.client_id),
+        sid: Some(&grant.sid),
+        family: Some(family),
+        iat: record.created_at,
+        ..Default::default()
+    }) {
+        return Err(invalid().into());
+    }
+    // The user must still exist and be enabled.
+    match state.users.by_sub(&grant.sub).await {
+        Ok(Some(u)) if u.enabled => {}
+        Ok(_) => return Err(invalid().into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "user directory failed");
+            return Err(OAuthError::new(
+                signet_core::oauth::ErrorCode::TemporarilyUnavailable,
+                "the user directory is temporarily unavailable; retry shortly",
+            )
+            .into());
+        }
+    }
+    // A narrower scope may be asked for (RFC 6749 section 6), never a wider one.
+    let mut grant = grant.clone();
+    if let Some(scope) = form.get("scope") {
+        let asked: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+        if asked.iter().any(|s| !grant.scopes.iter().any(|g| g == s)) {
+            return Err(OAuthError::invalid_scope(
+                "a refresh may not ask for a scope the grant does not have",
+            )
+            .into());
+        }
+        grant.scopes.retain(|g| asked.contains(&g.as_str()));
+    }
+    let (access_token, lifetime) =
+        user_tokens::access_token_in_family(state, p, client, &grant, Some(family), now).await?;
+    let refresh_token = new_token.unwrap_or_else(|| token.to_owned());
+    let mut body = json!({
+        "access_token": access_token,
+        "token_type": "Bearer",
+        "expires_in": lifetime,
+        "scope": grant.scopes.join(" "),
+        "refresh_token": refresh_token,
+    });
+    if grant.scopes.iter().any(|s| s == "openid") {
+        let alongside = Alongside {
+            access_token: Some(&access_token),
+            code: None,
+            user_claims: false,
+        };
+        let mut g = grant.clone();
+        // OIDC Core 12.2: no nonce in ID tokens from a refresh.
+        g.nonce = None;
+        let id = user_tokens::id_token(state, p, client, &g, alongside, now).await?;
+        body["id_token"] = id.into();
+    }
+    let mut resp = axum::response::IntoResponse::into_response(axum::Json(body));
+    crate::http::error::no_store(resp.headers_mut());
+    Ok(resp)
+}

@@ -1,0 +1,318 @@
+//! Token introspection (RFC 7662) and revocation (RFC 7009), and what they share: telling
+//! what a presented token is — a JWT access token of this issuer, a reference access token,
+//! or a refresh token — and whether it is still good.
+//!
+//! Introspection callers authenticate as an API resource (its name and one of its
+//! `apiSecrets`, as the reference AuthService does) or as a client. A token is `active`
+//! only if it is this issuer's, unexpired, not revoked, and meant for the caller: an API
+//! resource sees tokens whose `aud` holds it; a client sees its own tokens.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+use signet_core::oauth::{ErrorCode, OAuthError};
+use signet_core::projection::Projection;
+use signet_core::secret::{dummy_check, SecretDigest};
+use signet_store::Namespace;
+use signet_verify::revocation::{Revocation, Target, TokenFacts};
+
+use super::browser::{digest_key, StoreResult};
+use super::client_auth::{authenticate, basic_id_secret};
+use super::error::{no_store, ProtocolError};
+use super::form::OAuthForm;
+use super::grants::refresh_token::{self, family_of};
+use super::token::now;
+use crate::state::AppState;
+
+/// Seconds of clock skew tolerated on `nbf`.
+const LEEWAY: i64 = 30;
+
+/// Who asks.
+pub enum Caller {
+    Resource(String),
+    Client(String),
+}
+
+/// What a token turned out to be (only tokens that are still good).
+pub enum Known {
+    /// A JWT or reference access token: its claims.
+    Access {
+        claims: Map<String, Value>,
+        reference: bool,
+    },
+    /// A refresh token: its family and record.
+    Refresh {
+        family: String,
+        record: Box<refresh_token::RefreshRecord>,
+    },
+}
+
+fn facts_of(claims: &Map<String, Value>) -> TokenFacts<'_> {
+    let s = |k: &str| claims.get(k).and_then(Value::as_str);
+    TokenFacts {
+        jti: s("jti"),
+        sub: s("sub"),
+        client_id: s("client_id"),
+        sid: s("sid"),
+        family: s("family"),
+        kid: None,
+        iat: claims.get("iat").and_then(Value::as_i64).unwrap_or(0),
+    }
+}
+
+/// Reads `token` and returns it if it is good: signature (JWT), lifetime, revocations.
+pub async fn identify(
+    state: &AppState,
+    p: &Projection,
+    token: &str,
+    now: i64,
+) -> Result<Option<Known>, OAuthError> {
+    if token.len() > 8192 {
+        return Ok(None);
+    }
+    if token.matches('.').count() == 2 {
+        let Ok(v) = signet_jose::verify_compact(token, |kid| p.key(kid).map(|k| &k.jwk)) else {
+            return Ok(None);
+        };
+        if v.typ.as_deref() != Some("at+jwt") {
+            return Ok(None);
+        }
+        let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(&v.payload) else {
+            return Ok(None);
+        };
+        let mut facts = facts_of(&claims);
+        facts.kid = Some(&v.kid);
+        let good = claims.get("iss").and_then(Value::as_str) == Some(state.config.issuer.as_str())
+            && claims
+                .get("exp")
+                .and_then(Value::as_i64)
+                .is_some_and(|e| e > now)
+            && claims
+                .get("nbf")
+                .and_then(Value::as_i64)
+                .is_none_or(|n| n <= now + LEEWAY)
+            && !state.revocations.is_revoked(&facts);
+        return Ok(good.then_some(Known::Access {
+            claims,
+            reference: false,
+        }));
+    }
+    if let Some(family) = family_of(token) {
+        let Some(record) = refresh_token::lookup(state, token).await? else {
+            return Ok(None);
+        };
+        let g = &record.grant;
+        let revoked = state.revocations.is_revoked(&TokenFacts {
+            sub: Some(&g.sub),
+            client_id: Some(&g.client_id),
+            sid: Some(&g.sid),
+            family: Some(family),
+            iat: record.created_at,
+            ..Default::default()
+        });
+        return Ok(
+            (!revoked && record.absolute_exp > now).then(|| Known::Refresh {
+                family: family.to_owned(),
+                record: Box::new(record),
+            }),
+        );
+    }
+    let Some(bytes) = state
+        .store
+        .get(Namespace::ReferenceToken, &digest_key(token))
+        .await
+        .or_unavailable()?
+    else {
+        return Ok(None);
+    };
+    let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(&bytes) else {
+        return Ok(None);
+    };
+    let good = claims
+        .get("exp")
+        .and_then(Value::as_i64)
+        .is_some_and(|e| e > now)
+        && !state.revocations.is_revoked(&facts_of(&claims));
+    Ok(good.then_some(Known::Access {
+        claims,
+        reference: true,
+    }))
+}
+
+/// Authenticates an introspection caller: an API resource by Basic (or
+/// `client_id`/`client_secret` in the body) against its `apiSecrets`, else a client.
+fn caller(p: &Projection, form: &OAuthForm, now: i64) -> Result<Caller, OAuthError> {
+    let presented = match basic_id_secret(&form.headers)? {
+        Some(c) => Some(c),
+        None => match (form.get("client_id"), form.get("client_secret")) {
+            (Some(id), Some(secret)) => Some((id.to_owned(), secret.to_owned())),
+            _ => None,
+        },
+    };
+    if let Some((id, secret)) = &presented {
+        if let Some(r) = p.api_resource(id) {
+            let d = SecretDigest::of(secret);
+            if r.resource.enabled && !r.secrets.is_empty() && r.secrets.matches(&d, now) {
+                return Ok(Caller::Resource(id.clone()));
+            }
+            if p.client(id).is_none() {
+                dummy_check(&d);
+                return Err(OAuthError::invalid_client("client authentication failed"));
+            }
+        }
+    }
+    let client = authenticate(p, form, now)?;
+    Ok(Caller::Client(client.client.client_id.clone()))
+}
+
+fn aud_contains(claims: &Map<String, Value>, name: &str) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(s)) => s == name,
+        Some(Value::Array(a)) => a.iter().any(|v| v.as_str() == Some(name)),
+        _ => false,
+    }
+}
+
+fn json_response(body: Value) -> Response {
+    let mut r = (StatusCode::OK, axum::Json(body)).into_response();
+    no_store(r.headers_mut());
+    r
+}
+
+/// `POST /oauth2/introspect`.
+pub async fn introspect(State(state): State<AppState>, form: OAuthForm) -> Response {
+    match introspect_inner(&state, &form).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn introspect_inner(state: &AppState, form: &OAuthForm) -> Result<Response, ProtocolError> {
+    let now = now();
+    let p = state.projection.load();
+    let caller = caller(&p, form, now)?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let inactive = || Ok(json_response(json!({"active": false})));
+    let Some(known) = identify(state, &p, token, now).await? else {
+        return inactive();
+    };
+    match known {
+        Known::Access {
+            mut claims,
+            reference,
+        } => {
+            let mine = match &caller {
+                Caller::Resource(name) => aud_contains(&claims, name),
+                Caller::Client(id) => claims.get("client_id").and_then(Value::as_str) == Some(id),
+            };
+            if !mine {
+                return inactive();
+            }
+            claims.insert("active".into(), true.into());
+            claims.insert("token_type".into(), "access_token".into());
+            if reference {
+                claims.insert("token_kind".into(), "reference".into());
+            }
+            Ok(json_response(Value::Object(claims)))
+        }
+        Known::Refresh { record, .. } => {
+            let g = &record.grant;
+            if !matches!(&caller, Caller::Client(id) if *id == g.client_id) {
+                return inactive();
+            }
+            Ok(json_response(json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "client_id": g.client_id,
+                "sub": g.sub,
+                "scope": g.scopes.join(" "),
+                "iat": record.created_at,
+                "exp": record.absolute_exp,
+                "iss": state.config.issuer.as_str(),
+            })))
+        }
+    }
+}
+
+/// `POST /oauth2/revoke` (RFC 7009): the client's own access or refresh token stops working
+/// everywhere; anything else (unknown, malformed, another client's) is answered 200 and
+/// ignored.
+pub async fn revoke(State(state): State<AppState>, form: OAuthForm) -> Response {
+    match revoke_inner(&state, &form).await {
+        Ok(()) => {
+            let mut r = StatusCode::OK.into_response();
+            no_store(r.headers_mut());
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> OAuthError {
+    tracing::error!(error = %e, "could not publish a revocation");
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "the revocation could not be recorded; retry shortly",
+    )
+}
+
+async fn revoke_inner(state: &AppState, form: &OAuthForm) -> Result<(), ProtocolError> {
+    let now = now();
+    let p = state.projection.load();
+    let client = authenticate(&p, form, now)?;
+    let client_id = client.client.client_id.as_str();
+    let token = form
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let Some(known) = identify(state, &p, token, now).await? else {
+        return Ok(());
+    };
+    match known {
+        Known::Refresh { family, record } => {
+            if record.grant.client_id != client_id {
+                return Ok(());
+            }
+            let r = refresh_token::family_revocation(&family, record.absolute_exp, &client, now);
+            state.revocations.revoke(r).await.map_err(unavailable)?;
+            state.store.delete_family(&family).await.or_unavailable()?;
+        }
+        Known::Access { claims, reference } => {
+            if claims.get("client_id").and_then(Value::as_str) != Some(client_id) {
+                return Ok(());
+            }
+            let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(now);
+            match claims.get("jti").and_then(Value::as_str) {
+                Some(jti) => {
+                    let r = Revocation {
+                        target: Target::Token {
+                            jti: jti.to_owned(),
+                        },
+                        exp,
+                        at: now,
+                    };
+                    state.revocations.revoke(r).await.map_err(unavailable)?;
+                }
+                // Without a jti (`includeJwtId: false`) a JWT cannot be singled out.
+                None if !reference => {
+                    return Err(OAuthError::new(
+                        ErrorCode::InvalidRequest,
+                        "this access token has no jti and cannot be revoked alone; revoke its client or subject",
+                    )
+                    .into())
+                }
+                None => {}
+            }
+            if reference {
+                state
+                    .store
+                    .delete(Namespace::ReferenceToken, &digest_key(token))
+                    .await
+                    .or_unavailable()?;
+            }
+        }
+    }
+    Ok(())
+}
