@@ -45,7 +45,7 @@ impl SignRate {
 }
 
 /// A signing input like the server's: `base64url(header).base64url(claims)` of a typical
-/// `client_credentials` access token (about 330 bytes).
+/// `client_credentials` access token (378 bytes for ES256).
 pub fn signing_input(alg: Algorithm) -> Vec<u8> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;

@@ -8,10 +8,9 @@
 //! (`cargo test -p signet-tests --test integration faults -- --nocapture`); the assertions
 //! are bounds, not timings. Every wait is bounded; nothing sleeps for a fixed time.
 //!
-//! Not tested yet, because it does not exist yet: revocation delivery across a NATS node
-//! restart (there are no revocation events), and sessions and refresh tokens through the
-//! issuers across a Redis failover (the issuers do not use them yet); the Redis failover is
-//! tested at the store level instead.
+//! Sessions and refresh tokens are also checked through the issuers across a Redis
+//! failover, and revocation delivery across the loss of the NATS node leading the
+//! revocation stream.
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -1131,6 +1130,198 @@ async fn the_deploy_configs_are_accepted_by_their_servers() -> Result<()> {
     ensure!(
         cluster.is_some_and(|c| c.contains("cluster_enabled:1")),
         "not a cluster node"
+    );
+    Ok(())
+}
+
+/// Through the issuers behind HAProxy: a signed-in browser's session and a refresh token
+/// keep working across a Redis failover (Sentinel promotes a replica), and a revocation
+/// published while the NATS node leading the revocation stream is down reaches every
+/// issuer once the cluster has a leader again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_refresh_tokens_and_revocations_survive_redis_failover_and_nats_loss() -> Result<()>
+{
+    use signet_tests::browser::{code_flow, params_of, Browser, PKCE_CHALLENGE};
+    let _serial = SERIAL.lock().await;
+    const REDIRECT: &str = "http://127.0.0.1:1/cb";
+    const PASSWORD: &str = "gus's password 123";
+    let mut c = HaCluster::start(&[]).await?;
+    let token = c.admin_token().await?;
+    let admin = c.issuers[0].admin.clone();
+    for (path, body) in [
+        (
+            "/User",
+            json!({"username": "gus", "password": PASSWORD, "claims": {}}),
+        ),
+        (
+            "/Client",
+            json!({"clientId": "app", "allowedGrantTypes": ["authorization_code"],
+                "clientSecrets": [{"value": SECRET}], "allowOfflineAccess": true,
+                "requireConsent": false, "redirectUris": [REDIRECT],
+                "allowedScopes": ["openid", "offline_access"]}),
+        ),
+    ] {
+        let (status, resp) = c
+            .admin_call(&admin, &token, Method::POST, path, Some(&body))
+            .await?;
+        ensure!(status == 201, "{path}: {status} {resp}");
+    }
+    // Every issuer knows the client before the browser arrives through the balancer.
+    for node in &c.issuers {
+        let url = format!("{}/Client/app", node.admin);
+        eventually(PATIENCE, || async {
+            let r = c.http.get(&url).bearer_auth(&token).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        })
+        .await?;
+    }
+    let authorize = format!(
+        "{}/oauth2/authorize?client_id=app&response_type=code&scope=openid%20offline_access&redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2Fcb&code_challenge={PKCE_CHALLENGE}&code_challenge_method=S256&prompt=none",
+        c.issuer
+    );
+    let tokens = eventually(PATIENCE, || async {
+        code_flow(
+            &c.issuer,
+            &c.issuer,
+            "app",
+            Some(SECRET),
+            REDIRECT,
+            "openid offline_access",
+            "gus",
+            PASSWORD,
+        )
+        .await
+        .ok()
+    })
+    .await?;
+    let mut browser = Browser::new();
+    let login = browser
+        .sign_in(&authorize.replace("&prompt=none", ""), "gus", PASSWORD)
+        .await?;
+    ensure!(
+        login.status == 302,
+        "sign-in: {} {}",
+        login.status,
+        login.body
+    );
+    let refresh = |rt: String| {
+        let http = c.http.clone();
+        let url = format!("{}/oauth2/token", c.issuer);
+        async move {
+            let r = http
+                .post(url)
+                .basic_auth("app", Some(SECRET))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", rt.as_str()),
+                ])
+                .send()
+                .await?;
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            anyhow::Ok((status, body))
+        }
+    };
+    let (status, rotated) = refresh(
+        tokens["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+    .await?;
+    ensure!(status == 200, "refresh before the failover: {rotated}");
+    let rt = rotated["refresh_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    // Redis failover: what the session and the family wrote is on the replicas first.
+    let primary = c.redis.master_port().await?;
+    wait_replicated(&c.redis, primary).await?;
+    let killed_at = Instant::now();
+    c.redis
+        .node_mut(primary)
+        .context("the primary")?
+        .kill()
+        .await?;
+    eventually(PATIENCE, || async {
+        c.redis.master_port().await.ok().filter(|p| *p != primary)
+    })
+    .await
+    .context("Sentinel never promoted a replica")?;
+    // The SSO session answers silently again, and the refresh token rotates.
+    let deadline = Instant::now() + PATIENCE;
+    let sso = loop {
+        if let Ok(r) = browser.get(&authorize).await {
+            if r.location()
+                .is_ok_and(|l| params_of(&l, false).contains_key("code"))
+            {
+                break killed_at.elapsed();
+            }
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the SSO session did not survive the failover"
+        );
+        // Poll interval while Sentinel promotes a replica.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (status, body) = eventually(PATIENCE, || async {
+        match refresh(rt.clone()).await {
+            Ok((s, b)) if s != 503 && s != 500 => Some((s, b)),
+            _ => None,
+        }
+    })
+    .await?;
+    ensure!(status == 200, "refresh after the failover: {status} {body}");
+    eprintln!("redis failover through the issuers: SSO session answering again {sso:?} after the kill; refresh token rotated after it");
+
+    // NATS: the node leading SIGNET_REVOCATIONS dies; a revocation made meanwhile still
+    // reaches every issuer.
+    let access = body["access_token"].as_str().unwrap_or_default().to_owned();
+    let (leader, _) = c.nats.stream_state(0, "SIGNET_REVOCATIONS").await?;
+    let victim = c
+        .nats
+        .nodes
+        .iter()
+        .position(|n| n.name == leader)
+        .with_context(|| format!("no node named {leader}"))?;
+    c.nats.kill(victim).await?;
+    let revoked_at = Instant::now();
+    eventually(PATIENCE, || async {
+        let r = c
+            .http
+            .post(format!("{}/oauth2/revoke", c.issuer))
+            .basic_auth("app", Some(SECRET))
+            .form(&[("token", access.as_str())])
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await
+    .context("the revocation was never acknowledged")?;
+    let acknowledged = revoked_at.elapsed();
+    c.nats.restart(victim).await?;
+    for node in &c.issuers {
+        let url = format!("{}/oauth2/introspect", node.public);
+        eventually(PATIENCE, || async {
+            let r = c
+                .http
+                .post(&url)
+                .basic_auth("app", Some(SECRET))
+                .form(&[("token", access.as_str())])
+                .send()
+                .await
+                .ok()?;
+            let v: Value = r.json().await.ok()?;
+            (v["active"] == false).then_some(())
+        })
+        .await
+        .with_context(|| format!("{} still accepts the revoked token", node.public))?;
+    }
+    eprintln!(
+        "revocation during a NATS node loss: acknowledged {acknowledged:?} after the kill; refused at every issuer"
     );
     Ok(())
 }

@@ -172,6 +172,17 @@ async fn code_flow_with_pkce_through_the_openidconnect_crate() -> anyhow::Result
     let after = browser.get(url.as_str()).await?;
     let p = params_of(&after.location()?, false);
     assert_eq!(p.get("error").map(String::as_str), Some("login_required"));
+    // ... and the tokens issued in that session are revoked.
+    let r = http
+        .get(format!("{}/userinfo", s.issuer))
+        .bearer_auth(token.access_token().secret())
+        .send()
+        .await?;
+    assert_eq!(
+        r.status(),
+        401,
+        "tokens of a replayed code's session are revoked"
+    );
 
     // Without a session, prompt=none answers login_required at the redirect URI.
     let fresh = Browser::new().get(url.as_str()).await?;

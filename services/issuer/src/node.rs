@@ -434,9 +434,21 @@ impl Node {
 
         let public = bind(config.listen).await?;
         let admin = bind(config.admin_listen).await?;
-        let users =
-            crate::users::Users::open_jetstream(nats.clone(), cluster.replicas, log.clone())
-                .await?;
+        // A new KV bucket on a clustered JetStream may briefly answer "no responders".
+        let mut attempt = 0;
+        let users = loop {
+            attempt += 1;
+            match crate::users::Users::open_jetstream(nats.clone(), cluster.replicas, log.clone())
+                .await
+            {
+                Ok(u) => break u,
+                Err(e) if attempt < STARTUP_ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "users projection not reachable yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(250 * attempt as u64)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         // No key yet: the node is not ready until its first lease arrives.
         let revocations =
             crate::revocations::Revocations::open_jetstream(nats.clone(), cluster.replicas).await?;

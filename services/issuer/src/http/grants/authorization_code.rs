@@ -19,6 +19,9 @@ use crate::state::AppState;
 
 /// How long a redeemed code is remembered (longer than any code lives).
 const REDEEMED_MEMORY_SECS: u64 = 24 * 3600;
+/// Bound on what a session's tokens may live after the code was redeemed (the default
+/// absolute refresh-token lifetime, 30 days).
+const LONGEST_TOKEN_SECS: i64 = 30 * 24 * 3600;
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Redeemed {
@@ -38,12 +41,26 @@ async fn replayed(state: &AppState, key: &str) -> Result<(), OAuthError> {
         return Ok(());
     };
     if let Ok(r) = serde_json::from_slice::<Redeemed>(&bytes) {
-        tracing::warn!(sid = %r.sid, "an authorization code was replayed; ending its session");
+        tracing::warn!(sid = %r.sid, "an authorization code was replayed; revoking its session");
         state
             .store
             .delete_by_session(&r.sid)
             .await
             .or_unavailable()?;
+        // Every token issued in that session carries its `sid`: revoke them all.
+        let now = crate::http::token::now();
+        let revocation = signet_verify::revocation::Revocation {
+            target: signet_verify::revocation::Target::Session { sid: r.sid },
+            exp: now + REDEEMED_MEMORY_SECS as i64 + LONGEST_TOKEN_SECS,
+            at: now,
+        };
+        state.revocations.revoke(revocation).await.map_err(|e| {
+            tracing::error!(error = %e, "could not publish a session revocation");
+            OAuthError::new(
+                signet_core::oauth::ErrorCode::TemporarilyUnavailable,
+                "retry shortly",
+            )
+        })?;
     }
     Ok(())
 }
