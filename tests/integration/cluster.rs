@@ -232,6 +232,19 @@ async fn an_unreachable_redis_fails_the_start() -> anyhow::Result<()> {
 async fn a_redis_outage_makes_the_node_unready_but_client_credentials_keeps_working(
 ) -> anyhow::Result<()> {
     let mut c = Cluster::start(1).await?;
+    let (status, resp) = c
+        .admin_call(
+            0,
+            Method::POST,
+            "/Client",
+            Some(
+                &json!({"clientId": "web", "allowedGrantTypes": ["authorization_code"],
+                "clientSecrets": [{"value": SECRET}], "redirectUris": ["http://127.0.0.1:1/cb"],
+                "allowedScopes": ["openid"]}),
+            ),
+        )
+        .await?;
+    assert_eq!(status, 201, "{resp}");
     let readyz = format!("{}/readyz", c.issuers[0].public);
     c.redis.kill().await?;
     let status = eventually(Duration::from_secs(20), || async {
@@ -242,6 +255,44 @@ async fn a_redis_outage_makes_the_node_unready_but_client_credentials_keeps_work
     assert_eq!(status, 503);
     // The admin client's token: client_credentials through the same node.
     c.admin_token(0).await?;
+    // What needs Redis answers 503 with a standard body: the token endpoint's code grant,
+    // and the authorization endpoint's error page.
+    let r = c
+        .http
+        .post(format!("{}/oauth2/token", c.issuers[0].public))
+        .basic_auth("web", Some(SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", "some-code"),
+            ("redirect_uri", "http://127.0.0.1:1/cb"),
+        ])
+        .send()
+        .await?;
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await?;
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    // The authorization endpoint sends the error to the (verified) redirect URI.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let r = no_redirects
+        .get(format!(
+            "{}/oauth2/authorize?client_id=web&response_type=code&scope=openid&redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2Fcb&nonce=n&code_challenge=mUC84QHW1XnmFGk31dqlZ81-q8-qS-OxrweG_XEDeIU&code_challenge_method=S256",
+            c.issuers[0].public
+        ))
+        .send()
+        .await?;
+    let location = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        location.starts_with("http://127.0.0.1:1/cb?error=temporarily_unavailable"),
+        "{} {location}",
+        r.status()
+    );
     c.redis.restart().await?;
     c.wait_ready(0).await?;
     Ok(())

@@ -36,12 +36,8 @@ pub async fn authorize_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !super::form::is_form(&headers) {
-        return oauth_error_page(
-            &state,
-            None,
-            OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"),
-        );
+    if let Some(page) = super::browser::not_a_form(&state, &headers) {
+        return page;
     }
     authorize(&state, &headers, &body).await
 }

@@ -136,13 +136,7 @@ pub async fn load_session(
     match state.users.by_sub(&session.sub).await {
         Ok(Some(u)) if u.enabled => Ok(Some(session)),
         Ok(_) => Ok(None),
-        Err(e) => {
-            tracing::warn!(error = %e, "user directory failed");
-            Err(OAuthError::new(
-                signet_core::oauth::ErrorCode::TemporarilyUnavailable,
-                "the user directory is temporarily unavailable; retry shortly",
-            ))
-        }
+        Err(e) => Err(super::user_tokens::users_unavailable(e)),
     }
 }
 
@@ -271,6 +265,31 @@ pub async fn load_interaction(
         }
     }
     Ok(interaction)
+}
+
+/// Loads the interaction a page's form names (`interaction`), checking its `csrf` and the
+/// browser binding; the id comes back too.
+pub async fn interaction_of_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &PageParams,
+) -> Result<(String, Interaction), InteractionError> {
+    use signet_core::authorize::Params as _;
+    let id = params.get("interaction").unwrap_or_default().to_owned();
+    let csrf = params.get("csrf").unwrap_or("");
+    let interaction = load_interaction(state, headers, Some(&id), Some(csrf)).await?;
+    Ok((id, interaction))
+}
+
+/// The error page for a POST whose body is not a form; `None` when it is one.
+pub fn not_a_form(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    (!super::form::is_form(headers)).then(|| {
+        oauth_error_page(
+            state,
+            None,
+            OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"),
+        )
+    })
 }
 
 /// Ends an interaction (it cannot be used twice).

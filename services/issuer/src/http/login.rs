@@ -178,18 +178,11 @@ pub async fn login_post(
         Ok(p) => p,
         Err(e) => return oauth_error_page(&state, None, e),
     };
-    let id = params.get("interaction").unwrap_or_default().to_owned();
-    let interaction = match load_interaction(
-        &state,
-        &headers,
-        Some(&id),
-        Some(params.get("csrf").unwrap_or("")),
-    )
-    .await
-    {
-        Ok(i) => i,
-        Err(e) => return e.into_page(&state),
-    };
+    let (id, interaction) =
+        match super::browser::interaction_of_form(&state, &headers, &params).await {
+            Ok(found) => found,
+            Err(e) => return e.into_page(&state),
+        };
     let username = params.get("username").unwrap_or_default();
     let password = params.get("password").unwrap_or_default();
     let again =
@@ -205,17 +198,7 @@ pub async fn login_post(
     }
     let user = match state.users.by_username(username).await {
         Ok(u) => u,
-        Err(e) => {
-            tracing::warn!(error = %e, "user directory failed");
-            return oauth_error_page(
-                &state,
-                None,
-                OAuthError::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    "the user directory is temporarily unavailable; retry shortly",
-                ),
-            );
-        }
+        Err(e) => return oauth_error_page(&state, None, super::user_tokens::users_unavailable(e)),
     };
     // Hash on a blocking thread: argon2id is deliberately slow.
     let password = password.to_owned();
@@ -315,12 +298,8 @@ pub async fn consent_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !super::form::is_form(&headers) {
-        return oauth_error_page(
-            &state,
-            None,
-            OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"),
-        );
+    if let Some(page) = super::browser::not_a_form(&state, &headers) {
+        return page;
     }
     // `scope` repeats (one per checkbox); everything else appears once.
     let mut selected: Vec<String> = Vec::new();
@@ -339,18 +318,11 @@ pub async fn consent_post(
         }
     }
     let params = PageParams(single);
-    let id = params.get("interaction").unwrap_or_default().to_owned();
-    let interaction = match load_interaction(
-        &state,
-        &headers,
-        Some(&id),
-        Some(params.get("csrf").unwrap_or("")),
-    )
-    .await
-    {
-        Ok(i) => i,
-        Err(e) => return e.into_page(&state),
-    };
+    let (id, interaction) =
+        match super::browser::interaction_of_form(&state, &headers, &params).await {
+            Ok(found) => found,
+            Err(e) => return e.into_page(&state),
+        };
     let Some(session) = interaction.session.clone() else {
         return InteractionError::Gone.into_page(&state);
     };

@@ -32,6 +32,27 @@ pub struct UserGrant {
     pub code_challenge: Option<signet_core::authorize::CodeChallenge>,
 }
 
+/// The user directory failing: `temporarily_unavailable` (503).
+pub fn users_unavailable(e: impl std::fmt::Display) -> OAuthError {
+    tracing::warn!(error = %e, "user directory failed");
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "the user directory is temporarily unavailable; retry shortly",
+    )
+}
+
+/// The user behind a grant, who must still exist and be enabled (`invalid_grant` if not).
+pub async fn active_user(
+    state: &AppState,
+    sub: &str,
+) -> Result<signet_core::user::UserRecord, OAuthError> {
+    match state.users.by_sub(sub).await {
+        Ok(Some(u)) if u.enabled => Ok(u),
+        Ok(_) => Err(OAuthError::invalid_grant("the user is disabled or gone")),
+        Err(e) => Err(users_unavailable(e)),
+    }
+}
+
 fn unavailable(what: &str) -> OAuthError {
     tracing::warn!("no active signing key held for {what}");
     OAuthError::new(
@@ -205,14 +226,7 @@ pub async fn id_token(
     let alg = id_token_alg(state, client)?;
     let mut claims = serde_json::Map::new();
     if alongside.user_claims || c.always_include_user_claims_in_id_token {
-        let user = state.users.by_sub(&grant.sub).await.map_err(|e| {
-            tracing::warn!(error = %e, "user directory failed");
-            OAuthError::new(
-                ErrorCode::TemporarilyUnavailable,
-                "the user directory is temporarily unavailable",
-            )
-        })?;
-        let user = user.ok_or_else(|| OAuthError::invalid_grant("the user no longer exists"))?;
+        let user = active_user(state, &grant.sub).await?;
         claims = released_claims(p, &grant.scopes, &user.claims);
     }
     let sub = subject_for(client, &grant.redirect_uri, &grant.sub);

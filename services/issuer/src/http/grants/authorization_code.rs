@@ -136,19 +136,7 @@ pub async fn grant(
         }
         (None, None) => {}
     }
-    // The user must still exist and be enabled.
-    match state.users.by_sub(&grant.sub).await {
-        Ok(Some(u)) if u.enabled => {}
-        Ok(_) => return Err(OAuthError::invalid_grant("the user is disabled or gone").into()),
-        Err(e) => {
-            tracing::warn!(error = %e, "user directory failed");
-            return Err(OAuthError::new(
-                signet_core::oauth::ErrorCode::TemporarilyUnavailable,
-                "the user directory is temporarily unavailable; retry shortly",
-            )
-            .into());
-        }
-    }
+    user_tokens::active_user(state, &grant.sub).await?;
     // Remember the redemption: presenting this code again ends what it started.
     let marker = serde_json::to_vec(&Redeemed {
         sid: grant.sid.clone(),

@@ -234,19 +234,7 @@ pub async fn grant(
     }) {
         return Err(invalid().into());
     }
-    // The user must still exist and be enabled.
-    match state.users.by_sub(&grant.sub).await {
-        Ok(Some(u)) if u.enabled => {}
-        Ok(_) => return Err(invalid().into()),
-        Err(e) => {
-            tracing::warn!(error = %e, "user directory failed");
-            return Err(OAuthError::new(
-                signet_core::oauth::ErrorCode::TemporarilyUnavailable,
-                "the user directory is temporarily unavailable; retry shortly",
-            )
-            .into());
-        }
-    }
+    user_tokens::active_user(state, &grant.sub).await?;
     // A narrower scope may be asked for (RFC 6749 section 6), never a wider one.
     let mut grant = grant.clone();
     if let Some(scope) = form.get("scope") {
