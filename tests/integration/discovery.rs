@@ -33,7 +33,8 @@ async fn discovery_under_an_issuer_path() -> anyhow::Result<()> {
                 "authorization_code",
                 "implicit",
                 "refresh_token",
-                "client_credentials"
+                "client_credentials",
+                "urn:ietf:params:oauth:grant-type:token-exchange"
             ])
         );
         assert_eq!(

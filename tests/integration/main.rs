@@ -3,6 +3,7 @@
 
 mod admin_api;
 mod admin_cli;
+mod api_keys;
 mod bad_input;
 mod client_credentials;
 mod cluster;

@@ -66,6 +66,13 @@ pub enum Event {
     UserReplaced(Box<UserRecord>),
     #[serde(rename = "user.deleted")]
     UserDeleted { sub: String },
+    /// A user made an API key (the record holds its SHA-256, never the key). Projected
+    /// outside memory, with the users.
+    #[serde(rename = "api_key.created")]
+    ApiKeyCreated(Box<crate::api_key::ApiKeyRecord>),
+    /// An API key was revoked (by its owner, or with its user).
+    #[serde(rename = "api_key.revoked")]
+    ApiKeyRevoked { id: String, sub: String },
 }
 
 /// The aggregate an event belongs to.
@@ -76,6 +83,7 @@ pub enum Aggregate {
     Scope,
     SigningKey,
     User,
+    ApiKey,
 }
 
 impl Aggregate {
@@ -86,6 +94,7 @@ impl Aggregate {
             Aggregate::Scope => "scope",
             Aggregate::SigningKey => "signing_key",
             Aggregate::User => "user",
+            Aggregate::ApiKey => "api_key",
         }
     }
 
@@ -126,6 +135,8 @@ impl Event {
             | Event::SigningKeyRemoved { kid, .. } => (Aggregate::SigningKey, kid),
             Event::UserCreated(u) | Event::UserReplaced(u) => (Aggregate::User, &u.sub),
             Event::UserDeleted { sub } => (Aggregate::User, sub),
+            Event::ApiKeyCreated(k) => (Aggregate::ApiKey, &k.id),
+            Event::ApiKeyRevoked { id, .. } => (Aggregate::ApiKey, id),
         }
     }
 

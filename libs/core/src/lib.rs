@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api_key;
 pub mod authorize;
 pub mod bootstrap;
 pub mod client;

@@ -112,6 +112,7 @@ pub enum TokenGrantType {
     ClientCredentials,
     AuthorizationCode,
     RefreshToken,
+    TokenExchange,
 }
 
 impl TokenGrantType {
@@ -121,6 +122,9 @@ impl TokenGrantType {
             "client_credentials" => Some(TokenGrantType::ClientCredentials),
             "authorization_code" => Some(TokenGrantType::AuthorizationCode),
             "refresh_token" => Some(TokenGrantType::RefreshToken),
+            "urn:ietf:params:oauth:grant-type:token-exchange" => {
+                Some(TokenGrantType::TokenExchange)
+            }
             _ => None,
         }
     }
@@ -132,6 +136,7 @@ impl fmt::Display for TokenGrantType {
             TokenGrantType::ClientCredentials => "client_credentials",
             TokenGrantType::AuthorizationCode => "authorization_code",
             TokenGrantType::RefreshToken => "refresh_token",
+            TokenGrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
         })
     }
 }

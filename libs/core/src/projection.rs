@@ -262,7 +262,7 @@ impl Projection {
         // Users live in their own projection outside memory (the issuer's users
         // projection): this one only moves past their events, and keeps no version for
         // them (their versions are the log's and that projection's).
-        if event.aggregate().0 == Aggregate::User {
+        if matches!(event.aggregate().0, Aggregate::User | Aggregate::ApiKey) {
             self.seq = seq;
             return Ok(());
         }
@@ -370,7 +370,11 @@ impl Projection {
                 self.keys.remove(&kid);
                 self.rebuild_jwks();
             }
-            Event::UserCreated(_) | Event::UserReplaced(_) | Event::UserDeleted { .. } => {}
+            Event::UserCreated(_)
+            | Event::UserReplaced(_)
+            | Event::UserDeleted { .. }
+            | Event::ApiKeyCreated(_)
+            | Event::ApiKeyRevoked { .. } => {}
         }
         self.versions.insert(subject.to_owned(), seq);
         self.seq = seq;

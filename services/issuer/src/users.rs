@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use futures::StreamExt;
+use signet_core::api_key::{self, ApiKeyRecord, NewApiKey};
 use signet_core::events::{Aggregate, Event};
 use signet_core::user::{
     hash_password, sub_from_bytes, username_key, CheckedUser, PasswordError, UserRecord,
@@ -51,6 +52,10 @@ pub const USERS_FILE: &str = "projections/users.redb";
 pub const SUB_PREFIX: &str = "sub:";
 /// Key prefix of the username index.
 pub const USERNAME_PREFIX: &str = "username:";
+/// Key prefix of API key records (`apikey:<id>`).
+pub const API_KEY_PREFIX: &str = "apikey:";
+/// Key prefix of each user's list of API key ids (`apikeys:<sub>`).
+pub const API_KEYS_OF_PREFIX: &str = "apikeys:";
 
 /// Events read per batch while catching up.
 const CATCH_UP_BATCH: usize = 1024;
@@ -194,10 +199,37 @@ impl Shared {
         Ok(())
     }
 
-    /// Folds one event; returns whether it was a user event.
+    /// The ids of a user's API keys, and the list's sequence.
+    async fn key_ids(&self, sub: &str) -> Result<(Vec<String>, Seq), UsersError> {
+        let key = format!("{API_KEYS_OF_PREFIX}{sub}");
+        if validate_key(&key).is_err() {
+            return Ok((Vec::new(), 0));
+        }
+        match self.kv.get(&key).await? {
+            Some((bytes, seq)) => Ok((
+                serde_json::from_slice(&bytes).map_err(|e| UsersError::Corrupt {
+                    key,
+                    reason: e.to_string(),
+                })?,
+                seq,
+            )),
+            None => Ok((Vec::new(), 0)),
+        }
+    }
+
+    /// Rewrites a user's API key list as of `seq`.
+    async fn set_key_ids(&self, sub: &str, ids: &[String], seq: Seq) -> Result<(), UsersError> {
+        let key = format!("{API_KEYS_OF_PREFIX}{sub}");
+        let json = serde_json::to_vec(ids).unwrap_or_default();
+        self.kv.apply(&key, Some(&json), seq).await?;
+        Ok(())
+    }
+
+    /// Folds one event; returns whether it was a user or API key event.
     async fn fold(&self, e: &RecordedEvent) -> Result<bool, UsersError> {
         let user_subjects = Aggregate::User.subject("");
-        if !e.subject.starts_with(&user_subjects) {
+        let key_subjects = Aggregate::ApiKey.subject("");
+        if !e.subject.starts_with(&user_subjects) && !e.subject.starts_with(&key_subjects) {
             return Ok(false);
         }
         let decode = |reason: String| UsersError::Decode {
@@ -233,6 +265,25 @@ impl Shared {
                         .await?;
                 }
                 self.kv.apply(&sub_key(&sub), None, seq).await?;
+            }
+            Event::ApiKeyCreated(k) => {
+                let json = serde_json::to_vec(&k).map_err(|err| decode(err.to_string()))?;
+                let (mut ids, _) = self.key_ids(&k.sub).await?;
+                if !ids.contains(&k.id) {
+                    ids.push(k.id.clone());
+                }
+                self.set_key_ids(&k.sub, &ids, seq).await?;
+                self.kv
+                    .apply(&format!("{API_KEY_PREFIX}{}", k.id), Some(&json), seq)
+                    .await?;
+            }
+            Event::ApiKeyRevoked { id, sub } => {
+                let (mut ids, _) = self.key_ids(&sub).await?;
+                ids.retain(|i| *i != id);
+                self.set_key_ids(&sub, &ids, seq).await?;
+                self.kv
+                    .apply(&format!("{API_KEY_PREFIX}{id}"), None, seq)
+                    .await?;
             }
             other => {
                 return Err(decode(format!(
@@ -503,6 +554,106 @@ impl Users {
             })?;
         self.wait_applied(seq, patience).await?;
         Ok(seq)
+    }
+
+    /// An API key by id.
+    pub async fn api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>, UsersError> {
+        let key = format!("{API_KEY_PREFIX}{id}");
+        if validate_key(&key).is_err() {
+            return Ok(None);
+        }
+        match self.0.shared.kv.get(&key).await? {
+            Some((bytes, _)) => Ok(Some(serde_json::from_slice(&bytes).map_err(|e| {
+                UsersError::Corrupt {
+                    key,
+                    reason: e.to_string(),
+                }
+            })?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A user's API keys.
+    pub async fn api_keys_of(&self, sub: &str) -> Result<Vec<ApiKeyRecord>, UsersError> {
+        let (ids, _) = self.0.shared.key_ids(sub).await?;
+        let mut keys = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(k) = self.api_key(&id).await? {
+                keys.push(k);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Makes an API key for `sub`; returns its record and the key (shown once).
+    pub async fn create_api_key(
+        &self,
+        sub: &str,
+        request: NewApiKey,
+        patience: Duration,
+    ) -> Result<(ApiKeyRecord, String), UserWriteError> {
+        request.check()?;
+        let _writing = self.0.writes.lock().await;
+        self.settle(patience).await?;
+        if self.api_keys_of(sub).await?.len() >= api_key::MAX_KEYS_PER_USER {
+            return Err(ValidationErrors::single(
+                "name",
+                "this user already holds the most API keys allowed (50); revoke one first",
+            )
+            .into());
+        }
+        let id = signet_jose::b64url(&random16()?);
+        let mut secret = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut secret)
+            .map_err(|_| UserWriteError::Random)?;
+        let key = api_key::format_key(&id, &signet_jose::b64url(&secret));
+        let now = now();
+        let record = ApiKeyRecord {
+            id,
+            sub: sub.to_owned(),
+            name: request.name.trim().to_owned(),
+            scopes: request.scopes,
+            sha256: signet_core::secret::SecretDigest::of(&key).to_b64url(),
+            created_at: now,
+            expires_at: request
+                .lifetime_days
+                .map(|d| now + i64::from(d) * 24 * 3600),
+        };
+        let event = Event::ApiKeyCreated(Box::new(record.clone()));
+        self.append(sub, &event, 0, patience).await?;
+        Ok((record, key))
+    }
+
+    /// Revokes one of `sub`'s API keys; `NotFound` when `sub` has no such key.
+    pub async fn revoke_api_key(
+        &self,
+        sub: &str,
+        id: &str,
+        patience: Duration,
+    ) -> Result<ApiKeyRecord, UserWriteError> {
+        let _writing = self.0.writes.lock().await;
+        self.settle(patience).await?;
+        let record = self
+            .api_key(id)
+            .await?
+            .filter(|k| k.sub == sub)
+            .ok_or_else(|| UserWriteError::NotFound(format!("API key {id}")))?;
+        let version = self
+            .0
+            .shared
+            .kv
+            .get(&format!("{API_KEY_PREFIX}{id}"))
+            .await
+            .map_err(UsersError::from)?
+            .map(|(_, seq)| seq)
+            .unwrap_or(0);
+        let event = Event::ApiKeyRevoked {
+            id: id.to_owned(),
+            sub: sub.to_owned(),
+        };
+        self.append(sub, &event, version, patience).await?;
+        Ok(record)
     }
 
     /// Creates a user with a new random `sub`; answers once this node applied it.

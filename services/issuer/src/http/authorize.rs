@@ -104,7 +104,7 @@ async fn to_page(
     session: Option<Session>,
 ) -> Response {
     let fallback = request.clone();
-    match start_interaction(state, request, session).await {
+    match start_interaction(state, Some(request), session).await {
         Ok((id, cookie)) => {
             let location = state
                 .config

@@ -170,10 +170,11 @@ pub async fn create_session(
     Ok((session, cookie))
 }
 
-/// An authorization request waiting for the user.
+/// A sign-in waiting for the user: for an authorization request, or (`request: None`) for
+/// the account pages, which the user returns to afterwards.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Interaction {
-    pub request: AuthorizeRequest,
+    pub request: Option<AuthorizeRequest>,
     /// Echoed by the page's form.
     pub csrf: String,
     /// Digest of the [`INTERACTION_COOKIE`] value of the browser that started it.
@@ -185,7 +186,7 @@ pub struct Interaction {
 /// Stores a new interaction; returns its id and the binding cookie.
 pub async fn start_interaction(
     state: &AppState,
-    request: AuthorizeRequest,
+    request: Option<AuthorizeRequest>,
     session: Option<Session>,
 ) -> Result<(String, HeaderValue), OAuthError> {
     let id = random_token()?;
@@ -347,6 +348,10 @@ fn templates() -> &'static minijinja::Environment<'static> {
             (
                 "form_post.html",
                 include_str!("../../templates/form_post.html"),
+            ),
+            (
+                "api_keys.html",
+                include_str!("../../templates/api_keys.html"),
             ),
         ] {
             // The templates are part of the binary; a broken one fails the unit tests.
@@ -517,7 +522,13 @@ mod tests {
             .render(&ctx)
             .unwrap();
         assert!(html.contains("&lt;script&gt;"), "{html}");
-        for name in ["login.html", "consent.html", "form_post.html", "base.html"] {
+        for name in [
+            "login.html",
+            "consent.html",
+            "form_post.html",
+            "base.html",
+            "api_keys.html",
+        ] {
             templates().get_template(name).unwrap();
         }
     }

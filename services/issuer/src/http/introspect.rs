@@ -98,6 +98,14 @@ pub async fn identify(
             reference: false,
         }));
     }
+    if let Some(id) = signet_core::api_key::key_id(token) {
+        return api_key(state, p, token, id, now).await.map(|c| {
+            c.map(|claims| Known::Access {
+                claims,
+                reference: false,
+            })
+        });
+    }
     if let Some(family) = family_of(token) {
         let Some(record) = refresh_token::lookup(state, token).await? else {
             return Ok(None);
@@ -138,6 +146,66 @@ pub async fn identify(
         claims,
         reference: true,
     }))
+}
+
+/// The claims of a presented API key that is good: its hash matches, it has not expired or
+/// been revoked, and its user exists and is enabled.
+pub async fn api_key(
+    state: &AppState,
+    p: &Projection,
+    token: &str,
+    id: &str,
+    now: i64,
+) -> Result<Option<Map<String, Value>>, OAuthError> {
+    use super::user_tokens::users_unavailable;
+    let Some(k) = state.users.api_key(id).await.map_err(users_unavailable)? else {
+        return Ok(None);
+    };
+    if !super::browser::ct_eq(&k.sha256, &digest_key(token)) || k.is_expired(now) {
+        return Ok(None);
+    }
+    match state.users.by_sub(&k.sub).await {
+        Ok(Some(u)) if u.enabled => {}
+        Ok(_) => return Ok(None),
+        Err(e) => return Err(users_unavailable(e)),
+    }
+    if state.revocations.is_revoked(&TokenFacts {
+        jti: Some(&k.id),
+        family: Some(&k.id),
+        sub: Some(&k.sub),
+        iat: k.created_at,
+        ..Default::default()
+    }) {
+        return Ok(None);
+    }
+    let api: Vec<&str> = k
+        .scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|s| {
+            p.scope(s)
+                .is_some_and(|e| e.kind == signet_core::scope::ScopeKind::Api)
+        })
+        .collect();
+    let aud: Vec<&str> = signet_core::grants::client_credentials::audiences_and_alg(
+        p,
+        &api,
+        state.config.default_algorithm,
+    )
+    .map(|(a, _)| a)
+    .unwrap_or_default();
+    let mut claims = Map::new();
+    claims.insert("iss".into(), state.config.issuer.as_str().into());
+    claims.insert("sub".into(), k.sub.clone().into());
+    claims.insert("scope".into(), k.scopes.join(" ").into());
+    claims.insert("jti".into(), k.id.clone().into());
+    claims.insert("iat".into(), k.created_at.into());
+    if let Some(e) = k.expires_at {
+        claims.insert("exp".into(), e.into());
+    }
+    claims.insert("aud".into(), aud.into());
+    claims.insert("token_kind".into(), "api_key".into());
+    Ok(Some(claims))
 }
 
 /// Authenticates an introspection caller: an API resource by Basic (or

@@ -47,7 +47,8 @@ fn login_page(
     status: StatusCode,
 ) -> Response {
     let p = state.projection.load();
-    let mut ctx = branding(p.client(&interaction.request.client_id).map(|c| &**c));
+    let request = interaction.request.as_ref();
+    let mut ctx = branding(request.and_then(|r| p.client(&r.client_id)).map(|c| &**c));
     ctx["action"] = state.config.issuer.endpoint("/login").into();
     ctx["interaction"] = interaction_id.into();
     ctx["csrf"] = interaction.csrf.clone().into();
@@ -58,15 +59,15 @@ fn login_page(
         "login.html",
         status,
         ctx,
-        Some(&interaction.request.redirect_uri),
+        request.map(|r| r.redirect_uri.as_str()),
     )
 }
 
 /// The first of `ui_locales` if it looks like a language tag, for the page's `lang`.
 fn lang(i: &Interaction) -> String {
     i.request
-        .ui_locales
-        .as_deref()
+        .as_ref()
+        .and_then(|r| r.ui_locales.as_deref())
         .and_then(|l| l.split(' ').next())
         .filter(|l| {
             !l.is_empty()
@@ -86,7 +87,11 @@ pub async fn login_get(
     let id = params.as_ref().and_then(|p| p.get("interaction"));
     match load_interaction(&state, &headers, id, None).await {
         Ok(i) => {
-            let hint = i.request.login_hint.clone().unwrap_or_default();
+            let hint = i
+                .request
+                .as_ref()
+                .and_then(|r| r.login_hint.clone())
+                .unwrap_or_default();
             login_page(
                 &state,
                 id.unwrap_or_default(),
@@ -230,11 +235,17 @@ pub async fn login_post(
     if let Err(e) = end_interaction(&state, &id).await {
         return oauth_error_page(&state, None, e);
     }
+    let Some(request) = interaction.request else {
+        // A sign-in for the account pages: back to them.
+        let mut resp = super::account::to_account_page(&state);
+        resp.headers_mut().append(header::SET_COOKIE, cookie);
+        return resp;
+    };
     let p = state.projection.load();
-    let Some(client) = p.client(&interaction.request.client_id).cloned() else {
+    let Some(client) = p.client(&request.client_id).cloned() else {
         return InteractionError::Gone.into_page(&state);
     };
-    let mut resp = continue_flow(&state, &p, &client, interaction.request, session, now).await;
+    let mut resp = continue_flow(&state, &p, &client, request, session, now).await;
     resp.headers_mut().append(header::SET_COOKIE, cookie);
     resp
 }
@@ -251,12 +262,14 @@ pub async fn consent_get(
         Ok(_) => return InteractionError::Gone.into_page(&state),
         Err(e) => return e.into_page(&state),
     };
-    let p = state.projection.load();
-    let Some(client) = p.client(&interaction.request.client_id) else {
+    let Some(request) = interaction.request.as_ref() else {
         return InteractionError::Gone.into_page(&state);
     };
-    let scopes: Vec<serde_json::Value> = interaction
-        .request
+    let p = state.projection.load();
+    let Some(client) = p.client(&request.client_id) else {
+        return InteractionError::Gone.into_page(&state);
+    };
+    let scopes: Vec<serde_json::Value> = request
         .scopes
         .iter()
         .map(|name| {
@@ -289,7 +302,7 @@ pub async fn consent_get(
         "consent.html",
         StatusCode::OK,
         ctx,
-        Some(&interaction.request.redirect_uri),
+        Some(&request.redirect_uri),
     )
 }
 
@@ -329,7 +342,9 @@ pub async fn consent_post(
     if let Err(e) = end_interaction(&state, &id).await {
         return oauth_error_page(&state, None, e);
     }
-    let request = interaction.request;
+    let Some(request) = interaction.request else {
+        return InteractionError::Gone.into_page(&state);
+    };
     let deny = |why: &'static str| {
         redirect_error(
             &state,

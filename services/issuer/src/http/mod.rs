@@ -1,6 +1,7 @@
 //! The two routers of a node: the public protocol surface (under the issuer URL's path)
 //! and the admin API (on the admin listener, under `/admin/v1`).
 
+pub mod account;
 pub mod admin;
 pub mod admin_revocations;
 pub mod admin_users;
@@ -58,6 +59,19 @@ pub fn public_router(state: AppState) -> Router {
         .route("/oauth2/introspect", post(introspect::introspect))
         .route("/oauth2/revoke", post(introspect::revoke))
         .route("/login", get(login::login_get).post(login::login_post))
+        .route(
+            "/account/api-keys",
+            get(account::page_get).post(account::page_create),
+        )
+        .route("/account/api-keys/{id}/revoke", post(account::page_revoke))
+        .route(
+            "/account/api-keys/keys",
+            get(account::json_list).post(account::json_create),
+        )
+        .route(
+            "/account/api-keys/keys/{id}",
+            axum::routing::delete(account::json_revoke),
+        )
         .route(
             "/consent",
             get(login::consent_get).post(login::consent_post),

@@ -24,7 +24,7 @@ pub async fn token(State(state): State<AppState>, form: OAuthForm) -> Response {
     // Grants that need the store are async; client_credentials stays on the sync path.
     if matches!(
         form.get("grant_type"),
-        Some("authorization_code" | "refresh_token")
+        Some("authorization_code" | "refresh_token" | grants::token_exchange::GRANT_TYPE)
     ) {
         return store_grant(&state, &form, now())
             .await
@@ -41,10 +41,14 @@ async fn store_grant(
 ) -> Result<Response, ProtocolError> {
     let projection = state.projection.load();
     let client = authenticate(&projection, form, now)?;
-    if form.get("grant_type") == Some("refresh_token") {
-        grants::refresh_token::grant(state, &projection, &client, form, now).await
-    } else {
-        grants::authorization_code::grant(state, &projection, &client, form, now).await
+    match form.get("grant_type") {
+        Some("refresh_token") => {
+            grants::refresh_token::grant(state, &projection, &client, form, now).await
+        }
+        Some(grants::token_exchange::GRANT_TYPE) => {
+            grants::token_exchange::grant(state, &projection, &client, form, now).await
+        }
+        _ => grants::authorization_code::grant(state, &projection, &client, form, now).await,
     }
 }
 
@@ -59,9 +63,11 @@ fn handle(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response, Prot
             grants::client_credentials::grant(state, &projection, &client, form, now)
         }
         // Handled in `token` (async: they need the store).
-        Some(TokenGrantType::AuthorizationCode | TokenGrantType::RefreshToken) => {
-            Err(OAuthError::invalid_request("this grant is handled asynchronously").into())
-        }
+        Some(
+            TokenGrantType::AuthorizationCode
+            | TokenGrantType::RefreshToken
+            | TokenGrantType::TokenExchange,
+        ) => Err(OAuthError::invalid_request("this grant is handled asynchronously").into()),
         None => Err(OAuthError::unsupported_grant_type(format!(
             "grant_type {:?} is not supported",
             grant_type.chars().take(64).collect::<String>()

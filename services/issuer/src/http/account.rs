@@ -1,0 +1,420 @@
+//! `/account/api-keys`: a signed-in user makes, lists and revokes API keys — an HTML page
+//! (no JavaScript) and a JSON API under it:
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /account/api-keys` | the page (signs the user in first) |
+//! | `POST /account/api-keys` | form: make a key (`name`, `scopes`, `lifetimeDays`); shown once |
+//! | `POST /account/api-keys/{id}/revoke` | form: revoke a key |
+//! | `GET /account/api-keys/keys` | JSON: the user's keys |
+//! | `POST /account/api-keys/keys` | JSON `{name, scopes, lifetimeDays?}` → 201 with `key` (once) |
+//! | `DELETE /account/api-keys/keys/{id}` | JSON: revoke (204) |
+//!
+//! The SSO session cookie authenticates; every write carries a CSRF token derived from the
+//! session cookie (a form field, or the `X-CSRF-Token` header for JSON). A key is stored as
+//! its SHA-256; revoking one publishes a revocation (its id is the `family` of the access
+//! tokens exchanged for it, and the key's own `jti`).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use signet_core::api_key::{ApiKeyRecord, NewApiKey};
+use signet_core::authorize::Params;
+use signet_core::validation::ValidationErrors;
+use signet_verify::revocation::{Revocation, Target};
+
+use super::browser::{
+    cookie, ct_eq, digest_key, load_session, oauth_error_page, render, start_interaction,
+    PageParams, Session, SESSION_COOKIE,
+};
+use super::token::now;
+use crate::state::AppState;
+use crate::users::UserWriteError;
+
+const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The CSRF token of a session: only the holder of the session cookie can know it.
+fn csrf_of(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, SESSION_COOKIE).map(|c| digest_key(&format!("csrf\u{0}{c}")))
+}
+
+fn csrf_ok(headers: &HeaderMap, presented: Option<&str>) -> bool {
+    match (csrf_of(headers), presented) {
+        (Some(expected), Some(p)) => ct_eq(&expected, p),
+        _ => false,
+    }
+}
+
+/// 302 to the account page.
+pub fn to_account_page(state: &AppState) -> Response {
+    let mut r = StatusCode::FOUND.into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&state.config.issuer.endpoint("/account/api-keys"))
+    {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    super::error::no_store(r.headers_mut());
+    r
+}
+
+fn json_error(status: StatusCode, error: &str, description: &str, field: Option<&str>) -> Response {
+    let mut body = json!({"error": error, "error_description": description});
+    if let Some(f) = field {
+        body["field"] = f.into();
+    }
+    let mut r = (status, Json(body)).into_response();
+    super::error::no_store(r.headers_mut());
+    r
+}
+
+fn write_error(state: &AppState, e: UserWriteError, json: bool) -> Response {
+    let (status, error, description, field) = match &e {
+        UserWriteError::Invalid(v) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            v.to_string(),
+            v.errors.first().map(|f| f.field.clone()),
+        ),
+        UserWriteError::NotFound(_) => (
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such API key".to_owned(),
+            None,
+        ),
+        UserWriteError::Conflict => (
+            StatusCode::CONFLICT,
+            "conflict",
+            "changed concurrently; retry".to_owned(),
+            None,
+        ),
+        other => {
+            tracing::warn!(error = %other, "API key write failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "retry shortly".to_owned(),
+                None,
+            )
+        }
+    };
+    if json {
+        json_error(status, error, &description, field.as_deref())
+    } else {
+        super::browser::error_page(state, None, status, error, &description)
+    }
+}
+
+/// The signed-in user of this request (session alive, user enabled).
+async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, Response> {
+    load_session(state, headers)
+        .await
+        .map_err(|e| oauth_error_page(state, None, e))
+}
+
+/// Checks the scopes a key asks for: each must be an enabled scope of this server.
+fn check_scopes(state: &AppState, scopes: &[String]) -> Result<(), ValidationErrors> {
+    let p = state.projection.load();
+    for (i, s) in scopes.iter().enumerate() {
+        if !p.scope(s).is_some_and(|e| e.scope.enabled) {
+            return Err(ValidationErrors::single(
+                format!("scopes[{i}]"),
+                "is not an enabled scope of this server",
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn create(
+    state: &AppState,
+    sub: &str,
+    req: NewApiKey,
+) -> Result<(ApiKeyRecord, String), UserWriteError> {
+    req.check()?;
+    check_scopes(state, &req.scopes)?;
+    state.users.create_api_key(sub, req, PATIENCE).await
+}
+
+/// Revokes a key: the event, then a revocation every node and resource server applies.
+async fn revoke(state: &AppState, sub: &str, id: &str) -> Result<(), UserWriteError> {
+    let record = state.users.revoke_api_key(sub, id, PATIENCE).await?;
+    let now = now();
+    let r = Revocation {
+        target: Target::Family {
+            family: record.id.clone(),
+        },
+        // Keys without an expiry are remembered for ten years.
+        exp: record.expires_at.unwrap_or(now + 10 * 365 * 24 * 3600) + 24 * 3600,
+        at: now,
+    };
+    state.revocations.revoke(r).await.map_err(|e| {
+        tracing::warn!(error = %e, "could not publish an API key revocation");
+        UserWriteError::Random
+    })
+}
+
+async fn page(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: &Session,
+    created: Option<(ApiKeyRecord, String)>,
+    error: Option<String>,
+) -> Response {
+    let keys = match state.users.api_keys_of(&session.sub).await {
+        Ok(k) => k,
+        Err(e) => return oauth_error_page(state, None, super::user_tokens::users_unavailable(e)),
+    };
+    let username = match state.users.by_sub(&session.sub).await {
+        Ok(Some(u)) => u.username,
+        _ => session.sub.clone(),
+    };
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            json!({"id": k.id, "name": k.name, "scopes": k.scopes,
+                   "expires": k.expires_at.map(|e| time::OffsetDateTime::from_unix_timestamp(e)
+                       .map(|t| t.date().to_string()).unwrap_or_default())})
+        })
+        .collect();
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    render(
+        "api_keys.html",
+        status,
+        json!({
+            "action": state.config.issuer.endpoint("/account/api-keys"),
+            "csrf": csrf_of(headers),
+            "username": username,
+            "keys": keys,
+            "created": created.as_ref().map(|(_, k)| k.clone()),
+            "created_name": created.as_ref().map(|(r, _)| r.name.clone()),
+            "error": error,
+        }),
+    )
+}
+
+/// `GET /account/api-keys`.
+pub async fn page_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match signed_in(&state, &headers).await {
+        Err(r) => r,
+        Ok(Some(session)) => page(&state, &headers, &session, None, None).await,
+        Ok(None) => match start_interaction(&state, None, None).await {
+            Ok((id, cookie)) => {
+                let mut r = StatusCode::FOUND.into_response();
+                if let Ok(v) = header::HeaderValue::from_str(
+                    &state
+                        .config
+                        .issuer
+                        .endpoint(&format!("/login?interaction={id}")),
+                ) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                r.headers_mut().append(header::SET_COOKIE, cookie);
+                r
+            }
+            Err(e) => oauth_error_page(&state, None, e),
+        },
+    }
+}
+
+fn forged(state: &AppState) -> Response {
+    super::browser::error_page(
+        state,
+        None,
+        StatusCode::FORBIDDEN,
+        "invalid_request",
+        "This form was not sent by the page this server showed you (CSRF check failed).",
+    )
+}
+
+/// `POST /account/api-keys` (form).
+pub async fn page_create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = super::browser::not_a_form(&state, &headers) {
+        return r;
+    }
+    let params = match PageParams::parse(&body) {
+        Ok(p) => p,
+        Err(e) => return oauth_error_page(&state, None, e),
+    };
+    let session = match signed_in(&state, &headers).await {
+        Err(r) => return r,
+        Ok(None) => return to_account_page(&state),
+        Ok(Some(s)) => s,
+    };
+    if !csrf_ok(&headers, params.get("csrf")) {
+        return forged(&state);
+    }
+    let lifetime_days = match params.get("lifetimeDays").map(str::parse::<u32>) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(_)) => {
+            return page(
+                &state,
+                &headers,
+                &session,
+                None,
+                Some("The lifetime must be a number of days.".into()),
+            )
+            .await
+        }
+    };
+    let req = NewApiKey {
+        name: params.get("name").unwrap_or_default().to_owned(),
+        scopes: params
+            .get("scopes")
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        lifetime_days,
+    };
+    match create(&state, &session.sub, req).await {
+        Ok(created) => page(&state, &headers, &session, Some(created), None).await,
+        Err(UserWriteError::Invalid(v)) => {
+            page(&state, &headers, &session, None, Some(v.to_string())).await
+        }
+        Err(e) => write_error(&state, e, false),
+    }
+}
+
+/// `POST /account/api-keys/{id}/revoke` (form).
+pub async fn page_revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = super::browser::not_a_form(&state, &headers) {
+        return r;
+    }
+    let params = match PageParams::parse(&body) {
+        Ok(p) => p,
+        Err(e) => return oauth_error_page(&state, None, e),
+    };
+    let session = match signed_in(&state, &headers).await {
+        Err(r) => return r,
+        Ok(None) => return to_account_page(&state),
+        Ok(Some(s)) => s,
+    };
+    if !csrf_ok(&headers, params.get("csrf")) {
+        return forged(&state);
+    }
+    match revoke(&state, &session.sub, &id).await {
+        Ok(()) => {
+            let mut r = to_account_page(&state);
+            *r.status_mut() = StatusCode::SEE_OTHER;
+            r
+        }
+        Err(e) => write_error(&state, e, false),
+    }
+}
+
+fn unauthenticated() -> Response {
+    json_error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "sign in first (the session cookie authenticates this API)",
+        None,
+    )
+}
+
+async fn json_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    write: bool,
+) -> Result<Session, Response> {
+    let session = match load_session(state, headers).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(unauthenticated()),
+        Err(e) => {
+            return Err(json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.code.as_str(),
+                &e.description,
+                None,
+            ))
+        }
+    };
+    let token = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    if write && !csrf_ok(headers, token) {
+        return Err(json_error(
+            StatusCode::FORBIDDEN,
+            "invalid_request",
+            "the X-CSRF-Token header is missing or wrong",
+            Some("X-CSRF-Token"),
+        ));
+    }
+    Ok(session)
+}
+
+/// `GET /account/api-keys/keys`.
+pub async fn json_list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match json_session(&state, &headers, false).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match state.users.api_keys_of(&session.sub).await {
+        Ok(keys) => {
+            let mut r = Json(json!({
+                "keys": keys.iter().map(ApiKeyRecord::view).collect::<Vec<_>>(),
+                "csrf": csrf_of(&headers),
+            }))
+            .into_response();
+            super::error::no_store(r.headers_mut());
+            r
+        }
+        Err(e) => write_error(&state, e.into(), true),
+    }
+}
+
+/// `POST /account/api-keys/keys`.
+pub async fn json_create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let session = match json_session(&state, &headers, true).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let req: NewApiKey = match signet_core::validation::from_json(&body) {
+        Ok(r) => r,
+        Err(v) => return write_error(&state, UserWriteError::Invalid(v), true),
+    };
+    match create(&state, &session.sub, req).await {
+        Ok((record, key)) => {
+            let mut view = record.view();
+            view["key"] = key.into();
+            let mut r = (StatusCode::CREATED, Json(view)).into_response();
+            super::error::no_store(r.headers_mut());
+            r
+        }
+        Err(e) => write_error(&state, e, true),
+    }
+}
+
+/// `DELETE /account/api-keys/keys/{id}`.
+pub async fn json_revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let session = match json_session(&state, &headers, true).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match revoke(&state, &session.sub, &id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => write_error(&state, e, true),
+    }
+}
