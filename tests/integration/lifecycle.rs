@@ -260,3 +260,55 @@ async fn refresh_rotation_reuse_detection_introspection_and_revocation() -> anyh
     assert_eq!(userinfo(&s, &at).await?, 401);
     Ok(())
 }
+
+/// Reusable refresh tokens with sliding expiry: each use renews the window; unused for
+/// longer than `slidingRefreshTokenLifetime`, the token is dead.
+#[tokio::test]
+async fn reusable_sliding_refresh_tokens_expire_when_unused() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(dir.path(), ServeOptions::default()).await?;
+    setup(&s).await?;
+    s.create(
+        "/Client",
+        json!({
+            "clientId": "slider", "allowedGrantTypes": ["authorization_code"],
+            "clientSecrets": [{"value": secret("slider")}],
+            "allowOfflineAccess": true, "requireConsent": false,
+            "refreshTokenUsage": 0, "refreshTokenExpiration": 0,
+            "slidingRefreshTokenLifetime": 2, "redirectUris": [REDIRECT],
+            "allowedScopes": ["openid", "offline_access"]
+        }),
+    )
+    .await?;
+    let t = code_flow(
+        &s.issuer,
+        &s.issuer,
+        "slider",
+        Some(&secret("slider")),
+        REDIRECT,
+        "openid offline_access",
+        "erin",
+        PASSWORD,
+    )
+    .await?;
+    let rt = str_of(&t, "refresh_token")?.to_owned();
+    // Used within the window, again and again: the same token keeps working.
+    for _ in 0..3 {
+        let (status, body) = refresh(&s, "slider", &rt).await?;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(str_of(&body, "refresh_token")?, rt);
+    }
+    // Unused for longer than the window (2 s): wait on the clock, the thing under test.
+    let last_use = std::time::Instant::now();
+    signet_tests::eventually(std::time::Duration::from_secs(10), || async {
+        (last_use.elapsed() > std::time::Duration::from_millis(2200)).then_some(())
+    })
+    .await?;
+    let (status, body) = refresh(&s, "slider", &rt).await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    Ok(())
+}

@@ -88,11 +88,14 @@ pub enum Namespace {
     /// Pairwise subjects (OIDC Core section 8.1) back to the user they stand for, while
     /// tokens carrying them live (userinfo resolves them).
     PairwiseSubject,
+    /// Sliding-expiry windows of reusable refresh tokens (renewed at each use; the family
+    /// dies when its window runs out).
+    SlidingWindow,
 }
 
 impl Namespace {
     /// Every namespace.
-    pub const ALL: [Namespace; 11] = [
+    pub const ALL: [Namespace; 12] = [
         Namespace::AuthorizationCode,
         Namespace::Session,
         Namespace::Consent,
@@ -104,6 +107,7 @@ impl Namespace {
         Namespace::RateLimit,
         Namespace::Interaction,
         Namespace::PairwiseSubject,
+        Namespace::SlidingWindow,
     ];
 
     /// The stable name used in storage keys. Never change one: stored entries would vanish.
@@ -120,6 +124,7 @@ impl Namespace {
             Namespace::RateLimit => "ratelimit",
             Namespace::Interaction => "interaction",
             Namespace::PairwiseSubject => "pairwise",
+            Namespace::SlidingWindow => "sliding",
         }
     }
 }

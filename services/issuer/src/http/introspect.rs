@@ -199,6 +199,9 @@ pub async fn api_key(
     claims.insert("sub".into(), k.sub.clone().into());
     claims.insert("scope".into(), k.scopes.join(" ").into());
     claims.insert("jti".into(), k.id.clone().into());
+    // Revoking the key revokes this family: resource servers that cache introspection
+    // answers still refuse the key once the revocation reaches them.
+    claims.insert("family".into(), k.id.clone().into());
     claims.insert("iat".into(), k.created_at.into());
     if let Some(e) = k.expires_at {
         claims.insert("exp".into(), e.into());

@@ -69,7 +69,45 @@ pub async fn issue(
         )
         .await
         .or_unavailable()?;
+    if sliding_reuse(client) {
+        slide(state, client, &family, absolute_exp, now).await?;
+    }
     Ok(token)
+}
+
+/// Reusable tokens with sliding expiry: the token never changes, so the window lives in an
+/// entry of its own, tied to the family and renewed at each use.
+fn sliding_reuse(client: &ClientEntry) -> bool {
+    let c = &client.client;
+    c.refresh_token_usage == TokenUsage::ReUse
+        && c.refresh_token_expiration == TokenExpiration::Sliding
+}
+
+/// (Re)opens a reusable family's sliding window: `slidingRefreshTokenLifetime` from now,
+/// never past the absolute end.
+async fn slide(
+    state: &AppState,
+    client: &ClientEntry,
+    family: &str,
+    absolute_exp: i64,
+    now: i64,
+) -> Result<(), OAuthError> {
+    let secs = (absolute_exp - now)
+        .min(i64::from(
+            client.client.sliding_refresh_token_lifetime.max(1),
+        ))
+        .max(1);
+    state
+        .store
+        .put(
+            signet_store::Namespace::SlidingWindow,
+            family,
+            b"1",
+            Duration::from_secs(secs as u64),
+            &[Index::Family(family)],
+        )
+        .await
+        .or_unavailable()
 }
 
 fn first_ttl(client: &ClientEntry, now: i64, absolute_exp: i64) -> Duration {
@@ -156,6 +194,19 @@ pub async fn grant(
             }
             let record: RefreshRecord =
                 serde_json::from_slice(&current.value).map_err(|_| invalid())?;
+            if sliding_reuse(client) {
+                let open = state
+                    .store
+                    .get(signet_store::Namespace::SlidingWindow, family)
+                    .await
+                    .or_unavailable()?;
+                if open.is_none() {
+                    // Unused for longer than the sliding lifetime: the family is over.
+                    state.store.delete_family(family).await.or_unavailable()?;
+                    return Err(invalid().into());
+                }
+                slide(state, client, family, record.absolute_exp, now).await?;
+            }
             (record, None)
         }
         TokenUsage::OneTimeOnly => {
