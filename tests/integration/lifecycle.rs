@@ -312,3 +312,32 @@ async fn reusable_sliding_refresh_tokens_expire_when_unused() -> anyhow::Result<
     );
     Ok(())
 }
+
+/// `client_credentials` with `accessTokenType: 1`: an opaque handle that introspection
+/// answers for, until it is revoked.
+#[tokio::test]
+async fn client_credentials_reference_tokens() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(dir.path(), ServeOptions::default()).await?;
+    setup(&s).await?;
+    s.create(
+        "/Client",
+        json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
+            "clientSecrets": [{"value": secret("svc")}], "accessTokenType": 1,
+            "allowedScopes": ["orders.read"]}),
+    )
+    .await?;
+    let sec = secret("svc");
+    let (status, _, body) = s
+        .token_request(Some(("svc", &sec)), &[("grant_type", "client_credentials")])
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let handle = str_of(&body, "access_token")?.to_owned();
+    assert!(!handle.contains('.'), "opaque: {handle}");
+    let i = introspect(&s, &handle, None).await?;
+    assert_eq!(i["active"], true, "{i}");
+    assert_eq!(i["client_id"], "svc");
+    assert_eq!(revoke(&s, "svc", &handle).await?, 200);
+    assert_eq!(introspect(&s, &handle, None).await?["active"], false);
+    Ok(())
+}

@@ -30,7 +30,17 @@ pub async fn token(State(state): State<AppState>, form: OAuthForm) -> Response {
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }
-    handle(&state, &form, now()).unwrap_or_else(IntoResponse::into_response)
+    match handle(&state, &form, now()) {
+        Ok(grants::client_credentials::Issued::Response(r)) => r,
+        Ok(grants::client_credentials::Issued::Reference {
+            claims,
+            lifetime,
+            scope,
+        }) => grants::client_credentials::store_reference(&state, &claims, lifetime, &scope)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The grants that need the short-lived state store.
@@ -52,7 +62,11 @@ async fn store_grant(
     }
 }
 
-fn handle(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response, ProtocolError> {
+fn handle(
+    state: &AppState,
+    form: &OAuthForm,
+    now: i64,
+) -> Result<grants::client_credentials::Issued, ProtocolError> {
     let projection = state.projection.load();
     let grant_type = form
         .get("grant_type")

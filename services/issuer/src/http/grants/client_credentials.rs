@@ -56,23 +56,26 @@ pub fn new_jti() -> Result<String, OAuthError> {
     })
 }
 
+/// What the grant produced: the answer, or (`accessTokenType: 1`) the claims of a
+/// reference token, which the caller stores (the one I/O step, kept off this sync path).
+pub enum Issued {
+    Response(Response),
+    Reference {
+        claims: Vec<u8>,
+        lifetime: i64,
+        scope: String,
+    },
+}
+
 pub fn grant(
     state: &AppState,
     p: &Projection,
     client: &ClientEntry,
     form: &OAuthForm,
     now: i64,
-) -> Result<Response, ProtocolError> {
+) -> Result<Issued, ProtocolError> {
     let c = &client.client;
     let grant = decide(p, client, form.get("scope"), state.config.default_algorithm)?;
-    if c.access_token_type == AccessTokenType::Reference {
-        // Reference tokens need the shared store; until it exists, refuse rather than
-        // silently issue a self-contained token the client did not ask for.
-        return Err(OAuthError::unauthorized_client(
-            "reference access tokens (accessTokenType 1) are not available on this server yet",
-        )
-        .into());
-    }
     let signers = state.signers.load();
     let signer = signers.access_token(grant.alg).ok_or_else(|| {
         // Not this request's fault, and temporary: a key lease is pending.
@@ -107,6 +110,15 @@ pub fn grant(
         jti: jti.as_deref(),
         extra_json: &client.claims_json,
     };
+    if c.access_token_type == AccessTokenType::Reference {
+        let mut buf = Vec::with_capacity(512);
+        claims.write_json(&mut buf);
+        return Ok(Issued::Reference {
+            claims: buf,
+            lifetime,
+            scope: grant.scopes.join(" "),
+        });
+    }
     let token = CLAIMS.with(|buf| {
         let mut buf = buf.borrow_mut();
         buf.clear();
@@ -122,7 +134,37 @@ pub fn grant(
         OAuthError::server_error("the token could not be signed")
     })?;
     metrics::counter!(TOKENS_ISSUED, "grant_type" => "client_credentials", "alg" => grant.alg.as_str()).increment(1);
-    Ok(token_response(&token, lifetime, &grant.scopes))
+    Ok(Issued::Response(token_response(
+        &token,
+        lifetime,
+        &grant.scopes,
+    )))
+}
+
+/// Stores the claims of a reference token for its lifetime and answers with its handle.
+pub async fn store_reference(
+    state: &AppState,
+    claims: &[u8],
+    lifetime: i64,
+    scope: &str,
+) -> Result<Response, ProtocolError> {
+    use crate::http::browser::{digest_key, random_token, StoreResult};
+    let handle = random_token()?;
+    state
+        .store
+        .put(
+            signet_store::Namespace::ReferenceToken,
+            &digest_key(&handle),
+            claims,
+            std::time::Duration::from_secs(lifetime.max(1) as u64),
+            &[],
+        )
+        .await
+        .or_unavailable()?;
+    metrics::counter!(TOKENS_ISSUED, "grant_type" => "client_credentials", "alg" => "reference")
+        .increment(1);
+    let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+    Ok(token_response(&handle, lifetime, &scopes))
 }
 
 /// RFC 6749 section 5.1.
