@@ -732,3 +732,156 @@ async fn a_revocation_reaches_a_resource_server_process() -> anyhow::Result<()> 
     assert_eq!(orders(base2, token).await?, 401, "replayed at start");
     Ok(())
 }
+
+/// Every other kind of token, revoked at node 1, stops at node 2 (real NATS and Redis): a
+/// reference access token (`client_credentials`, `accessTokenType: 1`) and an API key with
+/// the JWT exchanged for it.
+#[tokio::test]
+async fn reference_tokens_and_api_keys_revoked_at_one_node_stop_at_another() -> anyhow::Result<()> {
+    use signet_tests::browser::Browser;
+    let c = Cluster::start(2).await?;
+    for (path, body) in [
+        ("/Resource/ApiScope", json!({"name": "orders.read"})),
+        (
+            "/Resource/ApiResource",
+            json!({"name": "orders-api", "scopes": ["orders.read"], "apiSecrets": [{"value": SECRET}]}),
+        ),
+        (
+            "/Client",
+            json!({"clientId": "ref", "allowedGrantTypes": ["client_credentials"],
+                "clientSecrets": [{"value": SECRET}], "accessTokenType": 1,
+                "allowedScopes": ["orders.read"]}),
+        ),
+        (
+            "/Client",
+            json!({"clientId": "xchg",
+                "allowedGrantTypes": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+                "clientSecrets": [{"value": SECRET}], "allowedScopes": ["orders.read"]}),
+        ),
+        (
+            "/User",
+            json!({"username": "ivy", "password": "ivy's password 12", "claims": {}}),
+        ),
+    ] {
+        let (status, resp) = c.admin_call(0, Method::POST, path, Some(&body)).await?;
+        assert_eq!(status, 201, "{path}: {resp}");
+    }
+    let publics: Vec<String> = c.issuers.iter().map(|n| n.public.clone()).collect();
+    let introspect = |node: usize, token: String| {
+        let http = c.http.clone();
+        let url = format!("{}/oauth2/introspect", publics[node]);
+        async move {
+            let r = http
+                .post(url)
+                .basic_auth("orders-api", Some(SECRET))
+                .form(&[("token", token.as_str())])
+                .send()
+                .await?;
+            let v: serde_json::Value = r.json().await?;
+            anyhow::Ok(v["active"] == true)
+        }
+    };
+    // A reference token from node 1, revoked there: inactive at node 2.
+    let handle = eventually(Duration::from_secs(10), || async {
+        match c.token(0, "ref", SECRET, None).await {
+            Ok((200, b)) => b["access_token"].as_str().map(str::to_owned),
+            _ => None,
+        }
+    })
+    .await?;
+    eventually(Duration::from_secs(10), || async {
+        introspect(1, handle.clone()).await.ok()?.then_some(())
+    })
+    .await?;
+    let r = c
+        .http
+        .post(format!("{}/oauth2/revoke", publics[0]))
+        .basic_auth("ref", Some(SECRET))
+        .form(&[("token", handle.as_str())])
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    assert!(
+        !introspect(1, handle).await?,
+        "reference token revoked everywhere"
+    );
+
+    // An API key made at node 1 (the account JSON API), exchanged at node 2, revoked at
+    // node 1: the key and the exchanged JWT are inactive at node 2.
+    let mut b = Browser::new();
+    let back = b
+        .sign_in(
+            &format!("{}/account/api-keys", c.issuer),
+            "ivy",
+            "ivy's password 12",
+        )
+        .await?;
+    assert_eq!(back.status, 302, "{}", back.body);
+    let cookie = b
+        .cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let list: serde_json::Value = c
+        .http
+        .get(format!("{}/account/api-keys/keys", publics[0]))
+        .header("cookie", &cookie)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let csrf = list["csrf"].as_str().unwrap_or_default().to_owned();
+    let made: serde_json::Value = c
+        .http
+        .post(format!("{}/account/api-keys/keys", publics[0]))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"name": "ci", "scopes": ["orders.read"]}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let key = made["key"].as_str().unwrap_or_default().to_owned();
+    let id = made["id"].as_str().unwrap_or_default().to_owned();
+    let jwt = eventually(Duration::from_secs(10), || async {
+        let r = c
+            .http
+            .post(format!("{}/oauth2/token", publics[1]))
+            .basic_auth("xchg", Some(SECRET))
+            .form(&[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", key.as_str()),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+            ])
+            .send()
+            .await
+            .ok()?;
+        let v: serde_json::Value = r.json().await.ok()?;
+        v["access_token"].as_str().map(str::to_owned)
+    })
+    .await?;
+    assert!(introspect(1, key.clone()).await?);
+    assert!(introspect(1, jwt.clone()).await?);
+    let r = c
+        .http
+        .delete(format!("{}/account/api-keys/keys/{id}", publics[0]))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 204);
+    eventually(Duration::from_secs(10), || async {
+        let key_off = !introspect(1, key.clone()).await.ok()?;
+        let jwt_off = !introspect(1, jwt.clone()).await.ok()?;
+        (key_off && jwt_off).then_some(())
+    })
+    .await?;
+    Ok(())
+}

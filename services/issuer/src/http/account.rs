@@ -232,27 +232,37 @@ fn forged(state: &AppState) -> Response {
     )
 }
 
+/// A posted account form: its parameters and the signed-in session, after the form, session
+/// and CSRF checks (each failure is the page to answer with).
+async fn posted_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(PageParams, Session), Response> {
+    if let Some(r) = super::browser::not_a_form(state, headers) {
+        return Err(r);
+    }
+    let params = PageParams::parse(body).map_err(|e| oauth_error_page(state, None, e))?;
+    let session = match signed_in(state, headers).await? {
+        None => return Err(to_account_page(state)),
+        Some(s) => s,
+    };
+    if !csrf_ok(headers, params.get("csrf")) {
+        return Err(forged(state));
+    }
+    Ok((params, session))
+}
+
 /// `POST /account/api-keys` (form).
 pub async fn page_create(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = super::browser::not_a_form(&state, &headers) {
-        return r;
-    }
-    let params = match PageParams::parse(&body) {
-        Ok(p) => p,
-        Err(e) => return oauth_error_page(&state, None, e),
-    };
-    let session = match signed_in(&state, &headers).await {
+    let (params, session) = match posted_form(&state, &headers, &body).await {
+        Ok(found) => found,
         Err(r) => return r,
-        Ok(None) => return to_account_page(&state),
-        Ok(Some(s)) => s,
     };
-    if !csrf_ok(&headers, params.get("csrf")) {
-        return forged(&state);
-    }
     let lifetime_days = match params.get("lifetimeDays").map(str::parse::<u32>) {
         None => None,
         Some(Ok(d)) => Some(d),
@@ -294,21 +304,10 @@ pub async fn page_revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = super::browser::not_a_form(&state, &headers) {
-        return r;
-    }
-    let params = match PageParams::parse(&body) {
-        Ok(p) => p,
-        Err(e) => return oauth_error_page(&state, None, e),
-    };
-    let session = match signed_in(&state, &headers).await {
+    let (_, session) = match posted_form(&state, &headers, &body).await {
+        Ok(found) => found,
         Err(r) => return r,
-        Ok(None) => return to_account_page(&state),
-        Ok(Some(s)) => s,
     };
-    if !csrf_ok(&headers, params.get("csrf")) {
-        return forged(&state);
-    }
     match revoke(&state, &session.sub, &id).await {
         Ok(()) => {
             let mut r = to_account_page(&state);
