@@ -95,6 +95,8 @@ cargo clippy -p signet --features otlp --all-targets --locked -- -D warnings
 # The `otlp` feature: request spans exported to a collector stand-in. This builds
 # target/debug/signet with the feature, so it runs before the default build below.
 cargo test --locked -p signet --features otlp --test otlp
-# The integration tests spawn target/debug/signet: build it first.
+# The integration tests spawn target/debug/signet and libs/verify's example resource server
+# (`cargo test` builds examples only under hashed names): build both first.
 cargo build --locked -p signet
+cargo build --locked -p signet-verify --example resource_server
 cargo test --workspace --all-targets --locked
