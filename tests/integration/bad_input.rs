@@ -350,6 +350,8 @@ async fn admin_api_refuses_bad_requests_and_writes_nothing() -> anyhow::Result<(
         .send()
         .await?;
     assert_eq!(r.status(), 413);
+    // The unread body is still on the connection: it must not be reused.
+    assert_eq!(r.headers()["connection"], "close");
     // Duplicate client; unknown route; wrong method.
     let (st, _) = s.admin_call(Method::POST, "/Client", Some(&json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "s"}]}))).await?;
     assert_eq!(st, 409);

@@ -92,6 +92,7 @@ impl IntoResponse for ProtocolError {
         });
         let mut resp = (status, axum::Json(body)).into_response();
         no_store(resp.headers_mut());
+        close_if_unread(&mut resp);
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6749 section 5.2: a 401 names the authentication scheme the client may use.
             resp.headers_mut().insert(
@@ -287,7 +288,17 @@ impl IntoResponse for ApiError {
         if let Some(c) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, c);
         }
+        close_if_unread(&mut resp);
         resp
+    }
+}
+
+/// A 413 is answered before the body was read: the connection cannot carry another request
+/// (the rest of the body is still on it), so tell the client not to reuse it.
+fn close_if_unread(resp: &mut Response) {
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
 }
 
