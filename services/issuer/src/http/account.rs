@@ -30,6 +30,7 @@ use super::browser::{
     cookie, ct_eq, digest_key, load_session, oauth_error_page, render, start_interaction,
     PageParams, Session, SESSION_COOKIE,
 };
+use super::error::ApiError;
 use super::token::now;
 use crate::state::AppState;
 use crate::users::UserWriteError;
@@ -69,41 +70,20 @@ fn json_error(status: StatusCode, error: &str, description: &str, field: Option<
     r
 }
 
-fn write_error(state: &AppState, e: UserWriteError, json: bool) -> Response {
-    let (status, error, description, field) = match &e {
-        UserWriteError::Invalid(v) => (
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            v.to_string(),
-            v.errors.first().map(|f| f.field.clone()),
-        ),
-        UserWriteError::NotFound(_) => (
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such API key".to_owned(),
-            None,
-        ),
-        UserWriteError::Conflict => (
-            StatusCode::CONFLICT,
-            "conflict",
-            "changed concurrently; retry".to_owned(),
-            None,
-        ),
-        other => {
-            tracing::warn!(error = %other, "API key write failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "retry shortly".to_owned(),
-                None,
-            )
-        }
-    };
+/// A failed key write: the admin API's error mapping (JSON with the field and rule), or the
+/// same status and description on the error page.
+fn write_error(state: &AppState, e: ApiError, json: bool) -> Response {
     if json {
-        json_error(status, error, &description, field.as_deref())
-    } else {
-        super::browser::error_page(state, None, status, error, &description)
+        return e.into_response();
     }
+    let description = e.to_string();
+    let status = e.into_response().status();
+    let code = match status {
+        StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
+        s if s.is_server_error() => "server_error",
+        _ => "invalid_request",
+    };
+    super::browser::error_page(state, None, status, code, &description)
 }
 
 /// The signed-in user of this request (session alive, user enabled).
@@ -131,15 +111,22 @@ async fn create(
     state: &AppState,
     sub: &str,
     req: NewApiKey,
-) -> Result<(ApiKeyRecord, String), UserWriteError> {
+) -> Result<(ApiKeyRecord, String), ApiError> {
     req.check()?;
     check_scopes(state, &req.scopes)?;
-    state.users.create_api_key(sub, req, PATIENCE).await
+    Ok(state.users.create_api_key(sub, req, PATIENCE).await?)
 }
 
 /// Revokes a key: the event, then a revocation every node and resource server applies.
-async fn revoke(state: &AppState, sub: &str, id: &str) -> Result<(), UserWriteError> {
-    let record = state.users.revoke_api_key(sub, id, PATIENCE).await?;
+async fn revoke(state: &AppState, sub: &str, id: &str) -> Result<(), ApiError> {
+    let record = match state.users.revoke_api_key(sub, id, PATIENCE).await {
+        Err(UserWriteError::NotFound(_)) => {
+            return Err(ApiError::NotFound(
+                "you have no API key with this id".into(),
+            ))
+        }
+        other => other?,
+    };
     let now = now();
     let r = Revocation {
         target: Target::Family {
@@ -151,7 +138,7 @@ async fn revoke(state: &AppState, sub: &str, id: &str) -> Result<(), UserWriteEr
     };
     state.revocations.revoke(r).await.map_err(|e| {
         tracing::warn!(error = %e, "could not publish an API key revocation");
-        UserWriteError::Random
+        ApiError::Unavailable("the revocation could not be recorded; retry".into())
     })
 }
 
@@ -290,7 +277,7 @@ pub async fn page_create(
     };
     match create(&state, &session.sub, req).await {
         Ok(created) => page(&state, &headers, &session, Some(created), None).await,
-        Err(UserWriteError::Invalid(v)) => {
+        Err(ApiError::Invalid(v)) => {
             page(&state, &headers, &session, None, Some(v.to_string())).await
         }
         Err(e) => write_error(&state, e, false),
@@ -388,7 +375,7 @@ pub async fn json_create(
     };
     let req: NewApiKey = match signet_core::validation::from_json(&body) {
         Ok(r) => r,
-        Err(v) => return write_error(&state, UserWriteError::Invalid(v), true),
+        Err(v) => return write_error(&state, ApiError::Invalid(v), true),
     };
     match create(&state, &session.sub, req).await {
         Ok((record, key)) => {
