@@ -11,13 +11,13 @@
 //! headers or bodies: those can hold credentials.
 
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
@@ -152,22 +152,111 @@ impl Metrics {
     }
 }
 
+/// Handles of the per-request metrics, resolved once per thread and label set. The
+/// `metrics` macros build a key (allocating its label list, and here the label strings) and
+/// look it up in the recorder's registry on every call; on the token endpoint that was four
+/// lookups per request. A handle stays valid for the life of the recorder, which is the
+/// process's.
+mod handles {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use axum::http::Method;
+    use metrics::{Counter, Histogram};
+
+    /// One route template's handles: few methods and statuses each, so a short list.
+    #[derive(Default)]
+    struct Route {
+        durations: Vec<(Method, Histogram)>,
+        requests: Vec<(Method, u16, Counter)>,
+    }
+
+    thread_local! {
+        static ROUTES: RefCell<HashMap<Box<str>, Route>> = RefCell::new(HashMap::new());
+        static COUNTERS: RefCell<HashMap<(&'static str, &'static str, &'static str), Counter>> =
+            RefCell::new(HashMap::new());
+        static HISTOGRAMS: RefCell<HashMap<(&'static str, &'static str), Histogram>> =
+            RefCell::new(HashMap::new());
+    }
+
+    /// Records one answered request of `route` (a template, or "unmatched").
+    pub fn http_request(route: &str, method: &Method, status: u16, seconds: f64) {
+        // Resolving a handle before the recorder is installed would cache a no-op.
+        super::metrics();
+        ROUTES.with(|routes| {
+            let mut routes = routes.borrow_mut();
+            let r = match routes.get_mut(route) {
+                Some(r) => r,
+                None => routes.entry(route.into()).or_default(),
+            };
+            let duration = match r.durations.iter().find(|(m, _)| m == method) {
+                Some((_, h)) => h,
+                None => {
+                    let h = metrics::histogram!(super::HTTP_DURATION,
+                        "route" => route.to_owned(), "method" => method.as_str().to_owned());
+                    r.durations.push((method.clone(), h));
+                    &r.durations[r.durations.len() - 1].1
+                }
+            };
+            duration.record(seconds);
+            let count = match r
+                .requests
+                .iter()
+                .find(|(m, s, _)| *s == status && m == method)
+            {
+                Some((_, _, c)) => c,
+                None => {
+                    let c = metrics::counter!(super::HTTP_REQUESTS,
+                        "route" => route.to_owned(), "method" => method.as_str().to_owned(),
+                        "status" => status.to_string());
+                    r.requests.push((method.clone(), status, c));
+                    &r.requests[r.requests.len() - 1].2
+                }
+            };
+            count.increment(1);
+        });
+    }
+
+    /// Counts one issued token.
+    pub fn token_issued(grant_type: &'static str, alg: &'static str) {
+        super::metrics();
+        COUNTERS.with(|c| {
+            c.borrow_mut()
+                .entry((super::TOKENS_ISSUED, grant_type, alg))
+                .or_insert_with(|| {
+                    metrics::counter!(super::TOKENS_ISSUED, "grant_type" => grant_type, "alg" => alg)
+                })
+                .increment(1)
+        });
+    }
+
+    /// Records the time one signature took.
+    pub fn signing_duration(alg: &'static str, seconds: f64) {
+        super::metrics();
+        HISTOGRAMS.with(|h| {
+            h.borrow_mut()
+                .entry((super::SIGNING_DURATION, alg))
+                .or_insert_with(|| metrics::histogram!(super::SIGNING_DURATION, "alg" => alg))
+                .record(seconds)
+        });
+    }
+}
+
+pub use handles::{signing_duration, token_issued};
+
 /// Counts and times requests by route template (`route_layer`: after routing, so the
 /// template is known; unmatched requests are not labelled by their raw path).
 pub async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let method = req.method().clone();
     let start = Instant::now();
     let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::histogram!(HTTP_DURATION, "route" => route.clone(), "method" => method.clone())
-        .record(start.elapsed().as_secs_f64());
-    metrics::counter!(HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
-        .increment(1);
+    handles::http_request(
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        &method,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     resp
 }
 
@@ -188,9 +277,21 @@ fn new_request_id() -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("unavailable"))
 }
 
-/// Sets the request id, runs the request inside a span that carries it, echoes it on the
-/// response, and logs the outcome (5xx but 503 at error, the rest at debug).
-pub async fn request_context(mut req: Request, next: Next) -> Response {
+/// Sets the request id, runs the request inside a span that carries it, bounded by the
+/// node's request timeout (503 when it runs out), echoes the id on the response, and logs
+/// the outcome (5xx but 503 at error, the rest at debug).
+///
+/// The timeout is `tokio::time::timeout`, which polls the request first and arms its timer
+/// only when the request is still pending: a request answered on its first poll (every
+/// `client_credentials` grant) never touches the timer wheel. (tower-http's `TimeoutLayer`
+/// polls its timer first, which registers it for every request; when the node had no
+/// timer pending, each registration also woke the I/O driver with an `eventfd` write: one
+/// extra system call per request.)
+pub async fn request_context(
+    State(timeout): State<Duration>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let id = match req.headers().get(&X_REQUEST_ID) {
         Some(v) if acceptable(v) => v.clone(),
         _ => new_request_id(),
@@ -203,7 +304,16 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         path = req.uri().path(),
     );
     let start = Instant::now();
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let mut resp = match tokio::time::timeout(timeout, next.run(req).instrument(span.clone())).await
+    {
+        Ok(resp) => resp,
+        Err(_) => {
+            span.in_scope(|| {
+                tracing::warn!(timeout_ms = timeout.as_millis() as u64, "request timed out")
+            });
+            StatusCode::SERVICE_UNAVAILABLE.into_response()
+        }
+    };
     resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
     let status = resp.status().as_u16();
     let micros = start.elapsed().as_micros() as u64;
@@ -221,6 +331,78 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn call(router: axum::Router, path: &str) -> Response {
+        use tower::ServiceExt;
+        let req = Request::builder()
+            .uri(path)
+            .header("x-request-id", "caller-1")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        router.oneshot(req).await.unwrap()
+    }
+
+    fn router(timeout: Duration) -> axum::Router {
+        use axum::routing::get;
+        axum::Router::new()
+            .route("/fast", get(|| async { "ok" }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    "late"
+                }),
+            )
+            .route_layer(axum::middleware::from_fn(track))
+            .layer(axum::middleware::from_fn_with_state(
+                timeout,
+                request_context,
+            ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_past_the_timeout_is_answered_503_with_its_id() {
+        let resp = call(router(Duration::from_secs(30)), "/slow").await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[&X_REQUEST_ID], "caller-1");
+        let resp = call(router(Duration::from_secs(30)), "/fast").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()[&X_REQUEST_ID], "caller-1");
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_by_route_template_method_and_status() {
+        let count = || {
+            metrics()
+                .render()
+                .lines()
+                .find(|l| {
+                    l.starts_with(HTTP_REQUESTS)
+                        && l.contains(r#"route="/fast""#)
+                        && l.contains(r#"method="GET""#)
+                        && l.contains(r#"status="200""#)
+                })
+                .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let before = count();
+        for _ in 0..3 {
+            call(router(Duration::from_secs(30)), "/fast").await;
+        }
+        // Other tests in this process may count the same route; never fewer than ours.
+        assert!(count() >= before + 3, "{}", metrics().render());
+        let _ = call(router(Duration::from_secs(30)), "/nowhere").await;
+        token_issued("client_credentials", "EdDSA");
+        signing_duration("EdDSA", 0.00001);
+        let text = metrics().render();
+        assert!(
+            text.lines().any(|l| l.starts_with(TOKENS_ISSUED)
+                && l.contains(r#"grant_type="client_credentials""#)
+                && l.contains(r#"alg="EdDSA""#)),
+            "{text}"
+        );
+        assert!(text.contains(SIGNING_DURATION), "{text}");
+    }
 
     #[test]
     fn request_ids_from_callers_are_bounded() {

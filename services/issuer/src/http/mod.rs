@@ -26,7 +26,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tower_http::timeout::TimeoutLayer;
 
 use crate::state::AppState;
 use crate::telemetry;
@@ -132,10 +131,8 @@ pub fn admin_router(state: AppState) -> Router {
 }
 
 fn with_common_layers(router: Router, timeout: Duration) -> Router {
-    router
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
-        .layer(axum::middleware::from_fn(telemetry::request_context))
+    router.layer(axum::middleware::from_fn_with_state(
+        timeout,
+        telemetry::request_context,
+    ))
 }

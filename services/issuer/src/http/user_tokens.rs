@@ -12,7 +12,6 @@ use signet_core::Algorithm;
 
 use super::grants::client_credentials::new_jti;
 use crate::state::AppState;
-use crate::telemetry::TOKENS_ISSUED;
 
 /// What a user granted a client, as an authorization code carries it to the token endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -174,14 +173,14 @@ pub async fn access_token_in_family(
             )
             .await
             .or_unavailable()?;
-        metrics::counter!(TOKENS_ISSUED, "grant_type" => "user", "alg" => "reference").increment(1);
+        crate::telemetry::token_issued("user", "reference");
         return Ok((handle, lifetime));
     }
     let token = signer.sign(&buf).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         OAuthError::server_error("the token could not be signed")
     })?;
-    metrics::counter!(TOKENS_ISSUED, "grant_type" => "user", "alg" => alg.as_str()).increment(1);
+    crate::telemetry::token_issued("user", alg.as_str());
     Ok((token, lifetime))
 }
 

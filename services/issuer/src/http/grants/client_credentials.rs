@@ -18,7 +18,6 @@ use signet_jose::b64url;
 use crate::http::error::{no_store, ProtocolError};
 use crate::http::form::OAuthForm;
 use crate::state::AppState;
-use crate::telemetry::{SIGNING_DURATION, TOKENS_ISSUED};
 
 thread_local! {
     static CLAIMS: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(1024));
@@ -125,15 +124,14 @@ pub fn grant(
         claims.write_json(&mut buf);
         let start = std::time::Instant::now();
         let token = signer.sign(&buf);
-        metrics::histogram!(SIGNING_DURATION, "alg" => grant.alg.as_str())
-            .record(start.elapsed().as_secs_f64());
+        crate::telemetry::signing_duration(grant.alg.as_str(), start.elapsed().as_secs_f64());
         token
     });
     let token = token.map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         OAuthError::server_error("the token could not be signed")
     })?;
-    metrics::counter!(TOKENS_ISSUED, "grant_type" => "client_credentials", "alg" => grant.alg.as_str()).increment(1);
+    crate::telemetry::token_issued("client_credentials", grant.alg.as_str());
     Ok(Issued::Response(token_response(
         &token,
         lifetime,
@@ -161,8 +159,7 @@ pub async fn store_reference(
         )
         .await
         .or_unavailable()?;
-    metrics::counter!(TOKENS_ISSUED, "grant_type" => "client_credentials", "alg" => "reference")
-        .increment(1);
+    crate::telemetry::token_issued("client_credentials", "reference");
     let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
     Ok(token_response(&handle, lifetime, &scopes))
 }
