@@ -395,13 +395,28 @@ fn random16() -> Result<[u8; 16], UserWriteError> {
     Ok(b)
 }
 
+/// Runs argon2id work (hashing or checking a password) on the blocking pool, at most one
+/// job per core at a time. Each job takes tens of milliseconds and about 19 MiB; tokio's
+/// blocking pool would otherwise run up to 512 at once, so a burst of sign-ins could take
+/// gigabytes and starve the node. Waiting jobs queue (bounded by the request timeout).
+pub async fn password_work<T: Send + 'static>(
+    job: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    });
+    let _slot = slots.acquire().await.ok()?;
+    tokio::task::spawn_blocking(job).await.ok()
+}
+
 /// Hashes a password on the blocking pool (argon2id takes tens of milliseconds).
 async fn hash(password: &str) -> Result<String, UserWriteError> {
     let salt = random16()?;
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || hash_password(&password, &salt))
+    password_work(move || hash_password(&password, &salt))
         .await
-        .map_err(|_| UserWriteError::Random)?
+        .ok_or(UserWriteError::Random)?
         .map_err(UserWriteError::from)
 }
 

@@ -205,10 +205,10 @@ pub async fn login_post(
         Ok(u) => u,
         Err(e) => return oauth_error_page(&state, None, super::user_tokens::users_unavailable(e)),
     };
-    // Hash on a blocking thread: argon2id is deliberately slow.
+    // On a blocking thread, one per core at a time: argon2id is deliberately slow.
     let password = password.to_owned();
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || match hash {
+    let ok = crate::users::password_work(move || match hash {
         Some(h) => signet_core::user::verify_password(&h, &password),
         None => {
             signet_core::user::dummy_verify(&password);

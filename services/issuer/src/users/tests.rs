@@ -333,3 +333,30 @@ async fn foreign_events_on_user_subjects_stop_it() {
     assert!(matches!(e, UsersError::Stopped), "{e}");
     assert!(!users.is_running());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_work_runs_at_most_one_job_per_core() {
+    use std::sync::atomic::AtomicUsize;
+    static RUNNING: AtomicUsize = AtomicUsize::new(0);
+    static MOST: AtomicUsize = AtomicUsize::new(0);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs: Vec<_> = (0..4 * cores + 4)
+        .map(|i| {
+            tokio::spawn(password_work(move || {
+                let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+                MOST.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+                RUNNING.fetch_sub(1, Ordering::SeqCst);
+                i
+            }))
+        })
+        .collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        assert_eq!(job.await.unwrap(), Some(i));
+    }
+    let most = MOST.load(Ordering::SeqCst);
+    assert!(
+        most >= 1 && most <= cores,
+        "{most} jobs at once on {cores} cores"
+    );
+}
