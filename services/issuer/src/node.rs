@@ -525,6 +525,7 @@ impl Node {
             ..
         } = self;
         let follower = state.spawn_follower();
+        let upkeep = crate::telemetry::spawn_upkeep();
         let (tx, _) = tokio::sync::broadcast::channel::<()>(1);
         let signal = |tx: &tokio::sync::broadcast::Sender<()>| {
             let mut rx = tx.subscribe();
@@ -560,6 +561,7 @@ impl Node {
             }
         };
         follower.abort();
+        upkeep.abort();
         let p = state.projection.load();
         if let Err(e) = state
             .log

@@ -141,7 +141,33 @@ fn describe() {
     describe_gauge!(BUILD_INFO, "Always 1; the labels name the build");
 }
 
+/// How often histogram samples are folded into their buckets (see [`spawn_upkeep`]).
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Folds the recorder's histogram samples into their buckets every [`UPKEEP_INTERVAL`].
+/// The Prometheus recorder keeps every recorded sample until this runs (a scrape does it
+/// too): without it, an unscraped node grew by about 38 bytes per request (two histogram
+/// samples each), 0.3 MB a second at 8,000 requests per second. Abort the task to stop.
+pub fn spawn_upkeep() -> tokio::task::JoinHandle<()> {
+    let m = metrics();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            m.upkeep();
+        }
+    })
+}
+
 impl Metrics {
+    /// Folds pending histogram samples into their buckets (bounded memory).
+    pub fn upkeep(&self) {
+        if let Some(h) = &self.handle {
+            h.run_upkeep();
+        }
+    }
+
     /// The Prometheus text exposition (version 0.0.4).
     pub fn render(&self) -> String {
         self.process.collect();
