@@ -4,9 +4,11 @@
 //! that sets the token endpoint's throughput on one core against the raw signing rate.
 //!
 //! `cargo run --release -p signet-loadtests -- suite` runs the standard suite against a
-//! `signet serve` it starts; `-- compare` runs the comparison. See `loadtests/RESULTS.md`.
+//! `signet serve` it starts; `-- compare` runs the comparison; `-- scale` measures 1, 2 and
+//! 3 issuers behind the local cluster's load balancer. See `loadtests/RESULTS.md`.
 
 pub mod admin;
+pub mod scale;
 pub mod scenario;
 pub mod server;
 pub mod sign;
@@ -14,6 +16,7 @@ pub mod stats;
 pub mod suite;
 pub mod wrk;
 
+pub use scale::{run_scale, ScaleOptions, ScaleReport};
 pub use scenario::Scenario;
 pub use server::{LocalServer, Target};
 pub use stats::{Mode, RunResult};

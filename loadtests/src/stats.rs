@@ -17,8 +17,42 @@ pub struct RawResult {
     pub max_us: f64,
     pub socket_errors: SocketErrors,
     pub statuses: BTreeMap<String, u64>,
+    /// The answers that were not a success, by HTTP status (absent: every non-2xx one).
+    #[serde(default)]
+    pub failed: Option<BTreeMap<String, u64>>,
     /// `[bucket key, count]`, see [`bucket_upper_us`].
     pub histogram: Vec<(u64, u64)>,
+    /// Completed flows (successes of a multi-step workload's final step).
+    #[serde(default)]
+    pub flows: u64,
+    /// Per step of a multi-step workload.
+    #[serde(default)]
+    pub steps: BTreeMap<String, RawStep>,
+}
+
+/// One step's share of a run, as the script writes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawStep {
+    /// Its place in the flow.
+    #[serde(default)]
+    pub order: u32,
+    pub ok: u64,
+    pub failed: u64,
+    pub max_us: f64,
+    pub histogram: Vec<(u64, u64)>,
+}
+
+/// One step of a multi-step scenario in the result file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepResult {
+    pub step: String,
+    /// Successful answers of this step.
+    pub ok: u64,
+    pub failed: u64,
+    /// Successful answers per second.
+    pub ok_throughput: f64,
+    /// Over every answer of this step.
+    pub latency: Latency,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,7 +162,7 @@ pub struct RunResult {
     pub completed: u64,
     /// Answers per second over the run.
     pub throughput: f64,
-    /// 2xx answers per second.
+    /// Successful answers (2xx, or the status and content a step expects) per second.
     pub ok_throughput: f64,
     pub latency: Latency,
     /// Answers by HTTP status.
@@ -136,8 +170,19 @@ pub struct RunResult {
     pub socket_errors: SocketErrors,
     /// Answers without the echoed `X-Request-Id` (latency unknown).
     pub unmatched: u64,
-    /// Non-2xx answers + socket errors + unmatched answers.
+    /// The answers that were not a success, by HTTP status (for a step, an answer without
+    /// its expected status and content).
+    pub failed: BTreeMap<String, u64>,
+    /// Failed answers + socket errors + unmatched answers.
     pub errors: u64,
+    /// Multi-step scenarios: completed flows (a request is one step of a flow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flows: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_throughput: Option<f64>,
+    /// Multi-step scenarios (and `refresh_token`): per step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepResult>,
 }
 
 impl RunResult {
@@ -149,13 +194,17 @@ impl RunResult {
         raw: &RawResult,
     ) -> RunResult {
         let duration_s = raw.duration_us as f64 / 1e6;
-        let ok: u64 = raw
-            .statuses
-            .iter()
-            .filter(|(s, _)| s.starts_with('2'))
-            .map(|(_, n)| n)
-            .sum();
-        let not_ok: u64 = raw.statuses.values().sum::<u64>() - ok;
+        let failed: BTreeMap<String, u64> = match &raw.failed {
+            Some(f) => f.clone(),
+            None => raw
+                .statuses
+                .iter()
+                .filter(|(s, _)| !s.starts_with('2'))
+                .map(|(s, n)| (s.clone(), *n))
+                .collect(),
+        };
+        let not_ok: u64 = failed.values().sum();
+        let ok = raw.statuses.values().sum::<u64>().saturating_sub(not_ok);
         let per_s = |n: u64| {
             if duration_s > 0.0 {
                 n as f64 / duration_s
@@ -178,15 +227,31 @@ impl RunResult {
             socket_errors: raw.socket_errors,
             unmatched: raw.unmatched,
             errors: not_ok + raw.socket_errors.total() + raw.unmatched,
+            failed,
+            flows: (raw.steps.len() > 1).then_some(raw.flows),
+            flow_throughput: (raw.steps.len() > 1).then(|| per_s(raw.flows)),
+            steps: {
+                let mut steps: Vec<(&String, &RawStep)> = raw.steps.iter().collect();
+                steps.sort_by_key(|(_, s)| s.order);
+                steps
+            }
+            .into_iter()
+            .map(|(name, s)| StepResult {
+                step: name.clone(),
+                ok: s.ok,
+                failed: s.failed,
+                ok_throughput: per_s(s.ok),
+                latency: Latency::from_histogram(&s.histogram, s.max_us),
+            })
+            .collect(),
         }
     }
 
     /// `"-"` or `"503: 12, read: 1"`.
     pub fn error_summary(&self) -> String {
         let mut parts: Vec<String> = self
-            .statuses
+            .failed
             .iter()
-            .filter(|(s, _)| !s.starts_with('2'))
             .map(|(s, n)| format!("{s}: {n}"))
             .collect();
         let e = &self.socket_errors;
@@ -280,5 +345,44 @@ mod tests {
         assert_eq!(r.error_summary(), "503: 10, read: 2, unmatched: 1");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["mode"], "closed");
+        assert!(json.get("flows").is_none() && json.get("steps").is_none());
+    }
+
+    #[test]
+    fn steps_judge_by_expectation_and_count_flows() {
+        // A code flow: 60 authorize answers (302, one an error redirect without a code),
+        // 59 token answers (200, one 400).
+        let raw: RawResult = serde_json::from_str(
+            r#"{"mode":"closed","duration_us":1000000,"completed":119,"bytes":1,"sent":120,
+                "unmatched":0,"max_us":900.0,
+                "socket_errors":{"connect":0,"read":0,"write":0,"timeout":0},
+                "statuses":{"200":58,"302":60,"400":1},"failed":{"302":1,"400":1},
+                "histogram":[[100,119]],"flows":58,
+                "steps":{"token":{"order":1,"ok":58,"failed":1,"max_us":900.0,"histogram":[[100,59]]},
+                         "authorize":{"order":0,"ok":59,"failed":1,"max_us":150.0,"histogram":[[100,60]]}}}"#,
+        )
+        .unwrap();
+        let r = RunResult::from_raw("authorization_code", Mode::Closed, 4, 1, &raw);
+        assert_eq!(r.errors, 2);
+        assert_eq!(r.ok_throughput, 117.0);
+        assert_eq!(r.flows, Some(58));
+        assert_eq!(r.flow_throughput, Some(58.0));
+        assert_eq!(r.error_summary(), "302: 1, 400: 1");
+        assert_eq!(r.steps.len(), 2);
+        assert_eq!(r.steps[0].step, "authorize");
+        assert_eq!(r.steps[0].latency.samples, 60);
+        assert_eq!(r.steps[1].ok_throughput, 58.0);
+        // One step (refresh_token): per step, but no flows.
+        let raw: RawResult = serde_json::from_str(
+            r#"{"mode":"closed","duration_us":1000000,"completed":10,"bytes":1,"sent":10,
+                "unmatched":0,"max_us":900.0,
+                "socket_errors":{"connect":0,"read":0,"write":0,"timeout":0},
+                "statuses":{"200":10},"failed":{},"histogram":[[100,10]],"flows":10,
+                "steps":{"refresh":{"ok":10,"failed":0,"max_us":900.0,"histogram":[[100,10]]}}}"#,
+        )
+        .unwrap();
+        let r = RunResult::from_raw("refresh_token", Mode::Closed, 4, 1, &raw);
+        assert_eq!((r.errors, r.flows, r.steps.len()), (0, None, 1));
+        assert_eq!(r.error_summary(), "-");
     }
 }

@@ -136,6 +136,8 @@ struct Prepared {
     target: Target,
     issuer: Issuer,
     fixtures: Fixtures,
+    /// Mints each run's one-time inputs.
+    admin: Admin,
 }
 
 async fn prepare(node: &Node, prefix: &str, boost: bool) -> Result<Prepared> {
@@ -164,6 +166,7 @@ async fn prepare(node: &Node, prefix: &str, boost: bool) -> Result<Prepared> {
         target,
         issuer,
         fixtures,
+        admin,
     })
 }
 
@@ -182,9 +185,16 @@ impl Runner<'_> {
         connections: u32,
         duration: Duration,
     ) -> Result<Measured> {
+        let fx = &self.p.fixtures;
+        let minted = self
+            .p
+            .admin
+            .mint(fx, scenario.needs(connections))
+            .await
+            .with_context(|| format!("preparing {scenario}"))?;
         let spec = WrkRun {
             url: self.p.issuer.url(scenario.path()),
-            requests: scenario.requests(&self.p.issuer, &self.p.fixtures),
+            workload: scenario.requests(&self.p.issuer, fx, &minted),
             mode,
             connections,
             threads: self.threads,
@@ -196,9 +206,11 @@ impl Runner<'_> {
         let name = scenario.name();
         let run = tokio::task::spawn_blocking(move || wrk::run(&name, &spec)).await??;
         let local = self.p.local.as_ref();
+        // Unknown when threads that ran before exited meanwhile (the sum then shrinks: the
+        // blocking pool's threads, e.g. after password hashing, end when idle).
         let server_cpu = match (cpu_before, local.and_then(|s| s.cpu_time())) {
             (Some(a), Some(b)) if run.duration_s > 0.0 => {
-                Some((b - a).as_secs_f64() / run.duration_s)
+                b.checked_sub(a).map(|d| d.as_secs_f64() / run.duration_s)
             }
             _ => None,
         };
@@ -210,7 +222,7 @@ impl Runner<'_> {
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -352,6 +364,39 @@ pub fn suite_table(r: &SuiteReport) -> String {
                 .unwrap_or_else(|| "-".into()),
             run.error_summary(),
         ));
+        if let Some(flows) = run.flow_throughput {
+            let names: Vec<&str> = run.steps.iter().map(|s| s.step.as_str()).collect();
+            out.push_str(&format!(
+                "{:<26} {:<14} {:>5} {:>9.0}  flows/s (a flow: {} requests, {})\n",
+                "",
+                "",
+                "",
+                flows,
+                names.len(),
+                names.join(" + "),
+            ));
+        }
+        if run.steps.len() > 1 {
+            for st in &run.steps {
+                out.push_str(&format!(
+                    "{:<26} {:<14} {:>5} {:>9.0} {:>9} {:>9} {:>9} {:>9} {:>6}  {}\n",
+                    format!("  step {}", st.step),
+                    "",
+                    "",
+                    st.ok_throughput,
+                    fmt_us(st.latency.p50_us),
+                    fmt_us(st.latency.p99_us),
+                    fmt_us(st.latency.p999_us),
+                    fmt_us(st.latency.max_us),
+                    "",
+                    if st.failed == 0 {
+                        "-".to_owned()
+                    } else {
+                        st.failed.to_string()
+                    },
+                ));
+            }
+        }
     }
     if let Some(rest) = r.server_rss_kib_at_rest {
         let after = r.runs.iter().filter_map(|m| m.server_rss_kib).max();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::scenario::PreparedRequest;
+use crate::scenario::{Source, Workload};
 use crate::stats::{Mode, RawResult, RunResult};
 
 /// The wrk script, embedded so that the binary runs from anywhere.
@@ -17,7 +17,7 @@ pub const SCRIPT: &str = include_str!("../lua/signet.lua");
 pub struct WrkRun {
     /// Full URL wrk connects to (its path is not used: the prepared requests carry theirs).
     pub url: String,
-    pub requests: Vec<PreparedRequest>,
+    pub workload: Workload,
     pub mode: Mode,
     pub connections: u32,
     pub threads: u32,
@@ -77,14 +77,81 @@ fn lua_string(s: &str) -> String {
     out
 }
 
-fn requests_lua(requests: &[PreparedRequest]) -> String {
+fn lua_opt(s: Option<&str>) -> String {
+    s.map_or_else(|| "nil".to_owned(), lua_string)
+}
+
+/// The Lua file the script loads (`SIGNET_LT_REQUESTS`): the workload as a table.
+fn workload_lua(w: &Workload) -> String {
     let mut out = String::from("return {\n");
-    for r in requests {
-        out.push_str(&format!(
-            "  {{ head = {}, body = {} }},\n",
-            lua_string(&r.head),
-            lua_string(&r.body)
-        ));
+    match w {
+        Workload::Fixed {
+            requests,
+            body_must,
+        } => {
+            out.push_str("  requests = {\n");
+            for r in requests {
+                out.push_str(&format!(
+                    "    {{ head = {}, body = {} }},\n",
+                    lua_string(&r.head),
+                    lua_string(&r.body)
+                ));
+            }
+            out.push_str("  },\n");
+            out.push_str(&format!(
+                "  body_must = {},\n",
+                lua_opt(body_must.as_deref())
+            ));
+        }
+        Workload::Steps {
+            steps,
+            start,
+            seeds,
+        } => {
+            out.push_str("  steps = {\n");
+            for (i, s) in steps.iter().enumerate() {
+                out.push_str(&format!(
+                    "    [{}] = {{ order = {i}, head = {}, body = {}, status = {}, next = {}, final = {},\n      captures = {{\n",
+                    lua_string(&s.name),
+                    lua_string(&s.request.head),
+                    lua_string(&s.request.body),
+                    s.status,
+                    lua_opt(s.next.as_deref()),
+                    s.completes_flow,
+                ));
+                for c in &s.captures {
+                    let header = match &c.from {
+                        Source::Body => None,
+                        Source::Header(h) => Some(h.to_lowercase()),
+                    };
+                    out.push_str(&format!(
+                        "        {{ var = {}, header = {}, pattern = {} }},\n",
+                        lua_opt(c.var.as_deref()),
+                        lua_opt(header.as_deref()),
+                        lua_string(&c.pattern)
+                    ));
+                }
+                out.push_str("      } },\n");
+            }
+            out.push_str("  },\n");
+            let first = steps.first().map(|s| s.name.as_str());
+            out.push_str(&format!("  first = {},\n", lua_opt(first)));
+            out.push_str(&format!("  start = {},\n", lua_opt(start.as_deref())));
+            out.push_str("  seeds = {\n");
+            for seed in seeds {
+                let vars: Vec<String> = seed
+                    .vars
+                    .iter()
+                    .map(|(k, v)| format!("[{}] = {}", lua_string(k), lua_string(v)))
+                    .collect();
+                out.push_str(&format!(
+                    "    {{ step = {}, vars = {{ {} }} }},\n",
+                    lua_string(&seed.step),
+                    vars.join(", ")
+                ));
+            }
+            out.push_str("  },\n");
+        }
     }
     out.push_str("}\n");
     out
@@ -92,7 +159,7 @@ fn requests_lua(requests: &[PreparedRequest]) -> String {
 
 /// Runs wrk once; `scenario` names the result.
 pub fn run(scenario: &str, spec: &WrkRun) -> Result<RunResult> {
-    if spec.requests.is_empty() {
+    if spec.workload.is_empty() {
         bail!("scenario {scenario} prepared no request");
     }
     let dir = tempfile::tempdir()?;
@@ -100,7 +167,7 @@ pub fn run(scenario: &str, spec: &WrkRun) -> Result<RunResult> {
     let reqs = dir.path().join("requests.lua");
     let out = dir.path().join("result.json");
     std::fs::write(&script, SCRIPT)?;
-    std::fs::write(&reqs, requests_lua(&spec.requests))?;
+    std::fs::write(&reqs, workload_lua(&spec.workload))?;
 
     let secs = spec.duration.as_secs().max(1);
     let threads = spec.threads.max(1);
@@ -160,18 +227,73 @@ fn read_raw(path: &Path) -> Result<RawResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::{Capture, PreparedRequest, Seed, Step};
 
     #[test]
     fn lua_strings_escape_everything_unusual() {
         assert_eq!(lua_string("a\"b\\c"), r#""a\"b\\c""#);
         assert_eq!(lua_string("x\r\n"), r#""x\013\010""#);
-        let lua = requests_lua(&[PreparedRequest {
-            head: "GET / HTTP/1.1\r\n".into(),
-            body: String::new(),
-        }]);
+        let lua = workload_lua(&Workload::Fixed {
+            requests: vec![PreparedRequest {
+                head: "GET / HTTP/1.1\r\n".into(),
+                body: String::new(),
+            }],
+            body_must: None,
+        });
         assert_eq!(
             lua,
-            "return {\n  { head = \"GET / HTTP/1.1\\013\\010\", body = \"\" },\n}\n"
+            "return {\n  requests = {\n    { head = \"GET / HTTP/1.1\\013\\010\", body = \"\" },\n  },\n  body_must = nil,\n}\n"
+        );
+    }
+
+    #[test]
+    fn steps_become_a_table_of_steps_with_captures_and_seeds() {
+        let lua = workload_lua(&Workload::Steps {
+            steps: vec![Step {
+                name: "refresh".into(),
+                request: PreparedRequest {
+                    head: "POST /t HTTP/1.1\r\n".into(),
+                    body: "refresh_token={token}".into(),
+                },
+                status: 200,
+                captures: vec![
+                    Capture {
+                        var: Some("token".into()),
+                        from: Source::Body,
+                        pattern: r#""refresh_token":"([^"]+)""#.into(),
+                    },
+                    Capture {
+                        var: None,
+                        from: Source::Header("Location".into()),
+                        pattern: "code=(.)".into(),
+                    },
+                ],
+                next: Some("refresh".into()),
+                completes_flow: true,
+            }],
+            start: None,
+            seeds: vec![Seed {
+                step: "refresh".into(),
+                vars: vec![("token".into(), "f.s".into())],
+            }],
+        });
+        assert_eq!(
+            lua,
+            r#"return {
+  steps = {
+    ["refresh"] = { order = 0, head = "POST /t HTTP/1.1\013\010", body = "refresh_token={token}", status = 200, next = "refresh", final = true,
+      captures = {
+        { var = "token", header = nil, pattern = "\"refresh_token\":\"([^\"]+)\"" },
+        { var = nil, header = "location", pattern = "code=(.)" },
+      } },
+  },
+  first = "refresh",
+  start = nil,
+  seeds = {
+    { step = "refresh", vars = { ["token"] = "f.s" } },
+  },
+}
+"#
         );
     }
 }
