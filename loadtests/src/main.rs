@@ -82,19 +82,8 @@ struct SuiteArgs {
     /// introspection_reference, login and healthz).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
-    /// Seconds per measured run.
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// Seconds of unrecorded closed-loop warm-up per scenario.
-    #[arg(long, default_value_t = 1)]
-    warmup: u64,
-    #[arg(long, default_value_t = 32)]
-    connections: u32,
-    #[arg(long, default_value_t = 64)]
-    open_connections: u32,
-    /// wrk threads.
-    #[arg(long, default_value_t = 1)]
-    threads: u32,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Open-loop rate as a fraction of the closed-loop throughput.
     #[arg(long, default_value_t = 0.7)]
     open_fraction: f64,
@@ -104,6 +93,26 @@ struct SuiteArgs {
     /// The JSON result file.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+/// How long and how wide each wrk run is (`suite`, `run`, `scale`).
+#[derive(Args, Clone)]
+struct LoadArgs {
+    /// Seconds per measured run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Seconds of unrecorded closed-loop warm-up before each closed-loop run.
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+    /// Connections of a closed-loop run.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    /// Connections of an open-loop run.
+    #[arg(long, default_value_t = 64)]
+    open_connections: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 1)]
+    threads: u32,
 }
 
 #[derive(Args)]
@@ -196,19 +205,8 @@ struct ScaleArgs {
     /// autogroups at nice -20).
     #[arg(long)]
     boost: bool,
-    /// Seconds per measured run (the maximum and each ladder step).
-    #[arg(long, default_value_t = 10)]
-    duration: u64,
-    /// Seconds of unrecorded closed-loop warm-up before each maximum.
-    #[arg(long, default_value_t = 1)]
-    warmup: u64,
-    #[arg(long, default_value_t = 32)]
-    connections: u32,
-    #[arg(long, default_value_t = 64)]
-    open_connections: u32,
-    /// wrk threads.
-    #[arg(long, default_value_t = 1)]
-    threads: u32,
+    #[command(flatten)]
+    load: LoadArgs,
     /// The JSON result file.
     #[arg(long, default_value = "target/loadtests/scale.json")]
     out: PathBuf,
@@ -266,11 +264,11 @@ fn scale_options(a: ScaleArgs) -> Result<ScaleOptions> {
         },
         pinning,
         boost: a.boost,
-        duration: Duration::from_secs(a.duration.max(1)),
-        warmup: Duration::from_secs(a.warmup),
-        connections: a.connections,
-        open_connections: a.open_connections,
-        threads: a.threads,
+        duration: Duration::from_secs(a.load.duration.max(1)),
+        warmup: Duration::from_secs(a.load.warmup),
+        connections: a.load.connections,
+        open_connections: a.load.open_connections,
+        threads: a.load.threads,
         out: a.out,
         admin_client_id: a.admin_client_id,
         ..ScaleOptions::default()
@@ -313,11 +311,11 @@ fn suite_options(a: &SuiteArgs, command: &str) -> Result<SuiteOptions> {
         } else {
             a.scenarios.clone()
         },
-        duration: Duration::from_secs(a.duration.max(1)),
-        warmup: Duration::from_secs(a.warmup),
-        connections: a.connections,
-        open_connections: a.open_connections,
-        threads: a.threads,
+        duration: Duration::from_secs(a.load.duration.max(1)),
+        warmup: Duration::from_secs(a.load.warmup),
+        connections: a.load.connections,
+        open_connections: a.load.open_connections,
+        threads: a.load.threads,
         open_fraction: a.open_fraction,
         open_rate: a.open_rate,
         out: a

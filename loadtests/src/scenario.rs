@@ -171,6 +171,23 @@ pub fn pct(s: &str) -> String {
 
 /// Checks that an answer's `Location` holds a code (an authorization response, not an
 /// error sent back to the client).
+impl Step {
+    /// A `GET` step (no body) that leads to `next` and does not complete a flow.
+    fn get(name: &str, head: String, status: u16, captures: Vec<Capture>, next: &str) -> Step {
+        Step {
+            name: name.into(),
+            request: PreparedRequest {
+                head,
+                body: String::new(),
+            },
+            status,
+            captures,
+            next: Some(next.into()),
+            completes_flow: false,
+        }
+    }
+}
+
 fn code_in_location(var: Option<&str>) -> Capture {
     Capture {
         var: var.map(str::to_owned),
@@ -343,17 +360,13 @@ impl Scenario {
                 let token_path = format!("{}/oauth2/token", issuer.path);
                 Workload::Steps {
                     steps: vec![
-                        Step {
-                            name: "authorize".into(),
-                            request: PreparedRequest {
-                                head: authorize,
-                                body: String::new(),
-                            },
-                            status: 302,
-                            captures: vec![code_in_location(Some("code"))],
-                            next: Some("token".into()),
-                            completes_flow: false,
-                        },
+                        Step::get(
+                            "authorize",
+                            authorize,
+                            302,
+                            vec![code_in_location(Some("code"))],
+                            "token",
+                        ),
                         Step {
                             name: "token".into(),
                             request: PreparedRequest {
@@ -388,14 +401,11 @@ impl Scenario {
                 let cookie = format!("Cookie: {INTERACTION_COOKIE}={{binding}}\r\n");
                 Workload::Steps {
                     steps: vec![
-                        Step {
-                            name: "authorize".into(),
-                            request: PreparedRequest {
-                                head: authorize,
-                                body: String::new(),
-                            },
-                            status: 302,
-                            captures: vec![
+                        Step::get(
+                            "authorize",
+                            authorize,
+                            302,
+                            vec![
                                 Capture {
                                     var: Some("interaction".into()),
                                     from: Source::Header("location".into()),
@@ -407,27 +417,22 @@ impl Scenario {
                                     pattern: format!("{INTERACTION_COOKIE}=([^;]+)"),
                                 },
                             ],
-                            next: Some("login_page".into()),
-                            completes_flow: false,
-                        },
-                        Step {
-                            name: "login_page".into(),
-                            request: PreparedRequest {
-                                head: format!(
-                                    "GET {login_path}?interaction={{interaction}} HTTP/1.1\r\n\
-                                     Host: {host}\r\n{cookie}"
-                                ),
-                                body: String::new(),
-                            },
-                            status: 200,
-                            captures: vec![Capture {
+                            "login_page",
+                        ),
+                        Step::get(
+                            "login_page",
+                            format!(
+                                "GET {login_path}?interaction={{interaction}} HTTP/1.1\r\n\
+                                 Host: {host}\r\n{cookie}"
+                            ),
+                            200,
+                            vec![Capture {
                                 var: Some("csrf".into()),
                                 from: Source::Body,
                                 pattern: r#"name="csrf" value="([^"]+)""#.into(),
                             }],
-                            next: Some("login_post".into()),
-                            completes_flow: false,
-                        },
+                            "login_post",
+                        ),
                         Step {
                             name: "login_post".into(),
                             request: PreparedRequest {
