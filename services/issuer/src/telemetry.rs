@@ -207,8 +207,6 @@ mod handles {
 
     /// Records one answered request of `route` (a template, or "unmatched").
     pub fn http_request(route: &str, method: &Method, status: u16, seconds: f64) {
-        // Resolving a handle before the recorder is installed would cache a no-op.
-        super::metrics();
         ROUTES.with(|routes| {
             let mut routes = routes.borrow_mut();
             let r = match routes.get_mut(route) {
@@ -218,6 +216,7 @@ mod handles {
             let duration = match r.durations.iter().find(|(m, _)| m == method) {
                 Some((_, h)) => h,
                 None => {
+                    super::metrics(); // a handle resolved before the recorder is a no-op
                     let h = metrics::histogram!(super::HTTP_DURATION,
                         "route" => route.to_owned(), "method" => method.as_str().to_owned());
                     r.durations.push((method.clone(), h));
@@ -232,6 +231,7 @@ mod handles {
             {
                 Some((_, _, c)) => c,
                 None => {
+                    super::metrics();
                     let c = metrics::counter!(super::HTTP_REQUESTS,
                         "route" => route.to_owned(), "method" => method.as_str().to_owned(),
                         "status" => status.to_string());
@@ -245,11 +245,11 @@ mod handles {
 
     /// Counts one issued token.
     pub fn token_issued(grant_type: &'static str, alg: &'static str) {
-        super::metrics();
         COUNTERS.with(|c| {
             c.borrow_mut()
                 .entry((super::TOKENS_ISSUED, grant_type, alg))
                 .or_insert_with(|| {
+                    super::metrics();
                     metrics::counter!(super::TOKENS_ISSUED, "grant_type" => grant_type, "alg" => alg)
                 })
                 .increment(1)
@@ -258,11 +258,13 @@ mod handles {
 
     /// Records the time one signature took.
     pub fn signing_duration(alg: &'static str, seconds: f64) {
-        super::metrics();
         HISTOGRAMS.with(|h| {
             h.borrow_mut()
                 .entry((super::SIGNING_DURATION, alg))
-                .or_insert_with(|| metrics::histogram!(super::SIGNING_DURATION, "alg" => alg))
+                .or_insert_with(|| {
+                    super::metrics();
+                    metrics::histogram!(super::SIGNING_DURATION, "alg" => alg)
+                })
                 .record(seconds)
         });
     }

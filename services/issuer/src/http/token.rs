@@ -21,72 +21,48 @@ pub fn now() -> i64 {
 }
 
 pub async fn token(State(state): State<AppState>, form: OAuthForm) -> Response {
-    // Grants that need the store are async; client_credentials stays on the sync path.
-    if matches!(
-        form.get("grant_type"),
-        Some("authorization_code" | "refresh_token" | grants::token_exchange::GRANT_TYPE)
-    ) {
-        return store_grant(&state, &form, now())
-            .await
-            .unwrap_or_else(IntoResponse::into_response);
-    }
-    match handle(&state, &form, now()) {
-        Ok(grants::client_credentials::Issued::Response(r)) => r,
-        Ok(grants::client_credentials::Issued::Reference {
-            claims,
-            lifetime,
-            scope,
-        }) => grants::client_credentials::store_reference(&state, &claims, lifetime, &scope)
-            .await
-            .unwrap_or_else(IntoResponse::into_response),
-        Err(e) => e.into_response(),
-    }
+    grant(&state, &form, now())
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
-/// The grants that need the short-lived state store.
-async fn store_grant(
-    state: &AppState,
-    form: &OAuthForm,
-    now: i64,
-) -> Result<Response, ProtocolError> {
-    let projection = state.projection.load();
-    let client = authenticate(&projection, form, now)?;
-    match form.get("grant_type") {
-        Some("refresh_token") => {
-            grants::refresh_token::grant(state, &projection, &client, form, now).await
-        }
-        Some(grants::token_exchange::GRANT_TYPE) => {
-            grants::token_exchange::grant(state, &projection, &client, form, now).await
-        }
-        _ => grants::authorization_code::grant(state, &projection, &client, form, now).await,
-    }
-}
-
-fn handle(
-    state: &AppState,
-    form: &OAuthForm,
-    now: i64,
-) -> Result<grants::client_credentials::Issued, ProtocolError> {
-    let projection = state.projection.load();
+/// Authenticates the client and runs the grant `grant_type` names (parsed once).
+/// `client_credentials` awaits nothing unless it issues a reference token, so it is answered
+/// on the request's first poll; the other grants need the store.
+async fn grant(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response, ProtocolError> {
     let grant_type = form
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    let projection = state.projection.load();
     let client = authenticate(&projection, form, now)?;
-    match TokenGrantType::parse(grant_type) {
-        Some(TokenGrantType::ClientCredentials) => {
-            grants::client_credentials::grant(state, &projection, &client, form, now)
-        }
-        // Handled in `token` (async: they need the store).
-        Some(
-            TokenGrantType::AuthorizationCode
-            | TokenGrantType::RefreshToken
-            | TokenGrantType::TokenExchange,
-        ) => Err(OAuthError::invalid_request("this grant is handled asynchronously").into()),
-        None => Err(OAuthError::unsupported_grant_type(format!(
+    let Some(grant) = TokenGrantType::parse(grant_type) else {
+        return Err(OAuthError::unsupported_grant_type(format!(
             "grant_type {:?} is not supported",
             grant_type.chars().take(64).collect::<String>()
         ))
-        .into()),
+        .into());
+    };
+    match grant {
+        TokenGrantType::ClientCredentials => {
+            use grants::client_credentials::{self, Issued};
+            match client_credentials::grant(state, &projection, &client, form, now)? {
+                Issued::Response(r) => Ok(r),
+                Issued::Reference {
+                    claims,
+                    lifetime,
+                    scope,
+                } => client_credentials::store_reference(state, &claims, lifetime, &scope).await,
+            }
+        }
+        TokenGrantType::AuthorizationCode => {
+            grants::authorization_code::grant(state, &projection, &client, form, now).await
+        }
+        TokenGrantType::RefreshToken => {
+            grants::refresh_token::grant(state, &projection, &client, form, now).await
+        }
+        TokenGrantType::TokenExchange => {
+            grants::token_exchange::grant(state, &projection, &client, form, now).await
+        }
     }
 }
 
