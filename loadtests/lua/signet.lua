@@ -13,6 +13,10 @@
 --   SIGNET_LT_RATE      open loop: requests per second over all threads
 --   SIGNET_LT_THREADS   the number of wrk threads (-t): to split the rate and the seeds
 --   SIGNET_LT_OUT       where done() writes the JSON result
+--   SIGNET_LT_PIPELINE  HTTP/1.1 pipelining depth (prepared requests only; default 1): each
+--                       write carries that many requests, the next write leaves when all
+--                       of their answers arrived; each request is stamped on its own (an
+--                       open loop's batch leaves at its first request's due time)
 --
 -- Latency is measured here, not with wrk's built-in statistics: request() stamps each
 -- request with an X-Request-Id carrying its start time in microseconds (CLOCK_MONOTONIC),
@@ -56,6 +60,10 @@ local workload = dofile(os.getenv("SIGNET_LT_REQUESTS"))
 local requests = workload.requests or {}
 local body_must = workload.body_must
 local steps = workload.steps -- nil: prepared requests
+local pipeline = tonumber(os.getenv("SIGNET_LT_PIPELINE")) or 1
+if pipeline < 1 or (steps and pipeline > 1) then
+   error("SIGNET_LT_PIPELINE must be 1 for chained steps, and at least 1")
+end
 local floor, frexp, format = math.floor, math.frexp, string.format
 
 -- Per-thread state (each wrk thread runs its own copy of this script). The counters are
@@ -157,7 +165,7 @@ if open then
       local t = now_us()
       if t0 == nil then t0 = t end
       local due = t0 + reserved * interval
-      reserved = reserved + 1
+      reserved = reserved + pipeline
       local ms = (due - t) / 1000
       if ms < 1 then return 0 end
       return floor(ms)
@@ -182,12 +190,12 @@ local function next_request()
    return head, body, "-" .. seq
 end
 
-function request()
+-- One request, stamped; `first` is wrk's check call before the run (nothing is sent).
+local function one_request(first)
    local head, body, suffix = next_request()
    local start = now_us()
    if open then
-      if t0 == nil then
-         -- wrk calls request() once before the run, to check it: nothing is sent.
+      if first then
          return head .. "X-Request-Id: lt0\r\n\r\n" .. body
       end
       local due = t0 + claimed * interval
@@ -196,6 +204,20 @@ function request()
    end
    sent = sent + 1
    return head .. "X-Request-Id: lt" .. format("%.0f", start) .. suffix .. "\r\n\r\n" .. body
+end
+
+function request()
+   local first = open and t0 == nil
+   if pipeline == 1 then
+      return one_request(first)
+   end
+   -- Pipelined: `pipeline` requests written at once; wrk counts them in its check call and
+   -- writes the next batch when every answer of this one arrived.
+   local batch = {}
+   for i = 1, pipeline do
+      batch[i] = one_request(first)
+   end
+   return table.concat(batch)
 end
 
 local function fail(status)

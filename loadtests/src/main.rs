@@ -113,6 +113,10 @@ struct LoadArgs {
     /// wrk threads.
     #[arg(long, default_value_t = 1)]
     threads: u32,
+    /// HTTP/1.1 pipelining depth: requests each connection writes at once (1: none, as
+    /// most clients). Scenarios that chain requests through answers are never pipelined.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pipeline: u32,
 }
 
 #[derive(Args)]
@@ -138,6 +142,9 @@ struct CompareArgs {
     connections: u32,
     #[arg(long, default_value_t = 64)]
     open_connections: u32,
+    /// HTTP/1.1 pipelining depth (1: none, as most clients).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pipeline: u32,
     #[arg(long, default_value_t = 0.7)]
     open_fraction: f64,
     #[arg(long, default_value = "target/loadtests/compare.json")]
@@ -269,6 +276,7 @@ fn scale_options(a: ScaleArgs) -> Result<ScaleOptions> {
         connections: a.load.connections,
         open_connections: a.load.open_connections,
         threads: a.load.threads,
+        pipeline: a.load.pipeline,
         out: a.out,
         admin_client_id: a.admin_client_id,
         ..ScaleOptions::default()
@@ -316,6 +324,7 @@ fn suite_options(a: &SuiteArgs, command: &str) -> Result<SuiteOptions> {
         connections: a.load.connections,
         open_connections: a.load.open_connections,
         threads: a.load.threads,
+        pipeline: a.load.pipeline,
         open_fraction: a.open_fraction,
         open_rate: a.open_rate,
         out: a
@@ -360,6 +369,7 @@ async fn main() -> Result<()> {
                 warmup: Duration::from_secs(a.warmup),
                 connections: a.connections,
                 open_connections: a.open_connections,
+                pipeline: a.pipeline,
                 open_fraction: a.open_fraction,
                 out: a.out,
                 boost: !a.no_boost,

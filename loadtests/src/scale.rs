@@ -156,6 +156,8 @@ pub struct ScaleOptions {
     pub connections: u32,
     pub open_connections: u32,
     pub threads: u32,
+    /// HTTP/1.1 pipelining depth of the prepared-request scenarios (1: none).
+    pub pipeline: u32,
     pub out: PathBuf,
     /// Name prefix of the registered scopes, resources and clients.
     pub prefix: String,
@@ -183,6 +185,7 @@ impl Default for ScaleOptions {
             connections: 32,
             open_connections: 64,
             threads: 1,
+            pipeline: 1,
             out: PathBuf::from("target/loadtests/scale.json"),
             prefix: "signet-lt".into(),
             admin_client_id: "signet-admin".into(),
@@ -831,6 +834,11 @@ impl Ctx<'_> {
             mode,
             connections,
             threads: self.opts.threads,
+            pipeline: if scenario.chained() {
+                1
+            } else {
+                self.opts.pipeline
+            },
             duration,
             cpus: self.opts.pinning.wrk.clone(),
             boost: self.opts.boost,

@@ -266,6 +266,15 @@ impl Scenario {
         }
     }
 
+    /// Whether each request is built from the previous answer (a [`Workload::Steps`]), so
+    /// that a connection cannot pipeline.
+    pub fn chained(&self) -> bool {
+        matches!(
+            self,
+            Scenario::RefreshToken | Scenario::AuthorizationCode | Scenario::Login
+        )
+    }
+
     /// What must be minted before a run with `connections` connections.
     pub fn needs(&self, connections: u32) -> Need {
         match self {
@@ -664,6 +673,21 @@ mod tests {
         assert!("refresh".parse::<Scenario>().is_err());
         assert!(!Scenario::STANDARD.contains(&Scenario::Healthz));
         assert!(Scenario::STANDARD.contains(&Scenario::RefreshToken));
+    }
+
+    #[test]
+    fn exactly_the_chained_scenarios_build_steps() {
+        let minted = Minted {
+            access_token: Some("eyJ.a.b".into()),
+            refresh_tokens: vec!["fam1.a".into()],
+        };
+        for sc in Scenario::all() {
+            let steps = matches!(
+                sc.requests(&issuer(), &fixtures(), &minted),
+                Workload::Steps { .. }
+            );
+            assert_eq!(sc.chained(), steps, "{sc}");
+        }
     }
 
     #[test]

@@ -155,6 +155,9 @@ pub struct RunResult {
     pub mode: Mode,
     pub connections: u32,
     pub threads: u32,
+    /// HTTP/1.1 pipelining depth: requests written at once on a connection (1: none).
+    #[serde(default = "one")]
+    pub pipeline: u32,
     pub duration_s: f64,
     /// Requests written (open loop: compare with `rate * duration_s`).
     pub sent: u64,
@@ -185,12 +188,17 @@ pub struct RunResult {
     pub steps: Vec<StepResult>,
 }
 
+pub(crate) fn one() -> u32 {
+    1
+}
+
 impl RunResult {
     pub fn from_raw(
         scenario: &str,
         mode: Mode,
         connections: u32,
         threads: u32,
+        pipeline: u32,
         raw: &RawResult,
     ) -> RunResult {
         let duration_s = raw.duration_us as f64 / 1e6;
@@ -217,6 +225,7 @@ impl RunResult {
             mode,
             connections,
             threads,
+            pipeline,
             duration_s,
             sent: raw.sent,
             completed: raw.completed,
@@ -338,7 +347,7 @@ mod tests {
                 "statuses":{"200":100,"503":10},"histogram":[[100,110]]}"#,
         )
         .unwrap();
-        let r = RunResult::from_raw("jwks", Mode::Closed, 4, 1, &raw);
+        let r = RunResult::from_raw("jwks", Mode::Closed, 4, 1, 1, &raw);
         assert_eq!(r.errors, 13);
         assert_eq!(r.throughput, 55.0);
         assert_eq!(r.ok_throughput, 50.0);
@@ -362,7 +371,7 @@ mod tests {
                          "authorize":{"order":0,"ok":59,"failed":1,"max_us":150.0,"histogram":[[100,60]]}}}"#,
         )
         .unwrap();
-        let r = RunResult::from_raw("authorization_code", Mode::Closed, 4, 1, &raw);
+        let r = RunResult::from_raw("authorization_code", Mode::Closed, 4, 1, 1, &raw);
         assert_eq!(r.errors, 2);
         assert_eq!(r.ok_throughput, 117.0);
         assert_eq!(r.flows, Some(58));
@@ -381,7 +390,7 @@ mod tests {
                 "steps":{"refresh":{"ok":10,"failed":0,"max_us":900.0,"histogram":[[100,10]]}}}"#,
         )
         .unwrap();
-        let r = RunResult::from_raw("refresh_token", Mode::Closed, 4, 1, &raw);
+        let r = RunResult::from_raw("refresh_token", Mode::Closed, 4, 1, 1, &raw);
         assert_eq!((r.errors, r.flows, r.steps.len()), (0, None, 1));
         assert_eq!(r.error_summary(), "-");
     }

@@ -43,6 +43,8 @@ pub struct SuiteOptions {
     pub connections: u32,
     pub open_connections: u32,
     pub threads: u32,
+    /// HTTP/1.1 pipelining depth of the prepared-request scenarios (1: none).
+    pub pipeline: u32,
     /// Open-loop rate as a fraction of the closed-loop throughput just measured...
     pub open_fraction: f64,
     /// ...or this fixed rate (requests per second).
@@ -68,6 +70,7 @@ impl Default for SuiteOptions {
             connections: 32,
             open_connections: 64,
             threads: 1,
+            pipeline: 1,
             open_fraction: 0.7,
             open_rate: None,
             out: PathBuf::from("target/loadtests/suite.json"),
@@ -174,6 +177,7 @@ struct Runner<'a> {
     p: &'a Prepared,
     client_cpus: Option<String>,
     threads: u32,
+    pipeline: u32,
     boost: bool,
 }
 
@@ -198,6 +202,7 @@ impl Runner<'_> {
             mode,
             connections,
             threads: self.threads,
+            pipeline: if scenario.chained() { 1 } else { self.pipeline },
             duration,
             cpus: self.client_cpus.clone(),
             boost: self.boost,
@@ -240,6 +245,7 @@ pub async fn run_suite(opts: &SuiteOptions) -> Result<SuiteReport> {
         p: &p,
         client_cpus: opts.client_cpus.clone(),
         threads: opts.threads,
+        pipeline: opts.pipeline,
         boost: opts.boost,
     };
     let rss_at_rest = p.local.as_ref().and_then(|s| s.rss_kib());
@@ -284,6 +290,7 @@ pub async fn run_one(opts: &SuiteOptions, rate: Option<f64>) -> Result<SuiteRepo
         p: &p,
         client_cpus: opts.client_cpus.clone(),
         threads: opts.threads,
+        pipeline: opts.pipeline,
         boost: opts.boost,
     };
     let rss_at_rest = p.local.as_ref().and_then(|s| s.rss_kib());
@@ -424,6 +431,8 @@ pub struct CompareOptions {
     pub warmup: Duration,
     pub connections: u32,
     pub open_connections: u32,
+    /// HTTP/1.1 pipelining depth (1: none, as most clients).
+    pub pipeline: u32,
     /// Open-loop rate as a fraction of the measured maximum (the 70 %).
     pub open_fraction: f64,
     pub out: PathBuf,
@@ -443,6 +452,7 @@ impl Default for CompareOptions {
             warmup: Duration::from_secs(1),
             connections: 32,
             open_connections: 64,
+            pipeline: 1,
             open_fraction: 0.7,
             out: PathBuf::from("target/loadtests/compare.json"),
             boost: true,
@@ -506,6 +516,9 @@ pub struct CompareReport {
     pub machine: Machine,
     pub server_cpu: String,
     pub client_cpu: String,
+    /// HTTP/1.1 pipelining depth of wrk's connections (1: none).
+    #[serde(default = "crate::stats::one")]
+    pub pipeline: u32,
     pub open_fraction: f64,
     pub boost: bool,
     pub rows: Vec<ComparisonRow>,
@@ -525,6 +538,7 @@ pub async fn run_compare(opts: &CompareOptions) -> Result<CompareReport> {
         p: &p,
         client_cpus: Some(opts.client_cpu.clone()),
         threads: 1,
+        pipeline: opts.pipeline,
         boost: opts.boost,
     };
     let mut rows = Vec::new();
@@ -580,6 +594,7 @@ pub async fn run_compare(opts: &CompareOptions) -> Result<CompareReport> {
         machine,
         server_cpu: opts.server_cpu.clone(),
         client_cpu: opts.client_cpu.clone(),
+        pipeline: opts.pipeline,
         open_fraction: opts.open_fraction,
         boost: opts.boost,
         rows,
@@ -590,8 +605,12 @@ pub async fn run_compare(opts: &CompareOptions) -> Result<CompareReport> {
 
 /// The table `compare` prints.
 pub fn compare_table(r: &CompareReport) -> String {
+    let pipelined = match r.pipeline {
+        0 | 1 => String::new(),
+        n => format!("; {n} requests pipelined per write"),
+    };
     let mut out = format!(
-        "{}; server and signing loop on cpu {}, wrk on cpu {}; {} x {}\n",
+        "{}; server and signing loop on cpu {}, wrk on cpu {}{pipelined}; {} x {}\n",
         r.tool, r.server_cpu, r.client_cpu, r.machine.cpus, r.machine.cpu_model
     );
     let pct = (r.open_fraction * 100.0).round();

@@ -21,6 +21,9 @@ pub struct WrkRun {
     pub mode: Mode,
     pub connections: u32,
     pub threads: u32,
+    /// HTTP/1.1 pipelining depth (1: none): each write carries this many requests. Only for
+    /// prepared requests; chained steps wait for each answer.
+    pub pipeline: u32,
     /// Whole seconds (wrk's resolution), at least 1.
     pub duration: Duration,
     /// `taskset -c` list for wrk, e.g. `"1"`.
@@ -162,6 +165,10 @@ pub fn run(scenario: &str, spec: &WrkRun) -> Result<RunResult> {
     if spec.workload.is_empty() {
         bail!("scenario {scenario} prepared no request");
     }
+    let pipeline = spec.pipeline.max(1);
+    if pipeline > 1 && matches!(spec.workload, Workload::Steps { .. }) {
+        bail!("{scenario} chains each request to the previous answer: it cannot be pipelined");
+    }
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("signet.lua");
     let reqs = dir.path().join("requests.lua");
@@ -186,7 +193,8 @@ pub fn run(scenario: &str, spec: &WrkRun) -> Result<RunResult> {
         .arg(&spec.url)
         .env("SIGNET_LT_REQUESTS", &reqs)
         .env("SIGNET_LT_OUT", &out)
-        .env("SIGNET_LT_THREADS", threads.to_string());
+        .env("SIGNET_LT_THREADS", threads.to_string())
+        .env("SIGNET_LT_PIPELINE", pipeline.to_string());
     match spec.mode {
         Mode::Closed => {
             cmd.env("SIGNET_LT_MODE", "closed");
@@ -215,6 +223,7 @@ pub fn run(scenario: &str, spec: &WrkRun) -> Result<RunResult> {
         spec.mode,
         connections,
         threads,
+        pipeline,
         &raw,
     ))
 }
