@@ -259,6 +259,27 @@ async fn pipelined_requests_are_answered_in_order_without_nagle_delays() -> anyh
         rounds.push(started.elapsed());
     }
     assert!(buf.is_empty(), "{} bytes beyond the answers", buf.len());
+    // A request followed by an empty line, which some clients send after a body (RFC 9112
+    // section 2.2: a server ignores it): answered at once, and the connection still
+    // serves. (hyper's experimental `pipeline_flush` held such an answer until the next
+    // request arrived.)
+    for i in 0..2 {
+        conn.write_all(
+            format!(
+                "GET {}/healthz HTTP/1.1\r\nHost: {host}\r\nX-Request-Id: crlf-{i}\r\n\r\n\r\n",
+                path.trim_end_matches("/oauth2/token")
+            )
+            .as_bytes(),
+        )
+        .await?;
+        let (status, id, _) = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            read_response(&mut conn, &mut buf),
+        )
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer to a request followed by an empty line"))??;
+        assert_eq!((status, id.as_str()), (200, format!("crlf-{i}").as_str()));
+    }
     // The median round after the first few (Linux acknowledges at once early in a
     // connection, hiding Nagle there).
     let mut steady = rounds[4..].to_vec();

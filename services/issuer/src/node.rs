@@ -30,7 +30,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use axum::serve::ListenerExt;
 use signet_core::bootstrap::{self, ADMIN_CLIENT_ID};
 use signet_core::commands::{decide, Command, CommandError};
 use signet_core::events::Aggregate;
@@ -298,15 +297,6 @@ async fn load_projection(log: &dyn EventLog) -> Result<Projection, NodeError> {
     Ok(projection)
 }
 
-/// Sets `TCP_NODELAY` on an accepted connection. Each answer leaves in one write, but a
-/// client that pipelines gets several writes in a row, and Nagle's algorithm held every
-/// one after the first until the client's delayed ACK, 40 ms later.
-fn no_delay(tcp: &mut tokio::net::TcpStream) {
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(error = %e, "could not set TCP_NODELAY");
-    }
-}
-
 async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr)
         .await
@@ -544,13 +534,10 @@ impl Node {
             }
         };
         // The peer address reaches handlers (login throttling per address).
-        let public_server = axum::serve(
-            public.tap_io(no_delay),
-            http::public_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal(&tx));
-        let admin_server = axum::serve(admin.tap_io(no_delay), http::admin_router(state.clone()))
-            .with_graceful_shutdown(signal(&tx));
+        let public_server =
+            http::server::serve(public, http::public_router(state.clone()), signal(&tx));
+        let admin_server =
+            http::server::serve(admin, http::admin_router(state.clone()), signal(&tx));
         let mut servers = tokio::spawn(async move {
             let (a, b) = tokio::join!(public_server, admin_server);
             a.and(b)

@@ -16,6 +16,7 @@ pub mod grants;
 pub mod introspect;
 pub mod login;
 pub mod openapi;
+pub mod server;
 pub mod token;
 pub mod user_tokens;
 pub mod userinfo;
