@@ -111,6 +111,9 @@ async fn accept_failed(e: std::io::Error) {
 /// section 2.2: servers ignore it); this flushes whenever the read would wait, whatever is
 /// buffered above it. An answer is held only while hyper works on a request that was
 /// already read, at most that request's time (itself bounded by the request timeout).
+/// Signet's answers are whole bodies; a streamed body would wait here between its chunks
+/// (until 64 KiB gather or the connection reads), so an endpoint that streams must not be
+/// served through this.
 struct WriteBatch<T> {
     io: T,
     held: Vec<u8>,
