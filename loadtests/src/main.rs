@@ -400,3 +400,20 @@ async fn main() -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_depth_is_between_1_and_256() {
+        for cmd in ["run", "suite", "compare", "scale"] {
+            for bad in ["0", "257", "-1", "x"] {
+                let args = ["signet-loadtests", cmd, "--pipeline", bad];
+                assert!(Cli::try_parse_from(args).is_err(), "{cmd} --pipeline {bad}");
+            }
+            let args = ["signet-loadtests", cmd, "--pipeline", "256"];
+            assert!(Cli::try_parse_from(args).is_ok(), "{cmd} --pipeline 256");
+        }
+    }
+}

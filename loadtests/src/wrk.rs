@@ -239,6 +239,39 @@ mod tests {
     use crate::scenario::{Capture, PreparedRequest, Seed, Step};
 
     #[test]
+    fn chained_steps_refuse_pipelining_before_wrk_starts() {
+        let steps = Workload::Steps {
+            steps: vec![Step {
+                name: "refresh".into(),
+                request: PreparedRequest {
+                    head: "POST /t HTTP/1.1\r\n".into(),
+                    body: "refresh_token={token}".into(),
+                },
+                status: 200,
+                captures: Vec::new(),
+                next: None,
+                completes_flow: true,
+            }],
+            start: None,
+            seeds: Vec::new(),
+        };
+        let spec = WrkRun {
+            // Nothing listens there: the run must fail before it connects.
+            url: "http://127.0.0.1:9/".into(),
+            workload: steps,
+            mode: Mode::Closed,
+            connections: 1,
+            threads: 1,
+            pipeline: 2,
+            duration: Duration::from_secs(1),
+            cpus: None,
+            boost: false,
+        };
+        let err = run("refresh_token", &spec).unwrap_err().to_string();
+        assert!(err.contains("cannot be pipelined"), "{err}");
+    }
+
+    #[test]
     fn lua_strings_escape_everything_unusual() {
         assert_eq!(lua_string("a\"b\\c"), r#""a\"b\\c""#);
         assert_eq!(lua_string("x\r\n"), r#""x\013\010""#);
