@@ -60,8 +60,12 @@ async fn users_make_use_and_revoke_api_keys() -> anyhow::Result<()> {
         json!({"username": "hana", "password": PASSWORD, "claims": {}}),
     )
     .await?;
-    s.create("/Resource/ApiScope", json!({"name": "orders.read"}))
-        .await?;
+    // The operator makes the scope available for users' keys.
+    s.create(
+        "/Resource/ApiScope",
+        json!({"name": "orders.read", "properties": {"signet:apiKeys": "true"}}),
+    )
+    .await?;
     s.create(
         "/Resource/ApiResource",
         json!({"name": "orders-api", "scopes": ["orders.read"], "apiSecrets": [{"value": API_SECRET}]}),

@@ -107,7 +107,8 @@ async fn token_endpoint_refuses_bad_requests_with_rfc6749_errors() -> anyhow::Re
     .await?;
     assert_error(st, &b, 400, "unsupported_grant_type");
 
-    // Client authentication failures: 401, WWW-Authenticate, one message for all.
+    // Client authentication failures: 401, one message for all, and (RFC 6749 section
+    // 5.2) a Basic challenge carrying the error only when the Authorization header was used.
     for basic in [
         Some(("nobody", SECRET)),
         Some(("svc", "wrong")),
@@ -116,10 +117,14 @@ async fn token_endpoint_refuses_bad_requests_with_rfc6749_errors() -> anyhow::Re
     ] {
         let (st, h, b) = raw_token(&s, Some(FORM), cc.clone(), basic).await?;
         assert_error(st, &b, 401, "invalid_client");
-        assert!(
-            h["www-authenticate"].to_str()?.starts_with("Basic realm="),
-            "{h:?}"
-        );
+        match basic {
+            Some(_) => {
+                let c = h["www-authenticate"].to_str()?;
+                assert!(c.starts_with("Basic realm="), "{h:?}");
+                assert!(c.contains("error=\"invalid_client\""), "{h:?}");
+            }
+            None => assert!(h.get("www-authenticate").is_none(), "{h:?}"),
+        }
     }
     // A confidential client that sends no secret, and a malformed Basic header.
     let (st, _, b) = raw_token(

@@ -741,7 +741,10 @@ async fn reference_tokens_and_api_keys_revoked_at_one_node_stop_at_another() -> 
     use signet_tests::browser::Browser;
     let c = Cluster::start(2).await?;
     for (path, body) in [
-        ("/Resource/ApiScope", json!({"name": "orders.read"})),
+        (
+            "/Resource/ApiScope",
+            json!({"name": "orders.read", "properties": {"signet:apiKeys": "true"}}),
+        ),
         (
             "/Resource/ApiResource",
             json!({"name": "orders-api", "scopes": ["orders.read"], "apiSecrets": [{"value": SECRET}]}),

@@ -97,6 +97,17 @@ impl NewApiKey {
     }
 }
 
+/// Whether a user may hold `scope` on an API key now: an enabled API scope that an operator
+/// made available for keys ([`crate::scope::API_KEYS_PROPERTY`]), never the admin scope.
+/// Checked when a key is made and again each time it is used, so withdrawing a scope from
+/// keys takes effect at once.
+pub fn scope_allowed(p: &crate::projection::Projection, scope: &str) -> bool {
+    scope != crate::bootstrap::ADMIN_SCOPE
+        && p.scope(scope).is_some_and(|e| {
+            e.kind == crate::scope::ScopeKind::Api && e.scope.enabled && e.scope.for_api_keys()
+        })
+}
+
 /// `sgk_<id>_<secret>`.
 pub fn format_key(id: &str, secret: &str) -> String {
     format!("{PREFIX}{id}_{secret}")

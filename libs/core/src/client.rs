@@ -357,6 +357,23 @@ pub const RESERVED_CLAIMS: &[&str] = &[
 ];
 
 impl<S> Client<S> {
+    /// Seconds the longest-lived token, code or refresh token of this client can live: how
+    /// long a revocation of everything it was issued must be remembered.
+    pub fn longest_lifetime(&self) -> i64 {
+        [
+            self.identity_token_lifetime,
+            self.access_token_lifetime,
+            self.authorization_code_lifetime,
+            self.absolute_refresh_token_lifetime,
+            self.sliding_refresh_token_lifetime,
+            self.device_code_lifetime,
+        ]
+        .into_iter()
+        .map(i64::from)
+        .max()
+        .unwrap_or(0)
+    }
+
     /// A client with the reference defaults for every field.
     pub fn new(client_id: impl Into<String>) -> Self {
         Client {

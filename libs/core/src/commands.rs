@@ -100,6 +100,18 @@ fn check_resource_scopes(
     c.finish()
 }
 
+/// Only API scopes can be made available for users' API keys: an identity scope on a key
+/// would let a script read the user's profile claims as the user.
+fn check_api_keys_property(kind: ScopeKind, s: &ScopeResource) -> Result<(), ValidationErrors> {
+    let mut c = Collector::default();
+    c.check(
+        kind == ScopeKind::Api || !s.for_api_keys(),
+        format!("properties.{}", crate::scope::API_KEYS_PROPERTY),
+        "only API scopes can be put on users' API keys",
+    );
+    c.finish()
+}
+
 /// Replacing the bootstrap objects must not cut the admin API off: the `signet` resource
 /// keeps holding `signet.admin`, that scope stays enabled, and the `signet-admin` client
 /// stays able to get it.
@@ -249,6 +261,7 @@ pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
         }
         Command::CreateScope(kind, s) => {
             s.validate()?;
+            check_api_keys_property(kind, &s)?;
             if let Some(e) = p.scope(&s.name) {
                 return Err(CommandError::AlreadyExists(format!(
                     "{} {:?}",
@@ -272,6 +285,7 @@ pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
         }
         Command::ReplaceScope(kind, s) => {
             s.validate()?;
+            check_api_keys_property(kind, &s)?;
             match p.scope(&s.name) {
                 Some(e) if e.kind == kind => {}
                 _ => {

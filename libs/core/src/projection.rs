@@ -37,14 +37,23 @@ pub struct ClientEntry {
     /// The client's `claims` as JSON object members (`"k":v,...`, no braces; empty when it
     /// has none), already prefixed, typed and grouped into arrays where a type repeats.
     pub claims_json: String,
+    /// Which life of this `clientId` this is: the sequence of the event that created it.
+    /// Codes, refresh tokens, reference tokens and consents carry it, so a deleted client's
+    /// are dead for good, even after a client with the same id is created again.
+    pub incarnation: u64,
 }
 
 impl ClientEntry {
     pub fn new(client: Client) -> Self {
+        Self::with_incarnation(client, 0)
+    }
+
+    pub fn with_incarnation(client: Client, incarnation: u64) -> Self {
         ClientEntry {
             secrets: SecretSet::new(&client.client_secrets),
             claims_json: client_claims_json(&client),
             client,
+            incarnation,
         }
     }
 
@@ -148,6 +157,9 @@ struct SnapshotData {
     identity_resources: Vec<ScopeResource>,
     keys: Vec<PublicKeyRecord>,
     versions: BTreeMap<String, u64>,
+    /// Each client's incarnation ([`ClientEntry::incarnation`]).
+    #[serde(default)]
+    incarnations: BTreeMap<String, u64>,
 }
 
 impl Projection {
@@ -286,8 +298,14 @@ impl Projection {
             Event::ClientCreated(c) | Event::ClientReplaced(c) => {
                 let present = self.clients.contains_key(&c.client_id);
                 exists(present, matches!(event_kind, Change::Replace), "client")?;
-                self.clients
-                    .insert(c.client_id.clone(), Arc::new(ClientEntry::new(*c)));
+                let incarnation = match event_kind {
+                    Change::Replace => self.clients[&c.client_id].incarnation,
+                    Change::Create => seq,
+                };
+                self.clients.insert(
+                    c.client_id.clone(),
+                    Arc::new(ClientEntry::with_incarnation(*c, incarnation)),
+                );
             }
             Event::ClientDeleted { client_id } => {
                 exists(self.clients.contains_key(&client_id), true, "client")?;
@@ -428,6 +446,11 @@ impl Projection {
             identity_resources: self.scopes(ScopeKind::Identity).cloned().collect(),
             keys: self.keys.values().cloned().collect(),
             versions: self.versions.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            incarnations: self
+                .clients
+                .values()
+                .map(|e| (e.client.client_id.clone(), e.incarnation))
+                .collect(),
         };
         serde_json::to_vec(&data).unwrap_or_default()
     }
@@ -441,8 +464,11 @@ impl Projection {
             ..Projection::default()
         };
         for c in data.clients {
-            p.clients
-                .insert(c.client_id.clone(), Arc::new(ClientEntry::new(c)));
+            let incarnation = data.incarnations.get(&c.client_id).copied().unwrap_or(0);
+            p.clients.insert(
+                c.client_id.clone(),
+                Arc::new(ClientEntry::with_incarnation(c, incarnation)),
+            );
         }
         for r in data.resources {
             let secrets = SecretSet::new(&r.api_secrets);

@@ -74,15 +74,37 @@ pub struct ScopeResource {
     pub properties: BTreeMap<String, String>,
 }
 
+/// The scope property that makes an API scope available for users' API keys
+/// (`"true"`/`"false"`; absent means false). Only an operator sets it: a user may put on a
+/// key only the API scopes marked so, never the admin scope and never an identity scope.
+pub const API_KEYS_PROPERTY: &str = "signet:apiKeys";
+
 /// `/Resource/ApiScope`.
 pub type ApiScope = ScopeResource;
 /// `/Resource/IdentityResource`.
 pub type IdentityResource = ScopeResource;
 
 impl ScopeResource {
+    /// Whether an operator made this scope available for users' API keys.
+    pub fn for_api_keys(&self) -> bool {
+        self.properties.get(API_KEYS_PROPERTY).map(String::as_str) == Some("true")
+    }
+
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut c = Collector::default();
         check_name(&mut c, "name", &self.name);
+        if let Some(v) = self.properties.get(API_KEYS_PROPERTY) {
+            c.check(
+                v == "true" || v == "false",
+                format!("properties.{API_KEYS_PROPERTY}"),
+                "must be \"true\" or \"false\"",
+            );
+            c.check(
+                !(v == "true" && self.name == crate::bootstrap::ADMIN_SCOPE),
+                format!("properties.{API_KEYS_PROPERTY}"),
+                "the admin scope can never be put on a user's API key",
+            );
+        }
         for (i, claim) in self.user_claims.iter().enumerate() {
             c.check(
                 !claim.is_empty(),

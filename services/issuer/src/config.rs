@@ -14,6 +14,8 @@ pub struct IssuerUrl {
     url: String,
     path: String,
     https: bool,
+    /// `scheme://host[:port]`, as browsers send it in `Origin`.
+    origin: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +50,18 @@ impl IssuerUrl {
             url: trimmed.to_owned(),
             path,
             https: u.scheme() == "https",
+            origin: u.origin().ascii_serialization(),
         })
     }
 
     /// The exact `iss` value.
     pub fn as_str(&self) -> &str {
         &self.url
+    }
+
+    /// The web origin of the issuer (`scheme://host[:port]`).
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// The path prefix every public route lives under (`""` or e.g. `/auth`).
@@ -141,6 +149,7 @@ impl NodeConfig {
                 url: "http://127.0.0.1:8080".to_owned(),
                 path: String::new(),
                 https: false,
+                origin: "http://127.0.0.1:8080".to_owned(),
             },
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),

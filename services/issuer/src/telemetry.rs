@@ -343,6 +343,12 @@ pub async fn request_context(
         }
     };
     resp.headers_mut().insert(X_REQUEST_ID.clone(), id);
+    // Every answer, JSON as well as HTML: browsers must never sniff a token response or an
+    // admin document into something executable.
+    resp.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
     let status = resp.status().as_u16();
     let micros = start.elapsed().as_micros() as u64;
     span.in_scope(|| {

@@ -93,14 +93,15 @@ async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Sessi
         .map_err(|e| oauth_error_page(state, None, e))
 }
 
-/// Checks the scopes a key asks for: each must be an enabled scope of this server.
+/// Checks the scopes a key asks for: each must be an API scope that an operator made
+/// available for users' keys (never the admin scope, never an identity scope).
 fn check_scopes(state: &AppState, scopes: &[String]) -> Result<(), ValidationErrors> {
     let p = state.projection.load();
     for (i, s) in scopes.iter().enumerate() {
-        if !p.scope(s).is_some_and(|e| e.scope.enabled) {
+        if !signet_core::api_key::scope_allowed(&p, s) {
             return Err(ValidationErrors::single(
                 format!("scopes[{i}]"),
-                "is not an enabled scope of this server",
+                "is not a scope available for API keys on this server",
             ));
         }
     }
@@ -332,6 +333,14 @@ async fn json_session(
         }
     };
     let token = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    if write && super::browser::is_cross_site(state, headers) {
+        return Err(json_error(
+            StatusCode::FORBIDDEN,
+            "invalid_request",
+            "this request was sent from another site (Origin / Sec-Fetch-Site)",
+            Some("Origin"),
+        ));
+    }
     if write && !csrf_ok(headers, token) {
         return Err(json_error(
             StatusCode::FORBIDDEN,

@@ -24,12 +24,14 @@ use signet_core::client::Client;
 use signet_core::commands::{decide, Command};
 use signet_core::events::Event;
 use signet_core::keys::{KeyState, PublicKeyRecord};
+use signet_core::projection::Projection;
 use signet_core::resource::ApiResource;
 use signet_core::scope::{ScopeKind, ScopeResource};
 use signet_core::secret::{SecretInput, SecretView};
 use signet_core::validation::from_json;
 use signet_core::{Algorithm, UnixTime};
 use signet_eventlog::{EventLogError, ExpectedVersion, NewEvent};
+use signet_verify::revocation::{Revocation, Target};
 
 use super::error::ApiError;
 use super::openapi::{
@@ -136,6 +138,21 @@ struct AdminClaims {
     #[serde(default)]
     scope: String,
     client_id: String,
+    sub: String,
+    /// Present only in tokens issued for a user (a sign-in or an API key).
+    #[serde(default)]
+    sid: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    auth_time: Option<serde::de::IgnoredAny>,
+}
+
+impl AdminClaims {
+    /// Whether the token was issued to a client for itself (`client_credentials`): its
+    /// subject is the client and it carries nothing of a user's sign-in. The admin API
+    /// takes no token that speaks for a user, whatever its scope.
+    fn is_client_own(&self) -> bool {
+        self.sub == self.client_id && self.sid.is_none() && self.auth_time.is_none()
+    }
 }
 
 #[derive(Deserialize)]
@@ -209,6 +226,16 @@ async fn require_admin(
             "the client of this access token is disabled or gone",
         ));
     }
+    if !claims.is_client_own()
+        || !p.client(&claims.client_id).is_some_and(|c| {
+            c.client
+                .allows(signet_core::client::GrantType::ClientCredentials)
+        })
+    {
+        return Err(invalid(
+            "the admin API takes only a client's own client_credentials token, never a token issued for a user",
+        ));
+    }
     if !claims.scope.split(' ').any(|s| s == ADMIN_SCOPE) {
         return Err(ApiError::Forbidden);
     }
@@ -258,7 +285,15 @@ impl AdminBody {
 
 /// Decides, appends with the expected version, and waits until this node applied it.
 async fn execute(state: &AppState, actor: &Actor, cmd: Command) -> Result<Event, ApiError> {
-    let decision = decide(&state.projection.load(), cmd)?;
+    let decision = {
+        let p = state.projection.load();
+        let decision = decide(&p, cmd)?;
+        if let Some(r) = client_revocation(&p, &decision.event, now()) {
+            // Before the event: if it cannot be published, nothing is written.
+            publish_revocation(state, r).await?;
+        }
+        decision
+    };
     let event = decision.event;
     let new = NewEvent {
         subject: event.subject(),
@@ -295,6 +330,40 @@ async fn execute(state: &AppState, actor: &Actor, cmd: Command) -> Result<Event,
         .await
         .map_err(|e| ApiError::Unavailable(format!("the write was stored, but {e}")))?;
     Ok(event)
+}
+
+/// Deleting or disabling a client ends everything it was issued: a `client` revocation
+/// (every node and resource server refuses its tokens issued until now), remembered until
+/// the longest-lived of them would have expired anyway.
+fn client_revocation(p: &Projection, event: &Event, now: i64) -> Option<Revocation> {
+    let (client_id, longest) = match event {
+        Event::ClientDeleted { client_id } => (client_id, 0),
+        Event::ClientReplaced(c) if !c.enabled => (&c.client_id, c.longest_lifetime()),
+        _ => return None,
+    };
+    let existing = p.client(client_id)?;
+    Some(Revocation {
+        target: Target::Client {
+            client_id: client_id.clone(),
+            issued_before: now,
+        },
+        exp: now + longest.max(existing.client.longest_lifetime()) + REVOCATION_MARGIN,
+        at: now,
+    })
+}
+
+/// Seconds a revocation is kept past the last token it affects (clock skew, leeway).
+pub(super) const REVOCATION_MARGIN: i64 = 300;
+
+/// Publishes a revocation that an admin write implies; a failure is a 503 with nothing
+/// written.
+pub(super) async fn publish_revocation(state: &AppState, r: Revocation) -> Result<(), ApiError> {
+    state.revocations.revoke(r).await.map_err(|e| {
+        tracing::warn!(error = %e, "could not publish a revocation");
+        ApiError::Unavailable(
+            "the revocation could not be recorded; nothing was changed, retry".into(),
+        )
+    })
 }
 
 fn created<T: serde::Serialize>(location: String, view: T) -> Response {

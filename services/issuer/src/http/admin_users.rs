@@ -159,6 +159,12 @@ pub(super) async fn replace_user(
 ) -> Result<Json<UserView>, ApiError> {
     let sub = sub_of(path)?;
     let user = from_json::<UserReplacement>(&body.0)?.check()?;
+    if !user.enabled {
+        if state.users.by_sub(&sub).await?.is_none() {
+            return Err(not_found(&sub));
+        }
+        revoke_subject(&state, &sub).await?;
+    }
     let record = state
         .users
         .replace(&actor.0, &sub, user, APPLY_PATIENCE)
@@ -191,6 +197,7 @@ pub(super) async fn delete_user(
     if state.users.by_sub(&sub).await?.is_none() {
         return Err(not_found(&sub));
     }
+    revoke_subject(&state, &sub).await?;
     // Before the event, so a store that is down fails the request with nothing deleted...
     delete_state(&state, &sub).await?;
     state.users.delete(&actor.0, &sub, APPLY_PATIENCE).await?;
@@ -200,6 +207,34 @@ pub(super) async fn delete_user(
     }
     tracing::info!(%sub, actor = %actor.0, "user deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Disabling or deleting a user ends every token issued for them until now: a `subject`
+/// revocation that every node and JWT-verifying resource server applies, kept until the
+/// longest-lived token any client issues would have expired. Published before the write,
+/// so a failure leaves nothing changed.
+async fn revoke_subject(state: &AppState, sub: &str) -> Result<(), ApiError> {
+    let now = super::token::now();
+    let longest = state
+        .projection
+        .load()
+        .clients()
+        .map(|c| c.longest_lifetime())
+        .max()
+        .unwrap_or(0)
+        .max(24 * 3600);
+    super::admin::publish_revocation(
+        state,
+        signet_verify::revocation::Revocation {
+            target: signet_verify::revocation::Target::Subject {
+                sub: sub.to_owned(),
+                issued_before: now,
+            },
+            exp: now + longest + super::admin::REVOCATION_MARGIN,
+            at: now,
+        },
+    )
+    .await
 }
 
 async fn delete_state(state: &AppState, sub: &str) -> Result<(), ApiError> {

@@ -118,20 +118,24 @@ async fn to_page(
     }
 }
 
-/// The key of a remembered consent.
-fn consent_key(sub: &str, client_id: &str) -> String {
-    digest_key(&format!("{sub}\u{0}{client_id}"))
+/// The key of a remembered consent: of this user, for this incarnation of the client (a
+/// client deleted and created again asks again).
+fn consent_key(sub: &str, client: &ClientEntry) -> String {
+    digest_key(&format!(
+        "{sub}\u{0}{}\u{0}{}",
+        client.client.client_id, client.incarnation
+    ))
 }
 
 /// The scopes a user consented to for a client earlier, if remembered.
 async fn remembered_consent(
     state: &AppState,
     sub: &str,
-    client_id: &str,
+    client: &ClientEntry,
 ) -> Result<Vec<String>, OAuthError> {
     let bytes = state
         .store
-        .get(Namespace::Consent, &consent_key(sub, client_id))
+        .get(Namespace::Consent, &consent_key(sub, client))
         .await
         .or_unavailable()?;
     Ok(bytes
@@ -152,7 +156,7 @@ pub async fn remember_consent(
         .store
         .put(
             Namespace::Consent,
-            &consent_key(sub, &client.client.client_id),
+            &consent_key(sub, client),
             &bytes,
             std::time::Duration::from_secs(u64::from(lifetime.max(1))),
             &[Index::Subject(sub)],
@@ -174,7 +178,7 @@ pub async fn continue_flow(
         let covered = if request.prompt.consent {
             false
         } else {
-            match remembered_consent(state, &session.sub, &client.client.client_id).await {
+            match remembered_consent(state, &session.sub, client).await {
                 Ok(granted) => request.scopes.iter().all(|s| granted.contains(s)),
                 Err(e) => return redirect_error(state, to_redirect(&request, e)),
             }
@@ -233,6 +237,7 @@ async fn issue(
     let rt = request.response_type;
     let grant = UserGrant {
         client_id: client.client.client_id.clone(),
+        client_gen: client.incarnation,
         redirect_uri: request.redirect_uri.clone(),
         redirect_uri_explicit: request.redirect_uri_explicit,
         sub: session.sub.clone(),

@@ -282,13 +282,44 @@ pub async fn interaction_of_form(
     Ok((id, interaction))
 }
 
-/// The error page for a POST whose body is not a form; `None` when it is one.
+/// The error page for a POST whose body is not a form, or that another site sent; `None`
+/// when it is a form of ours.
 pub fn not_a_form(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    if let Some(r) = cross_site(state, headers) {
+        return Some(r);
+    }
     (!super::form::is_form(headers)).then(|| {
         oauth_error_page(
             state,
             None,
             OAuthError::invalid_request("the body must be application/x-www-form-urlencoded"),
+        )
+    })
+}
+
+/// Whether a state-changing browser request came from another site: `Sec-Fetch-Site` says
+/// so, or `Origin` is not the issuer's. Defence in depth behind the CSRF tokens: a form of
+/// ours is posted from our own origin, and a request without either header (not a
+/// browser) is left to the CSRF check.
+pub fn is_cross_site(state: &AppState, headers: &HeaderMap) -> bool {
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if fetch_site.is_some_and(|s| s != "same-origin" && s != "none") {
+        return true;
+    }
+    headers
+        .get(header::ORIGIN)
+        .is_some_and(|o| o.as_bytes() != state.config.issuer.origin().as_bytes())
+}
+
+/// The 403 page for a cross-site form post ([`is_cross_site`]); `None` when it is ours.
+pub fn cross_site(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    is_cross_site(state, headers).then(|| {
+        error_page(
+            state,
+            None,
+            StatusCode::FORBIDDEN,
+            "invalid_request",
+            "This form was sent from another site. Go back to the application and start again.",
         )
     })
 }

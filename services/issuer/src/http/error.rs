@@ -93,12 +93,30 @@ impl IntoResponse for ProtocolError {
         let mut resp = (status, axum::Json(body)).into_response();
         no_store(resp.headers_mut());
         close_if_unread(&mut resp);
-        if status == StatusCode::UNAUTHORIZED {
-            // RFC 6749 section 5.2: a 401 names the authentication scheme the client may use.
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"signet\", charset=\"UTF-8\""),
+        resp
+    }
+}
+
+impl ProtocolError {
+    /// The answer to a request at a client-authenticating endpoint (token, introspection,
+    /// revocation). RFC 6749 section 5.2: a client that authenticated with the
+    /// `Authorization` header gets a 401 with a `Basic` challenge carrying the error;
+    /// one that sent its credentials in the body gets the JSON alone (a challenge there
+    /// makes clients such as openid-client read the error from the header instead).
+    pub fn into_response_for(self, request: &axum::http::HeaderMap) -> Response {
+        let code = self.error.code;
+        let description = self.error.description.clone();
+        let mut resp = self.into_response();
+        let used_header = request.contains_key(header::AUTHORIZATION);
+        if resp.status() == StatusCode::UNAUTHORIZED && used_header {
+            let challenge = format!(
+                "Basic realm=\"signet\", charset=\"UTF-8\", error=\"{}\", error_description=\"{}\"",
+                code.as_str(),
+                description.replace(['"', '\\'], "'")
             );
+            if let Ok(v) = HeaderValue::from_str(&challenge) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
         }
         resp
     }
@@ -318,14 +336,40 @@ mod tests {
 
     #[tokio::test]
     async fn protocol_errors_map_to_rfc6749() {
-        let (s, h, b) =
-            parts(ProtocolError::from(OAuthError::invalid_client("nope")).into_response()).await;
+        // Credentials in the Authorization header: a Basic challenge naming the error.
+        let mut basic = axum::http::HeaderMap::new();
+        basic.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic eDp5"),
+        );
+        let (s, h, b) = parts(
+            ProtocolError::from(OAuthError::invalid_client("nope")).into_response_for(&basic),
+        )
+        .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
-        assert!(h[header::WWW_AUTHENTICATE]
-            .to_str()
-            .unwrap()
-            .starts_with("Basic"));
+        let challenge = h[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(challenge.starts_with("Basic realm="), "{challenge}");
+        assert!(
+            challenge.contains("error=\"invalid_client\""),
+            "{challenge}"
+        );
+        assert!(
+            challenge.contains("error_description=\"nope\""),
+            "{challenge}"
+        );
         assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        assert_eq!(
+            b,
+            json!({"error": "invalid_client", "error_description": "nope"})
+        );
+        // Credentials in the body (client_secret_post): the JSON alone, no challenge.
+        let (s, h, b) = parts(
+            ProtocolError::from(OAuthError::invalid_client("nope"))
+                .into_response_for(&axum::http::HeaderMap::new()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert!(!h.contains_key(header::WWW_AUTHENTICATE));
         assert_eq!(
             b,
             json!({"error": "invalid_client", "error_description": "nope"})

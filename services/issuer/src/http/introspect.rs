@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use signet_core::oauth::{ErrorCode, OAuthError};
 use signet_core::projection::Projection;
 use signet_core::secret::{dummy_check, SecretDigest};
+use signet_core::user::UserRecord;
 use signet_store::Namespace;
 use signet_verify::revocation::{Revocation, Target, TokenFacts};
 
@@ -36,10 +37,12 @@ pub enum Caller {
 
 /// What a token turned out to be (only tokens that are still good).
 pub enum Known {
-    /// A JWT or reference access token: its claims.
+    /// A JWT or reference access token (or an API key): its claims, and the user it speaks
+    /// for when it was issued for a sign-in (`sid`), who exists and is enabled.
     Access {
         claims: Map<String, Value>,
         reference: bool,
+        user: Option<Box<UserRecord>>,
     },
     /// A refresh token: its family and record.
     Refresh {
@@ -83,7 +86,8 @@ pub async fn identify(
         };
         let mut facts = facts_of(&claims);
         facts.kid = Some(&v.kid);
-        let good = claims.get("iss").and_then(Value::as_str) == Some(state.config.issuer.as_str())
+        let signed_ok = claims.get("iss").and_then(Value::as_str)
+            == Some(state.config.issuer.as_str())
             && claims
                 .get("exp")
                 .and_then(Value::as_i64)
@@ -93,16 +97,17 @@ pub async fn identify(
                 .and_then(Value::as_i64)
                 .is_none_or(|n| n <= now + LEEWAY)
             && !state.revocations.is_revoked(&facts);
-        return Ok(good.then_some(Known::Access {
-            claims,
-            reference: false,
-        }));
+        if !signed_ok {
+            return Ok(None);
+        }
+        return access_holder(state, p, claims, false).await;
     }
     if let Some(id) = signet_core::api_key::key_id(token) {
         return api_key(state, p, token, id, now).await.map(|c| {
             c.map(|claims| Known::Access {
                 claims,
                 reference: false,
+                user: None,
             })
         });
     }
@@ -119,12 +124,16 @@ pub async fn identify(
             iat: record.created_at,
             ..Default::default()
         });
-        return Ok(
-            (!revoked && record.absolute_exp > now).then(|| Known::Refresh {
-                family: family.to_owned(),
-                record: Box::new(record),
-            }),
-        );
+        if revoked || record.absolute_exp <= now || !client_holds(p, &g.client_id, g.client_gen) {
+            return Ok(None);
+        }
+        if enabled_user(state, &g.sub).await?.is_none() {
+            return Ok(None);
+        }
+        return Ok(Some(Known::Refresh {
+            family: family.to_owned(),
+            record: Box::new(record),
+        }));
     }
     let Some(bytes) = state
         .store
@@ -142,9 +151,79 @@ pub async fn identify(
         .and_then(Value::as_i64)
         .is_some_and(|e| e > now)
         && !state.revocations.is_revoked(&facts_of(&claims));
-    Ok(good.then_some(Known::Access {
+    if !good {
+        return Ok(None);
+    }
+    access_holder(state, p, claims, true).await
+}
+
+/// Whether client `client_id` may still hold what was issued to it: it exists, is enabled,
+/// and is the same incarnation (`generation` 0: issued before incarnations were recorded,
+/// left to the client revocation published when a client is deleted).
+pub fn client_holds(p: &Projection, client_id: &str, generation: u64) -> bool {
+    p.client(client_id).is_some_and(|c| {
+        c.client.enabled && (generation == 0 || c.incarnation == 0 || c.incarnation == generation)
+    })
+}
+
+/// The user `sub`, if it exists and is enabled.
+async fn enabled_user(state: &AppState, sub: &str) -> Result<Option<UserRecord>, OAuthError> {
+    match state.users.by_sub(sub).await {
+        Ok(Some(u)) if u.enabled => Ok(Some(u)),
+        Ok(_) => Ok(None),
+        Err(e) => Err(super::user_tokens::users_unavailable(e)),
+    }
+}
+
+/// The checks `/userinfo` makes, in one place for every reader of access tokens: the
+/// token's client still exists and is enabled, and the user a sign-in's token speaks for
+/// (it carries `sid`) still exists and is enabled. A token failing them is not active.
+async fn access_holder(
+    state: &AppState,
+    p: &Projection,
+    claims: Map<String, Value>,
+    reference: bool,
+) -> Result<Option<Known>, OAuthError> {
+    let s = |k: &str| claims.get(k).and_then(Value::as_str);
+    let Some(client) = s("client_id").and_then(|id| p.client(id)) else {
+        return Ok(None);
+    };
+    if !client.client.enabled {
+        return Ok(None);
+    }
+    if s("sid").is_none() {
+        // A client's own token (client_credentials): no user behind it.
+        return Ok(Some(Known::Access {
+            claims,
+            reference,
+            user: None,
+        }));
+    }
+    let Some(sub) = s("sub") else {
+        return Ok(None);
+    };
+    // A pairwise subject stands for a user the store maps it back to.
+    let user_sub = if client.client.pair_wise_subject_salt.is_some() {
+        let key = super::user_tokens::pairwise_key(&client.client.client_id, sub);
+        match state
+            .store
+            .get(Namespace::PairwiseSubject, &key)
+            .await
+            .or_unavailable()?
+        {
+            Some(b) => String::from_utf8(b).unwrap_or_default(),
+            None => return Ok(None),
+        }
+    } else {
+        sub.to_owned()
+    };
+    let Some(user) = enabled_user(state, &user_sub).await? else {
+        return Ok(None);
+    };
+    Ok(Some(Known::Access {
         claims,
-        reference: true,
+        reference,
+        user: Some(Box::new(user)),
     }))
 }
 
@@ -178,15 +257,18 @@ pub async fn api_key(
     }) {
         return Ok(None);
     }
+    // Only the scopes a user may still hold on a key count: a scope withdrawn from keys
+    // (or never available, on a key made before the allow-list existed) is dropped, and a
+    // key left with none is not active.
     let api: Vec<&str> = k
         .scopes
         .iter()
         .map(String::as_str)
-        .filter(|s| {
-            p.scope(s)
-                .is_some_and(|e| e.kind == signet_core::scope::ScopeKind::Api)
-        })
+        .filter(|s| signet_core::api_key::scope_allowed(p, s))
         .collect();
+    if api.is_empty() {
+        return Ok(None);
+    }
     let aud: Vec<&str> = signet_core::grants::client_credentials::audiences_and_alg(
         p,
         &api,
@@ -197,7 +279,7 @@ pub async fn api_key(
     let mut claims = Map::new();
     claims.insert("iss".into(), state.config.issuer.as_str().into());
     claims.insert("sub".into(), k.sub.clone().into());
-    claims.insert("scope".into(), k.scopes.join(" ").into());
+    claims.insert("scope".into(), api.join(" ").into());
     claims.insert("jti".into(), k.id.clone().into());
     // Revoking the key revokes this family: resource servers that cache introspection
     // answers still refuse the key once the revocation reaches them.
@@ -234,6 +316,14 @@ fn caller(p: &Projection, form: &OAuthForm, now: i64) -> Result<Caller, OAuthErr
         }
     }
     let client = authenticate(p, form, now)?;
+    // RFC 7662 section 2.1: the caller must be authorized. A public client proves nothing
+    // by naming itself, so only a confidential client (which authenticated with a secret)
+    // may introspect.
+    if !client.client.require_client_secret {
+        return Err(OAuthError::invalid_client(
+            "introspection needs an authenticated caller: an API resource with a secret or a confidential client",
+        ));
+    }
     Ok(Caller::Client(client.client.client_id.clone()))
 }
 
@@ -255,7 +345,7 @@ fn json_response(body: Value) -> Response {
 pub async fn introspect(State(state): State<AppState>, form: OAuthForm) -> Response {
     match introspect_inner(&state, &form).await {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => e.into_response_for(&form.headers),
     }
 }
 
@@ -274,6 +364,7 @@ async fn introspect_inner(state: &AppState, form: &OAuthForm) -> Result<Response
         Known::Access {
             mut claims,
             reference,
+            ..
         } => {
             let mine = match &caller {
                 Caller::Resource(name) => aud_contains(&claims, name),
@@ -318,7 +409,7 @@ pub async fn revoke(State(state): State<AppState>, form: OAuthForm) -> Response 
             no_store(r.headers_mut());
             r
         }
-        Err(e) => e.into_response(),
+        Err(e) => e.into_response_for(&form.headers),
     }
 }
 
@@ -350,7 +441,9 @@ async fn revoke_inner(state: &AppState, form: &OAuthForm) -> Result<(), Protocol
             state.revocations.revoke(r).await.map_err(unavailable)?;
             state.store.delete_family(&family).await.or_unavailable()?;
         }
-        Known::Access { claims, reference } => {
+        Known::Access {
+            claims, reference, ..
+        } => {
             if claims.get("client_id").and_then(Value::as_str) != Some(client_id) {
                 return Ok(());
             }

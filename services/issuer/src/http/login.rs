@@ -179,6 +179,9 @@ pub async fn login_post(
 ) -> Response {
     let headers = parts.headers;
     let connect = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied();
+    if let Some(page) = super::browser::cross_site(&state, &headers) {
+        return page;
+    }
     let params = match form_params(&headers, &body) {
         Ok(p) => p,
         Err(e) => return oauth_error_page(&state, None, e),

@@ -23,7 +23,7 @@ pub fn now() -> i64 {
 pub async fn token(State(state): State<AppState>, form: OAuthForm) -> Response {
     grant(&state, &form, now())
         .await
-        .unwrap_or_else(IntoResponse::into_response)
+        .unwrap_or_else(|e| e.into_response_for(&form.headers))
 }
 
 /// Authenticates the client and runs the grant `grant_type` names (parsed once).

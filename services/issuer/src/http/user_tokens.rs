@@ -17,6 +17,10 @@ use crate::state::AppState;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UserGrant {
     pub client_id: String,
+    /// The client's incarnation when the grant was made ([`ClientEntry::incarnation`]):
+    /// a client deleted and created again does not inherit its predecessor's grants.
+    #[serde(default)]
+    pub client_gen: u64,
     pub redirect_uri: String,
     /// Whether the authorization request named the redirect URI (then the token request
     /// must repeat it, RFC 6749 section 4.1.3).

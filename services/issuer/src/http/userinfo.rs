@@ -10,16 +10,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use signet_core::authorize::released_claims;
-use signet_store::Namespace;
 
 use super::token::now;
-use super::user_tokens::pairwise_key;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
-    client_id: String,
     #[serde(default)]
     scope: String,
 }
@@ -109,9 +106,14 @@ pub async fn userinfo_post(
 
 async fn answer(state: &AppState, token: &str) -> Response {
     let p = state.projection.load();
-    // A JWT or reference access token of this issuer, unexpired and not revoked.
-    let claims = match super::introspect::identify(state, &p, token, now()).await {
-        Ok(Some(super::introspect::Known::Access { claims, .. })) => claims,
+    // A JWT or reference access token of this issuer, unexpired, not revoked, whose client
+    // and user still exist and are enabled (`introspect::identify` checks all of it).
+    let (claims, user) = match super::introspect::identify(state, &p, token, now()).await {
+        Ok(Some(super::introspect::Known::Access {
+            claims,
+            user: Some(user),
+            ..
+        })) => (claims, user),
         Ok(_) => return invalid_token("the access token is invalid, expired or revoked"),
         Err(e) => {
             tracing::warn!(error = %e, "token lookup failed at userinfo");
@@ -132,45 +134,6 @@ async fn answer(state: &AppState, token: &str) -> Response {
             "the access token lacks the openid scope",
         );
     }
-    let Some(client) = p.client(&claims.client_id).filter(|c| c.client.enabled) else {
-        return invalid_token("the client of this access token is disabled or gone");
-    };
-    // A pairwise subject stands for a user this node must look up.
-    let user_sub = if client.client.pair_wise_subject_salt.is_some() {
-        match state
-            .store
-            .get(
-                Namespace::PairwiseSubject,
-                &pairwise_key(&claims.client_id, &claims.sub),
-            )
-            .await
-        {
-            Ok(Some(b)) => String::from_utf8(b).unwrap_or_default(),
-            Ok(None) => return invalid_token("the access token is expired or revoked"),
-            Err(e) => {
-                tracing::warn!(error = %e, "store failed at userinfo");
-                return bearer_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Some("temporarily_unavailable"),
-                    "retry shortly",
-                );
-            }
-        }
-    } else {
-        claims.sub.clone()
-    };
-    let user = match state.users.by_sub(&user_sub).await {
-        Ok(Some(u)) if u.enabled => u,
-        Ok(_) => return invalid_token("the user of this access token is disabled or gone"),
-        Err(e) => {
-            tracing::warn!(error = %e, "user directory failed at userinfo");
-            return bearer_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Some("temporarily_unavailable"),
-                "retry shortly",
-            );
-        }
-    };
     let scopes: Vec<String> = claims.scope.split(' ').map(str::to_owned).collect();
     let mut out = released_claims(&p, &scopes, &user.claims);
     out.insert("sub".into(), claims.sub.into());

@@ -96,7 +96,9 @@ pub async fn grant(
     };
     let grant: UserGrant = serde_json::from_slice(&bytes)
         .map_err(|_| OAuthError::invalid_grant("the code is invalid, expired or used"))?;
-    if grant.client_id != client.client.client_id {
+    if grant.client_id != client.client.client_id
+        || !crate::http::introspect::client_holds(p, &grant.client_id, grant.client_gen)
+    {
         return Err(OAuthError::invalid_grant("the code was issued to another client").into());
     }
     match form.get("redirect_uri") {

@@ -272,7 +272,9 @@ pub async fn grant(
         }
     };
     let grant = &record.grant;
-    if grant.client_id != c.client_id {
+    if grant.client_id != c.client_id
+        || !crate::http::introspect::client_holds(p, &grant.client_id, grant.client_gen)
+    {
         return Err(invalid().into());
     }
     if state.revocations.is_revoked(&TokenFacts {

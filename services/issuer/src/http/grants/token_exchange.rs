@@ -77,11 +77,13 @@ pub async fn grant(
                 .collect()
         }
     };
-    // The client, too, must be allowed every scope it passes on.
-    if let Some(s) = scopes
-        .iter()
-        .find(|s| !client.client.allowed_scopes.iter().any(|a| a == *s))
-    {
+    // Never wider than what the user may hold on a key (the operator's allow-list, never
+    // the admin scope: `introspect::api_key` already dropped anything else), and the
+    // client, too, must be allowed every scope it passes on.
+    if let Some(s) = scopes.iter().find(|s| {
+        !signet_core::api_key::scope_allowed(p, s)
+            || !client.client.allowed_scopes.iter().any(|a| a == *s)
+    }) {
         return Err(
             OAuthError::invalid_scope(format!("the client is not allowed scope {s:?}")).into(),
         );
@@ -93,6 +95,7 @@ pub async fn grant(
         .to_owned();
     let grant = UserGrant {
         client_id: client.client.client_id.clone(),
+        client_gen: client.incarnation,
         redirect_uri: String::new(),
         redirect_uri_explicit: false,
         sub,
