@@ -16,5 +16,6 @@ mod observability;
 mod real_browser;
 mod restart;
 mod schemathesis;
+mod security;
 mod sign_in;
 mod users;

@@ -123,12 +123,38 @@ impl Browser {
     }
 
     pub async fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> Result<Page> {
+        self.post_form_with(url, form, &[]).await
+    }
+
+    /// [`Browser::post_form`] with extra request headers (e.g. `Origin`).
+    pub async fn post_form_with(
+        &mut self,
+        url: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Result<Page> {
         let mut req = self.http.post(url).form(form);
         if let Some(c) = self.cookie_header() {
             req = req.header(COOKIE, c);
         }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         let resp = req.send().await?;
         self.read(resp).await
+    }
+
+    /// A browser whose connections leave from `ip` (any 127.0.0.0/8 address reaches a
+    /// server on 127.0.0.1), so tests can play several client addresses.
+    pub fn from_address(ip: std::net::IpAddr) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .local_address(ip)
+                .build()
+                .expect("reqwest client"),
+            cookies: BTreeMap::new(),
+        }
     }
 
     /// From an authorization URL through the login page: returns the response to the

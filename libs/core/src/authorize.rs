@@ -388,7 +388,9 @@ pub fn check_request(
                 ),
             ));
         }
-        if !client.client.allowed_scopes.iter().any(|s| s == token) {
+        // `offline_access` is governed by `allowOfflineAccess` alone, as in the reference
+        // client model (its real-life client allows it without listing the scope).
+        if token != OFFLINE_ACCESS && !client.client.allowed_scopes.iter().any(|s| s == token) {
             return Err(fail(
                 mode,
                 OAuthError::invalid_scope(format!(

@@ -169,3 +169,31 @@ fn half_hashes_follow_the_spec_example() {
     );
     assert_eq!(h.len(), 22);
 }
+
+/// The reference model: `allowOfflineAccess` alone lets a client ask for `offline_access`
+/// (its real-life client does not list the scope in `allowedScopes`).
+#[test]
+fn offline_access_follows_allow_offline_access() {
+    let mut p = projection();
+    let scope = [("scope", "openid offline_access")];
+    assert_eq!(check(&p, &with(&scope)).unwrap_err(), "invalid_scope");
+    let c: Client<SecretInput> = from_json(
+        serde_json::json!({
+            "clientId": "web", "allowedGrantTypes": ["authorization_code"],
+            "redirectUris": ["https://app.example/cb"], "requireClientSecret": false,
+            "allowedScopes": ["openid", "profile"], "allowOfflineAccess": true
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    apply(
+        &mut p,
+        Command::ReplaceClient {
+            client: Box::new(c),
+            keep_secrets: false,
+        },
+    );
+    let r = check(&p, &with(&scope)).unwrap();
+    assert_eq!(r.scopes, ["openid", "offline_access"]);
+}
