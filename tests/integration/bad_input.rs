@@ -276,11 +276,11 @@ async fn admin_api_refuses_bad_requests_and_writes_nothing() -> anyhow::Result<(
     // Bodies: each error names the field and the rule.
     let cases = [
         (
-            json!({"clientId": "c1", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "s"}], "bogus": 1}),
+            json!({"clientId": "c1", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "secret-0123456789abc"}], "bogus": 1}),
             "bogus",
         ),
         (
-            json!({"clientId": "c1", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "s"}], "accessTokenLifetime": "long"}),
+            json!({"clientId": "c1", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "secret-0123456789abc"}], "accessTokenLifetime": "long"}),
             "accessTokenLifetime",
         ),
         (
@@ -296,19 +296,19 @@ async fn admin_api_refuses_bad_requests_and_writes_nothing() -> anyhow::Result<(
             "redirectUris[0]",
         ),
         (
-            json!({"clientId": "c1", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "s"}], "allowedScopes": ["nope"]}),
+            json!({"clientId": "c1", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "secret-0123456789abc"}], "allowedScopes": ["nope"]}),
             "allowedScopes[0]",
         ),
         (
-            json!({"clientId": "c1", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "s"}], "accessTokenLifetime": 0}),
+            json!({"clientId": "c1", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "secret-0123456789abc"}], "accessTokenLifetime": 0}),
             "accessTokenLifetime",
         ),
         (
-            json!({"clientId": "c1", "allowedGrantTypes": ["client_credentials", "implicit"], "clientSecrets": [{"value": "s"}], "redirectUris": ["https://a/cb"]}),
+            json!({"clientId": "c1", "allowedGrantTypes": ["client_credentials", "implicit"], "clientSecrets": [{"value": "secret-0123456789abc"}], "redirectUris": ["https://a/cb"]}),
             "allowedGrantTypes",
         ),
         (
-            json!({"clientId": "c1", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "s", "extra": true}]}),
+            json!({"clientId": "c1", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "secret-0123456789abc", "extra": true}]}),
             "clientSecrets[0].extra",
         ),
     ];
@@ -358,7 +358,7 @@ async fn admin_api_refuses_bad_requests_and_writes_nothing() -> anyhow::Result<(
     // The unread body is still on the connection: it must not be reused.
     assert_eq!(r.headers()["connection"], "close");
     // Duplicate client; unknown route; wrong method.
-    let (st, _) = s.admin_call(Method::POST, "/Client", Some(&json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "s"}]}))).await?;
+    let (st, _) = s.admin_call(Method::POST, "/Client", Some(&json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "secret-0123456789abc"}]}))).await?;
     assert_eq!(st, 409);
     let (st, b) = s.admin_call(Method::GET, "/Nope", None).await?;
     assert_eq!((st, b["error"].as_str()), (404, Some("not_found")));

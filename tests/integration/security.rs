@@ -542,3 +542,158 @@ async fn every_answer_says_nosniff_and_foreign_form_posts_are_refused() -> anyho
     assert_eq!(r.status(), 403);
     Ok(())
 }
+
+/// Signs in at the login page of a fresh authorization request; returns the status.
+async fn try_password(b: &mut Browser, s: &Serve, password: &str) -> anyhow::Result<u16> {
+    let mut u = url::Url::parse(&format!("{}/oauth2/authorize", s.issuer))?;
+    u.query_pairs_mut()
+        .append_pair("client_id", "web")
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid")
+        .append_pair("code_challenge", signet_tests::browser::PKCE_CHALLENGE)
+        .append_pair("code_challenge_method", "S256");
+    Ok(b.sign_in(u.as_str(), "hana", password).await?.status)
+}
+
+fn loopback(last: u8) -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, last])
+}
+
+/// Low: about ten wrong passwords from anywhere locked the user out, even with the right
+/// password from any address. Now an address that guesses waits for that name, the user
+/// signs in from elsewhere, and a wide attack blocks only browsers the user never used.
+#[tokio::test]
+async fn nobody_can_lock_a_user_out_and_guessing_stays_slow() -> anyhow::Result<()> {
+    let (_dir, s, _) = setup().await?;
+    s.create("/Client", web_client("web", &["openid"], json!({})))
+        .await?;
+    // One address guesses: after five failures it waits, even with the right password.
+    let mut attacker = Browser::from_address(loopback(2));
+    for _ in 0..5 {
+        assert_eq!(
+            try_password(&mut attacker, &s, "wrong password").await?,
+            200
+        );
+    }
+    assert_eq!(
+        try_password(&mut attacker, &s, "wrong password").await?,
+        429
+    );
+    assert_eq!(try_password(&mut attacker, &s, PASSWORD).await?, 429);
+    // The user, from another address, signs in; the browser is known from now on.
+    let mut hana = Browser::from_address(loopback(3));
+    assert_eq!(try_password(&mut hana, &s, PASSWORD).await?, 302);
+    assert!(hana.cookies.contains_key("signet_device"));
+
+    // Many addresses guess: past fifty failures for the account, browsers the user never
+    // signed in with wait; the user's known browser still signs in.
+    for last in 10..21 {
+        let mut b = Browser::from_address(loopback(last));
+        for _ in 0..5 {
+            try_password(&mut b, &s, "wrong password").await?;
+        }
+    }
+    let mut stranger = Browser::from_address(loopback(4));
+    assert_eq!(try_password(&mut stranger, &s, PASSWORD).await?, 429);
+    // (Signed out: only the device cookie is left.)
+    hana.cookies.retain(|k, _| k == "signet_device");
+    assert_eq!(try_password(&mut hana, &s, PASSWORD).await?, 302);
+    // A stolen-looking device cookie (not this user's) is worth nothing.
+    let mut forged = Browser::from_address(loopback(5));
+    forged
+        .cookies
+        .insert("signet_device".into(), "made-up-value".into());
+    assert_eq!(try_password(&mut forged, &s, PASSWORD).await?, 429);
+    Ok(())
+}
+
+/// Low: weak admin input was accepted: a one-character client secret, lifetimes up to 2^31
+/// seconds, a username with a Cyrillic letter that looks like another.
+#[tokio::test]
+async fn weak_admin_input_is_refused() -> anyhow::Result<()> {
+    let (_dir, s, _) = setup().await?;
+    let backend = |extra: Value| {
+        let mut c = json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
+            "clientSecrets": [{"value": "svc-secret-0123456789"}], "allowedScopes": ["orders.read"]});
+        if let (Some(c), Value::Object(extra)) = (c.as_object_mut(), extra) {
+            c.extend(extra);
+        }
+        c
+    };
+    for (body, field) in [
+        (
+            backend(json!({"clientSecrets": [{"value": "a"}]})),
+            "clientSecrets[0].value",
+        ),
+        (
+            backend(
+                json!({"clientSecrets": [{"type": "JsonWebKey", "value": "{\"kty\":\"oct\"}"}]}),
+            ),
+            "clientSecrets[0].type",
+        ),
+        (
+            backend(json!({"accessTokenLifetime": 2_147_483_647u32})),
+            "accessTokenLifetime",
+        ),
+    ] {
+        let (st, b) = s.admin_call(Method::POST, "/Client", Some(&body)).await?;
+        assert_eq!(st, 400, "{b}");
+        assert_eq!(b["field"], field, "{b}");
+    }
+    let (st, b) = s
+        .admin_call(
+            Method::POST,
+            "/Resource/ApiResource",
+            Some(&json!({"name": "weak-api", "apiSecrets": [{"value": "short"}]})),
+        )
+        .await?;
+    assert_eq!(
+        (st, b["field"].as_str()),
+        (400, Some("apiSecrets[0].value")),
+        "{b}"
+    );
+    let (st, b) = s
+        .admin_call(
+            Method::POST,
+            "/User",
+            Some(&json!({"username": "h\u{430}na", "password": "a long password"})),
+        )
+        .await?;
+    assert_eq!((st, b["field"].as_str()), (400, Some("username")), "{b}");
+    // Width and case variants of an existing name are the same name.
+    let (st, _) = s
+        .admin_call(
+            Method::POST,
+            "/User",
+            Some(&json!({"username": "ＨＡＮＡ", "password": "a long password"})),
+        )
+        .await?;
+    assert_eq!(st, 409);
+    // The lifetime bounds are the operator's: a node started with a lower one refuses more.
+    let dir = tempfile::tempdir()?;
+    let strict = Serve::start(
+        dir.path(),
+        ServeOptions {
+            extra_args: vec!["--lifetime-limits".into(), "accessTokenLifetime=600".into()],
+            ..ServeOptions::default()
+        },
+    )
+    .await?;
+    strict
+        .create("/Resource/ApiScope", json!({"name": "orders.read"}))
+        .await?;
+    let (st, b) = strict
+        .admin_call(
+            Method::POST,
+            "/Client",
+            Some(&backend(json!({"accessTokenLifetime": 601}))),
+        )
+        .await?;
+    assert_eq!(
+        (st, b["field"].as_str()),
+        (400, Some("accessTokenLifetime")),
+        "{b}"
+    );
+    Ok(())
+}

@@ -562,9 +562,10 @@ async fn implicit_hybrid_pairwise_cors_throttling_and_bad_input() -> anyhow::Res
     assert_eq!(r.status, 400);
     assert!(r.headers.get("location").is_none());
 
-    // Login throttling per account: after 10 attempts, even the right password waits.
+    // Login throttling per address and account: after 5 failures from this address (in a
+    // browser alice never signed in with), even the right password waits here.
     let mut b = Browser::new();
-    for _ in 0..10 {
+    for _ in 0..5 {
         let r = b
             .sign_in(&authorize_url(&s, "web", &[]), "alice", "wrong")
             .await?;

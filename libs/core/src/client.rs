@@ -546,10 +546,127 @@ impl<S> Client<S> {
     }
 }
 
+/// Upper bounds of a client's lifetime fields, in seconds: a server setting
+/// (`--lifetime-limits`), so an operator's typo cannot make a token live for decades.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LifetimeLimits(BTreeMap<&'static str, u32>);
+
+/// The lifetime fields, with their default upper bounds.
+const LIFETIME_LIMITS: &[(&str, u32)] = &[
+    ("identityTokenLifetime", 86_400),
+    ("accessTokenLifetime", 86_400),
+    // RFC 6749 section 4.1.2 recommends at most ten minutes; the reference's real-life
+    // client uses 30,800 s, so the default bound is a day and operators may lower it.
+    ("authorizationCodeLifetime", 86_400),
+    ("absoluteRefreshTokenLifetime", 31_536_000),
+    ("slidingRefreshTokenLifetime", 31_536_000),
+    ("consentLifetime", 31_536_000),
+    ("userSsoLifetime", 31_536_000),
+    ("deviceCodeLifetime", 3_600),
+];
+
+impl Default for LifetimeLimits {
+    fn default() -> Self {
+        LifetimeLimits(LIFETIME_LIMITS.iter().copied().collect())
+    }
+}
+
+/// A `--lifetime-limits` value that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid lifetime limit {0:?}: expected FIELD=SECONDS with a positive number of seconds and FIELD one of identityTokenLifetime, accessTokenLifetime, authorizationCodeLifetime, absoluteRefreshTokenLifetime, slidingRefreshTokenLifetime, consentLifetime, userSsoLifetime, deviceCodeLifetime")]
+pub struct LifetimeLimitError(String);
+
+impl LifetimeLimits {
+    /// The bound of `field`.
+    pub fn of(&self, field: &str) -> u32 {
+        self.0.get(field).copied().unwrap_or(u32::MAX)
+    }
+
+    /// The defaults with some bounds replaced: `FIELD=SECONDS[,FIELD=SECONDS...]`.
+    pub fn parse(spec: &str) -> Result<Self, LifetimeLimitError> {
+        let mut limits = Self::default();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let bad = || LifetimeLimitError(part.to_owned());
+            let (field, secs) = part.split_once('=').ok_or_else(bad)?;
+            let key = LIFETIME_LIMITS
+                .iter()
+                .map(|(f, _)| *f)
+                .find(|f| *f == field.trim())
+                .ok_or_else(bad)?;
+            let secs: u32 = secs
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s| *s > 0)
+                .ok_or_else(bad)?;
+            limits.0.insert(key, secs);
+        }
+        Ok(limits)
+    }
+}
+
+/// The shortest shared secret accepted: 16 characters (random ones: about 96 bits).
+pub const MIN_SECRET_LENGTH: usize = 16;
+
+/// Checks the secrets an admin writes: only `SharedSecret` is ever compared by value, so any
+/// other type is refused until it is implemented; a shared secret's value is long enough to
+/// resist guessing (an empty value carries no credential and is allowed).
+pub fn check_secrets(c: &mut Collector, field: &str, secrets: &[SecretInput]) {
+    for (i, s) in secrets.iter().enumerate() {
+        c.check(
+            s.kind == crate::secret::SHARED_SECRET,
+            format!("{field}[{i}].type"),
+            "only \"SharedSecret\" is supported (JsonWebKey, X509CertificateBase64 and X509Name need private_key_jwt or mTLS, which this server does not offer yet)",
+        );
+        if let Some(v) = s.value.as_deref().filter(|v| !v.is_empty()) {
+            c.check(
+                v.chars().count() >= MIN_SECRET_LENGTH,
+                format!("{field}[{i}].value"),
+                format!("must be at least {MIN_SECRET_LENGTH} characters; use a random value, e.g. `openssl rand -base64 32`"),
+            );
+        }
+    }
+}
+
 impl Client<SecretInput> {
-    /// The rules a client satisfies on its own (the reference's configuration rules).
+    /// The rules a client satisfies on its own (the reference's configuration rules), with
+    /// the default lifetime bounds.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
+        self.validate_with(&LifetimeLimits::default())
+    }
+
+    /// [`Client::validate`] with the server's lifetime bounds.
+    pub fn validate_with(&self, limits: &LifetimeLimits) -> Result<(), ValidationErrors> {
         let mut c = Collector::default();
+        for (field, v) in [
+            ("identityTokenLifetime", Some(self.identity_token_lifetime)),
+            ("accessTokenLifetime", Some(self.access_token_lifetime)),
+            (
+                "authorizationCodeLifetime",
+                Some(self.authorization_code_lifetime),
+            ),
+            (
+                "absoluteRefreshTokenLifetime",
+                Some(self.absolute_refresh_token_lifetime),
+            ),
+            (
+                "slidingRefreshTokenLifetime",
+                Some(self.sliding_refresh_token_lifetime),
+            ),
+            ("consentLifetime", self.consent_lifetime),
+            ("userSsoLifetime", self.user_sso_lifetime),
+            ("deviceCodeLifetime", Some(self.device_code_lifetime)),
+        ] {
+            if let Some(v) = v {
+                let max = limits.of(field);
+                c.check(
+                    v <= max,
+                    field,
+                    format!("must be at most {max} seconds (the server's --lifetime-limits)"),
+                );
+            }
+        }
+        check_secrets(&mut c, "clientSecrets", &self.client_secrets);
         check_name(&mut c, "clientId", &self.client_id);
         c.check(
             self.protocol_type == "oidc",

@@ -2,7 +2,7 @@
 //! the rest of the configuration), and turn it into the one event to append together with
 //! the aggregate version the append must expect. Pure: the caller appends.
 
-use crate::client::Client;
+use crate::client::{Client, LifetimeLimits};
 use crate::events::{Aggregate, Event};
 use crate::projection::Projection;
 use crate::resource::ApiResource;
@@ -144,12 +144,21 @@ fn guard_admin_access(cmd: &Command) -> Result<(), CommandError> {
     }
 }
 
-/// Decides a command against the current projection.
+/// Decides a command against the current projection, with the default lifetime bounds.
 pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
+    decide_with(p, &LifetimeLimits::default(), cmd)
+}
+
+/// Decides a command against the current projection and the server's lifetime bounds.
+pub fn decide_with(
+    p: &Projection,
+    limits: &LifetimeLimits,
+    cmd: Command,
+) -> Result<Decision, CommandError> {
     guard_admin_access(&cmd)?;
     match cmd {
         Command::CreateClient(client) => {
-            client.validate()?;
+            client.validate_with(limits)?;
             check_client_scopes(p, &client)?;
             if p.client(&client.client_id).is_some() {
                 return Err(CommandError::AlreadyExists(format!(
@@ -172,7 +181,7 @@ pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
                 .client(&client.client_id)
                 .ok_or_else(|| CommandError::NotFound(format!("client {:?}", client.client_id)))?;
             if !keep_secrets {
-                client.validate()?;
+                client.validate_with(limits)?;
             } else {
                 // Validate as if the stored secrets were present.
                 let mut probe = (*client).clone();
@@ -182,12 +191,15 @@ pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
                     .iter()
                     .map(|s| SecretInput {
                         description: None,
-                        value: s.sha256.as_ref().map(|_| "stored".to_owned()),
+                        value: s
+                            .sha256
+                            .as_ref()
+                            .map(|_| "stored-secret-placeholder".to_owned()),
                         expiration: s.expiration,
                         kind: s.kind.clone(),
                     })
                     .collect();
-                probe.validate()?;
+                probe.validate_with(limits)?;
             }
             check_client_scopes(p, &client)?;
             let mut stored = client.map_secrets(SecretInput::into_stored);

@@ -176,6 +176,7 @@ impl ApiResource<SecretInput> {
                 "must not be empty",
             );
         }
+        crate::client::check_secrets(&mut c, "apiSecrets", &self.api_secrets);
         c.finish()
     }
 }

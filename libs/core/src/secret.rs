@@ -13,8 +13,11 @@ use time::OffsetDateTime;
 
 use crate::UnixTime;
 
+/// The one secret type compared by value.
+pub const SHARED_SECRET: &str = "SharedSecret";
+
 fn shared_secret() -> String {
-    "SharedSecret".to_owned()
+    SHARED_SECRET.to_owned()
 }
 
 /// A secret as an admin writes it.
@@ -150,6 +153,9 @@ impl SecretSet {
         SecretSet {
             hashes: secrets
                 .iter()
+                // Only a shared secret is ever compared by value: the value of a public
+                // key or a certificate is no secret.
+                .filter(|s| s.kind == SHARED_SECRET)
                 .filter_map(|s| {
                     let d = SecretDigest::decode(s.sha256.as_deref()?)?;
                     Some((d.0, s.expiration.map(|e| e.unix_timestamp())))

@@ -2,8 +2,10 @@
 //! reads ([`UserRecord`], carried by the `user.*` events), and password hashing.
 //!
 //! - Usernames are 1 to [`USERNAME_MAX`] characters without control characters or
-//!   whitespace at either end, and compare case-insensitively: [`username_key`] is the
-//!   normalized (lowercase) form every lookup and uniqueness check uses.
+//!   whitespace at either end, PRECIS UsernameCaseMapped parts (RFC 8265) separated by
+//!   single spaces, in one script (UTS 39, so a Cyrillic letter cannot pass for a Latin
+//!   one); they compare by [`username_key`], the PRECIS-normalized form every lookup and
+//!   uniqueness check uses.
 //! - Passwords are [`PASSWORD_MIN`] to [`PASSWORD_MAX`] characters. They are hashed with
 //!   argon2id (PHC string, RustCrypto's `argon2` with its default, OWASP-recommended cost)
 //!   before anything stores or sends them; errors never echo them.
@@ -98,9 +100,27 @@ fn yes() -> bool {
     true
 }
 
-/// The normalized form of a username: what lookups and uniqueness compare.
+/// A username part (between spaces) enforced by the PRECIS UsernameCaseMapped profile
+/// (RFC 8265 section 3.3: width mapping, case folding, NFC, IdentifierClass code points).
+fn precis_part(part: &str) -> Option<String> {
+    use precis_core::profile::PrecisFastInvocation;
+    precis_profiles::UsernameCaseMapped::enforce(part)
+        .ok()
+        .map(|c| c.into_owned())
+}
+
+/// The normalized form of a username: what lookups and uniqueness compare. Each
+/// space-separated part goes through PRECIS UsernameCaseMapped (RFC 8265 section 3.5 lets
+/// applications allow spaces between userparts), so `Bob`, `bob` and a full-width `ｂｏｂ`
+/// are one name. Input that is no valid username (only a sign-in attempt can be one) is
+/// lowercased: it matches no stored key, since every stored name passed
+/// [`check_username`].
 pub fn username_key(username: &str) -> String {
-    username.to_lowercase()
+    let parts: Option<Vec<String>> = username.split(' ').map(precis_part).collect();
+    match parts {
+        Some(p) => p.join(" "),
+        None => username.to_lowercase(),
+    }
 }
 
 /// A user's `sub`: 16 random bytes (the caller's), base64url without padding (22 characters).
@@ -380,6 +400,18 @@ pub fn check_username(c: &mut Collector, field: &str, username: &str) {
         c.push(field, "must not contain control characters");
     } else if username.starts_with(char::is_whitespace) || username.ends_with(char::is_whitespace) {
         c.push(field, "must not begin or end with whitespace");
+    } else if username.split(' ').any(|p| precis_part(p).is_none()) {
+        c.push(
+            field,
+            "must be a PRECIS username (RFC 8265): letters, digits and ASCII punctuation, parts separated by single spaces",
+        );
+    } else if !unicode_security::MixedScript::is_single_script(username) {
+        // UTS 39: a name mixing scripts (a Cyrillic "о" in "bob") can look exactly like
+        // another user's.
+        c.push(
+            field,
+            "must not mix scripts (such as Latin and Cyrillic letters): it could pass for another name",
+        );
     }
 }
 

@@ -131,6 +131,8 @@ pub struct NodeConfig {
     pub public_metrics: bool,
     /// Key rotation schedule of the in-process key manager (`serve`).
     pub key_policy: signet_keymanager::KeyPolicy,
+    /// Upper bounds of clients' lifetime fields (`--lifetime-limits`).
+    pub lifetime_limits: signet_core::client::LifetimeLimits,
 }
 
 impl NodeConfig {
@@ -164,6 +166,7 @@ impl NodeConfig {
             request_timeout: Duration::from_secs(30),
             public_metrics: true,
             key_policy: signet_keymanager::KeyPolicy::default(),
+            lifetime_limits: signet_core::client::LifetimeLimits::default(),
         }
     }
 }

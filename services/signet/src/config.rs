@@ -91,6 +91,11 @@ pub struct NodeArgs {
     /// [default: true]
     #[arg(long, env = "SIGNET_PUBLIC_METRICS")]
     pub public_metrics: Option<bool>,
+    /// Upper bounds of clients' lifetime fields, `FIELD=SECONDS,...` over the defaults
+    /// (identity and access tokens and codes 86400, refresh tokens, consent and SSO
+    /// sessions 31536000, device codes 3600); e.g. `authorizationCodeLifetime=600`
+    #[arg(long, env = "SIGNET_LIFETIME_LIMITS")]
+    pub lifetime_limits: Option<String>,
 }
 
 /// The signing-key rotation schedule (`serve` and `keymanager`).
@@ -202,6 +207,7 @@ pub struct FileConfig {
     pub jwks_max_age: Option<u64>,
     pub shutdown_grace: Option<u64>,
     pub public_metrics: Option<bool>,
+    pub lifetime_limits: Option<String>,
     pub nats: Option<String>,
     pub stream: Option<String>,
     pub replicas: Option<usize>,
@@ -257,6 +263,9 @@ impl NodeArgs {
         }
         if let Some(b) = self.public_metrics.or(file.public_metrics) {
             config.public_metrics = b;
+        }
+        if let Some(spec) = self.lifetime_limits.or(file.lifetime_limits.clone()) {
+            config.lifetime_limits = signet_core::client::LifetimeLimits::parse(&spec)?;
         }
         anyhow::ensure!(
             config.listen != config.admin_listen,

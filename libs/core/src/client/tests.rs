@@ -144,3 +144,59 @@ fn client_claims_cannot_overwrite_protocol_claims() {
     j["clientClaimsPrefix"] = serde_json::json!("client_");
     assert!(fields(j).is_empty());
 }
+
+#[test]
+fn weak_secrets_foreign_secret_types_and_endless_lifetimes_are_refused() {
+    let with = |k: &str, v: serde_json::Value| {
+        let mut j = backend();
+        j[k] = v;
+        fields(j)
+    };
+    assert_eq!(
+        with("clientSecrets", serde_json::json!([{"value": "a"}])),
+        ["clientSecrets[0].value"]
+    );
+    // A public JWK is no shared secret: refused until private_key_jwt exists.
+    assert_eq!(
+        with(
+            "clientSecrets",
+            serde_json::json!([{"type": "JsonWebKey", "value": "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\",\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"}"}])
+        ),
+        ["clientSecrets[0].type"]
+    );
+    assert_eq!(
+        with("accessTokenLifetime", 2_147_483_647u32.into()),
+        ["accessTokenLifetime"]
+    );
+    assert_eq!(
+        with("userSsoLifetime", 2_147_483_647u32.into()),
+        ["userSsoLifetime"]
+    );
+    // The bounds are the server's to set.
+    let limits = LifetimeLimits::parse("accessTokenLifetime=600").unwrap();
+    let mut j = backend();
+    j["accessTokenLifetime"] = 3600.into();
+    let e = parse(j).validate_with(&limits).unwrap_err();
+    assert_eq!(e.errors[0].field, "accessTokenLifetime");
+    for bad in [
+        "accessTokenLifetime",
+        "nope=5",
+        "accessTokenLifetime=0",
+        "accessTokenLifetime=x",
+    ] {
+        assert!(LifetimeLimits::parse(bad).is_err(), "{bad}");
+    }
+    // A stored non-shared secret never matches by its value.
+    let stored = SecretInput {
+        description: None,
+        value: Some("public-key-material-0123".into()),
+        expiration: None,
+        kind: "JsonWebKey".into(),
+    }
+    .into_stored();
+    let set = crate::secret::SecretSet::new(&[stored]);
+    assert!(!set.matches(
+        &crate::secret::SecretDigest::of("public-key-material-0123"),
+        0
+    ));
+}

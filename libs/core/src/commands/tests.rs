@@ -33,7 +33,7 @@ fn clients_need_existing_scopes_and_unique_ids() {
     let mut p = base();
     let c = client(
         serde_json::json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
-        "clientSecrets": [{"value": "s"}], "allowedScopes": ["api.read", "nope"]}),
+        "clientSecrets": [{"value": "secret-0123456789abc"}], "allowedScopes": ["api.read", "nope"]}),
     );
     match decide(&p, Command::CreateClient(c)) {
         Err(CommandError::Invalid(e)) => assert_eq!(e.errors[0].field, "allowedScopes[1]"),
@@ -41,7 +41,7 @@ fn clients_need_existing_scopes_and_unique_ids() {
     }
     let c = client(
         serde_json::json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
-        "clientSecrets": [{"value": "s"}], "allowedScopes": ["api.read"]}),
+        "clientSecrets": [{"value": "secret-0123456789abc"}], "allowedScopes": ["api.read"]}),
     );
     apply(&mut p, Command::CreateClient(c.clone())).unwrap();
     assert!(matches!(
@@ -49,7 +49,7 @@ fn clients_need_existing_scopes_and_unique_ids() {
         Err(CommandError::AlreadyExists(_))
     ));
     let ghost = client(
-        serde_json::json!({"clientId": "ghost", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "s"}]}),
+        serde_json::json!({"clientId": "ghost", "allowedGrantTypes": ["client_credentials"], "clientSecrets": [{"value": "secret-0123456789abc"}]}),
     );
     assert!(matches!(
         decide(
@@ -68,7 +68,7 @@ fn replace_without_secrets_keeps_the_stored_ones() {
     let mut p = base();
     let c = client(
         serde_json::json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
-        "clientSecrets": [{"value": "first-secret"}], "allowedScopes": ["api.read"]}),
+        "clientSecrets": [{"value": "first-secret-0123456789"}], "allowedScopes": ["api.read"]}),
     );
     apply(&mut p, Command::CreateClient(c)).unwrap();
     let update = client(
@@ -85,9 +85,10 @@ fn replace_without_secrets_keeps_the_stored_ones() {
     .unwrap();
     let e = p.client("svc").unwrap();
     assert_eq!(e.client.access_token_lifetime, 60);
-    assert!(e
-        .secrets
-        .matches(&crate::secret::SecretDigest::of("first-secret"), 0));
+    assert!(e.secrets.matches(
+        &crate::secret::SecretDigest::of("first-secret-0123456789"),
+        0
+    ));
     // Sending an explicit empty list means "no secrets", which a backend client cannot have.
     assert!(matches!(
         decide(
@@ -144,7 +145,9 @@ fn the_admin_client_cannot_be_deleted() {
     .unwrap();
     apply(
         &mut p,
-        Command::CreateClient(Box::new(bootstrap::admin_client("s".into()))),
+        Command::CreateClient(Box::new(bootstrap::admin_client(
+            "admin-secret-0123456789".into(),
+        ))),
     )
     .unwrap();
     assert!(matches!(
@@ -175,7 +178,7 @@ fn client_credentials_grant_rules() {
     apply(&mut p, Command::CreateApiResource(Box::new(r))).unwrap();
     let c = client(
         serde_json::json!({"clientId": "svc", "allowedGrantTypes": ["client_credentials"],
-        "clientSecrets": [{"value": "s"}], "allowedScopes": ["api.read", "api.write", "openid", "other"]}),
+        "clientSecrets": [{"value": "secret-0123456789abc"}], "allowedScopes": ["api.read", "api.write", "openid", "other"]}),
     );
     apply(&mut p, Command::CreateClient(c)).unwrap();
     let e = p.client("svc").unwrap().clone();
@@ -225,7 +228,9 @@ fn replacing_bootstrap_objects_cannot_lock_the_admin_api_out() {
     .unwrap();
     apply(
         &mut p,
-        Command::CreateClient(Box::new(bootstrap::admin_client("s".into()))),
+        Command::CreateClient(Box::new(bootstrap::admin_client(
+            "admin-secret-0123456789".into(),
+        ))),
     )
     .unwrap();
 
@@ -247,7 +252,7 @@ fn replacing_bootstrap_objects_cannot_lock_the_admin_api_out() {
         decide(&p, Command::ReplaceScope(ScopeKind::Api, s)),
         Err(CommandError::InUse(_))
     ));
-    let mut c = bootstrap::admin_client("s".into());
+    let mut c = bootstrap::admin_client("admin-secret-0123456789".into());
     c.enabled = false;
     assert!(matches!(
         decide(
@@ -273,7 +278,7 @@ fn replacing_bootstrap_objects_cannot_lock_the_admin_api_out() {
         },
     )
     .unwrap();
-    let mut c = bootstrap::admin_client("s".into());
+    let mut c = bootstrap::admin_client("admin-secret-0123456789".into());
     c.access_token_lifetime = 300;
     apply(
         &mut p,

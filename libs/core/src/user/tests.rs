@@ -215,3 +215,22 @@ fn records_events_and_views() {
     );
     assert!(!view.to_string().contains("argon2"));
 }
+
+#[test]
+fn usernames_are_precis_normalized_and_never_mix_scripts() {
+    // A Cyrillic "о" (U+043E) in "bob": it would pass for bob.
+    let e = new_user(json!({"username": "b\u{43e}b", "password": "a long password"})).unwrap_err();
+    assert_eq!(fields(&e), ["username"]);
+    // Full-width letters and case fold to one key (RFC 8265 UsernameCaseMapped).
+    assert_eq!(username_key("ＢＯＢ"), "bob");
+    assert_eq!(username_key("Hana Smith"), "hana smith");
+    // A name wholly in another script is its own name.
+    assert!(
+        new_user(json!({"username": "\u{431}\u{43e}\u{431}", "password": "a long password"}))
+            .is_ok()
+    );
+    // Symbols outside the IdentifierClass are refused.
+    let e =
+        new_user(json!({"username": "bob\u{2603}", "password": "a long password"})).unwrap_err();
+    assert_eq!(fields(&e), ["username"]);
+}

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use signet_core::bootstrap::{ADMIN_RESOURCE, ADMIN_SCOPE};
 use signet_core::client::Client;
-use signet_core::commands::{decide, Command};
+use signet_core::commands::{decide_with, Command};
 use signet_core::events::Event;
 use signet_core::keys::{KeyState, PublicKeyRecord};
 use signet_core::projection::Projection;
@@ -287,7 +287,7 @@ impl AdminBody {
 async fn execute(state: &AppState, actor: &Actor, cmd: Command) -> Result<Event, ApiError> {
     let decision = {
         let p = state.projection.load();
-        let decision = decide(&p, cmd)?;
+        let decision = decide_with(&p, &state.config.lifetime_limits, cmd)?;
         if let Some(r) = client_revocation(&p, &decision.event, now()) {
             // Before the event: if it cannot be published, nothing is written.
             publish_revocation(state, r).await?;

@@ -2,9 +2,12 @@
 //! (see [`super::browser`]). Every POST carries the interaction's CSRF token and comes from
 //! the browser the interaction is bound to.
 //!
-//! Login attempts are throttled per account and per client address (fixed windows in the
-//! store); an unknown username costs the same password hash as a known one, and every
-//! failure shows the same message.
+//! Login attempts are throttled (fixed windows in the store) so that guessing is slow and
+//! nobody can lock a user out: a browser the user signed in with before (device cookie)
+//! answers only for its own failures; any other browser is held per client address and
+//! username, per address, and, summed over every address, per account, past which only the
+//! user's known browsers may try. An unknown username costs the same password hash as a
+//! known one, and every failure shows the same message.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -25,11 +28,23 @@ use super::browser::{
 use super::token::now;
 use crate::state::AppState;
 
-/// Failed sign-ins allowed per account in [`THROTTLE_WINDOW`]; then every attempt waits.
-pub const MAX_FAILURES_PER_ACCOUNT: u64 = 10;
-/// Failed sign-ins allowed per client address in [`THROTTLE_WINDOW`].
+/// Failed sign-ins allowed per client address and username in [`THROTTLE_WINDOW`] from a
+/// browser the user has not signed in with before; then that address waits for that name.
+pub const MAX_FAILURES_PER_PAIR: u64 = 5;
+/// Failed sign-ins allowed per client address in [`THROTTLE_WINDOW`], whatever the names.
 pub const MAX_FAILURES_PER_ADDRESS: u64 = 100;
+/// Failed sign-ins allowed per account in [`THROTTLE_WINDOW`] from browsers the user has not
+/// signed in with before, summed over every address: past it, only the user's known
+/// browsers (device cookie) may try.
+pub const MAX_FAILURES_PER_ACCOUNT: u64 = 50;
+/// Failed sign-ins allowed per known browser (device cookie) in [`THROTTLE_WINDOW`].
+pub const MAX_FAILURES_PER_DEVICE: u64 = 5;
 pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// The cookie that marks a browser a user signed in with (OWASP's device cookies): an
+/// attack on the account from elsewhere does not lock that browser out.
+pub const DEVICE_COOKIE: &str = "signet_device";
+/// How long a browser stays known after a sign-in.
+const DEVICE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 const FAILED: &str = "The username or password is wrong.";
 const THROTTLED: &str = "Too many sign-in attempts. Wait a few minutes and try again.";
@@ -114,62 +129,124 @@ fn form_params(headers: &HeaderMap, body: &[u8]) -> Result<PageParams, OAuthErro
     PageParams::parse(body)
 }
 
-/// The throttle counters of an attempt: the account's, and the client address's.
-fn throttle_keys(username: &str, addr: Option<SocketAddr>) -> [(Option<String>, u64); 2] {
-    [
-        (
-            Some(format!(
-                "login:user:{}",
-                digest_key(&username.to_lowercase())
-            )),
-            MAX_FAILURES_PER_ACCOUNT,
-        ),
-        (
-            addr.map(|a| format!("login:addr:{}", a.ip())),
-            MAX_FAILURES_PER_ADDRESS,
-        ),
-    ]
+/// Who is trying to sign in, as the throttle counts it.
+struct Attempt<'a> {
+    /// The normalized username ([`signet_core::user::username_key`]).
+    account: String,
+    addr: Option<SocketAddr>,
+    /// The store key of the browser's device cookie, when it is one of this user's.
+    device: Option<String>,
+    state: &'a AppState,
 }
 
-/// Whether this account or address failed too often in the current window.
-async fn throttled(
-    state: &AppState,
-    username: &str,
-    addr: Option<SocketAddr>,
-) -> Result<bool, OAuthError> {
-    for (key, limit) in throttle_keys(username, addr) {
-        let Some(key) = key else { continue };
-        let count = state
-            .store
-            .get(Namespace::RateLimit, &key)
-            .await
-            .or_unavailable()?
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0);
-        if count >= limit {
-            return Ok(true);
+fn device_key(cookie_value: &str) -> String {
+    format!("device:{}", digest_key(cookie_value))
+}
+
+impl<'a> Attempt<'a> {
+    async fn new(
+        state: &'a AppState,
+        headers: &HeaderMap,
+        username: &str,
+        addr: Option<SocketAddr>,
+    ) -> Result<Attempt<'a>, OAuthError> {
+        let account = signet_core::user::username_key(username);
+        let mut device = None;
+        if let Some(value) = super::browser::cookie(headers, DEVICE_COOKIE) {
+            let key = device_key(value);
+            let owner = state
+                .store
+                .get(Namespace::RateLimit, &key)
+                .await
+                .or_unavailable()?;
+            if owner.as_deref() == Some(account.as_bytes()) {
+                device = Some(key);
+            }
         }
+        Ok(Attempt {
+            account,
+            addr,
+            device,
+            state,
+        })
     }
-    Ok(false)
-}
 
-/// Counts a failed attempt against the account and the address.
-async fn record_failure(
-    state: &AppState,
-    username: &str,
-    addr: Option<SocketAddr>,
-) -> Result<(), OAuthError> {
-    for (key, _) in throttle_keys(username, addr) {
-        if let Some(key) = key {
-            state
+    /// The counters this attempt is held to, with their limits. A known browser answers
+    /// only for itself; any other is held per address and name, per address, and (with
+    /// every other unknown browser) per account.
+    fn counters(&self) -> Vec<(String, u64)> {
+        let account = digest_key(&self.account);
+        if let Some(d) = &self.device {
+            return vec![(format!("login:{d}"), MAX_FAILURES_PER_DEVICE)];
+        }
+        let mut v = vec![(format!("login:user:{account}"), MAX_FAILURES_PER_ACCOUNT)];
+        if let Some(a) = self.addr {
+            let ip = a.ip();
+            v.push((
+                format!("login:pair:{}", digest_key(&format!("{ip}\u{0}{account}"))),
+                MAX_FAILURES_PER_PAIR,
+            ));
+            v.push((format!("login:addr:{ip}"), MAX_FAILURES_PER_ADDRESS));
+        }
+        v
+    }
+
+    /// Whether one of its counters is spent in the current window.
+    async fn throttled(&self) -> Result<bool, OAuthError> {
+        for (key, limit) in self.counters() {
+            let count = self
+                .state
+                .store
+                .get(Namespace::RateLimit, &key)
+                .await
+                .or_unavailable()?
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0);
+            if count >= limit {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Counts a failed attempt.
+    async fn failed(&self) -> Result<(), OAuthError> {
+        for (key, _) in self.counters() {
+            self.state
                 .store
                 .incr(Namespace::RateLimit, &key, THROTTLE_WINDOW)
                 .await
                 .or_unavailable()?;
         }
+        Ok(())
     }
-    Ok(())
+
+    /// After a good password: the device cookie that makes this browser known (unless it
+    /// already is).
+    async fn known_from_now_on(&self) -> Result<Option<header::HeaderValue>, OAuthError> {
+        if self.device.is_some() {
+            return Ok(None);
+        }
+        let value = super::browser::random_token()?;
+        self.state
+            .store
+            .put(
+                Namespace::RateLimit,
+                &device_key(&value),
+                self.account.as_bytes(),
+                DEVICE_TTL,
+                &[],
+            )
+            .await
+            .or_unavailable()?;
+        Ok(Some(super::browser::set_cookie(
+            self.state,
+            DEVICE_COOKIE,
+            &value,
+            DEVICE_TTL.as_secs(),
+        )))
+    }
 }
 
 pub async fn login_post(
@@ -199,7 +276,11 @@ pub async fn login_post(
         return again(FAILED, StatusCode::BAD_REQUEST);
     }
     let addr = connect.map(|c| c.0);
-    match throttled(&state, username, addr).await {
+    let attempt = match Attempt::new(&state, &headers, username, addr).await {
+        Ok(a) => a,
+        Err(e) => return oauth_error_page(&state, None, e),
+    };
+    match attempt.throttled().await {
         Ok(true) => return again(THROTTLED, StatusCode::TOO_MANY_REQUESTS),
         Ok(false) => {}
         Err(e) => return oauth_error_page(&state, None, e),
@@ -224,11 +305,15 @@ pub async fn login_post(
         Some(u) if ok && u.enabled => u,
         _ => {
             metrics::counter!(crate::telemetry::LOGIN_FAILURES).increment(1);
-            if let Err(e) = record_failure(&state, username, addr).await {
+            if let Err(e) = attempt.failed().await {
                 return oauth_error_page(&state, None, e);
             }
             return again(FAILED, StatusCode::OK);
         }
+    };
+    let device_cookie = match attempt.known_from_now_on().await {
+        Ok(c) => c,
+        Err(e) => return oauth_error_page(&state, None, e),
     };
     let now = now();
     let (session, cookie) = match create_session(&state, &user.sub, vec!["pwd".into()], now).await {
@@ -242,6 +327,9 @@ pub async fn login_post(
         // A sign-in for the account pages: back to them.
         let mut resp = super::account::to_account_page(&state);
         resp.headers_mut().append(header::SET_COOKIE, cookie);
+        if let Some(c) = device_cookie {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
         return resp;
     };
     let p = state.projection.load();
@@ -250,6 +338,9 @@ pub async fn login_post(
     };
     let mut resp = continue_flow(&state, &p, &client, request, session, now).await;
     resp.headers_mut().append(header::SET_COOKIE, cookie);
+    if let Some(c) = device_cookie {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
     resp
 }
 
