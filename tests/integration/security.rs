@@ -299,8 +299,9 @@ async fn tokens_end_with_their_user_and_client_everywhere() -> anyhow::Result<()
     let set_enabled = |enabled: bool| {
         let mut body = user.clone();
         body["enabled"] = enabled.into();
-        body.as_object_mut()
-            .map(|o| o.retain(|k, _| ["username", "claims", "enabled"].contains(&k.as_str())));
+        if let Some(o) = body.as_object_mut() {
+            o.retain(|k, _| ["username", "claims", "enabled"].contains(&k.as_str()));
+        }
         let s = &s;
         let user_url = user_url.clone();
         async move { s.admin_call(Method::PUT, &user_url, Some(&body)).await }
