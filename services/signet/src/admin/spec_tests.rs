@@ -159,8 +159,8 @@ fn duplicate_ids_and_shared_scope_names() {
 - {kind: ApiScope, spec: {name: a}}
 - {kind: IdentityResource, spec: {name: a}}
 - {kind: ApiScope, spec: {name: a}}
-- {kind: Client, spec: {clientId: a, allowedGrantTypes: [client_credentials], clientSecrets: [{value: v}]}}
-- {kind: Client, spec: {clientId: a, allowedGrantTypes: [client_credentials], clientSecrets: [{value: v}]}}
+- {kind: Client, spec: {clientId: a, allowedGrantTypes: [client_credentials], clientSecrets: [{value: secret-0123456789abc}]}}
+- {kind: Client, spec: {clientId: a, allowedGrantTypes: [client_credentials], clientSecrets: [{value: secret-0123456789abc}]}}
 ",
     );
     let lines = rendered(&check_all(&items).unwrap_err());
