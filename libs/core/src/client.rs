@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_repr::{Deserialize_repr, Serialize_repr};
 
+use crate::redirect_uri::{check_redirect_uri, RedirectUriPolicy};
 use crate::secret::{SecretInput, SecretView, StoredSecret};
 use crate::validation::{
     check_absolute_uri, check_name, check_origin, check_unique, Collector, ValidationErrors,
@@ -530,8 +531,14 @@ impl<S> Client<S> {
 }
 
 impl Client<SecretInput> {
-    /// The rules a client satisfies on its own (the reference's configuration rules).
+    /// The rules a client satisfies on its own (the reference's configuration rules), with
+    /// the strict redirect-URI policy.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
+        self.validate_with(RedirectUriPolicy::Strict)
+    }
+
+    /// [`Client::validate`] with the server's redirect-URI policy.
+    pub fn validate_with(&self, policy: RedirectUriPolicy) -> Result<(), ValidationErrors> {
         let mut c = Collector::default();
         check_name(&mut c, "clientId", &self.client_id);
         c.check(
@@ -652,6 +659,7 @@ impl Client<SecretInput> {
         ] {
             for (i, u) in list.iter().enumerate() {
                 check_absolute_uri(&mut c, format!("{field}[{i}]"), u);
+                check_redirect_uri(&mut c, format!("{field}[{i}]"), u, policy);
             }
             check_unique(&mut c, field, list.iter().map(String::as_str));
         }

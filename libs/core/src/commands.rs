@@ -5,6 +5,7 @@
 use crate::client::Client;
 use crate::events::{Aggregate, Event};
 use crate::projection::Projection;
+use crate::redirect_uri::RedirectUriPolicy;
 use crate::resource::ApiResource;
 use crate::scope::{ScopeKind, ScopeResource};
 use crate::secret::SecretInput;
@@ -132,12 +133,21 @@ fn guard_admin_access(cmd: &Command) -> Result<(), CommandError> {
     }
 }
 
-/// Decides a command against the current projection.
+/// Decides a command against the current projection, with the strict redirect-URI policy.
 pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
+    decide_with(p, cmd, RedirectUriPolicy::Strict)
+}
+
+/// [`decide`] with the server's redirect-URI policy (`--insecure-allow-any-redirect-uri`).
+pub fn decide_with(
+    p: &Projection,
+    cmd: Command,
+    policy: RedirectUriPolicy,
+) -> Result<Decision, CommandError> {
     guard_admin_access(&cmd)?;
     match cmd {
         Command::CreateClient(client) => {
-            client.validate()?;
+            client.validate_with(policy)?;
             check_client_scopes(p, &client)?;
             if p.client(&client.client_id).is_some() {
                 return Err(CommandError::AlreadyExists(format!(
@@ -160,7 +170,7 @@ pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
                 .client(&client.client_id)
                 .ok_or_else(|| CommandError::NotFound(format!("client {:?}", client.client_id)))?;
             if !keep_secrets {
-                client.validate()?;
+                client.validate_with(policy)?;
             } else {
                 // Validate as if the stored secrets were present.
                 let mut probe = (*client).clone();
@@ -175,7 +185,7 @@ pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
                         kind: s.kind.clone(),
                     })
                     .collect();
-                probe.validate()?;
+                probe.validate_with(policy)?;
             }
             check_client_scopes(p, &client)?;
             let mut stored = client.map_secrets(SecretInput::into_stored);

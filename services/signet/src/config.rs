@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
+use signet_core::redirect_uri::RedirectUriPolicy;
 use signet_core::Algorithm;
 use signet_issuer::config::IssuerUrl;
 use signet_issuer::config::{Backend, ClusterSettings};
@@ -91,6 +92,11 @@ pub struct NodeArgs {
     /// [default: true]
     #[arg(long, env = "SIGNET_PUBLIC_METRICS")]
     pub public_metrics: Option<bool>,
+    /// DEVELOPMENT ONLY: accept any redirect URI scheme and host when clients are
+    /// registered (plain http on any host, ftp:, ...; never javascript:, data:, file:).
+    /// Without it: https, http on loopback, private-use schemes (OAuth 2.1, RFC 8252)
+    #[arg(long, env = "SIGNET_INSECURE_ALLOW_ANY_REDIRECT_URI")]
+    pub insecure_allow_any_redirect_uri: bool,
 }
 
 /// The signing-key rotation schedule (`serve` and `keymanager`).
@@ -202,6 +208,7 @@ pub struct FileConfig {
     pub jwks_max_age: Option<u64>,
     pub shutdown_grace: Option<u64>,
     pub public_metrics: Option<bool>,
+    pub insecure_allow_any_redirect_uri: Option<bool>,
     pub nats: Option<String>,
     pub stream: Option<String>,
     pub replicas: Option<usize>,
@@ -233,8 +240,13 @@ const MAX_JWKS_MAX_AGE: u64 = 3600;
 impl NodeArgs {
     /// Applies the node flags (over the file) to `config`, and validates them.
     fn apply(self, file: &FileConfig, config: &mut NodeConfig) -> anyhow::Result<()> {
-        if let Some(issuer) = self.issuer.or(file.issuer.clone()) {
-            config.issuer = IssuerUrl::parse(&issuer)?;
+        // Without an issuer, the node names the address it listens on (once bound).
+        match self.issuer.or(file.issuer.clone()) {
+            Some(issuer) => {
+                config.issuer = IssuerUrl::parse(&issuer)?;
+                config.issuer_from_listen = false;
+            }
+            None => config.issuer_from_listen = true,
         }
         if let Some(a) = self.listen.or(file.listen) {
             config.listen = a;
@@ -257,6 +269,11 @@ impl NodeArgs {
         }
         if let Some(b) = self.public_metrics.or(file.public_metrics) {
             config.public_metrics = b;
+        }
+        if self.insecure_allow_any_redirect_uri
+            || file.insecure_allow_any_redirect_uri.unwrap_or(false)
+        {
+            config.redirect_uri_policy = RedirectUriPolicy::AllowAny;
         }
         anyhow::ensure!(
             config.listen != config.admin_listen,

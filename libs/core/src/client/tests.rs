@@ -1,4 +1,5 @@
 use super::*;
+use crate::redirect_uri::RedirectUriPolicy;
 use crate::validation::from_json;
 
 const REFERENCE: &str = include_str!("../../../../tests/fixtures/reference-client.json");
@@ -143,4 +144,26 @@ fn client_claims_cannot_overwrite_protocol_claims() {
     j["claims"] = serde_json::json!([{"type": "sub", "value": "admin"}]);
     j["clientClaimsPrefix"] = serde_json::json!("client_");
     assert!(fields(j).is_empty());
+}
+
+#[test]
+fn redirect_uris_follow_the_policy_and_name_the_index() {
+    let body = serde_json::json!({
+        "clientId": "w", "allowedGrantTypes": ["authorization_code"], "requireClientSecret": false,
+        "redirectUris": ["https://app.example/cb", "http://app.example.com/callback",
+                         "ftp://files.example/cb", "http://127.0.0.1/cb", "com.example.app:/cb"],
+        "postLogoutRedirectUris": ["javascript://app.example/%0Aalert(1)"],
+    });
+    assert_eq!(
+        fields(body.clone()),
+        vec![
+            "redirectUris[1]",
+            "redirectUris[2]",
+            "postLogoutRedirectUris[0]"
+        ]
+    );
+    let c = parse(body);
+    let relaxed = c.validate_with(RedirectUriPolicy::AllowAny).unwrap_err();
+    let relaxed: Vec<_> = relaxed.errors.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(relaxed, vec!["postLogoutRedirectUris[0]"]);
 }

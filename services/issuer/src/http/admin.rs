@@ -21,9 +21,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use signet_core::bootstrap::{ADMIN_RESOURCE, ADMIN_SCOPE};
 use signet_core::client::Client;
-use signet_core::commands::{decide, Command};
+use signet_core::commands::{decide_with, Command};
 use signet_core::events::Event;
 use signet_core::keys::{KeyState, PublicKeyRecord};
+use signet_core::redirect_uri::is_localhost_http;
 use signet_core::resource::ApiResource;
 use signet_core::scope::{ScopeKind, ScopeResource};
 use signet_core::secret::{SecretInput, SecretView};
@@ -256,9 +257,28 @@ impl AdminBody {
     }
 }
 
+/// `http://localhost` redirect URIs are accepted, but the name may resolve elsewhere
+/// (RFC 8252 section 8.3 prefers `127.0.0.1` or `[::1]`): say so in the log.
+fn warn_localhost_redirects(cmd: &Command) {
+    let client = match cmd {
+        Command::CreateClient(c) | Command::ReplaceClient { client: c, .. } => c,
+        _ => return,
+    };
+    for uri in client
+        .redirect_uris
+        .iter()
+        .chain(&client.post_logout_redirect_uris)
+        .filter(|u| is_localhost_http(u))
+    {
+        tracing::warn!(client_id = %client.client_id, redirect_uri = %uri, "a redirect URI uses http://localhost; prefer http://127.0.0.1 or http://[::1] (RFC 8252 section 8.3)");
+    }
+}
+
 /// Decides, appends with the expected version, and waits until this node applied it.
 async fn execute(state: &AppState, actor: &Actor, cmd: Command) -> Result<Event, ApiError> {
-    let decision = decide(&state.projection.load(), cmd)?;
+    warn_localhost_redirects(&cmd);
+    let policy = state.config.redirect_uri_policy;
+    let decision = decide_with(&state.projection.load(), cmd, policy)?;
     let event = decision.event;
     let new = NewEvent {
         subject: event.subject(),

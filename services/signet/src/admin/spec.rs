@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use signet_core::client::Client;
 use signet_core::commands::OFFLINE_ACCESS;
+use signet_core::redirect_uri::RedirectUriPolicy;
 use signet_core::resource::ApiResource;
 use signet_core::scope::ScopeResource;
 use signet_core::secret::{SecretInput, SecretView};
@@ -436,7 +437,9 @@ pub fn check(kind: Kind, spec: &Map<String, Value>, index: usize) -> Result<Doc,
         Kind::Client => {
             let c: Client<SecretInput> =
                 from_json(&bytes).map_err(|e| to_problems(raw_id.clone(), e))?;
-            let mut result = c.validate();
+            // The server applies its own redirect-URI policy (it may be started with
+            // --insecure-allow-any-redirect-uri); every other rule is checked here.
+            let mut result = c.validate_with(RedirectUriPolicy::AllowAny);
             if !has_secrets {
                 // Without the member the stored secrets stay: the rule that a
                 // client_credentials client has one holds for the stored ones, and matters
