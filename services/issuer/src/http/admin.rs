@@ -185,7 +185,7 @@ async fn require_admin(
     };
     let p = state.projection.load();
     let verified = signet_jose::verify_compact(token, |kid| p.key(kid).map(|k| &k.jwk))
-        .map_err(|_| invalid("the access token is invalid"))?;
+        .map_err(|_| invalid(malformed_bearer_reason(token)))?;
     if verified.typ.as_deref() != Some("at+jwt") {
         return Err(invalid("the token is not an access token"));
     }
@@ -216,6 +216,26 @@ async fn require_admin(
     drop(p);
     req.extensions_mut().insert(Actor(claims.client_id));
     Ok(next.run(req).await)
+}
+
+/// Why a bearer value failed verification: a value that is not even shaped like a JWT
+/// (three base64url segments) is no token at all, typically the error JSON of a failed
+/// token request that a script captured instead of the `access_token`.
+fn malformed_bearer_reason(token: &str) -> &'static str {
+    let segments: Vec<&str> = token.split('.').collect();
+    let jwt_shaped = segments.len() == 3
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if jwt_shaped {
+        "the access token is invalid"
+    } else if token.starts_with('{') {
+        "the bearer value is not a token at all but JSON (an error from the token endpoint?); send the access_token of a successful token response"
+    } else {
+        "the bearer value is not a token at all (a JWT access token from the token endpoint has three dot-separated parts)"
+    }
 }
 
 /// A JSON admin body: the right content type, bounded, parsed with field-naming errors.
