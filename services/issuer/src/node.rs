@@ -324,14 +324,18 @@ async fn bind_both(config: &NodeConfig) -> Result<(TcpListener, TcpListener), No
 }
 
 /// Settles the issuer URL once the public listener is bound: derived from its address when
-/// none was configured; otherwise a warning when a loopback issuer names another port than
-/// the one this node listens on (discovery and every token would point nowhere).
+/// none was configured; otherwise, for `serve`, a warning when a loopback issuer names
+/// another port than the one this node listens on (discovery and every token would point
+/// nowhere). Cluster issuers behind a load balancer on loopback legitimately differ.
 fn settle_issuer(config: &mut NodeConfig, public: &TcpListener) {
     let Ok(bound) = public.local_addr() else {
         return;
     };
     if config.issuer_from_listen {
         config.issuer = crate::config::IssuerUrl::from_listen(bound);
+        return;
+    }
+    if !matches!(config.backend, Backend::Embedded { .. }) {
         return;
     }
     let issuer = &config.issuer;

@@ -69,7 +69,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct NodeArgs {
     /// The issuer URL: `iss` of every token; may carry a path such as /auth
-    /// [default: http://127.0.0.1:8080]
+    /// [default: http://<listen address>, e.g. http://127.0.0.1:8080]
     #[arg(long, env = "SIGNET_ISSUER")]
     pub issuer: Option<String>,
     /// Address of the public endpoints [default: 127.0.0.1:8080]
@@ -407,6 +407,30 @@ mod tests {
         assert!(
             matches!(c.backend, Backend::Embedded { ref data_dir, .. } if data_dir == &PathBuf::from("./signet-data"))
         );
+    }
+
+    #[test]
+    fn the_issuer_is_derived_unless_given_and_the_redirect_policy_is_strict_by_default() {
+        let c = args(&["--listen", "127.0.0.1:18080"])
+            .resolve(None)
+            .unwrap();
+        assert!(c.issuer_from_listen);
+        assert_eq!(c.redirect_uri_policy, RedirectUriPolicy::Strict);
+        let c = args(&[
+            "--issuer",
+            "https://id.example",
+            "--insecure-allow-any-redirect-uri",
+        ])
+        .resolve(None)
+        .unwrap();
+        assert!(!c.issuer_from_listen);
+        assert_eq!(c.issuer.as_str(), "https://id.example");
+        assert_eq!(c.redirect_uri_policy, RedirectUriPolicy::AllowAny);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("signet.toml");
+        std::fs::write(&file, "insecure_allow_any_redirect_uri = true\n").unwrap();
+        let c = args(&[]).resolve(Some(&file)).unwrap();
+        assert_eq!(c.redirect_uri_policy, RedirectUriPolicy::AllowAny);
     }
 
     #[test]
