@@ -290,7 +290,8 @@ pub struct Client<S = StoredSecret> {
     #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub client_secrets: Vec<S>,
     /// URIs tokens or authorization codes may be returned to (absolute, no fragment,
-    /// matched exactly).
+    /// matched exactly; https, http on a loopback host, or a private-use scheme such as
+    /// com.example.app:/cb; a loopback IP URI matches any port, RFC 8252).
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub redirect_uris: Vec<String>,
