@@ -357,8 +357,9 @@ fn warn_insecure(config: &NodeConfig) {
 }
 
 impl Node {
-    /// Builds the node for its backend (rebuilds the projection, bootstraps, gets keys)
-    /// and binds both listeners.
+    /// Binds both listeners first (a taken port fails the start before anything is
+    /// written), settles the issuer URL, then builds the node for its backend (rebuilds the
+    /// projection, bootstraps, gets keys).
     pub async fn start(mut config: NodeConfig) -> Result<Node, NodeError> {
         // Install the metrics recorder before anything counts.
         crate::telemetry::metrics();
