@@ -7,6 +7,21 @@ cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1; }
 
+# Installs Debian packages quietly: no progress bars in the log; apt's output is shown only
+# when the install fails.
+apt_install() {
+  local log
+  log=$(mktemp)
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o=Dpkg::Use-Pty=0 "$@"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "installing $* failed (apt output above)" >&2
+    exit 1
+  fi
+  rm -f "$log"
+  echo "installed $*"
+}
+
 # Rust components used below (rustup ships them; install them where it does not).
 if need rustup; then
   need rustfmt || rustup component add rustfmt
@@ -18,7 +33,7 @@ fi
 SCHEMATHESIS_VERSION=4.32.5
 VENV=target/venv
 if ! need python3; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv
+  apt_install python3 python3-venv
 fi
 if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" >/dev/null 2>&1; then
   if ! "$VENV/bin/python" -c "" >/dev/null 2>&1; then
@@ -29,7 +44,7 @@ if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.vers
         echo "python3 -m venv failed: install python3-venv (or python3 with ensurepip)" >&2
         exit 1
       fi
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+      apt_install python3-venv
       rm -rf "$VENV"
       python3 -m venv "$VENV"
     fi
@@ -55,7 +70,7 @@ if [ -z "${REDIS_SERVER:-}" ] && ! { need redis-server && need redis-cli; }; the
     echo "redis-server or redis-cli is missing: install redis-server and redis-tools (or set REDIS_SERVER and REDIS_CLI)" >&2
     exit 1
   fi
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools
+  apt_install redis-server redis-tools
 fi
 
 # wrk, the load generator of signet-loadtests (tests/integration/loadtests.rs runs each
@@ -65,7 +80,17 @@ if [ -z "${WRK:-}" ] && ! need wrk; then
     echo "wrk is missing: install wrk (or set WRK)" >&2
     exit 1
   fi
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
+  apt_install wrk
+fi
+
+# curl and jq for the README walkthrough's commands (tests/integration/first_run.rs runs
+# them): Debian's curl and jq.
+if ! { need curl && need jq; }; then
+  if [ "$(id -u)" != 0 ] || ! need apt-get; then
+    echo "curl or jq is missing: install curl and jq" >&2
+    exit 1
+  fi
+  apt_install curl jq
 fi
 
 # Chromium and chromedriver for the real-browser sign-in test (tests/integration/real_browser.rs):
@@ -75,7 +100,7 @@ if [ -z "${CHROMEDRIVER:-}" ] && ! { need chromium && need chromedriver; }; then
     echo "chromium or chromedriver is missing: install chromium and chromium-driver (or set CHROMIUM and CHROMEDRIVER)" >&2
     exit 1
   fi
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  apt_install chromium chromium-driver
 fi
 
 # haproxy in front of the issuers for the fault tests and deploy/local/cluster.sh
@@ -85,7 +110,7 @@ if [ -z "${HAPROXY:-}" ] && ! need haproxy; then
     echo "haproxy is missing: install haproxy (or set HAPROXY)" >&2
     exit 1
   fi
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy
+  apt_install haproxy
 fi
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

@@ -9,6 +9,7 @@ mod client_credentials;
 mod cluster;
 mod discovery;
 mod faults;
+mod first_run;
 mod keys;
 mod lifecycle;
 mod loadtests;

@@ -24,10 +24,7 @@ impl Proc {
         let mut cmd = Command::new(signet_bin());
         cmd.args(&args)
             .env_remove("SIGNET_ADMIN_CLIENT_SECRET")
-            .env(
-                "SIGNET_LOG",
-                std::env::var("SIGNET_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("SIGNET_LOG", crate::default_log_filter())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -53,12 +53,21 @@ pub async fn with_log_filter<F: std::future::Future>(filter: &str, f: F) -> F::O
     LOG_FILTER.scope(filter.to_owned(), f).await
 }
 
+/// The `SIGNET_LOG` of spawned nodes unless a test or `SIGNET_TEST_LOG` says otherwise:
+/// warnings, except the ones every fresh test node gives by design (the KEK created beside
+/// the data), so that a real warning stands out in the test log.
+pub const DEFAULT_LOG_FILTER: &str = "warn,signet_keymanager::kek=error";
+
+/// `SIGNET_TEST_LOG`, or [`DEFAULT_LOG_FILTER`].
+pub fn default_log_filter() -> String {
+    std::env::var("SIGNET_TEST_LOG").unwrap_or_else(|_| DEFAULT_LOG_FILTER.into())
+}
+
 fn log_filter() -> String {
     LOG_FILTER
         .try_with(Clone::clone)
         .ok()
-        .or_else(|| std::env::var("SIGNET_TEST_LOG").ok())
-        .unwrap_or_else(|| "warn".into())
+        .unwrap_or_else(default_log_filter)
 }
 
 /// Waits until `url` answers 200 (true), or `exited()` says the process died (false).
@@ -132,6 +141,9 @@ pub struct ServeOptions {
     pub ports: Option<(u16, u16)>,
     /// Capture stderr (the logs) instead of inheriting it; see [`Serve::logs`].
     pub capture_logs: bool,
+    /// Start without `--issuer`: the node derives it from `--listen` (the URL is the same
+    /// `http://127.0.0.1:<port>` when `issuer_path` is empty).
+    pub omit_issuer: bool,
 }
 
 /// A running `signet serve`.
@@ -169,12 +181,11 @@ impl Serve {
         let public = format!("http://127.0.0.1:{public_port}");
         let issuer = format!("{public}{}", opts.issuer_path);
         let mut cmd = Command::new(signet_bin());
-        cmd.arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--issuer")
-            .arg(&issuer)
-            .arg("--listen")
+        cmd.arg("serve").arg("--data-dir").arg(data_dir);
+        if !opts.omit_issuer {
+            cmd.arg("--issuer").arg(&issuer);
+        }
+        cmd.arg("--listen")
             .arg(format!("127.0.0.1:{public_port}"))
             .arg("--admin-listen")
             .arg(format!("127.0.0.1:{admin_port}"))

@@ -17,6 +17,7 @@ use crate::commands::OFFLINE_ACCESS;
 use crate::grants::client_credentials::valid_scope_token;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::projection::{ClientEntry, Projection};
+use crate::redirect_uri::redirect_uri_matches;
 use crate::scope::ScopeKind;
 
 /// The longest value accepted for any single authorization request parameter.
@@ -224,7 +225,8 @@ pub trait Params {
     fn get(&self, name: &str) -> Option<&str>;
 }
 
-/// Step one: the client and the redirect URI (exact match, RFC 9700 section 2.1). When the
+/// Step one: the client and the redirect URI (exact match, RFC 9700 section 2.1, except
+/// the port of a loopback IP redirect URI, RFC 8252 section 7.3). When the
 /// request has no `redirect_uri` and the client registered exactly one, that one is used
 /// (RFC 6749 section 3.1.2.3); OpenID Connect requests must name it (checked in step two).
 pub fn check_client<'p>(
@@ -256,9 +258,11 @@ pub fn check_client<'p>(
     }
     let registered = &client.client.redirect_uris;
     let redirect_uri = match params.get("redirect_uri") {
+        // The requested URI itself: a loopback one may name another port (RFC 8252 7.3).
         Some(uri) => registered
             .iter()
-            .find(|r| r.as_str() == uri)
+            .find(|r| redirect_uri_matches(r, uri))
+            .map(|_| uri)
             .ok_or_else(|| {
                 page(
                     ErrorCode::InvalidRequest,
@@ -266,7 +270,7 @@ pub fn check_client<'p>(
                 )
             })?,
         None => match registered.as_slice() {
-            [only] => only,
+            [only] => only.as_str(),
             _ => {
                 return Err(page(
                     ErrorCode::InvalidRequest,
@@ -275,7 +279,7 @@ pub fn check_client<'p>(
             }
         },
     };
-    Ok((client, redirect_uri.clone()))
+    Ok((client, redirect_uri.to_owned()))
 }
 
 /// Step two: everything else, for a client and redirect URI from [`check_client`].

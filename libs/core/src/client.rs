@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_repr::{Deserialize_repr, Serialize_repr};
 
+use crate::redirect_uri::{check_redirect_uri, RedirectUriPolicy};
 use crate::secret::{SecretInput, SecretView, StoredSecret};
 use crate::validation::{
     check_absolute_uri, check_name, check_origin, check_unique, Collector, ValidationErrors,
@@ -289,7 +290,8 @@ pub struct Client<S = StoredSecret> {
     #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub client_secrets: Vec<S>,
     /// URIs tokens or authorization codes may be returned to (absolute, no fragment,
-    /// matched exactly).
+    /// matched exactly; https, http on a loopback host, or a private-use scheme such as
+    /// com.example.app:/cb; a loopback IP URI matches any port, RFC 8252).
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub redirect_uris: Vec<String>,
@@ -605,6 +607,31 @@ impl LifetimeLimits {
     }
 }
 
+/// What the server's configuration adds to the client rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientPolicy {
+    /// Upper bounds of the lifetime fields (`--lifetime-limits`).
+    pub lifetimes: LifetimeLimits,
+    /// How strictly redirect URIs are checked (`--insecure-allow-any-redirect-uri`).
+    pub redirect_uris: RedirectUriPolicy,
+}
+
+impl ClientPolicy {
+    /// The loosest policy any server may run with: for client-side checks (`signet admin
+    /// apply`) that leave these rules to the server.
+    pub fn lenient() -> Self {
+        ClientPolicy {
+            lifetimes: LifetimeLimits(
+                LIFETIME_LIMITS
+                    .iter()
+                    .map(|(f, _)| (*f, u32::MAX))
+                    .collect(),
+            ),
+            redirect_uris: RedirectUriPolicy::AllowAny,
+        }
+    }
+}
+
 /// The shortest shared secret accepted: 16 characters (random ones: about 96 bits).
 pub const MIN_SECRET_LENGTH: usize = 16;
 
@@ -630,13 +657,14 @@ pub fn check_secrets(c: &mut Collector, field: &str, secrets: &[SecretInput]) {
 
 impl Client<SecretInput> {
     /// The rules a client satisfies on its own (the reference's configuration rules), with
-    /// the default lifetime bounds.
+    /// the default policy (strict redirect URIs, default lifetime bounds).
     pub fn validate(&self) -> Result<(), ValidationErrors> {
-        self.validate_with(&LifetimeLimits::default())
+        self.validate_with(&ClientPolicy::default())
     }
 
-    /// [`Client::validate`] with the server's lifetime bounds.
-    pub fn validate_with(&self, limits: &LifetimeLimits) -> Result<(), ValidationErrors> {
+    /// [`Client::validate`] with the server's policy.
+    pub fn validate_with(&self, policy: &ClientPolicy) -> Result<(), ValidationErrors> {
+        let limits = &policy.lifetimes;
         let mut c = Collector::default();
         for (field, v) in [
             ("identityTokenLifetime", Some(self.identity_token_lifetime)),
@@ -786,6 +814,7 @@ impl Client<SecretInput> {
         ] {
             for (i, u) in list.iter().enumerate() {
                 check_absolute_uri(&mut c, format!("{field}[{i}]"), u);
+                check_redirect_uri(&mut c, format!("{field}[{i}]"), u, policy.redirect_uris);
             }
             check_unique(&mut c, field, list.iter().map(String::as_str));
         }

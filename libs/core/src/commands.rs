@@ -2,7 +2,7 @@
 //! the rest of the configuration), and turn it into the one event to append together with
 //! the aggregate version the append must expect. Pure: the caller appends.
 
-use crate::client::{Client, LifetimeLimits};
+use crate::client::{Client, ClientPolicy};
 use crate::events::{Aggregate, Event};
 use crate::projection::Projection;
 use crate::resource::ApiResource;
@@ -144,21 +144,22 @@ fn guard_admin_access(cmd: &Command) -> Result<(), CommandError> {
     }
 }
 
-/// Decides a command against the current projection, with the default lifetime bounds.
+/// Decides a command against the current projection, with the default policy.
 pub fn decide(p: &Projection, cmd: Command) -> Result<Decision, CommandError> {
-    decide_with(p, &LifetimeLimits::default(), cmd)
+    decide_with(p, &ClientPolicy::default(), cmd)
 }
 
-/// Decides a command against the current projection and the server's lifetime bounds.
+/// Decides a command against the current projection and the server's policy (lifetime
+/// bounds, redirect-URI rules).
 pub fn decide_with(
     p: &Projection,
-    limits: &LifetimeLimits,
+    policy: &ClientPolicy,
     cmd: Command,
 ) -> Result<Decision, CommandError> {
     guard_admin_access(&cmd)?;
     match cmd {
         Command::CreateClient(client) => {
-            client.validate_with(limits)?;
+            client.validate_with(policy)?;
             check_client_scopes(p, &client)?;
             if p.client(&client.client_id).is_some() {
                 return Err(CommandError::AlreadyExists(format!(
@@ -181,7 +182,7 @@ pub fn decide_with(
                 .client(&client.client_id)
                 .ok_or_else(|| CommandError::NotFound(format!("client {:?}", client.client_id)))?;
             if !keep_secrets {
-                client.validate_with(limits)?;
+                client.validate_with(policy)?;
             } else {
                 // Validate as if the stored secrets were present.
                 let mut probe = (*client).clone();
@@ -199,7 +200,7 @@ pub fn decide_with(
                         kind: s.kind.clone(),
                     })
                     .collect();
-                probe.validate_with(limits)?;
+                probe.validate_with(policy)?;
             }
             check_client_scopes(p, &client)?;
             let mut stored = client.map_secrets(SecretInput::into_stored);

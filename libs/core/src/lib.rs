@@ -17,6 +17,7 @@ pub mod grants;
 pub mod keys;
 pub mod oauth;
 pub mod projection;
+pub mod redirect_uri;
 pub mod resource;
 pub mod scope;
 pub mod secret;

@@ -94,8 +94,77 @@ pub fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Valid
             Some(i) if inner.line() > 0 => msg[..i].to_owned(),
             _ => msg,
         };
-        ValidationErrors::single(field, rule)
+        ValidationErrors::single(field, shorten_unknown_field(rule))
     })
+}
+
+/// serde lists every known member after an unknown one (`unknown field `x`, expected one of
+/// ...`: 49 names for a client). Say instead which known member was probably meant.
+fn shorten_unknown_field(rule: String) -> String {
+    let Some(rest) = rule.strip_prefix("unknown field `") else {
+        return rule;
+    };
+    let Some((unknown, expected)) = rest.split_once("`, expected ") else {
+        return rule;
+    };
+    let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    match closest(unknown, &known) {
+        Some(best) => format!("unknown field `{unknown}`, did you mean \"{best}\"?"),
+        None if known.len() <= 8 => rule,
+        None => format!(
+            "unknown field `{unknown}` (not one of the {} members of this object)",
+            known.len()
+        ),
+    }
+}
+
+/// The known name closest to `unknown`, ignoring case, `_` and `-`: within a small edit
+/// distance, or else the only one that contains it.
+fn closest<'a>(unknown: &str, known: &[&'a str]) -> Option<&'a str> {
+    let norm = |s: &str| -> Vec<char> {
+        s.chars()
+            .filter(|c| !matches!(c, '_' | '-'))
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let u = norm(unknown);
+    if u.is_empty() {
+        return None;
+    }
+    let limit = (u.len() / 4).clamp(1, 3);
+    let best = known
+        .iter()
+        .map(|k| (edit_distance(&u, &norm(k)), *k))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d);
+    if let Some((_, k)) = best {
+        return Some(k);
+    }
+    if u.len() < 4 {
+        return None;
+    }
+    let mut containing = known.iter().filter(|k| {
+        let k = norm(k);
+        k.windows(u.len()).any(|w| w == u.as_slice())
+    });
+    match (containing.next(), containing.next()) {
+        (Some(k), None) => Some(k),
+        _ => None,
+    }
+}
+
+/// Levenshtein distance.
+fn edit_distance(a: &[char], b: &[char]) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// An absolute `http`/`https` URI without a fragment (RFC 6749 section 3.1.2).
@@ -177,6 +246,37 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.errors[0].field, "claims[0]");
+    }
+
+    #[test]
+    fn an_unknown_member_gets_the_closest_known_one_not_the_whole_list() {
+        type C = crate::client::Client<crate::secret::SecretInput>;
+        let e = from_json::<C>(br#"{"clientId": "c", "allowedGrantType": []}"#).unwrap_err();
+        assert_eq!(e.errors[0].field, "allowedGrantType");
+        assert_eq!(
+            e.errors[0].rule,
+            "unknown field `allowedGrantType`, did you mean \"allowedGrantTypes\"?"
+        );
+        for (typo, meant) in [
+            ("redirectUri", "redirectUris"),
+            ("client_id", "clientId"),
+            ("AccessTokenLifetime", "accessTokenLifetime"),
+            ("secrets", "clientSecrets"),
+        ] {
+            let body = format!(r#"{{"clientId": "c", "{typo}": 1}}"#);
+            let e = from_json::<C>(body.as_bytes()).unwrap_err();
+            let want = format!("did you mean \"{meant}\"?");
+            assert!(e.errors[0].rule.ends_with(&want), "{typo}: {e:?}");
+        }
+        // Nothing close: a short sentence, not 49 names.
+        let e = from_json::<C>(br#"{"clientId": "c", "zzz": 1}"#).unwrap_err();
+        let rule = &e.errors[0].rule;
+        assert!(
+            rule.starts_with("unknown field `zzz` (not one of the "),
+            "{rule}"
+        );
+        assert!(rule.len() < 80, "{rule}");
+        assert_eq!(edit_distance(&['a', 'b'], &['b']), 1);
     }
 
     #[test]

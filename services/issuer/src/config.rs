@@ -1,6 +1,6 @@
 //! The issuer's typed configuration, validated once at start and passed down.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -73,6 +73,38 @@ impl IssuerUrl {
         self.https
     }
 
+    /// `http://<addr>` for a listen address; an unspecified address (`0.0.0.0`, `[::]`)
+    /// becomes the loopback address of its family, which reaches it from this machine.
+    pub fn from_listen(addr: SocketAddr) -> Self {
+        let ip = match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let url = format!("http://{}", SocketAddr::new(ip, addr.port()));
+        IssuerUrl {
+            origin: url.clone(),
+            url,
+            path: String::new(),
+            https: false,
+        }
+    }
+
+    /// The port the issuer URL names (its scheme's default when it names none).
+    pub fn port(&self) -> Option<u16> {
+        Url::parse(&self.url).ok()?.port_or_known_default()
+    }
+
+    /// Whether the issuer's host is a loopback name or address.
+    pub fn is_loopback(&self) -> bool {
+        match Url::parse(&self.url).ok().as_ref().and_then(Url::host) {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        }
+    }
+
     /// An absolute endpoint URL under the issuer, e.g. `endpoint("/oauth2/token")`.
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}{}", self.url, path)
@@ -114,6 +146,9 @@ pub struct ClusterSettings {
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub issuer: IssuerUrl,
+    /// No issuer was configured: once the public listener is bound, `issuer` becomes
+    /// `http://<its address>` (an unspecified address such as 0.0.0.0 names loopback).
+    pub issuer_from_listen: bool,
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     pub backend: Backend,
@@ -131,8 +166,9 @@ pub struct NodeConfig {
     pub public_metrics: bool,
     /// Key rotation schedule of the in-process key manager (`serve`).
     pub key_policy: signet_keymanager::KeyPolicy,
-    /// Upper bounds of clients' lifetime fields (`--lifetime-limits`).
-    pub lifetime_limits: signet_core::client::LifetimeLimits,
+    /// What the server adds to the client rules: lifetime bounds (`--lifetime-limits`) and
+    /// which redirect URIs clients may register (`--insecure-allow-any-redirect-uri`).
+    pub client_policy: signet_core::client::ClientPolicy,
 }
 
 impl NodeConfig {
@@ -153,6 +189,7 @@ impl NodeConfig {
                 https: false,
                 origin: "http://127.0.0.1:8080".to_owned(),
             },
+            issuer_from_listen: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             backend: Backend::Embedded {
@@ -166,7 +203,7 @@ impl NodeConfig {
             request_timeout: Duration::from_secs(30),
             public_metrics: true,
             key_policy: signet_keymanager::KeyPolicy::default(),
-            lifetime_limits: signet_core::client::LifetimeLimits::default(),
+            client_policy: signet_core::client::ClientPolicy::default(),
         }
     }
 }
@@ -200,5 +237,21 @@ mod tests {
             NodeConfig::new("d".into()).issuer.as_str(),
             "http://127.0.0.1:8080"
         );
+    }
+
+    #[test]
+    fn issuer_from_the_listen_address() {
+        let i = IssuerUrl::from_listen("127.0.0.1:18080".parse().unwrap());
+        assert_eq!(i.as_str(), "http://127.0.0.1:18080");
+        assert_eq!(i.port(), Some(18080));
+        assert!(i.is_loopback());
+        let i = IssuerUrl::from_listen("0.0.0.0:9000".parse().unwrap());
+        assert_eq!(i.as_str(), "http://127.0.0.1:9000");
+        let i = IssuerUrl::from_listen("[::]:9000".parse().unwrap());
+        assert_eq!(i.as_str(), "http://[::1]:9000");
+        let i = IssuerUrl::parse("https://id.example.com/auth").unwrap();
+        assert_eq!(i.port(), Some(443));
+        assert!(!i.is_loopback());
+        assert!(IssuerUrl::parse("http://localhost").unwrap().is_loopback());
     }
 }

@@ -58,9 +58,10 @@ use crate::state::{catch_up, AppState, FoldError};
 pub enum NodeError {
     #[error("data directory {path}: {reason}")]
     DataDir { path: String, reason: String },
-    #[error("cannot listen on {addr}")]
+    #[error("cannot listen on {addr} ({flag})")]
     Bind {
         addr: SocketAddr,
+        flag: &'static str,
         source: std::io::Error,
     },
     #[error("event log")]
@@ -92,6 +93,12 @@ const STARTUP_ATTEMPTS: u32 = 5;
 /// How often `serve`'s in-process key manager runs the rotation schedule.
 pub const ROTATION_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The bound public and admin listeners, before the node is built.
+struct Listeners {
+    public: TcpListener,
+    admin: TcpListener,
+}
+
 /// A started node: state built, listeners bound, not yet serving.
 pub struct Node {
     state: AppState,
@@ -121,7 +128,12 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<File, NodeError> {
         path: dir.display().to_string(),
         reason,
     };
-    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        // A typo'd --data-dir would otherwise be created silently, with all its parents.
+        let path = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        tracing::info!(path = %path.display(), "created the data directory");
+    }
     let lock = File::options()
         .create(true)
         .truncate(false)
@@ -297,28 +309,76 @@ async fn load_projection(log: &dyn EventLog) -> Result<Projection, NodeError> {
     Ok(projection)
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
+async fn bind(addr: SocketAddr, flag: &'static str) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| NodeError::Bind { addr, source })
+        .map_err(|source| NodeError::Bind { addr, flag, source })
+}
+
+/// Binds both listeners: the first thing a node does, so a taken port fails the start
+/// before anything is written (no data directory, KEK or keys left behind).
+async fn bind_both(config: &NodeConfig) -> Result<(TcpListener, TcpListener), NodeError> {
+    let public = bind(config.listen, "--listen").await?;
+    let admin = bind(config.admin_listen, "--admin-listen").await?;
+    Ok((public, admin))
+}
+
+/// Settles the issuer URL once the public listener is bound: derived from its address when
+/// none was configured; otherwise, for `serve`, a warning when a loopback issuer names
+/// another port than the one this node listens on (discovery and every token would point
+/// nowhere). Cluster issuers behind a load balancer on loopback legitimately differ.
+fn settle_issuer(config: &mut NodeConfig, public: &TcpListener) {
+    let Ok(bound) = public.local_addr() else {
+        return;
+    };
+    if config.issuer_from_listen {
+        config.issuer = crate::config::IssuerUrl::from_listen(bound);
+        return;
+    }
+    if !matches!(config.backend, Backend::Embedded { .. }) {
+        return;
+    }
+    let issuer = &config.issuer;
+    let listen_reaches_loopback = bound.ip().is_loopback() || bound.ip().is_unspecified();
+    if issuer.is_loopback() && (issuer.port() != Some(bound.port()) || !listen_reaches_loopback) {
+        tracing::warn!(
+            issuer = issuer.as_str(),
+            listen = %bound,
+            "the issuer URL names a loopback address this node does not listen on; discovery and tokens will point elsewhere (leave --issuer out to derive it from --listen)"
+        );
+    }
+}
+
+/// Start-up warnings about settings meant for development only.
+fn warn_insecure(config: &NodeConfig) {
+    if config.client_policy.redirect_uris == signet_core::redirect_uri::RedirectUriPolicy::AllowAny
+    {
+        tracing::warn!("--insecure-allow-any-redirect-uri is on: clients may register plain-http and arbitrary-scheme redirect URIs; never use this in production");
+    }
 }
 
 impl Node {
-    /// Builds the node for its backend (rebuilds the projection, bootstraps, gets keys)
-    /// and binds both listeners.
-    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+    /// Binds both listeners first (a taken port fails the start before anything is
+    /// written), settles the issuer URL, then builds the node for its backend (rebuilds the
+    /// projection, bootstraps, gets keys).
+    pub async fn start(mut config: NodeConfig) -> Result<Node, NodeError> {
         // Install the metrics recorder before anything counts.
         crate::telemetry::metrics();
+        let (public, admin) = bind_both(&config).await?;
+        settle_issuer(&mut config, &public);
+        warn_insecure(&config);
+        let listeners = Listeners { public, admin };
         match config.backend.clone() {
             Backend::Embedded { data_dir, kek_file } => {
-                Self::start_embedded(config, data_dir, kek_file).await
+                Self::start_embedded(config, listeners, data_dir, kek_file).await
             }
-            Backend::Cluster(cluster) => Self::start_cluster(config, cluster).await,
+            Backend::Cluster(cluster) => Self::start_cluster(config, listeners, cluster).await,
         }
     }
 
     async fn start_embedded(
         config: NodeConfig,
+        Listeners { public, admin }: Listeners,
         data_dir: PathBuf,
         kek_file: Option<PathBuf>,
     ) -> Result<Node, NodeError> {
@@ -352,8 +412,6 @@ impl Node {
         // Published keys too: the node holds the next key before it activates.
         let held = keys.leasable_keys(&projection).await?;
 
-        let public = bind(config.listen).await?;
-        let admin = bind(config.admin_listen).await?;
         let store = EmbeddedStore::open(&data_dir.join("store")).await?;
         let users = crate::users::Users::open_embedded(&data_dir, log.clone()).await?;
         let revocations = crate::revocations::Revocations::open_embedded(&data_dir).await?;
@@ -391,6 +449,7 @@ impl Node {
 
     async fn start_cluster(
         config: NodeConfig,
+        Listeners { public, admin }: Listeners,
         cluster: ClusterSettings,
     ) -> Result<Node, NodeError> {
         let secret = ClusterSecret::load(&cluster.cluster_secret_file)?;
@@ -432,8 +491,6 @@ impl Node {
             }
         };
 
-        let public = bind(config.listen).await?;
-        let admin = bind(config.admin_listen).await?;
         // A new KV bucket on a clustered JetStream may briefly answer "no responders".
         let mut attempt = 0;
         let users = loop {

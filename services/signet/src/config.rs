@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
+use signet_core::redirect_uri::RedirectUriPolicy;
 use signet_core::Algorithm;
 use signet_issuer::config::IssuerUrl;
 use signet_issuer::config::{Backend, ClusterSettings};
@@ -68,7 +69,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct NodeArgs {
     /// The issuer URL: `iss` of every token; may carry a path such as /auth
-    /// [default: http://127.0.0.1:8080]
+    /// [default: http://<listen address>, e.g. http://127.0.0.1:8080]
     #[arg(long, env = "SIGNET_ISSUER")]
     pub issuer: Option<String>,
     /// Address of the public endpoints [default: 127.0.0.1:8080]
@@ -96,6 +97,11 @@ pub struct NodeArgs {
     /// sessions 31536000, device codes 3600); e.g. `authorizationCodeLifetime=600`
     #[arg(long, env = "SIGNET_LIFETIME_LIMITS")]
     pub lifetime_limits: Option<String>,
+    /// DEVELOPMENT ONLY: accept any redirect URI scheme and host when clients are
+    /// registered (plain http on any host, ftp:, ...; never javascript:, data:, file:).
+    /// Without it: https, http on loopback, private-use schemes (OAuth 2.1, RFC 8252)
+    #[arg(long, env = "SIGNET_INSECURE_ALLOW_ANY_REDIRECT_URI")]
+    pub insecure_allow_any_redirect_uri: bool,
 }
 
 /// The signing-key rotation schedule (`serve` and `keymanager`).
@@ -208,6 +214,7 @@ pub struct FileConfig {
     pub shutdown_grace: Option<u64>,
     pub public_metrics: Option<bool>,
     pub lifetime_limits: Option<String>,
+    pub insecure_allow_any_redirect_uri: Option<bool>,
     pub nats: Option<String>,
     pub stream: Option<String>,
     pub replicas: Option<usize>,
@@ -239,8 +246,13 @@ const MAX_JWKS_MAX_AGE: u64 = 3600;
 impl NodeArgs {
     /// Applies the node flags (over the file) to `config`, and validates them.
     fn apply(self, file: &FileConfig, config: &mut NodeConfig) -> anyhow::Result<()> {
-        if let Some(issuer) = self.issuer.or(file.issuer.clone()) {
-            config.issuer = IssuerUrl::parse(&issuer)?;
+        // Without an issuer, the node names the address it listens on (once bound).
+        match self.issuer.or(file.issuer.clone()) {
+            Some(issuer) => {
+                config.issuer = IssuerUrl::parse(&issuer)?;
+                config.issuer_from_listen = false;
+            }
+            None => config.issuer_from_listen = true,
         }
         if let Some(a) = self.listen.or(file.listen) {
             config.listen = a;
@@ -265,7 +277,12 @@ impl NodeArgs {
             config.public_metrics = b;
         }
         if let Some(spec) = self.lifetime_limits.or(file.lifetime_limits.clone()) {
-            config.lifetime_limits = signet_core::client::LifetimeLimits::parse(&spec)?;
+            config.client_policy.lifetimes = signet_core::client::LifetimeLimits::parse(&spec)?;
+        }
+        if self.insecure_allow_any_redirect_uri
+            || file.insecure_allow_any_redirect_uri.unwrap_or(false)
+        {
+            config.client_policy.redirect_uris = RedirectUriPolicy::AllowAny;
         }
         anyhow::ensure!(
             config.listen != config.admin_listen,
@@ -399,6 +416,30 @@ mod tests {
         assert!(
             matches!(c.backend, Backend::Embedded { ref data_dir, .. } if data_dir == &PathBuf::from("./signet-data"))
         );
+    }
+
+    #[test]
+    fn the_issuer_is_derived_unless_given_and_the_redirect_policy_is_strict_by_default() {
+        let c = args(&["--listen", "127.0.0.1:18080"])
+            .resolve(None)
+            .unwrap();
+        assert!(c.issuer_from_listen);
+        assert_eq!(c.client_policy.redirect_uris, RedirectUriPolicy::Strict);
+        let c = args(&[
+            "--issuer",
+            "https://id.example",
+            "--insecure-allow-any-redirect-uri",
+        ])
+        .resolve(None)
+        .unwrap();
+        assert!(!c.issuer_from_listen);
+        assert_eq!(c.issuer.as_str(), "https://id.example");
+        assert_eq!(c.client_policy.redirect_uris, RedirectUriPolicy::AllowAny);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("signet.toml");
+        std::fs::write(&file, "insecure_allow_any_redirect_uri = true\n").unwrap();
+        let c = args(&[]).resolve(Some(&file)).unwrap();
+        assert_eq!(c.client_policy.redirect_uris, RedirectUriPolicy::AllowAny);
     }
 
     #[test]

@@ -94,8 +94,9 @@ fn run(role: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode 
 }
 
 async fn serve(config: signet_issuer::NodeConfig) -> anyhow::Result<()> {
-    let issuer = config.issuer.as_str().to_owned();
     let node = signet_issuer::Node::start(config).await?;
+    // The issuer as settled at start (derived from the public address unless configured).
+    let issuer = node.state().config.issuer.as_str().to_owned();
     if let Some(secret) = node.generated_admin_secret() {
         println!("Created the bootstrap admin client. This secret is shown once and stored only as a hash:");
         println!(
@@ -105,8 +106,9 @@ async fn serve(config: signet_issuer::NodeConfig) -> anyhow::Result<()> {
         println!("  client_secret: {secret}");
         println!("Set SIGNET_ADMIN_CLIENT_SECRET to choose it yourself.");
     }
-    let (public, admin) = (node.public_addr(), node.admin_addr());
-    tracing::info!(%issuer, public = ?public, admin = ?admin, "signet serve is ready");
+    let plain = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let (public, admin) = (plain(node.public_addr()), plain(node.admin_addr()));
+    tracing::info!(%issuer, %public, %admin, "signet serve is ready");
     node.run(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

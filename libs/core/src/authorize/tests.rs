@@ -197,3 +197,34 @@ fn offline_access_follows_allow_offline_access() {
     let r = check(&p, &with(&scope)).unwrap();
     assert_eq!(r.scopes, ["openid", "offline_access"]);
 }
+
+/// RFC 8252 section 7.3: a native app registers `http://127.0.0.1/cb` and asks with the
+/// ephemeral port it listens on; the answer goes to that port. Nothing else relaxes.
+#[test]
+fn a_loopback_redirect_uri_matches_any_port_and_the_request_keeps_its_own() {
+    let mut p = projection();
+    let c: Client<SecretInput> = from_json(
+        serde_json::json!({
+            "clientId": "native", "allowedGrantTypes": ["authorization_code"],
+            "redirectUris": ["http://127.0.0.1/cb", "com.example.app:/cb"],
+            "requireClientSecret": false, "allowedScopes": ["openid"]
+        })
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    apply(&mut p, Command::CreateClient(Box::new(c)));
+    let with = |uri: &'static str| params(&[("client_id", "native"), ("redirect_uri", uri)]);
+    let (_, uri) = check_client(&p, &with("http://127.0.0.1:51234/cb")).unwrap();
+    assert_eq!(uri, "http://127.0.0.1:51234/cb");
+    let (_, uri) = check_client(&p, &with("com.example.app:/cb")).unwrap();
+    assert_eq!(uri, "com.example.app:/cb");
+    for bad in [
+        "http://127.0.0.1:51234/cb/",
+        "http://localhost:51234/cb",
+        "https://127.0.0.1:51234/cb",
+        "com.example.app:/cb2",
+    ] {
+        assert!(check_client(&p, &with(bad)).is_err(), "{bad}");
+    }
+}

@@ -1,4 +1,5 @@
 use super::*;
+use crate::redirect_uri::RedirectUriPolicy;
 use crate::validation::from_json;
 
 const REFERENCE: &str = include_str!("../../../../tests/fixtures/reference-client.json");
@@ -176,7 +177,12 @@ fn weak_secrets_foreign_secret_types_and_endless_lifetimes_are_refused() {
     let limits = LifetimeLimits::parse("accessTokenLifetime=600").unwrap();
     let mut j = backend();
     j["accessTokenLifetime"] = 3600.into();
-    let e = parse(j).validate_with(&limits).unwrap_err();
+    let e = parse(j)
+        .validate_with(&ClientPolicy {
+            lifetimes: limits,
+            ..ClientPolicy::default()
+        })
+        .unwrap_err();
     assert_eq!(e.errors[0].field, "accessTokenLifetime");
     for bad in [
         "accessTokenLifetime",
@@ -199,4 +205,31 @@ fn weak_secrets_foreign_secret_types_and_endless_lifetimes_are_refused() {
         &crate::secret::SecretDigest::of("public-key-material-0123"),
         0
     ));
+}
+
+#[test]
+fn redirect_uris_follow_the_policy_and_name_the_index() {
+    let body = serde_json::json!({
+        "clientId": "w", "allowedGrantTypes": ["authorization_code"], "requireClientSecret": false,
+        "redirectUris": ["https://app.example/cb", "http://app.example.com/callback",
+                         "ftp://files.example/cb", "http://127.0.0.1/cb", "com.example.app:/cb"],
+        "postLogoutRedirectUris": ["javascript://app.example/%0Aalert(1)"],
+    });
+    assert_eq!(
+        fields(body.clone()),
+        vec![
+            "redirectUris[1]",
+            "redirectUris[2]",
+            "postLogoutRedirectUris[0]"
+        ]
+    );
+    let c = parse(body);
+    let relaxed = c
+        .validate_with(&ClientPolicy {
+            redirect_uris: RedirectUriPolicy::AllowAny,
+            ..ClientPolicy::default()
+        })
+        .unwrap_err();
+    let relaxed: Vec<_> = relaxed.errors.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(relaxed, vec!["postLogoutRedirectUris[0]"]);
 }

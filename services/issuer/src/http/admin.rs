@@ -25,6 +25,7 @@ use signet_core::commands::{decide_with, Command};
 use signet_core::events::Event;
 use signet_core::keys::{KeyState, PublicKeyRecord};
 use signet_core::projection::Projection;
+use signet_core::redirect_uri::is_localhost_http;
 use signet_core::resource::ApiResource;
 use signet_core::scope::{ScopeKind, ScopeResource};
 use signet_core::secret::{SecretInput, SecretView};
@@ -201,7 +202,7 @@ async fn require_admin(
     };
     let p = state.projection.load();
     let verified = signet_jose::verify_compact(token, |kid| p.key(kid).map(|k| &k.jwk))
-        .map_err(|_| invalid("the access token is invalid"))?;
+        .map_err(|_| invalid(malformed_bearer_reason(token)))?;
     if verified.typ.as_deref() != Some("at+jwt") {
         return Err(invalid("the token is not an access token"));
     }
@@ -244,6 +245,26 @@ async fn require_admin(
     Ok(next.run(req).await)
 }
 
+/// Why a bearer value failed verification: a value that is not even shaped like a JWT
+/// (three base64url segments) is no token at all, typically the error JSON of a failed
+/// token request that a script captured instead of the `access_token`.
+fn malformed_bearer_reason(token: &str) -> &'static str {
+    let segments: Vec<&str> = token.split('.').collect();
+    let jwt_shaped = segments.len() == 3
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if jwt_shaped {
+        "the access token is invalid"
+    } else if token.starts_with('{') {
+        "the bearer value is not a token at all but JSON (an error from the token endpoint?); send the access_token of a successful token response"
+    } else {
+        "the bearer value is not a token at all (a JWT access token from the token endpoint has three dot-separated parts)"
+    }
+}
+
 /// A JSON admin body: the right content type, bounded, parsed with field-naming errors.
 pub struct AdminBody(pub axum::body::Bytes);
 
@@ -283,11 +304,29 @@ impl AdminBody {
     }
 }
 
+/// `http://localhost` redirect URIs are accepted, but the name may resolve elsewhere
+/// (RFC 8252 section 8.3 prefers `127.0.0.1` or `[::1]`): say so in the log.
+fn warn_localhost_redirects(cmd: &Command) {
+    let client = match cmd {
+        Command::CreateClient(c) | Command::ReplaceClient { client: c, .. } => c,
+        _ => return,
+    };
+    for uri in client
+        .redirect_uris
+        .iter()
+        .chain(&client.post_logout_redirect_uris)
+        .filter(|u| is_localhost_http(u))
+    {
+        tracing::warn!(client_id = %client.client_id, redirect_uri = %uri, "a redirect URI uses http://localhost; prefer http://127.0.0.1 or http://[::1] (RFC 8252 section 8.3)");
+    }
+}
+
 /// Decides, appends with the expected version, and waits until this node applied it.
 async fn execute(state: &AppState, actor: &Actor, cmd: Command) -> Result<Event, ApiError> {
+    warn_localhost_redirects(&cmd);
     let decision = {
         let p = state.projection.load();
-        let decision = decide_with(&p, &state.config.lifetime_limits, cmd)?;
+        let decision = decide_with(&p, &state.config.client_policy, cmd)?;
         if let Some(r) = client_revocation(&p, &decision.event, now()) {
             // Before the event: if it cannot be published, nothing is written.
             publish_revocation(state, r).await?;
