@@ -307,7 +307,13 @@ async fn tokens_end_with_their_user_and_client_everywhere() -> anyhow::Result<()
         async move { s.admin_call(Method::PUT, &user_url, Some(&body)).await }
     };
 
-    // A disabled user: introspection, userinfo, libs/verify and refresh all refuse.
+    // A disabled user: introspection, userinfo, libs/verify and refresh all refuse, and
+    // the user's API keys are revoked.
+    let (_b, cookie, csrf) = account_session(&s).await?;
+    let (st, made) = make_key(&s, &cookie, &csrf, &["orders.read"]).await?;
+    assert_eq!(st, 201, "{made}");
+    let key = token_of(&made, "key")?;
+    assert_eq!(introspect(&s, &key).await?["active"], true);
     let jwt = sign_in(&s, "web", scope).await?;
     let reference = sign_in(&s, "webref", scope).await?;
     let (at, rt) = (
@@ -326,10 +332,12 @@ async fn tokens_end_with_their_user_and_client_everywhere() -> anyhow::Result<()
     }
     assert!(verifier.verify(&ref_at).await.is_err());
     assert_eq!(refresh(&s, "web", &rt).await?.0, 400);
-    // Enabled again: the tokens issued before stay revoked (a `subject` revocation).
+    // Enabled again: the tokens issued before stay revoked (a `subject` revocation), and
+    // so do the keys.
     let (st, _) = set_enabled(true).await?;
     assert_eq!(st, 200);
     assert_eq!(introspect(&s, &at).await?["active"], false);
+    assert_eq!(introspect(&s, &key).await?["active"], false);
 
     // A deleted client: its tokens, codes and refresh tokens end for good, even once a
     // client with the same id exists again.
@@ -519,14 +527,41 @@ async fn every_answer_says_nosniff_and_foreign_form_posts_are_refused() -> anyho
         let r = b.post_form_with(&action, &form, &headers).await?;
         assert_eq!(r.status, 403, "{headers:?}: {}", r.body);
     }
-    // The same form from our own origin signs in.
-    let origin = url::Url::parse(&s.issuer)?.origin().ascii_serialization();
-    let r = b
+    for headers in [
+        [
+            ("origin", "https://evil.example"),
+            ("sec-fetch-site", "same-site"),
+        ],
+        [("origin", "null"), ("sec-fetch-site", "cross-site")],
+    ] {
+        let r = b.post_form_with(&action, &form, &headers).await?;
+        assert_eq!(r.status, 403, "{headers:?}: {}", r.body);
+    }
+    // The same form from our own page: what Chromium sends (our pages' no-referrer policy
+    // makes its Origin `null`) is accepted...
+    let mut twin = Browser::new();
+    twin.cookies = b.cookies.clone();
+    let r = twin
         .post_form_with(
             &action,
             &form,
-            &[("origin", &origin), ("sec-fetch-site", "same-origin")],
+            &[("origin", "null"), ("sec-fetch-site", "same-origin")],
         )
+        .await?;
+    assert_eq!(r.status, 302, "{}", r.body);
+    // ... and so is what a browser without Sec-Fetch-Site sends.
+    let login_url = b.get(u.as_str()).await?.location()?;
+    let login = b.get(login_url.as_str()).await?;
+    let form = [
+        ("interaction", login.hidden("interaction")?),
+        ("csrf", login.hidden("csrf")?),
+        ("username", "hana".to_owned()),
+        ("password", PASSWORD.to_owned()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let origin = url::Url::parse(&s.issuer)?.origin().ascii_serialization();
+    let r = b
+        .post_form_with(&action, &form, &[("origin", &origin)])
         .await?;
     assert_eq!(r.status, 302, "{}", r.body);
 

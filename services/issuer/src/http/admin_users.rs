@@ -164,6 +164,11 @@ pub(super) async fn replace_user(
             return Err(not_found(&sub));
         }
         revoke_subject(&state, &sub).await?;
+        // A disabled user's API keys are revoked for good (a subject revocation ends when
+        // the longest token would have expired; a key can outlive it).
+        for key in state.users.api_keys_of(&sub).await? {
+            super::account::revoke(&state, &sub, &key.id).await?;
+        }
     }
     let record = state
         .users

@@ -297,18 +297,19 @@ pub fn not_a_form(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     })
 }
 
-/// Whether a state-changing browser request came from another site: `Sec-Fetch-Site` says
-/// so, or `Origin` is not the issuer's. Defence in depth behind the CSRF tokens: a form of
-/// ours is posted from our own origin, and a request without either header (not a
-/// browser) is left to the CSRF check.
+/// Whether a state-changing browser request came from another site. Defence in depth
+/// behind the CSRF tokens: a form of ours is posted from our own origin.
+/// - `Sec-Fetch-Site` (every current browser sends it) must be `same-origin` or `none`.
+/// - Without it, `Origin` must be the issuer's. Our pages' `Referrer-Policy: no-referrer`
+///   makes browsers send `Origin: null` on their own form posts, so `null` is left to the
+///   CSRF check, as is a request with neither header (not a browser).
 pub fn is_cross_site(state: &AppState, headers: &HeaderMap) -> bool {
-    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    if fetch_site.is_some_and(|s| s != "same-origin" && s != "none") {
-        return true;
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.as_bytes(), b"same-origin" | b"none");
     }
-    headers
-        .get(header::ORIGIN)
-        .is_some_and(|o| o.as_bytes() != state.config.issuer.origin().as_bytes())
+    headers.get(header::ORIGIN).is_some_and(|o| {
+        o.as_bytes() != b"null" && o.as_bytes() != state.config.issuer.origin().as_bytes()
+    })
 }
 
 /// The 403 page for a cross-site form post ([`is_cross_site`]); `None` when it is ours.
