@@ -12,14 +12,7 @@ const API_SECRET: &str = "orders-api-secret-0123456789";
 const EXCHANGER: &str = "exchanger-secret-0123456789";
 
 async fn introspect(s: &Serve, token: &str) -> anyhow::Result<Value> {
-    let r = reqwest::Client::new()
-        .post(format!("{}/oauth2/introspect", s.issuer))
-        .basic_auth("orders-api", Some(API_SECRET))
-        .form(&[("token", token)])
-        .send()
-        .await?;
-    anyhow::ensure!(r.status() == 200, "introspection: {}", r.status());
-    Ok(r.json().await?)
+    s.introspect(("orders-api", API_SECRET), token).await
 }
 
 async fn exchange(s: &Serve, key: &str) -> anyhow::Result<(u16, Value)> {

@@ -59,14 +59,7 @@ fn web_client(id: &str, scopes: &[&str], extra: Value) -> Value {
 }
 
 async fn introspect(s: &Serve, token: &str) -> anyhow::Result<Value> {
-    let r = reqwest::Client::new()
-        .post(format!("{}/oauth2/introspect", s.issuer))
-        .basic_auth("orders-api", Some(API_SECRET))
-        .form(&[("token", token)])
-        .send()
-        .await?;
-    anyhow::ensure!(r.status() == 200, "introspection: {}", r.status());
-    Ok(r.json().await?)
+    s.introspect(("orders-api", API_SECRET), token).await
 }
 
 async fn userinfo(s: &Serve, token: &str) -> anyhow::Result<u16> {
@@ -87,6 +80,19 @@ async fn refresh(s: &Serve, client: &str, token: &str) -> anyhow::Result<(u16, V
         )
         .await?;
     Ok((status, body))
+}
+
+/// An authorization request of client `web` (code, PKCE) for `openid`.
+fn authorize_url(s: &Serve) -> anyhow::Result<url::Url> {
+    let mut u = url::Url::parse(&format!("{}/oauth2/authorize", s.issuer))?;
+    u.query_pairs_mut()
+        .append_pair("client_id", "web")
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid")
+        .append_pair("code_challenge", signet_tests::browser::PKCE_CHALLENGE)
+        .append_pair("code_challenge_method", "S256");
+    Ok(u)
 }
 
 /// Signs hana in to `client` and returns the token response.
@@ -118,12 +124,7 @@ async fn account_session(s: &Serve) -> anyhow::Result<(Browser, String, String)>
         .sign_in(&format!("{}/account/api-keys", s.issuer), "hana", PASSWORD)
         .await?;
     anyhow::ensure!(back.status == 302, "sign-in: {}", back.body);
-    let cookie = b
-        .cookies
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let cookie = b.cookie_header().unwrap_or_default();
     let list: Value = reqwest::Client::new()
         .get(format!("{}/account/api-keys/keys", s.issuer))
         .header("cookie", &cookie)
@@ -353,14 +354,7 @@ async fn tokens_end_with_their_user_and_client_everywhere() -> anyhow::Result<()
     );
     // An unredeemed code of the client.
     let mut b = Browser::new();
-    let mut u = url::Url::parse(&format!("{}/oauth2/authorize", s.issuer))?;
-    u.query_pairs_mut()
-        .append_pair("client_id", "web")
-        .append_pair("redirect_uri", REDIRECT)
-        .append_pair("response_type", "code")
-        .append_pair("scope", "openid")
-        .append_pair("code_challenge", signet_tests::browser::PKCE_CHALLENGE)
-        .append_pair("code_challenge_method", "S256");
+    let u = authorize_url(&s)?;
     let r = b.sign_in(u.as_str(), "hana", PASSWORD).await?;
     let code = signet_tests::browser::params_of(&r.location()?, false)
         .remove("code")
@@ -501,14 +495,7 @@ async fn every_answer_says_nosniff_and_foreign_form_posts_are_refused() -> anyho
     // The login form, with a valid CSRF token, posted from another site.
     s.create("/Client", web_client("web", &["openid"], json!({})))
         .await?;
-    let mut u = url::Url::parse(&format!("{}/oauth2/authorize", s.issuer))?;
-    u.query_pairs_mut()
-        .append_pair("client_id", "web")
-        .append_pair("redirect_uri", REDIRECT)
-        .append_pair("response_type", "code")
-        .append_pair("scope", "openid")
-        .append_pair("code_challenge", signet_tests::browser::PKCE_CHALLENGE)
-        .append_pair("code_challenge_method", "S256");
+    let u = authorize_url(&s)?;
     let mut b = Browser::new();
     let login_url = b.get(u.as_str()).await?.location()?;
     let login = b.get(login_url.as_str()).await?;
@@ -581,14 +568,7 @@ async fn every_answer_says_nosniff_and_foreign_form_posts_are_refused() -> anyho
 
 /// Signs in at the login page of a fresh authorization request; returns the status.
 async fn try_password(b: &mut Browser, s: &Serve, password: &str) -> anyhow::Result<u16> {
-    let mut u = url::Url::parse(&format!("{}/oauth2/authorize", s.issuer))?;
-    u.query_pairs_mut()
-        .append_pair("client_id", "web")
-        .append_pair("redirect_uri", REDIRECT)
-        .append_pair("response_type", "code")
-        .append_pair("scope", "openid")
-        .append_pair("code_challenge", signet_tests::browser::PKCE_CHALLENGE)
-        .append_pair("code_challenge_method", "S256");
+    let u = authorize_url(s)?;
     Ok(b.sign_in(u.as_str(), "hana", password).await?.status)
 }
 

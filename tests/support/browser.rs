@@ -72,7 +72,8 @@ impl Browser {
         }
     }
 
-    fn cookie_header(&self) -> Option<String> {
+    /// The `Cookie` header this browser sends, if it holds any cookie.
+    pub fn cookie_header(&self) -> Option<String> {
         (!self.cookies.is_empty()).then(|| {
             self.cookies
                 .iter()

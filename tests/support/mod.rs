@@ -363,6 +363,21 @@ impl Serve {
         Ok(resp)
     }
 
+    /// `POST /oauth2/introspect` as the API resource `(name, secret)`; must answer 200.
+    pub async fn introspect(&self, resource: (&str, &str), token: &str) -> Result<Value> {
+        let r = self
+            .http
+            .post(format!("{}/oauth2/introspect", self.issuer))
+            .basic_auth(resource.0, Some(resource.1))
+            .form(&[("token", token)])
+            .send()
+            .await?;
+        if r.status() != 200 {
+            bail!("introspection answered {}", r.status());
+        }
+        Ok(r.json().await?)
+    }
+
     pub async fn jwks(&self) -> Result<jsonwebtoken::jwk::JwkSet> {
         Ok(self
             .http
