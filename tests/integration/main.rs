@@ -13,6 +13,7 @@ mod first_run;
 mod keys;
 mod lifecycle;
 mod loadtests;
+mod model_fields;
 mod observability;
 mod real_browser;
 mod restart;
