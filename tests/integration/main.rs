@@ -10,6 +10,7 @@ mod cluster;
 mod discovery;
 mod faults;
 mod first_run;
+mod interop;
 mod keys;
 mod lifecycle;
 mod loadtests;
