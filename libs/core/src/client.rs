@@ -210,7 +210,8 @@ pub struct Client<S = StoredSecret> {
     /// Whether a refresh token is reused (0) or replaced at each refresh (1).
     #[serde(default)]
     pub refresh_token_usage: TokenUsage,
-    /// Whether a refresh updates the access token and its claims.
+    /// Whether a refresh reloads the user's current claims into the new access token;
+    /// false: it carries the user claims of the grant, as the first access token did.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
     pub update_access_token_claims_on_refresh: bool,
