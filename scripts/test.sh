@@ -63,6 +63,29 @@ if [ -z "${NATS_SERVER:-}" ]; then
   export NATS_SERVER="$PWD/$VENV/bin/nats-server"
 fi
 
+# Relying-party libraries for the interoperability tests (tests/integration/interop.rs):
+# Authlib (PyPI, pinned) in the venv, and openid-client (npm, pinned by
+# tests/interop/node/package-lock.json) under tests/interop/node with Node (Debian's nodejs
+# and npm when node is absent).
+AUTHLIB_VERSION=1.9.10
+if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('authlib') != '$AUTHLIB_VERSION')" >/dev/null 2>&1; then
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "authlib==$AUTHLIB_VERSION"
+fi
+export AUTHLIB_PYTHON="$PWD/$VENV/bin/python"
+if ! { need node && need npm; }; then
+  if [ "$(id -u)" != 0 ] || ! need apt-get; then
+    echo "node or npm is missing: install nodejs (20 or later) and npm" >&2
+    exit 1
+  fi
+  apt_install nodejs npm
+fi
+NODE_INTEROP_DIR="$PWD/tests/interop/node"
+OPENID_CLIENT_VERSION=$(node -p "require('$NODE_INTEROP_DIR/package.json').dependencies['openid-client']")
+if [ "$(node -p "try { require('$NODE_INTEROP_DIR/node_modules/openid-client/package.json').version } catch { '' }")" != "$OPENID_CLIENT_VERSION" ]; then
+  (cd "$NODE_INTEROP_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+export NODE_INTEROP_DIR
+
 # redis-server and redis-cli for the store's Redis tests (a single server, a 3-primary Redis
 # Cluster and a Sentinel: tests/support/redis.rs): Debian's redis-server and redis-tools.
 if [ -z "${REDIS_SERVER:-}" ] && ! { need redis-server && need redis-cli; }; then

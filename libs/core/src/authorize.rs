@@ -561,6 +561,44 @@ pub fn released_claims(
     out
 }
 
+/// Claim names an access token's user claims never take: the protocol's, and `family`
+/// (the refresh-token family, which revocation reads).
+const NOT_USER_CLAIMS: &[&str] = &["family"];
+
+/// The user claims an access token carries: those the granted API scopes name in their
+/// `userClaims`, and those the API resources holding a granted scope (its audiences) name
+/// in theirs, taken from `claims`. Protocol claims are never among them.
+pub fn access_token_claims(
+    p: &Projection,
+    scopes: &[String],
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    let mut take = |name: &str| {
+        if crate::user::PROTOCOL_CLAIMS.contains(&name) || NOT_USER_CLAIMS.contains(&name) {
+            return;
+        }
+        if let Some(v) = claims.get(name) {
+            out.insert(name.to_owned(), v.clone());
+        }
+    };
+    for s in scopes {
+        let Some(e) = p.scope(s) else { continue };
+        if e.kind != ScopeKind::Api || !e.scope.enabled {
+            continue;
+        }
+        for c in &e.scope.user_claims {
+            take(c);
+        }
+        for r in p.audiences_of(s) {
+            for c in &r.resource.user_claims {
+                take(&c.0);
+            }
+        }
+    }
+    out
+}
+
 /// The subject a client sees: the user's `sub`, or with `pairWiseSubjectSalt` a pairwise
 /// identifier (OIDC Core section 8.1) derived from the sector (the redirect URI's host), the
 /// user and the salt.

@@ -125,7 +125,8 @@ pub struct ApiResource<S = StoredSecret> {
         schema(value_type = Vec<crate::client::AlgorithmSchema>, default = json!([]))
     )]
     pub allowed_access_token_signing_algorithms: Vec<Algorithm>,
-    /// User claims included when this resource is requested.
+    /// User claims (by type) that access tokens for this resource carry, taken from the
+    /// user's claims (never a protocol claim).
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub user_claims: Vec<ClaimType>,

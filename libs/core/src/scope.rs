@@ -64,7 +64,8 @@ pub struct ScopeResource {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
     pub emphasize: bool,
-    /// User claims included when this scope is requested.
+    /// User claims (by type) included when this scope is granted: an identity resource's go
+    /// into ID tokens and userinfo, an API scope's into access tokens.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = json!([])))]
     pub user_claims: Vec<String>,

@@ -4,6 +4,7 @@ use super::*;
 use crate::bootstrap;
 use crate::client::Client;
 use crate::commands::{decide, Command};
+use crate::scope::ScopeResource;
 use crate::secret::SecretInput;
 use crate::validation::from_json;
 
@@ -227,4 +228,51 @@ fn a_loopback_redirect_uri_matches_any_port_and_the_request_keeps_its_own() {
     ] {
         assert!(check_client(&p, &with(bad)).is_err(), "{bad}");
     }
+}
+
+#[test]
+fn access_tokens_carry_the_user_claims_of_their_api_scopes_and_resources() {
+    let mut p = projection();
+    let scope =
+        |j: serde_json::Value| -> ScopeResource { from_json(j.to_string().as_bytes()).unwrap() };
+    apply(
+        &mut p,
+        Command::CreateScope(
+            ScopeKind::Api,
+            scope(
+                serde_json::json!({"name": "inv.read", "userClaims": ["email", "sub", "family"]}),
+            ),
+        ),
+    );
+    apply(
+        &mut p,
+        Command::CreateScope(
+            ScopeKind::Api,
+            scope(serde_json::json!({"name": "inv.write"})),
+        ),
+    );
+    let resource: crate::resource::ApiResource<SecretInput> = from_json(
+        serde_json::json!({"name": "inventory", "scopes": ["inv.write"], "userClaims": ["role"]})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    apply(&mut p, Command::CreateApiResource(Box::new(resource)));
+    let user = serde_json::json!({
+        "email": "a@example.com", "role": "buyer", "family": "x", "name": "A"
+    });
+    let user = user.as_object().unwrap();
+    let names = |scopes: &[&str]| -> Vec<String> {
+        let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
+        access_token_claims(&p, &scopes, user)
+            .keys()
+            .cloned()
+            .collect()
+    };
+    // The API scope's own claims (never protocol ones nor `family`), the resource's
+    // claims through a scope it holds, nothing for identity scopes.
+    assert_eq!(names(&["inv.read"]), ["email"]);
+    assert_eq!(names(&["inv.write"]), ["role"]);
+    assert_eq!(names(&["openid", "profile"]), Vec::<String>::new());
+    assert_eq!(names(&["inv.read", "inv.write"]), ["email", "role"]);
 }

@@ -270,7 +270,9 @@ async fn issue(
         None
     };
     let access = if rt.token {
-        let (token, lifetime) = user_tokens::access_token(state, p, client, &grant, now).await?;
+        let user = user_tokens::active_user(state, &grant.sub).await?;
+        let (token, lifetime) =
+            user_tokens::access_token(state, p, client, &grant, &user.claims, now).await?;
         out.push(("access_token", token.clone()));
         out.push(("token_type", "Bearer".to_owned()));
         out.push(("expires_in", lifetime.to_string()));

@@ -16,7 +16,11 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
     let p = state.projection.load();
     let scopes: Vec<&str> = p
         .scopes(ScopeKind::Identity)
-        .chain(p.scopes(ScopeKind::Api))
+        .chain(p.scopes(ScopeKind::Api).filter(|s| {
+            // An API scope whose API resources all stay out of discovery stays out too.
+            let held = p.audiences_of(&s.name);
+            held.is_empty() || held.iter().any(|r| r.resource.show_in_discovery_document)
+        }))
         .filter(|s| s.enabled && s.show_in_discovery_document)
         .map(|s| s.name.as_str())
         .collect();

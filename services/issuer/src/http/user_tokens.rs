@@ -3,7 +3,10 @@
 //! token endpoint (`authorization_code`).
 
 use serde::{Deserialize, Serialize};
-use signet_core::authorize::{half_hash, released_claims, split_scopes, subject_for};
+use serde_json::{Map, Value};
+use signet_core::authorize::{
+    access_token_claims, half_hash, released_claims, split_scopes, subject_for,
+};
 use signet_core::grants::client_credentials::audiences_and_alg;
 use signet_core::grants::AccessTokenClaims;
 use signet_core::oauth::{ErrorCode, OAuthError};
@@ -73,26 +76,32 @@ pub fn pairwise_key(client_id: &str, subject: &str) -> String {
     crate::http::browser::digest_key(&format!("{client_id}\u{0}{subject}"))
 }
 
-/// An access token for the user of `grant`; returns it and its lifetime.
+/// An access token for the user of `grant`, with the user claims its API scopes and
+/// resources name, taken from `user_claims`; returns it and its lifetime.
 pub async fn access_token(
     state: &AppState,
     p: &Projection,
     client: &ClientEntry,
     grant: &UserGrant,
+    user_claims: &Map<String, Value>,
     now: i64,
 ) -> Result<(String, i64), OAuthError> {
-    access_token_in_family(state, p, client, grant, None, now).await
+    access_token_in_family(state, p, client, grant, user_claims, None, now).await
 }
 
 /// An access token for the user of `grant`, issued from refresh-token family `family`
 /// when given (the token carries a `family` claim, so revoking the family revokes it).
 /// A JWT, or with `accessTokenType: 1` a reference token: an opaque handle whose claims
-/// live in the store for the token's lifetime (introspection answers for it).
+/// live in the store for the token's lifetime (introspection answers for it). The user
+/// claims the granted API scopes and their resources name (`userClaims`) come from
+/// `user_claims`: the user's current claims, or at a refresh without
+/// `updateAccessTokenClaimsOnRefresh` those of the grant.
 pub async fn access_token_in_family(
     state: &AppState,
     p: &Projection,
     client: &ClientEntry,
     grant: &UserGrant,
+    user_claims: &Map<String, Value>,
     family: Option<&str>,
     now: i64,
 ) -> Result<(String, i64), OAuthError> {
@@ -123,7 +132,18 @@ pub async fn access_token_in_family(
         extra.push_str(",\"family\":");
         extra.push_str(&json_str(f));
     }
-    if c.always_send_client_claims && !client.claims_json.is_empty() {
+    let send_client_claims = c.always_send_client_claims && !client.claims_json.is_empty();
+    for (name, value) in access_token_claims(p, &grant.scopes, user_claims) {
+        // The client's own claims win a clash (the JSON must not repeat a member).
+        if send_client_claims && c.claims.iter().any(|k| c.claim_name(k) == name) {
+            continue;
+        }
+        extra.push(',');
+        extra.push_str(&json_str(&name));
+        extra.push(':');
+        extra.push_str(&serde_json::to_string(&value).unwrap_or_else(|_| "null".into()));
+    }
+    if send_client_claims {
         extra.push(',');
         extra.push_str(&client.claims_json);
     }
@@ -136,7 +156,7 @@ pub async fn access_token_in_family(
         scopes: &scopes,
         iat: now,
         exp: now + lifetime,
-        jti: Some(&jti),
+        jti: c.include_jwt_id.then_some(jti.as_str()),
         extra_json: &extra,
     };
     if sub != grant.sub {

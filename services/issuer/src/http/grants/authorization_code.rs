@@ -138,7 +138,7 @@ pub async fn grant(
         }
         (None, None) => {}
     }
-    user_tokens::active_user(state, &grant.sub).await?;
+    let user = user_tokens::active_user(state, &grant.sub).await?;
     // Remember the redemption: presenting this code again ends what it started.
     let marker = serde_json::to_vec(&Redeemed {
         sid: grant.sid.clone(),
@@ -162,13 +162,14 @@ pub async fn grant(
             .iter()
             .any(|s| s == signet_core::commands::OFFLINE_ACCESS)
     {
-        Some(super::refresh_token::issue(state, client, &grant, now).await?)
+        Some(super::refresh_token::issue(state, p, client, &grant, &user.claims, now).await?)
     } else {
         None
     };
     let family = refresh.as_deref().and_then(super::refresh_token::family_of);
     let (access_token, lifetime) =
-        user_tokens::access_token_in_family(state, p, client, &grant, family, now).await?;
+        user_tokens::access_token_in_family(state, p, client, &grant, &user.claims, family, now)
+            .await?;
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",

@@ -12,12 +12,17 @@
 //! Lifetime: `refreshTokenExpiration: 1` (absolute) — the family dies
 //! `absoluteRefreshTokenLifetime` after the grant; `0` (sliding) — each one-time rotation
 //! extends it by `slidingRefreshTokenLifetime`, never beyond the absolute lifetime.
+//!
+//! Claims: a refreshed access token carries the user claims of the grant (kept in the
+//! family's record), or with `updateAccessTokenClaimsOnRefresh` the user's current ones.
+//! Either way the user must still exist and be enabled.
 
 use std::time::Duration;
 
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Map, Value};
+use signet_core::authorize::access_token_claims;
 use signet_core::client::{GrantType, TokenExpiration, TokenUsage};
 use signet_core::oauth::OAuthError;
 use signet_core::projection::{ClientEntry, Projection};
@@ -34,6 +39,12 @@ use crate::state::AppState;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RefreshRecord {
     pub grant: UserGrant,
+    /// The user claims the grant's access tokens carry, as they were at the grant: what a
+    /// refresh puts in the new access token unless the client has
+    /// `updateAccessTokenClaimsOnRefresh` (then the user's current claims). Absent in
+    /// families created before it was kept: the current claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_claims: Option<Map<String, Value>>,
     /// When the family was created (the grant).
     pub created_at: i64,
     /// When the family dies at the latest.
@@ -41,11 +52,14 @@ pub struct RefreshRecord {
 }
 
 /// A new refresh token for `grant`: `<family>.<secret>`, with its family created in the
-/// store. Returns the token.
+/// store, keeping the access-token claims of `user_claims` (the user's, now). Returns the
+/// token.
 pub async fn issue(
     state: &AppState,
+    p: &Projection,
     client: &ClientEntry,
     grant: &UserGrant,
+    user_claims: &Map<String, Value>,
     now: i64,
 ) -> Result<String, OAuthError> {
     let c = &client.client;
@@ -54,6 +68,7 @@ pub async fn issue(
     let absolute_exp = now + i64::from(c.absolute_refresh_token_lifetime.max(1));
     let record = RefreshRecord {
         grant: grant.clone(),
+        access_claims: Some(access_token_claims(p, &grant.scopes, user_claims)),
         created_at: now,
         absolute_exp,
     };
@@ -287,7 +302,15 @@ pub async fn grant(
     }) {
         return Err(invalid().into());
     }
-    user_tokens::active_user(state, &grant.sub).await?;
+    // The user must still exist and be enabled, whatever the claims come from.
+    let user = user_tokens::active_user(state, &grant.sub).await?;
+    // `updateAccessTokenClaimsOnRefresh`: the user's current claims, so a change made
+    // since the grant (PUT /User) shows in the new access token; otherwise those of the
+    // grant, as the first access token carried them.
+    let user_claims = match &record.access_claims {
+        Some(kept) if !c.update_access_token_claims_on_refresh => kept,
+        _ => &user.claims,
+    };
     // A narrower scope may be asked for (RFC 6749 section 6), never a wider one.
     let mut grant = grant.clone();
     if let Some(scope) = form.get("scope") {
@@ -300,8 +323,16 @@ pub async fn grant(
         }
         grant.scopes.retain(|g| asked.contains(&g.as_str()));
     }
-    let (access_token, lifetime) =
-        user_tokens::access_token_in_family(state, p, client, &grant, Some(family), now).await?;
+    let (access_token, lifetime) = user_tokens::access_token_in_family(
+        state,
+        p,
+        client,
+        &grant,
+        user_claims,
+        Some(family),
+        now,
+    )
+    .await?;
     let refresh_token = new_token.unwrap_or_else(|| token.to_owned());
     let mut body = json!({
         "access_token": access_token,

@@ -106,8 +106,10 @@ pub async fn grant(
         amr: vec!["apikey".into()],
         code_challenge: None,
     };
+    let user = user_tokens::active_user(state, &grant.sub).await?;
     let (access_token, lifetime) =
-        user_tokens::access_token_in_family(state, p, client, &grant, Some(id), now).await?;
+        user_tokens::access_token_in_family(state, p, client, &grant, &user.claims, Some(id), now)
+            .await?;
     let mut resp = axum::response::IntoResponse::into_response(axum::Json(json!({
         "access_token": access_token,
         "issued_token_type": ACCESS_TOKEN_TYPE,
