@@ -14,6 +14,7 @@ mod interop;
 mod keys;
 mod lifecycle;
 mod loadtests;
+mod logout;
 mod model_fields;
 mod observability;
 mod real_browser;

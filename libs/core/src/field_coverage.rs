@@ -22,9 +22,6 @@ enum Class {
     Effect(&'static str),
     /// Validation refuses it (the feature is missing), naming the field.
     Refused,
-    /// Accepted and kept, with no effect yet, because the reference's real-life client
-    /// body sets it and must stay accepted; the text says why and what will use it.
-    AheadOfFeature(&'static str),
 }
 use Class::*;
 
@@ -43,7 +40,7 @@ fn other_than(default: &Value) -> Option<Value> {
 }
 
 /// Walks `defaults`' fields over `base` (a valid body): each field's sample must either
-/// validate (class `Effect`/`AheadOfFeature`) or be refused naming exactly that field.
+/// validate (class `Effect`) or be refused naming exactly that field.
 fn walk(
     model: &str,
     defaults: Value,
@@ -74,13 +71,13 @@ fn walk(
         body.insert(field.clone(), sample.clone());
         let body = Value::Object(body);
         match (class, validate(&body)) {
-            (Effect(_) | AheadOfFeature(_), Ok(read)) => {
+            (Effect(_), Ok(read)) => {
                 assert_ne!(
                     &read[field], default,
                     "{model}.{field}: the sample {sample} must differ from the default"
                 );
             }
-            (Effect(at) | AheadOfFeature(at), Err(e)) => {
+            (Effect(at), Err(e)) => {
                 panic!("{model}.{field} = {sample} is refused, yet listed as ({at}): {e:?}")
             }
             (Refused, Ok(_)) => panic!("{model}.{field} = {sample} is accepted but does nothing"),
@@ -274,10 +271,7 @@ fn every_client_field_takes_effect_or_is_refused() {
         (
             "postLogoutRedirectUris",
             Some(json!(["https://walk.example/"])),
-            AheadOfFeature(
-                "the reference's real-life client sets it, so it is validated like redirectUris \
-                 and kept for the end-session endpoint (/oauth2/logout, not implemented yet)",
-            ),
+            Effect("logout: exact post_logout_redirect_uri match (RP-Initiated Logout)"),
         ),
         (
             "allowedCorsOrigins",
@@ -326,7 +320,6 @@ fn every_client_field_takes_effect_or_is_refused() {
 
 #[test]
 fn the_reference_client_is_accepted_and_sets_no_refused_field() {
-    // Its only field that does nothing yet is the one classified AheadOfFeature.
     let reference: Value = serde_json::from_str(include_str!(
         "../../../tests/fixtures/reference-client.json"
     ))

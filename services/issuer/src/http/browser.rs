@@ -376,6 +376,11 @@ fn templates() -> &'static minijinja::Environment<'static> {
             ("base.html", include_str!("../../templates/base.html")),
             ("login.html", include_str!("../../templates/login.html")),
             ("consent.html", include_str!("../../templates/consent.html")),
+            ("logout.html", include_str!("../../templates/logout.html")),
+            (
+                "logged_out.html",
+                include_str!("../../templates/logged_out.html"),
+            ),
             ("error.html", include_str!("../../templates/error.html")),
             (
                 "form_post.html",
@@ -557,6 +562,8 @@ mod tests {
         for name in [
             "login.html",
             "consent.html",
+            "logout.html",
+            "logged_out.html",
             "form_post.html",
             "base.html",
             "api_keys.html",

@@ -56,6 +56,8 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         claims.sort_unstable();
         claims.dedup();
         doc["userinfo_endpoint"] = json!(issuer.endpoint("/userinfo"));
+        // RP-Initiated Logout 1.0 (front- and back-channel logout are not offered yet).
+        doc["end_session_endpoint"] = json!(issuer.endpoint("/oauth2/logout"));
         doc["subject_types_supported"] = json!(["public", "pairwise"]);
         doc["claims_parameter_supported"] = json!(false);
         doc["request_parameter_supported"] = json!(false);

@@ -15,6 +15,7 @@ pub mod form;
 pub mod grants;
 pub mod introspect;
 pub mod login;
+pub mod logout;
 pub mod openapi;
 pub mod server;
 pub mod token;
@@ -58,6 +59,10 @@ pub fn public_router(state: AppState) -> Router {
         )
         .route("/oauth2/introspect", post(introspect::introspect))
         .route("/oauth2/revoke", post(introspect::revoke))
+        .route(
+            "/oauth2/logout",
+            get(logout::logout_get).post(logout::logout_post),
+        )
         .route("/login", get(login::login_get).post(login::login_post))
         .route(
             "/account/api-keys",
