@@ -14,6 +14,7 @@ mod keys;
 mod lifecycle;
 mod loadtests;
 mod observability;
+mod proxies;
 mod real_browser;
 mod restart;
 mod schemathesis;
