@@ -20,4 +20,5 @@ mod restart;
 mod schemathesis;
 mod security;
 mod sign_in;
+mod username_race;
 mod users;
