@@ -1,5 +1,6 @@
-//! Client addresses behind a load balancer (`--trusted-proxies`): login throttling counts
-//! the address a trusted proxy forwarded, and ignores `X-Forwarded-For` from anyone else.
+//! Client addresses behind a load balancer (`--trusted-proxies`): login throttling and the
+//! request log use the address a trusted proxy forwarded, and ignore `X-Forwarded-For`
+//! from anyone else.
 
 use std::net::IpAddr;
 
@@ -45,12 +46,16 @@ async fn lock_out(
 #[tokio::test]
 async fn throttling_counts_the_forwarded_address_only_from_trusted_proxies() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let s = Serve::start(
-        dir.path(),
-        ServeOptions {
-            extra_args: vec!["--trusted-proxies".into(), "127.0.0.2/32".into()],
-            ..ServeOptions::default()
-        },
+    let s = signet_tests::with_log_filter(
+        "warn,signet_issuer::telemetry=debug",
+        Serve::start(
+            dir.path(),
+            ServeOptions {
+                extra_args: vec!["--trusted-proxies".into(), "127.0.0.2/32".into()],
+                capture_logs: true,
+                ..ServeOptions::default()
+            },
+        ),
     )
     .await?;
     s.create(
@@ -113,5 +118,36 @@ async fn throttling_counts_the_forwarded_address_only_from_trusted_proxies() -> 
     let mut direct =
         Browser::from_address_with(loopback(3), &[("x-forwarded-for", "203.0.113.1")])?;
     assert_eq!(try_password(&mut direct, &s, PASSWORD).await?, 302);
+
+    // The request log names the same client: the forwarded one through the balancer, the
+    // peer otherwise (a spoofed header never shows).
+    for (from, forwarded, id) in [
+        (2, "203.0.113.50", "via-lb"),
+        (1, "198.51.100.66", "direct"),
+    ] {
+        let r = reqwest::Client::builder()
+            .local_address(loopback(from))
+            .build()?
+            .get(format!("{}/healthz", s.issuer))
+            .header("x-forwarded-for", forwarded)
+            .header("x-request-id", id)
+            .send()
+            .await?;
+        assert_eq!(r.status(), 200);
+    }
+    let logs = signet_tests::eventually(std::time::Duration::from_secs(10), || {
+        let logs = s.logs();
+        async move { logs.contains(r#"request_id="direct""#).then_some(logs) }
+    })
+    .await?;
+    let line = |id: &str| {
+        logs.lines()
+            .find(|l| l.contains(&format!("request_id=\"{id}\"")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("via-lb").contains("client=203.0.113.50"), "{logs}");
+    assert!(line("direct").contains("client=127.0.0.1"), "{logs}");
+    assert!(!logs.contains("198.51.100.66"), "{logs}");
     Ok(())
 }
