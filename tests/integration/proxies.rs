@@ -151,3 +151,30 @@ async fn throttling_counts_the_forwarded_address_only_from_trusted_proxies() -> 
     assert!(!logs.contains("198.51.100.66"), "{logs}");
     Ok(())
 }
+
+/// A malformed range is refused at start, naming it, with the configuration exit code.
+#[tokio::test]
+async fn a_malformed_trusted_proxy_stops_the_start() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for bad in ["10.0.0.0/33", "10.0.0.1,example.com", "127.0.0.2/32,"] {
+        let out = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            tokio::process::Command::new(signet_tests::signet_bin())
+                .args(["serve", "--data-dir"])
+                .arg(dir.path().join("d"))
+                .args(["--trusted-proxies", bad])
+                .env_remove("SIGNET_ADMIN_CLIENT_SECRET")
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await??;
+        assert_eq!(out.status.code(), Some(78), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("trusted_proxies") && stderr.contains("invalid trusted proxy"),
+            "{bad}: {stderr}"
+        );
+    }
+    Ok(())
+}
