@@ -504,8 +504,12 @@ EOF
   else
     echo "  note: $SIGNET_BIN has no \`issuer --redis\` yet; the issuers run without Redis"
   fi
+  # HAProxy reaches the issuers from 127.0.0.1: its X-Forwarded-For names the client
+  # (login throttling and logs). On loopback every local process shares that address, so
+  # this trusts more than a real deployment would (there: the balancers' addresses only).
   for i in 1 2 3; do
     launch "issuer-$i" "SIGNET_NATS_URL=$issuer_url" "SIGNET_ADMIN_CLIENT_SECRET=$ADMIN_SECRET" \
+      "SIGNET_TRUSTED_PROXIES=127.0.0.1/32" \
       -- "$SIGNET_BIN" issuer --replicas 3 \
       --cluster-secret-file "$BASE/secrets/cluster-secret" \
       --issuer "$ISSUER_URL" --issuer-id "issuer-$i" \

@@ -158,6 +158,26 @@ impl Browser {
         }
     }
 
+    /// A browser whose connections leave from `ip` and whose every request carries
+    /// `headers` (e.g. a load balancer's `X-Forwarded-For`).
+    pub fn from_address_with(ip: std::net::IpAddr, headers: &[(&str, &str)]) -> Result<Browser> {
+        let mut defaults = HeaderMap::new();
+        for (k, v) in headers {
+            defaults.append(
+                reqwest::header::HeaderName::from_bytes(k.as_bytes())?,
+                reqwest::header::HeaderValue::from_str(v)?,
+            );
+        }
+        Ok(Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .local_address(ip)
+                .default_headers(defaults)
+                .build()?,
+            cookies: BTreeMap::new(),
+        })
+    }
+
     /// From an authorization URL through the login page: returns the response to the
     /// login form (a redirect to the client or to the consent page).
     pub async fn sign_in(

@@ -1,7 +1,9 @@
 //! Configuration events: the only way configuration changes. Each event belongs to one
 //! aggregate, whose subject is `signet.events.<aggregate>.<id>` (public: resource servers
 //! subscribe to these). API scopes and identity resources share the `scope` aggregate, so
-//! one name can never be both.
+//! one name can never be both. A username has an aggregate of its own (`username`, keyed by
+//! [`crate::user::username_id`]): a write claims it with an expected version before the user
+//! event that takes the name, so that two nodes can never give one name twice.
 
 use serde::{Deserialize, Serialize};
 use signet_jose::Jwk;
@@ -73,6 +75,14 @@ pub enum Event {
     /// An API key was revoked (by its owner, or with its user).
     #[serde(rename = "api_key.revoked")]
     ApiKeyRevoked { id: String, sub: String },
+    /// A username was claimed for user `sub`, before the `user.created` or `user.replaced`
+    /// that gives it the name. `name` is [`crate::user::username_id`] of the username, never
+    /// the username itself (the subject must be safe for any name).
+    #[serde(rename = "username.claimed")]
+    UsernameClaimed { name: String, sub: String },
+    /// User `sub` gave the username up (deleted, renamed, or its write failed).
+    #[serde(rename = "username.released")]
+    UsernameReleased { name: String, sub: String },
 }
 
 /// The aggregate an event belongs to.
@@ -84,6 +94,7 @@ pub enum Aggregate {
     SigningKey,
     User,
     ApiKey,
+    Username,
 }
 
 impl Aggregate {
@@ -95,6 +106,7 @@ impl Aggregate {
             Aggregate::SigningKey => "signing_key",
             Aggregate::User => "user",
             Aggregate::ApiKey => "api_key",
+            Aggregate::Username => "username",
         }
     }
 
@@ -137,6 +149,9 @@ impl Event {
             Event::UserDeleted { sub } => (Aggregate::User, sub),
             Event::ApiKeyCreated(k) => (Aggregate::ApiKey, &k.id),
             Event::ApiKeyRevoked { id, .. } => (Aggregate::ApiKey, id),
+            Event::UsernameClaimed { name, .. } | Event::UsernameReleased { name, .. } => {
+                (Aggregate::Username, name)
+            }
         }
     }
 
@@ -187,5 +202,15 @@ mod tests {
         );
         assert_eq!(Event::from_json(&json).unwrap(), e);
         assert!(Event::from_json(br#"{"type":"client.exploded","data":{}}"#).is_err());
+        let e = Event::UsernameClaimed {
+            name: "abc".into(),
+            sub: "s1".into(),
+        };
+        assert_eq!(e.subject(), "signet.events.username.abc");
+        assert_eq!(
+            std::str::from_utf8(&e.to_json()).unwrap(),
+            r#"{"type":"username.claimed","data":{"name":"abc","sub":"s1"}}"#
+        );
+        assert_eq!(Event::from_json(&e.to_json()).unwrap(), e);
     }
 }

@@ -7,8 +7,8 @@
 //! that contradicts the state (creating what exists, changing what does not) is an error
 //! that stops the node, never a skipped event.
 //!
-//! Users are not held here: their events (`user.*`) only advance the sequence; the issuer
-//! projects them into a key-value store outside memory.
+//! Users are not held here: their events (`user.*`, `api_key.*`, `username.*`) only advance
+//! the sequence; the issuer projects them into a key-value store outside memory.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -274,7 +274,10 @@ impl Projection {
         // Users live in their own projection outside memory (the issuer's users
         // projection): this one only moves past their events, and keeps no version for
         // them (their versions are the log's and that projection's).
-        if matches!(event.aggregate().0, Aggregate::User | Aggregate::ApiKey) {
+        if matches!(
+            event.aggregate().0,
+            Aggregate::User | Aggregate::ApiKey | Aggregate::Username
+        ) {
             self.seq = seq;
             return Ok(());
         }
@@ -392,7 +395,9 @@ impl Projection {
             | Event::UserReplaced(_)
             | Event::UserDeleted { .. }
             | Event::ApiKeyCreated(_)
-            | Event::ApiKeyRevoked { .. } => {}
+            | Event::ApiKeyRevoked { .. }
+            | Event::UsernameClaimed { .. }
+            | Event::UsernameReleased { .. } => {}
         }
         self.versions.insert(subject.to_owned(), seq);
         self.seq = seq;

@@ -123,6 +123,13 @@ pub fn username_key(username: &str) -> String {
     }
 }
 
+/// The id of a username's aggregate (`signet.events.username.<id>`): the SHA-256 of its
+/// [`username_key`], base64url. Every spelling of one name has one id, and the id is a
+/// safe subject token whatever the name holds.
+pub fn username_id(username: &str) -> String {
+    crate::secret::SecretDigest::of(&username_key(username)).to_b64url()
+}
+
 /// A user's `sub`: 16 random bytes (the caller's), base64url without padding (22 characters).
 pub fn sub_from_bytes(bytes: &[u8; 16]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)

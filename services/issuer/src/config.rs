@@ -169,6 +169,9 @@ pub struct NodeConfig {
     /// What the server adds to the client rules: lifetime bounds (`--lifetime-limits`) and
     /// which redirect URIs clients may register (`--insecure-allow-any-redirect-uri`).
     pub client_policy: signet_core::client::ClientPolicy,
+    /// The load balancers whose `X-Forwarded-For` names the client (`--trusted-proxies`);
+    /// empty: the client is the peer.
+    pub trusted_proxies: crate::http::client_addr::TrustedProxies,
 }
 
 impl NodeConfig {
@@ -204,6 +207,7 @@ impl NodeConfig {
             public_metrics: true,
             key_policy: signet_keymanager::KeyPolicy::default(),
             client_policy: signet_core::client::ClientPolicy::default(),
+            trusted_proxies: crate::http::client_addr::TrustedProxies::default(),
         }
     }
 }

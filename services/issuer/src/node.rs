@@ -590,11 +590,20 @@ impl Node {
                 let _ = rx.recv().await;
             }
         };
-        // The peer address reaches handlers (login throttling per address).
-        let public_server =
-            http::server::serve(public, http::public_router(state.clone()), signal(&tx));
-        let admin_server =
-            http::server::serve(admin, http::admin_router(state.clone()), signal(&tx));
+        // The client address reaches handlers (login throttling per address) and logs.
+        let trusted = std::sync::Arc::new(state.config.trusted_proxies.clone());
+        let public_server = http::server::serve(
+            public,
+            http::public_router(state.clone()),
+            trusted.clone(),
+            signal(&tx),
+        );
+        let admin_server = http::server::serve(
+            admin,
+            http::admin_router(state.clone()),
+            trusted,
+            signal(&tx),
+        );
         let mut servers = tokio::spawn(async move {
             let (a, b) = tokio::join!(public_server, admin_server);
             a.and(b)

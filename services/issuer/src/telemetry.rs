@@ -7,8 +7,9 @@
 //!
 //! Every request gets an `X-Request-Id` (the caller's, when it is a sane value; a fresh
 //! random one otherwise), echoed on the response and carried by a span around the request,
-//! so every log line of the request names it. Logs carry paths, never query strings,
-//! headers or bodies: those can hold credentials.
+//! so every log line of the request names it, with the client's address (the resolved
+//! one: behind a trusted proxy, the address it forwarded). Logs carry paths, never query
+//! strings, headers or bodies: those can hold credentials.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -325,9 +326,14 @@ pub async fn request_context(
         _ => new_request_id(),
     };
     req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+    let client = req
+        .extensions()
+        .get::<crate::http::client_addr::ClientAddr>()
+        .map(|c| tracing::field::display(c.0));
     let span = tracing::info_span!(
         "request",
         request_id = id.to_str().unwrap_or_default(),
+        client,
         method = %req.method(),
         path = req.uri().path(),
     );

@@ -21,10 +21,16 @@
 //! only while it still points at the user that gives the name up.
 //!
 //! Writes ([`Users::create`], [`Users::replace`], [`Users::delete`]) are serialized on a node
-//! and decided once the node has applied the whole log, so a username is never given twice
-//! through one node. Two nodes of a cluster creating the same username within the same
-//! milliseconds can both succeed (usernames have no aggregate of their own); the newer
-//! event then holds the name for sign-in, and the older user stays reachable by `sub`.
+//! and decided once the node has applied the whole log. Across nodes, a username has an
+//! aggregate of its own (`signet.events.username.<id>`, [`signet_core::user::username_id`]):
+//! a write that gives a user a name first appends `username.claimed` there, demanding the
+//! version it read, then the user event; a delete or rename appends `username.released`
+//! after the user event. Two nodes claiming one name within the same milliseconds: one
+//! append finds the version moved and that write answers 409, so a name is never given
+//! twice. A claim whose user event never followed (its writer died between the two
+//! appends) holds the name for [`ORPHAN_CLAIM_AFTER`], after which the name may be claimed
+//! again; a writer that took half that long between its two appends gives up instead.
+//! The claims are read from the log (the last event of the name's subject), not projected.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,7 +41,8 @@ use futures::StreamExt;
 use signet_core::api_key::{self, ApiKeyRecord, NewApiKey};
 use signet_core::events::{Aggregate, Event};
 use signet_core::user::{
-    hash_password, sub_from_bytes, username_key, CheckedUser, PasswordError, UserRecord,
+    hash_password, sub_from_bytes, username_id, username_key, CheckedUser, PasswordError,
+    UserRecord,
 };
 use signet_core::validation::ValidationErrors;
 use signet_eventlog::kv::embedded::RedbKv;
@@ -63,6 +70,10 @@ const CATCH_UP_BATCH: usize = 1024;
 const WATERMARK_EVERY: u64 = 1024;
 /// ... or after this long without events.
 const WATERMARK_IDLE: Duration = Duration::from_millis(500);
+/// How long a username claim whose user event never came holds the name (see the module).
+/// Far longer than a write takes (the request timeout bounds it, 30 s by default), and than
+/// the clock skew between nodes (the claim's time is its writer's clock).
+pub const ORPHAN_CLAIM_AFTER: Duration = Duration::from_secs(300);
 /// Retry bounds of a store operation that failed for a reason that may pass (NATS away).
 const RETRY_MIN: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(2);
@@ -424,6 +435,14 @@ fn now() -> i64 {
     crate::http::token::now()
 }
 
+/// A username's aggregate as the log has it: its version, and who holds the claim (with
+/// when it was claimed, in milliseconds) unless it was released or never claimed.
+struct Claim {
+    id: String,
+    version: Seq,
+    holder: Option<(String, i64)>,
+}
+
 impl Users {
     /// Catches up from the store's watermark to the log's head, then follows the log in a
     /// task of its own.
@@ -542,6 +561,133 @@ impl Users {
             .await
             .map_err(UserWriteError::Log)?;
         Ok(self.wait_applied(head, patience).await?)
+    }
+
+    /// The claim on `username` (any spelling), read from the last event of its subject.
+    async fn claim_of(&self, username: &str) -> Result<Claim, UserWriteError> {
+        let id = username_id(username);
+        let log = &self.0.shared.log;
+        let subject = Aggregate::Username.subject(&id);
+        let version = log
+            .subject_version(&subject)
+            .await
+            .map_err(UserWriteError::Log)?;
+        if version == 0 {
+            return Ok(Claim {
+                id,
+                version,
+                holder: None,
+            });
+        }
+        let last = log
+            .read_from(version, 1)
+            .await
+            .map_err(UserWriteError::Log)?
+            .into_iter()
+            .next()
+            .filter(|e| e.seq == version && e.subject == subject);
+        let decode = |reason: String| UsersError::Decode {
+            seq: version,
+            subject: subject.clone(),
+            reason,
+        };
+        let Some(last) = last else {
+            return Err(decode("the subject's last event cannot be read".into()).into());
+        };
+        let holder = match Event::from_json(&last.payload) {
+            Ok(Event::UsernameClaimed { sub, .. }) => Some((sub, last.at_ms)),
+            Ok(Event::UsernameReleased { .. }) => None,
+            Ok(other) => {
+                return Err(decode(format!("a {} event", other.aggregate().0.as_str())).into())
+            }
+            Err(e) => return Err(decode(e.to_string()).into()),
+        };
+        Ok(Claim {
+            id,
+            version,
+            holder,
+        })
+    }
+
+    /// Claims `username` for `sub` with the version just read: `UsernameTaken` when someone
+    /// else holds it, or claims it in the same instant (the append finds the version
+    /// moved). Returns whether this call made the claim (false: `sub` held it already).
+    async fn claim(
+        &self,
+        actor: &str,
+        username: &str,
+        sub: &str,
+        patience: Duration,
+    ) -> Result<bool, UserWriteError> {
+        let claim = self.claim_of(username).await?;
+        if let Some((holder, at_ms)) = &claim.holder {
+            if holder == sub {
+                return Ok(false);
+            }
+            let holds = self
+                .by_sub(holder)
+                .await?
+                .is_some_and(|r| r.username_key() == username_key(username));
+            let age_ms = now() * 1000 - at_ms;
+            let young = age_ms < ORPHAN_CLAIM_AFTER.as_millis() as i64;
+            if holds || young {
+                return Err(UserWriteError::UsernameTaken(username.to_owned()));
+            }
+            tracing::warn!(
+                holder = %holder,
+                claimed_ms_ago = age_ms,
+                "a username claim whose user never took the name is claimed again"
+            );
+        }
+        let event = Event::UsernameClaimed {
+            name: claim.id,
+            sub: sub.to_owned(),
+        };
+        match self.append(actor, &event, claim.version, patience).await {
+            Ok(_) => Ok(true),
+            Err(UserWriteError::Conflict) => {
+                Err(UserWriteError::UsernameTaken(username.to_owned()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Releases `sub`'s claim on `username`, if it holds it. Failing leaves an orphan claim
+    /// (freed after [`ORPHAN_CLAIM_AFTER`]), so it is logged, not answered.
+    async fn release(&self, actor: &str, username: &str, sub: &str, patience: Duration) {
+        let released = async {
+            let claim = self.claim_of(username).await?;
+            if claim.holder.as_ref().is_some_and(|(h, _)| h == sub) {
+                let event = Event::UsernameReleased {
+                    name: claim.id,
+                    sub: sub.to_owned(),
+                };
+                match self.append(actor, &event, claim.version, patience).await {
+                    // Moved on meanwhile: no longer this user's to release.
+                    Ok(_) | Err(UserWriteError::Conflict) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok::<_, UserWriteError>(())
+        };
+        if let Err(e) = released.await {
+            tracing::warn!(
+                sub,
+                error = %e,
+                "could not release a username claim; the name is free again after {} s",
+                ORPHAN_CLAIM_AFTER.as_secs()
+            );
+        }
+    }
+
+    /// A writer that held its claim this long without taking the name gives up (others may
+    /// take the claim for abandoned past [`ORPHAN_CLAIM_AFTER`]).
+    fn claim_still_fresh(since: std::time::Instant) -> Result<(), UserWriteError> {
+        if since.elapsed() < ORPHAN_CLAIM_AFTER / 2 {
+            Ok(())
+        } else {
+            Err(UserWriteError::Conflict)
+        }
     }
 
     async fn append(
@@ -689,8 +835,17 @@ impl Users {
             return Err(UserWriteError::UsernameTaken(user.username));
         }
         let sub = sub_from_bytes(&random16()?);
+        let since = std::time::Instant::now();
+        let username = user.username.clone();
+        self.claim(actor, &username, &sub, patience).await?;
+        if let Err(e) = Self::claim_still_fresh(since) {
+            self.release(actor, &username, &sub, patience).await;
+            return Err(e);
+        }
         let record = UserRecord::new(sub, user, password_hash, now());
         let event = Event::UserCreated(Box::new(record.clone()));
+        // Whatever happens now, the claim stays: if the event was appended (even when the
+        // answer was lost) the name is the user's; if not, the claim is an orphan.
         self.append(actor, &event, 0, patience).await?;
         Ok(record)
     }
@@ -716,16 +871,40 @@ impl Users {
             .record(sub)
             .await?
             .ok_or_else(|| UserWriteError::NotFound(sub.to_owned()))?;
-        if old.username_key() != user.username_key() {
+        let renamed = old.username_key() != user.username_key();
+        let mut claimed = false;
+        if renamed {
             if let Some(holder) = self.by_username(&user.username).await? {
                 if holder.sub != sub {
                     return Err(UserWriteError::UsernameTaken(user.username));
                 }
             }
+            let since = std::time::Instant::now();
+            claimed = self.claim(actor, &user.username, sub, patience).await?;
+            if let Err(e) = Self::claim_still_fresh(since) {
+                if claimed {
+                    self.release(actor, &user.username, sub, patience).await;
+                }
+                return Err(e);
+            }
         }
+        let new_name = user.username.clone();
         let record = old.replaced(user, password_hash, now());
         let event = Event::UserReplaced(Box::new(record.clone()));
-        self.append(actor, &event, version, patience).await?;
+        match self.append(actor, &event, version, patience).await {
+            Ok(_) => {}
+            // Certainly not appended: the new name goes back.
+            Err(UserWriteError::Conflict) => {
+                if claimed {
+                    self.release(actor, &new_name, sub, patience).await;
+                }
+                return Err(UserWriteError::Conflict);
+            }
+            Err(e) => return Err(e),
+        }
+        if renamed {
+            self.release(actor, &old.username, sub, patience).await;
+        }
         Ok(record)
     }
 
@@ -748,6 +927,7 @@ impl Users {
             sub: sub.to_owned(),
         };
         self.append(actor, &event, version, patience).await?;
+        self.release(actor, &old.username, sub, patience).await;
         Ok(old)
     }
 }

@@ -13,6 +13,7 @@ use signet_core::redirect_uri::RedirectUriPolicy;
 use signet_core::Algorithm;
 use signet_issuer::config::IssuerUrl;
 use signet_issuer::config::{Backend, ClusterSettings};
+use signet_issuer::http::client_addr::TrustedProxies;
 use signet_issuer::NodeConfig;
 use signet_keymanager::cluster::KeyManagerConfig;
 use signet_keymanager::KeyPolicy;
@@ -102,6 +103,11 @@ pub struct NodeArgs {
     /// Without it: https, http on loopback, private-use schemes (OAuth 2.1, RFC 8252)
     #[arg(long, env = "SIGNET_INSECURE_ALLOW_ANY_REDIRECT_URI")]
     pub insecure_allow_any_redirect_uri: bool,
+    /// Load balancers whose X-Forwarded-For names the client (for login throttling and
+    /// logs): addresses or CIDR ranges, comma-separated, e.g. `10.0.0.0/8,fd00::/8`.
+    /// From any other peer the header is ignored [default: none]
+    #[arg(long, env = "SIGNET_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
 }
 
 /// The signing-key rotation schedule (`serve` and `keymanager`).
@@ -215,6 +221,7 @@ pub struct FileConfig {
     pub public_metrics: Option<bool>,
     pub lifetime_limits: Option<String>,
     pub insecure_allow_any_redirect_uri: Option<bool>,
+    pub trusted_proxies: Option<String>,
     pub nats: Option<String>,
     pub stream: Option<String>,
     pub replicas: Option<usize>,
@@ -283,6 +290,9 @@ impl NodeArgs {
             || file.insecure_allow_any_redirect_uri.unwrap_or(false)
         {
             config.client_policy.redirect_uris = RedirectUriPolicy::AllowAny;
+        }
+        if let Some(spec) = self.trusted_proxies.or(file.trusted_proxies.clone()) {
+            config.trusted_proxies = TrustedProxies::parse(&spec).context("trusted_proxies")?;
         }
         anyhow::ensure!(
             config.listen != config.admin_listen,
@@ -440,6 +450,34 @@ mod tests {
         std::fs::write(&file, "insecure_allow_any_redirect_uri = true\n").unwrap();
         let c = args(&[]).resolve(Some(&file)).unwrap();
         assert_eq!(c.client_policy.redirect_uris, RedirectUriPolicy::AllowAny);
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_flag_or_file_and_bad_ranges_are_refused() {
+        let c = args(&[]).resolve(None).unwrap();
+        assert!(c.trusted_proxies.is_empty());
+        let c = args(&["--trusted-proxies", "10.0.0.0/8,fd00::/8"])
+            .resolve(None)
+            .unwrap();
+        assert!(c.trusted_proxies.contains("10.2.3.4".parse().unwrap()));
+        assert!(c.trusted_proxies.contains("fd00::5".parse().unwrap()));
+        assert!(!c.trusted_proxies.contains("192.0.2.1".parse().unwrap()));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("signet.toml");
+        std::fs::write(&file, "trusted_proxies = \"127.0.0.2/32\"\n").unwrap();
+        let c = args(&[]).resolve(Some(&file)).unwrap();
+        assert!(c.trusted_proxies.contains("127.0.0.2".parse().unwrap()));
+        assert!(!c.trusted_proxies.contains("127.0.0.1".parse().unwrap()));
+        let e = format!(
+            "{:#}",
+            args(&["--trusted-proxies", "10.0.0.0/40"])
+                .resolve(None)
+                .unwrap_err()
+        );
+        assert!(
+            e.contains("trusted_proxies") && e.contains("10.0.0.0/40"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -136,22 +136,31 @@ fn user_events_advance_the_sequence_and_nothing_else() {
         Event::UserReplaced(Box::new(user("u1"))),
         Event::UserDeleted { sub: "u1".into() },
         Event::UserReplaced(Box::new(user("never-created"))),
+        Event::UsernameClaimed {
+            name: "n1".into(),
+            sub: "u1".into(),
+        },
+        Event::UsernameReleased {
+            name: "n1".into(),
+            sub: "u1".into(),
+        },
     ])
     .unwrap();
-    assert_eq!(p.seq(), 5);
+    assert_eq!(p.seq(), 7);
     assert_eq!(p.version(Aggregate::User, "u1"), 0);
+    assert_eq!(p.version(Aggregate::Username, "n1"), 0);
     assert!(!p.to_snapshot().windows(2).any(|w| w == b"u1"));
     let e = Event::UserDeleted { sub: "u2".into() };
     assert_eq!(
-        p.apply(7, &e.subject(), e.clone()),
-        Err(ProjectionError::Gap { at: 5, got: 7 })
+        p.apply(9, &e.subject(), e.clone()),
+        Err(ProjectionError::Gap { at: 7, got: 9 })
     );
     assert!(matches!(
-        p.apply(6, "signet.events.user.u3", e.clone()),
+        p.apply(8, "signet.events.user.u3", e.clone()),
         Err(ProjectionError::Inconsistent { .. })
     ));
-    p.apply(6, "signet.events.user.u2", e).unwrap();
-    assert_eq!(p.seq(), 6);
+    p.apply(8, "signet.events.user.u2", e).unwrap();
+    assert_eq!(p.seq(), 8);
     let restored = Projection::from_snapshot(&p.to_snapshot()).unwrap();
-    assert_eq!(restored.seq(), 6);
+    assert_eq!(restored.seq(), 8);
 }

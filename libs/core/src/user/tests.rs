@@ -223,6 +223,11 @@ fn usernames_are_precis_normalized_and_never_mix_scripts() {
     assert_eq!(fields(&e), ["username"]);
     // Full-width letters and case fold to one key (RFC 8265 UsernameCaseMapped).
     assert_eq!(username_key("ＢＯＢ"), "bob");
+    // ... and so to one username aggregate, whose id is a safe subject token.
+    assert_eq!(username_id("ＢＯＢ"), username_id("bob"));
+    assert_ne!(username_id("bob"), username_id("bobby"));
+    let subject = Aggregate::Username.subject(&username_id("a.b *>"));
+    assert!(!subject["signet.events.username.".len()..].contains(['.', '*', '>', ' ', '~']));
     assert_eq!(username_key("Hana Smith"), "hana smith");
     // A name wholly in another script is its own name.
     assert!(

@@ -6,14 +6,16 @@
 //! nobody can lock a user out: a browser the user signed in with before (device cookie)
 //! answers only for its own failures; any other browser is held per client address and
 //! username, per address, and, summed over every address, per account, past which only the
-//! user's known browsers may try. An unknown username costs the same password hash as a
+//! user's known browsers may try. The client address is the resolved one ([`ClientAddr`]:
+//! behind a trusted load balancer, the address it forwarded), so one attacker cannot lock
+//! out a user and many addresses cannot brute-force one. An unknown username costs the same password hash as a
 //! known one, and every failure shows the same message.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use signet_core::authorize::Params;
@@ -25,6 +27,7 @@ use super::browser::{
     branding, create_session, digest_key, end_interaction, load_interaction, oauth_error_page,
     render_for, Interaction, InteractionError, PageParams, StoreResult,
 };
+use super::client_addr::ClientAddr;
 use super::token::now;
 use crate::state::AppState;
 
@@ -133,7 +136,8 @@ fn form_params(headers: &HeaderMap, body: &[u8]) -> Result<PageParams, OAuthErro
 struct Attempt<'a> {
     /// The normalized username ([`signet_core::user::username_key`]).
     account: String,
-    addr: Option<SocketAddr>,
+    /// The client's address ([`ClientAddr`]).
+    addr: Option<IpAddr>,
     /// The store key of the browser's device cookie, when it is one of this user's.
     device: Option<String>,
     state: &'a AppState,
@@ -148,7 +152,7 @@ impl<'a> Attempt<'a> {
         state: &'a AppState,
         headers: &HeaderMap,
         username: &str,
-        addr: Option<SocketAddr>,
+        addr: Option<IpAddr>,
     ) -> Result<Attempt<'a>, OAuthError> {
         let account = signet_core::user::username_key(username);
         let mut device = None;
@@ -180,8 +184,7 @@ impl<'a> Attempt<'a> {
             return vec![(format!("login:{d}"), MAX_FAILURES_PER_DEVICE)];
         }
         let mut v = vec![(format!("login:user:{account}"), MAX_FAILURES_PER_ACCOUNT)];
-        if let Some(a) = self.addr {
-            let ip = a.ip();
+        if let Some(ip) = self.addr {
             v.push((
                 format!("login:pair:{}", digest_key(&format!("{ip}\u{0}{account}"))),
                 MAX_FAILURES_PER_PAIR,
@@ -255,7 +258,7 @@ pub async fn login_post(
     body: Bytes,
 ) -> Response {
     let headers = parts.headers;
-    let connect = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied();
+    let client = parts.extensions.get::<ClientAddr>().copied();
     if let Some(page) = super::browser::cross_site(&state, &headers) {
         return page;
     }
@@ -275,7 +278,7 @@ pub async fn login_post(
     if username.is_empty() || password.is_empty() || username.len() > 256 {
         return again(FAILED, StatusCode::BAD_REQUEST);
     }
-    let addr = connect.map(|c| c.0);
+    let addr = client.map(|c| c.0);
     let attempt = match Attempt::new(&state, &headers, username, addr).await {
         Ok(a) => a,
         Err(e) => return oauth_error_page(&state, None, e),

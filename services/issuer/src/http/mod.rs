@@ -7,6 +7,7 @@ pub mod admin_revocations;
 pub mod admin_users;
 pub mod authorize;
 pub mod browser;
+pub mod client_addr;
 pub mod client_auth;
 pub mod cors;
 pub mod discovery;

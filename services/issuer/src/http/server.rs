@@ -4,11 +4,17 @@
 //! connections), and `TCP_NODELAY` on every connection; it drops the HTTP/1-or-2
 //! detection of hyper-util's `auto` connection, which Signet never needed (it serves
 //! HTTP/1.1 only, as before).
+//!
+//! It is also the one place that says who the client is: every request carries the peer
+//! (`ConnectInfo<SocketAddr>`) and the client's address as resolved from it and, from a
+//! trusted proxy only, `X-Forwarded-For` ([`super::client_addr::ClientAddr`]).
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
+
+use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -19,6 +25,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
+use super::client_addr::TrustedProxies;
+
 /// How long a client may take to send a request's head (the request line and headers),
 /// counted from when the connection waits for one; a keep-alive connection idle that long
 /// between requests is closed too. Without it a client sending its headers a byte at a
@@ -27,10 +35,12 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets
 /// every connection finish the request it is on (idle ones close at once) and returns when
-/// all are gone. Handlers see the peer as `ConnectInfo<SocketAddr>`.
+/// all are gone. Handlers see the peer as `ConnectInfo<SocketAddr>` and the client as
+/// [`super::client_addr::ClientAddr`] (the peer unless it is one of `trusted` proxies).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    trusted: Arc<TrustedProxies>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -52,9 +62,12 @@ pub async fn serve(
         };
         no_delay(&tcp);
         let router = router.clone();
+        let trusted = trusted.clone();
         let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let mut req = req.map(axum::body::Body::new);
+            let client = trusted.client_addr(peer.ip(), req.headers());
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(client);
             router.clone().oneshot(req)
         });
         let connection =

@@ -360,3 +360,161 @@ async fn password_work_runs_at_most_one_job_per_core() {
         "{most} jobs at once on {cores} cores"
     );
 }
+
+/// Appends a username claim for `sub` made `age` ago (as a writer that died before its
+/// user event would leave it).
+async fn claim_made(f: &Fixture, username: &str, sub: &str, age: Duration) -> Seq {
+    let e = Event::UsernameClaimed {
+        name: username_id(username),
+        sub: sub.into(),
+    };
+    let subject = e.subject();
+    let version = f.log.subject_version(&subject).await.unwrap();
+    f.log
+        .append(
+            NewEvent {
+                subject,
+                actor: "test".into(),
+                at_ms: now() * 1000 - age.as_millis() as i64,
+                payload: e.to_json(),
+            },
+            ExpectedVersion::Exact(version),
+        )
+        .await
+        .unwrap()
+}
+
+/// Two nodes (each its own projection store, one log) creating and renaming to one name
+/// at once: exactly one wins each time, whatever the spelling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_give_one_username_twice() {
+    let f = Fixture::new();
+    let a = Users::start(f.kv("a.redb").await, f.log.clone())
+        .await
+        .unwrap();
+    let b = Users::start(f.kv("b.redb").await, f.log.clone())
+        .await
+        .unwrap();
+    for round in 0..10 {
+        let (x, y) = tokio::join!(
+            a.create(
+                "admin",
+                checked(json!({"username": format!("twin{round}"), "password": PASSWORD})),
+                PATIENCE
+            ),
+            b.create(
+                "admin",
+                checked(json!({"username": format!("TWIN{round}"), "password": PASSWORD})),
+                PATIENCE
+            ),
+        );
+        assert!(
+            matches!(
+                (&x, &y),
+                (Ok(_), Err(UserWriteError::UsernameTaken(_)))
+                    | (Err(UserWriteError::UsernameTaken(_)), Ok(_))
+            ),
+            "round {round}: {x:?} {y:?}"
+        );
+    }
+    // Renames of two users to one new name.
+    let left = a
+        .create(
+            "admin",
+            checked(json!({"username": "left", "password": PASSWORD})),
+            PATIENCE,
+        )
+        .await
+        .unwrap();
+    let right = b
+        .create(
+            "admin",
+            checked(json!({"username": "right", "password": PASSWORD})),
+            PATIENCE,
+        )
+        .await
+        .unwrap();
+    let (x, y) = tokio::join!(
+        a.replace(
+            "admin",
+            &left.sub,
+            replacement(json!({"username": "middle"})),
+            PATIENCE
+        ),
+        b.replace(
+            "admin",
+            &right.sub,
+            replacement(json!({"username": "Middle"})),
+            PATIENCE
+        ),
+    );
+    assert_eq!(x.is_ok() as u8 + y.is_ok() as u8, 1, "{x:?} {y:?}");
+    assert!(matches!(
+        x.as_ref().err().or(y.as_ref().err()),
+        Some(UserWriteError::UsernameTaken(_))
+    ));
+    // The winner's old name is free again, at the other node too; so is a deleted user's.
+    let freed = if x.is_ok() { "left" } else { "right" };
+    b.create(
+        "admin",
+        checked(json!({"username": freed, "password": PASSWORD})),
+        PATIENCE,
+    )
+    .await
+    .unwrap();
+    let gone = a
+        .create(
+            "admin",
+            checked(json!({"username": "gone", "password": PASSWORD})),
+            PATIENCE,
+        )
+        .await
+        .unwrap();
+    a.delete("admin", &gone.sub, PATIENCE).await.unwrap();
+    b.create(
+        "admin",
+        checked(json!({"username": "Gone", "password": PASSWORD})),
+        PATIENCE,
+    )
+    .await
+    .unwrap();
+}
+
+/// A claim whose user event never came holds the name for a while, then frees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_claim_frees_the_name_after_a_while() {
+    let f = Fixture::new();
+    let users = Users::start(f.kv("users.redb").await, f.log.clone())
+        .await
+        .unwrap();
+    claim_made(&f, "ghost", "no-such-user", Duration::from_secs(1)).await;
+    let e = users
+        .create(
+            "admin",
+            checked(json!({"username": "Ghost", "password": PASSWORD})),
+            PATIENCE,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, UserWriteError::UsernameTaken(_)), "{e:?}");
+    claim_made(&f, "ghost", "no-such-user", ORPHAN_CLAIM_AFTER * 2).await;
+    let u = users
+        .create(
+            "admin",
+            checked(json!({"username": "ghost", "password": PASSWORD})),
+            PATIENCE,
+        )
+        .await
+        .unwrap();
+    assert_eq!(users.by_username("GHOST").await.unwrap(), Some(u));
+    // Now the name is the user's for good.
+    let e = users
+        .create(
+            "admin",
+            checked(json!({"username": "ghost", "password": PASSWORD})),
+            PATIENCE,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, UserWriteError::UsernameTaken(_)), "{e:?}");
+}
