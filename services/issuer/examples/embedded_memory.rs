@@ -15,8 +15,9 @@
 //! 20 ms, and the hash's size, not its value, matters here); the projection is then built
 //! by the node's own code (`Users::open_embedded`, catch-up into redb). Revocations go
 //! through `Revocations::revoke` with a short `exp`, with the maintenance task `serve` runs;
-//! once they have all expired, one more maintenance pass runs. VmRSS is read from
-//! `/proc/self/status` after each phase (Linux only).
+//! once they have all expired, one more maintenance pass runs. Last, for comparison, every
+//! event is read into memory at once, which is what the log held before it kept only an
+//! index. VmRSS is read from `/proc/self/status` after each phase (Linux only).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -135,6 +136,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("users projection")?;
     report("users projection caught up (redb)", started);
+    println!(
+        "  users.redb: {:.1} MiB",
+        file_mib(&root.join("projections").join("users.redb"))
+    );
     let last = format!("u{:020}", users.saturating_sub(1));
     anyhow::ensure!(
         users == 0 || users_projection.by_sub(&last).await?.is_some(),
@@ -156,6 +161,15 @@ async fn main() -> anyhow::Result<()> {
             at,
         })
         .await?;
+        let written = i + 1;
+        if written % (revocations / 4).max(1) == 0 && written < revocations {
+            report(&format!("  {written} revocations written"), started);
+            println!(
+                "    set: {} entries; file: {:?} lines",
+                revs.len(),
+                revs.file_entries().await
+            );
+        }
     }
     report(
         &format!("{revocations} revocations written (exp = at + {REVOCATION_TTL} s)"),
@@ -182,6 +196,18 @@ async fn main() -> anyhow::Result<()> {
         file_mib(&revocation_file)
     );
     println!("  event log {:?}", log.memory());
+
+    // 5. For comparison: every event held in memory, as the FileLog before issue 18 did
+    // (it kept a `Vec<Arc<RecordedEvent>>` of the whole log).
+    let every_event = log.read_from(1, usize::MAX).await?;
+    report(
+        &format!(
+            "for comparison: all {} events held in memory",
+            every_event.len()
+        ),
+        started,
+    );
+    drop(every_event);
 
     if let Some(task) = maintenance {
         task.abort();
