@@ -140,12 +140,12 @@ pub struct MemoryUse {
 ///   and the in-memory state does not move. If even that truncation fails, the writer refuses
 ///   further appends (every append returns [`EventLogError::Backend`]) until the log is
 ///   reopened, which repairs or rejects the tail.
-/// - [`EventLog::follow`] streams are served from the cache of newest events (older events from
-///   the file) and woken by a watch channel, so a
-///   slow follower never lags or loses events. A follow stream yields every event, then
-///   waits for more; when the log is closed ([`FileLog::close`]) or the last `FileLog` handle
-///   is dropped, the stream yields the events it has not yet delivered, then one
-///   `Err(EventLogError::Closed)`, and then ends.
+/// - [`EventLog::follow`] streams are served from the cache of newest events (older events
+///   from the file) and woken by a watch channel, so a slow follower never lags or loses
+///   events. A follow stream yields every event, then waits for more; when the log is closed
+///   ([`FileLog::close`]) or the last `FileLog` handle is dropped, the stream yields the
+///   events it has not yet delivered, then one `Err(EventLogError::Closed)`, and then ends.
+///   A follower whose read from the file fails yields that error and ends.
 /// - After [`FileLog::close`], every method returns [`EventLogError::Closed`].
 pub struct FileLog {
     shared: Arc<Shared>,

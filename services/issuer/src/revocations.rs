@@ -447,14 +447,24 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> RevocationError + '_ {
     }
 }
 
+/// Appends one line durably. A failed write is cut back off (best effort), so the next
+/// line does not glue onto a fragment of this one.
 fn append_line(path: &Path, line: &str) -> Result<(), RevocationError> {
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .map_err(io_err(path))?;
-    f.write_all(line.as_bytes()).map_err(io_err(path))?;
-    f.sync_data().map_err(io_err(path))
+    let before = f.metadata().map_err(io_err(path))?.len();
+    let written = f.write_all(line.as_bytes()).and_then(|()| f.sync_data());
+    if let Err(error) = written {
+        if let Err(truncate) = f.set_len(before).and_then(|()| f.sync_data()) {
+            tracing::error!(%error, %truncate, path = %path.display(),
+                "a failed revocation append could not be cut back off");
+        }
+        return Err(io_err(path)(error));
+    }
+    Ok(())
 }
 
 /// The revocation file's name in the data directory.
@@ -795,5 +805,32 @@ mod tests {
         }
         assert_eq!(revs.maintain().await.unwrap(), None);
         assert_eq!(revs.file_entries().await, Some(n + 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_maintenance_task_compacts_once_the_file_has_grown() {
+        let dir = tempfile::tempdir().unwrap();
+        let revs = Revocations::open_embedded(dir.path()).await.unwrap();
+        let _task = revs.spawn_maintenance().unwrap();
+        let mut text = String::new();
+        for i in 0..COMPACT_MIN_ENTRIES {
+            text.push_str(&file_line(&token(&format!("d{i}"), now() - 1)));
+        }
+        append_line(&dir.path().join(FILE_NAME), &text).unwrap();
+        revs.file_state_entries_add(COMPACT_MIN_ENTRIES).await;
+        // This append takes the file past the threshold and wakes the task, long before
+        // its periodic pass.
+        revs.revoke(token("live", now() + 600)).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while revs.file_entries().await != Some(1) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not compacted: {:?} lines",
+                revs.file_entries().await
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(lines(dir.path()).len(), 1);
+        assert!(revoked(&revs, "live"));
     }
 }
