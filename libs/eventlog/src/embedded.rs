@@ -37,16 +37,22 @@
 //!
 //! # Memory
 //!
-//! Events are small configuration events, so every event is kept in memory
-//! (`Vec<Arc<RecordedEvent>>`) together with each subject's version; reads and followers are
-//! served from memory and the file is only ever appended to.
+//! Memory grows with the number of *subjects*, not with the number or size of events: the
+//! log keeps in memory each subject's version (for expected-version appends), a sparse index
+//! (the file offset of every [`ReadCache::index_stride`]-th event) and a bounded cache of the
+//! newest events ([`ReadCache::events`] events, at most [`ReadCache::bytes`] bytes of
+//! payload). Reads and followers at the tail are served from that cache; older events are
+//! read back from `events.log` on demand (seek to the nearest indexed frame, then read
+//! forward, verifying each frame's CRC again), on the blocking thread pool. Opening streams
+//! the file through a fixed-size buffer instead of loading it whole. [`FileLog::memory`]
+//! reports the figures.
 //!
 //! A data directory must be opened by one [`FileLog`] at a time (no file lock is taken).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -84,6 +90,45 @@ const FRAME_HEADER_LEN: usize = 8;
 const SNAPSHOT_HEADER_LEN: usize = 28;
 /// How many events a follower copies out of the shared log per lock acquisition.
 const FOLLOW_BATCH: usize = 256;
+/// Buffer size for streaming `events.log` at open and for reads from disk.
+const READ_BUFFER: usize = 256 << 10;
+
+/// How much of the log [`FileLog`] keeps in memory (see the module docs, *Memory*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadCache {
+    /// The newest events kept in memory, at most this many.
+    pub events: usize,
+    /// ... and at most this many bytes (subject, actor and payload lengths summed).
+    pub bytes: usize,
+    /// The sparse index keeps the file offset of every `index_stride`-th event (at least 1);
+    /// a read from disk skips at most `index_stride - 1` frames to reach its start.
+    pub index_stride: u64,
+}
+
+impl Default for ReadCache {
+    fn default() -> Self {
+        ReadCache {
+            events: 1024,
+            bytes: 4 << 20,
+            index_stride: 64,
+        }
+    }
+}
+
+/// What [`FileLog`] holds in memory, from [`FileLog::memory`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Events in the log.
+    pub events: u64,
+    /// Events held in memory (the newest ones), bounded by [`ReadCache`].
+    pub cached_events: usize,
+    /// Bytes of those events (subject, actor, payload).
+    pub cached_bytes: usize,
+    /// Subjects tracked for expected-version appends.
+    pub subjects: usize,
+    /// Entries of the sparse file-offset index (`events / index_stride`, rounded up).
+    pub index_entries: usize,
+}
 
 /// The embedded [`EventLog`]: one append-only, fsynced file in a data directory.
 ///
@@ -95,11 +140,12 @@ const FOLLOW_BATCH: usize = 256;
 ///   and the in-memory state does not move. If even that truncation fails, the writer refuses
 ///   further appends (every append returns [`EventLogError::Backend`]) until the log is
 ///   reopened, which repairs or rejects the tail.
-/// - [`EventLog::follow`] streams are served from memory and woken by a watch channel, so a
-///   slow follower never lags or loses events. A follow stream yields every event, then
-///   waits for more; when the log is closed ([`FileLog::close`]) or the last `FileLog` handle
-///   is dropped, the stream yields the events it has not yet delivered, then one
-///   `Err(EventLogError::Closed)`, and then ends.
+/// - [`EventLog::follow`] streams are served from the cache of newest events (older events
+///   from the file) and woken by a watch channel, so a slow follower never lags or loses
+///   events. A follow stream yields every event, then waits for more; when the log is closed
+///   ([`FileLog::close`]) or the last `FileLog` handle is dropped, the stream yields the
+///   events it has not yet delivered, then one `Err(EventLogError::Closed)`, and then ends.
+///   A follower whose read from the file fails yields that error and ends.
 /// - After [`FileLog::close`], every method returns [`EventLogError::Closed`].
 pub struct FileLog {
     shared: Arc<Shared>,
@@ -119,13 +165,34 @@ struct Shared {
     notify_rx: watch::Receiver<Seq>,
 }
 
-/// The in-memory image of the log. Only appends (holding the writer) modify it.
-#[derive(Default)]
+/// What the log keeps in memory. Only appends (holding the writer) modify it.
 struct State {
-    /// `events[i].seq == i + 1`.
-    events: Vec<Arc<RecordedEvent>>,
+    limits: ReadCache,
+    /// The sequence of the last event (0: none).
+    last: Seq,
     /// Subject -> sequence of its last event.
     subjects: HashMap<String, Seq>,
+    /// `index[i]` is the file offset of the frame of event `i * index_stride + 1`.
+    index: Vec<u64>,
+    /// The newest events, oldest first, ending with event `last` (empty only when the cache
+    /// limits leave no room or the log is empty).
+    tail: VecDeque<Arc<RecordedEvent>>,
+    /// Bytes of the events in `tail`, as counted by [`event_bytes`].
+    tail_bytes: usize,
+}
+
+/// Where the events a read asks for are.
+enum ReadPlan {
+    /// In the cache (possibly none at all).
+    Memory(Vec<Arc<RecordedEvent>>),
+    /// On disk: `count` events from `from`, reading forward from the frame at `offset`,
+    /// which holds event `offset_seq`.
+    Disk {
+        offset: u64,
+        offset_seq: Seq,
+        from: Seq,
+        count: usize,
+    },
 }
 
 /// The append side, behind the async mutex.
@@ -151,6 +218,16 @@ impl FileLog {
     /// The result is an `Arc` so it can be shared directly, or coerced to
     /// `Arc<dyn EventLog>`.
     pub fn open(dir: &Path) -> Result<Arc<FileLog>> {
+        Self::open_with(dir, ReadCache::default())
+    }
+
+    /// [`FileLog::open`] with explicit in-memory limits (tests use tiny ones so that reads
+    /// go to disk).
+    pub fn open_with(dir: &Path, limits: ReadCache) -> Result<Arc<FileLog>> {
+        let limits = ReadCache {
+            index_stride: limits.index_stride.max(1),
+            ..limits
+        };
         fs::create_dir_all(dir)?;
         let log_path = dir.join(LOG_FILE);
         let mut file = OpenOptions::new()
@@ -158,10 +235,7 @@ impl FileLog {
             .append(true)
             .create(true)
             .open(&log_path)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let scan = scan_log(&bytes, &log_path)?;
-        drop(bytes);
+        let scan = scan_log(&mut file, &log_path, limits)?;
 
         let mut len = scan.valid_len;
         if let Some(torn) = &scan.torn {
@@ -194,7 +268,7 @@ impl FileLog {
             Err(e) => return Err(e.into()),
         }
 
-        let last = scan.state.events.len() as Seq;
+        let last = scan.state.last;
         let (notify, notify_rx) = watch::channel(last);
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
@@ -223,6 +297,18 @@ impl FileLog {
     /// The data directory this log lives in.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// What the log holds in memory right now.
+    pub fn memory(&self) -> MemoryUse {
+        let state = self.shared.read();
+        MemoryUse {
+            events: state.last,
+            cached_events: state.tail.len(),
+            cached_bytes: state.tail_bytes,
+            subjects: state.subjects.len(),
+            index_entries: state.index.len(),
+        }
     }
 
     /// Closes the log: waits for an in-flight append, closes the file, and ends every follow
@@ -266,33 +352,188 @@ impl Shared {
         }
     }
 
-    fn read_batch(&self, from: Seq, max: usize) -> Vec<Arc<RecordedEvent>> {
-        let state = self.read();
-        let start = usize::try_from(from.max(1) - 1).unwrap_or(usize::MAX);
-        state
-            .events
-            .get(start..)
-            .unwrap_or_default()
-            .iter()
-            .take(max)
-            .cloned()
-            .collect()
+    /// Up to `max` events from `from`: from the cache when it holds `from`, else from disk
+    /// (on the blocking pool).
+    async fn read_batch(
+        self: &Arc<Self>,
+        from: Seq,
+        max: usize,
+    ) -> Result<Vec<Arc<RecordedEvent>>> {
+        let plan = self.read().plan(from, max);
+        match plan {
+            ReadPlan::Memory(events) => Ok(events),
+            ReadPlan::Disk {
+                offset,
+                offset_seq,
+                from,
+                count,
+            } => {
+                let path = self.log_path.clone();
+                tokio::task::spawn_blocking(move || {
+                    read_frames(&path, offset, offset_seq, from, count)
+                })
+                .await
+                .map_err(|e| EventLogError::Backend(format!("read task failed: {e}")))?
+            }
+        }
     }
 }
 
+/// What an event costs in the cache: its variable-length fields.
+fn event_bytes(event: &RecordedEvent) -> usize {
+    event.subject.len() + event.actor.len() + event.payload.len()
+}
+
 impl State {
+    fn new(limits: ReadCache) -> State {
+        State {
+            limits,
+            last: 0,
+            subjects: HashMap::new(),
+            index: Vec::new(),
+            tail: VecDeque::new(),
+            tail_bytes: 0,
+        }
+    }
+
     fn last_seq(&self) -> Seq {
-        self.events.len() as Seq
+        self.last
     }
 
     fn subject_version(&self, subject: &str) -> Seq {
         self.subjects.get(subject).copied().unwrap_or(0)
     }
 
-    fn push(&mut self, event: Arc<RecordedEvent>) {
-        self.subjects.insert(event.subject.clone(), event.seq);
-        self.events.push(event);
+    /// Records event `last + 1`, whose frame starts at byte `offset` of `events.log`.
+    fn push(&mut self, event: Arc<RecordedEvent>, offset: u64) {
+        let seq = event.seq;
+        if (seq - 1).is_multiple_of(self.limits.index_stride) {
+            self.index.push(offset);
+        }
+        match self.subjects.get_mut(&event.subject) {
+            Some(version) => *version = seq,
+            None => {
+                self.subjects.insert(event.subject.clone(), seq);
+            }
+        }
+        self.last = seq;
+        self.tail_bytes += event_bytes(&event);
+        self.tail.push_back(event);
+        while self.tail.len() > self.limits.events || self.tail_bytes > self.limits.bytes {
+            match self.tail.pop_front() {
+                Some(old) => self.tail_bytes -= event_bytes(&old),
+                None => break,
+            }
+        }
     }
+
+    fn plan(&self, from: Seq, max: usize) -> ReadPlan {
+        let from = from.max(1);
+        if from > self.last || max == 0 {
+            return ReadPlan::Memory(Vec::new());
+        }
+        let available = usize::try_from(self.last - from + 1).unwrap_or(usize::MAX);
+        let count = available.min(max);
+        if let Some(first) = self.tail.front().map(|e| e.seq) {
+            if first <= from {
+                let skip = usize::try_from(from - first).unwrap_or(usize::MAX);
+                return ReadPlan::Memory(
+                    self.tail.iter().skip(skip).take(count).cloned().collect(),
+                );
+            }
+        }
+        let slot = (from - 1) / self.limits.index_stride;
+        let (offset, offset_seq) = match usize::try_from(slot)
+            .ok()
+            .and_then(|slot| self.index.get(slot))
+        {
+            Some(offset) => (*offset, slot * self.limits.index_stride + 1),
+            // Not reached (every event up to `last` is indexed); reading from the first
+            // frame is slow but still right.
+            None => (FILE_HEADER_LEN as u64, 1),
+        };
+        ReadPlan::Disk {
+            offset,
+            offset_seq,
+            from,
+            count,
+        }
+    }
+}
+
+/// Reads `count` events from `from` out of the record file, starting at the frame at
+/// `offset` (event `offset_seq`) and skipping the frames before `from`. Every frame is
+/// checked again (CRC, sequence): a file damaged since it was opened is
+/// [`EventLogError::Corrupt`], never a wrong event.
+fn read_frames(
+    path: &Path,
+    offset: u64,
+    offset_seq: Seq,
+    from: Seq,
+    count: usize,
+) -> Result<Vec<Arc<RecordedEvent>>> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut reader = BufReader::with_capacity(READ_BUFFER, file);
+    let mut out = Vec::with_capacity(count.min(FOLLOW_BATCH * 4));
+    let mut pos = offset;
+    let mut seq = offset_seq;
+    let mut body = Vec::new();
+    let at = |pos: u64| usize::try_from(pos).unwrap_or(usize::MAX);
+    while out.len() < count {
+        let mut header = [0u8; FRAME_HEADER_LEN];
+        reader.read_exact(&mut header).map_err(|e| {
+            corrupt(
+                path,
+                at(pos),
+                format!("record {seq}: cannot read its header: {e}"),
+            )
+        })?;
+        let len = le_u32(&header, 0) as usize;
+        let stored_crc = le_u32(&header, 4);
+        if len > MAX_RECORD_LEN {
+            return Err(corrupt(
+                path,
+                at(pos),
+                format!("record {seq}: length field {len} exceeds the {MAX_RECORD_LEN}-byte limit"),
+            ));
+        }
+        body.resize(len, 0);
+        reader.read_exact(&mut body).map_err(|e| {
+            corrupt(
+                path,
+                at(pos),
+                format!("record {seq}: cannot read its body: {e}"),
+            )
+        })?;
+        if crc32fast::hash(&body) != stored_crc {
+            return Err(corrupt(
+                path,
+                at(pos),
+                format!("record {seq}: CRC mismatch"),
+            ));
+        }
+        if seq >= from {
+            let event: RecordedEvent = serde_json::from_slice(&body).map_err(|e| {
+                corrupt(
+                    path,
+                    at(pos),
+                    format!("record {seq}: body is not a valid event: {e}"),
+                )
+            })?;
+            if event.seq != seq {
+                return Err(corrupt(
+                    path,
+                    at(pos),
+                    format!("record has sequence {} where {seq} was expected", event.seq),
+                ));
+            }
+            out.push(Arc::new(event));
+        }
+        pos += (FRAME_HEADER_LEN + len) as u64;
+        seq += 1;
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -331,6 +572,7 @@ impl EventLog for FileLog {
         Ok(self
             .shared
             .read_batch(from, max)
+            .await?
             .into_iter()
             .map(|event| RecordedEvent::clone(&event))
             .collect())
@@ -466,7 +708,7 @@ fn append_locked(
     writer.len = before + frame.len() as u64;
 
     let seq = event.seq;
-    shared.write().push(Arc::new(event));
+    shared.write().push(Arc::new(event), before);
     if let Some(notify) = &writer.notify {
         notify.send_replace(seq);
     }
@@ -551,8 +793,13 @@ impl Follower {
             // Mark the current notification seen *before* reading, so an append that lands
             // after the read below still wakes `changed()`: nothing is missed.
             self.rx.mark_unchanged();
-            self.buf
-                .extend(self.shared.read_batch(self.next, FOLLOW_BATCH));
+            match self.shared.read_batch(self.next, FOLLOW_BATCH).await {
+                Ok(batch) => self.buf.extend(batch),
+                Err(error) => {
+                    self.done = true;
+                    return Some((Err(error), self));
+                }
+            }
             if !self.buf.is_empty() {
                 continue;
             }
@@ -616,14 +863,20 @@ fn corrupt(path: &Path, offset: usize, reason: impl Into<String>) -> EventLogErr
     }
 }
 
-/// Verifies the whole record file and rebuilds the in-memory state.
-fn scan_log(bytes: &[u8], path: &Path) -> Result<Scan> {
+/// Verifies the whole record file, streaming it through a fixed-size buffer, and rebuilds
+/// the in-memory state (index, subject versions, newest events).
+fn scan_log(file: &mut File, path: &Path, limits: ReadCache) -> Result<Scan> {
+    let file_len = file.metadata()?.len();
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = BufReader::with_capacity(READ_BUFFER, &*file);
     let mut header = [0u8; FILE_HEADER_LEN];
     header[..8].copy_from_slice(LOG_MAGIC);
     header[8..].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
 
-    if bytes.len() < FILE_HEADER_LEN {
-        if header.starts_with(bytes) {
+    if file_len < FILE_HEADER_LEN as u64 {
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes)?;
+        if header.starts_with(&bytes) {
             // Empty, or a crash while the header of a new file was being written.
             let torn = (!bytes.is_empty()).then(|| TornTail {
                 offset: 0,
@@ -634,7 +887,7 @@ fn scan_log(bytes: &[u8], path: &Path) -> Result<Scan> {
                 ),
             });
             return Ok(Scan {
-                state: State::default(),
+                state: State::new(limits),
                 valid_len: 0,
                 torn,
             });
@@ -645,6 +898,8 @@ fn scan_log(bytes: &[u8], path: &Path) -> Result<Scan> {
             "bad magic: this is not a Signet event log file",
         ));
     }
+    let mut bytes = [0u8; FILE_HEADER_LEN];
+    reader.read_exact(&mut bytes)?;
     if &bytes[..8] != LOG_MAGIC {
         return Err(corrupt(
             path,
@@ -656,7 +911,7 @@ fn scan_log(bytes: &[u8], path: &Path) -> Result<Scan> {
             ),
         ));
     }
-    let version = le_u32(bytes, 8);
+    let version = le_u32(&bytes, 8);
     if version != FORMAT_VERSION {
         return Err(corrupt(
             path,
@@ -667,92 +922,97 @@ fn scan_log(bytes: &[u8], path: &Path) -> Result<Scan> {
         ));
     }
 
-    let mut state = State::default();
-    let mut pos = FILE_HEADER_LEN;
+    let mut state = State::new(limits);
+    let mut pos = FILE_HEADER_LEN as u64;
     let mut torn = None;
-    while pos < bytes.len() {
-        let rest = &bytes[pos..];
+    let mut body = Vec::new();
+    let at = |pos: u64| usize::try_from(pos).unwrap_or(usize::MAX);
+    while pos < file_len {
+        let rest = file_len - pos;
         let expected_seq = state.last_seq() + 1;
-        if rest.iter().all(|b| *b == 0) {
+        let mut frame_header = [0u8; FRAME_HEADER_LEN];
+        let head_len = usize::try_from(rest).map_or(FRAME_HEADER_LEN, |r| r.min(FRAME_HEADER_LEN));
+        reader.read_exact(&mut frame_header[..head_len])?;
+        if frame_header[..head_len].iter().all(|b| *b == 0) && rest_is_zero(&mut reader)? {
             torn = Some(TornTail {
-                offset: pos as u64,
-                dropped: rest.len() as u64,
-                reason: format!("{} zero bytes after the last record", rest.len()),
+                offset: pos,
+                dropped: rest,
+                reason: format!("{rest} zero bytes after the last record"),
             });
             break;
         }
-        if rest.len() < FRAME_HEADER_LEN {
+        if head_len < FRAME_HEADER_LEN {
             torn = Some(TornTail {
-                offset: pos as u64,
-                dropped: rest.len() as u64,
-                reason: format!(
-                    "incomplete record header ({} of {FRAME_HEADER_LEN} bytes)",
-                    rest.len()
-                ),
+                offset: pos,
+                dropped: rest,
+                reason: format!("incomplete record header ({rest} of {FRAME_HEADER_LEN} bytes)"),
             });
             break;
         }
-        let len = le_u32(rest, 0) as usize;
-        let stored_crc = le_u32(rest, 4);
+        // A zero header followed by non-zero bytes: `rest_is_zero` consumed the reader, but
+        // the length is 0, so nothing more is read below and the empty body is rejected.
+        let len = le_u32(&frame_header, 0) as usize;
+        let stored_crc = le_u32(&frame_header, 4);
         if len > MAX_RECORD_LEN {
             return Err(corrupt(
                 path,
-                pos,
+                at(pos),
                 format!(
                     "record {expected_seq}: length field {len} exceeds the \
                      {MAX_RECORD_LEN}-byte limit (damaged length field)"
                 ),
             ));
         }
-        let available = &rest[FRAME_HEADER_LEN..];
-        if available.len() < len {
+        let available = rest - FRAME_HEADER_LEN as u64;
+        if available < len as u64 {
             // Looks like the file ends mid-record. That is a torn append only if what is
             // there is an unfinished body; a complete body means the length field is damaged
             // and later records would be thrown away, so that is corruption.
-            if holds_complete_json(available) {
+            // (`available < len <= MAX_RECORD_LEN`: reading it is bounded.)
+            let mut tail = Vec::new();
+            reader.read_to_end(&mut tail)?;
+            if holds_complete_json(&tail) {
                 return Err(corrupt(
                     path,
-                    pos,
+                    at(pos),
                     format!(
                         "record {expected_seq}: length field says {len} bytes but only {} \
                          remain and they start with a complete record (damaged length field)",
-                        available.len()
+                        tail.len()
                     ),
                 ));
             }
             torn = Some(TornTail {
-                offset: pos as u64,
-                dropped: rest.len() as u64,
-                reason: format!(
-                    "incomplete record body ({} of {len} bytes)",
-                    available.len()
-                ),
+                offset: pos,
+                dropped: rest,
+                reason: format!("incomplete record body ({} of {len} bytes)", tail.len()),
             });
             break;
         }
-        let body = &available[..len];
-        let computed_crc = crc32fast::hash(body);
+        body.resize(len, 0);
+        reader.read_exact(&mut body)?;
+        let computed_crc = crc32fast::hash(&body);
         if computed_crc != stored_crc {
             return Err(corrupt(
                 path,
-                pos,
+                at(pos),
                 format!(
                     "record {expected_seq}: CRC mismatch (stored {stored_crc:#010x}, computed \
                      {computed_crc:#010x}) over its {len}-byte body"
                 ),
             ));
         }
-        let event: RecordedEvent = serde_json::from_slice(body).map_err(|e| {
+        let event: RecordedEvent = serde_json::from_slice(&body).map_err(|e| {
             corrupt(
                 path,
-                pos,
+                at(pos),
                 format!("record {expected_seq}: body is not a valid event: {e}"),
             )
         })?;
         if event.seq != expected_seq {
             return Err(corrupt(
                 path,
-                pos,
+                at(pos),
                 format!(
                     "record has sequence {} where {expected_seq} was expected (sequences must \
                      be dense from 1)",
@@ -763,19 +1023,34 @@ fn scan_log(bytes: &[u8], path: &Path) -> Result<Scan> {
         if validate_subject(&event.subject).is_err() {
             return Err(corrupt(
                 path,
-                pos,
+                at(pos),
                 format!("record {expected_seq}: invalid subject {:?}", event.subject),
             ));
         }
-        state.push(Arc::new(event));
-        pos += FRAME_HEADER_LEN + len;
+        state.push(Arc::new(event), pos);
+        pos += (FRAME_HEADER_LEN + len) as u64;
     }
     Ok(Scan {
         state,
         // Only whole records advance `pos`; on a torn tail it stops at the tail's start.
-        valid_len: pos as u64,
+        valid_len: pos,
         torn,
     })
+}
+
+/// Whether everything left in `reader` is zero bytes (consumes it).
+fn rest_is_zero(reader: &mut impl io::BufRead) -> io::Result<bool> {
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(true);
+        }
+        if chunk.iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        let n = chunk.len();
+        reader.consume(n);
+    }
 }
 
 /// Whether `bytes` starts with a complete JSON value (used to tell a torn body from a damaged

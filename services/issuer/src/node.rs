@@ -283,8 +283,13 @@ fn spawn_rotation(keys: Arc<KeyManager>) -> AbortOnDrop {
 
 /// What a running node holds on to besides its state.
 enum Resources {
-    /// One process per data directory, and the key rotation task (stops when dropped).
-    Embedded { _lock: File, _rotation: AbortOnDrop },
+    /// One process per data directory, the key rotation task and the revocation maintenance
+    /// task (both stop when dropped).
+    Embedded {
+        _lock: File,
+        _rotation: AbortOnDrop,
+        _revocations: Option<AbortOnDrop>,
+    },
     /// The key-lease renewal task (stops when dropped).
     Cluster {
         _renewal: signet_keymanager::RenewalHandle,
@@ -415,6 +420,7 @@ impl Node {
         let store = EmbeddedStore::open(&data_dir.join("store")).await?;
         let users = crate::users::Users::open_embedded(&data_dir, log.clone()).await?;
         let revocations = crate::revocations::Revocations::open_embedded(&data_dir).await?;
+        let revocation_maintenance = revocations.spawn_maintenance().map(AbortOnDrop);
         let state = AppState::new(
             config,
             log,
@@ -443,6 +449,7 @@ impl Node {
             _resources: Resources::Embedded {
                 _lock: lock,
                 _rotation: rotation,
+                _revocations: revocation_maintenance,
             },
         })
     }

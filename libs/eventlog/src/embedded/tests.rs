@@ -172,6 +172,45 @@ async fn contract_restart() {
     .await;
 }
 
+/// Limits so small that almost every read goes to disk: one cached event, and an index
+/// entry every third event (reads start between indexed frames).
+const TINY_CACHE: ReadCache = ReadCache {
+    events: 1,
+    bytes: 1 << 20,
+    index_stride: 3,
+};
+
+fn open_tiny(dir: &Path) -> Arc<FileLog> {
+    match FileLog::open_with(dir, TINY_CACHE) {
+        Ok(log) => log,
+        Err(e) => panic!("open {}: {e}", dir.display()),
+    }
+}
+
+/// The whole contract suite again, with reads and followers served from the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_run_all_reading_from_disk() {
+    let root = tempdir().unwrap();
+    let counter = AtomicUsize::new(0);
+    contract::run_all(|| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        let log: DynLog = open_tiny(&root.path().join(format!("log-{n}")));
+        std::future::ready(log)
+    })
+    .await;
+    let dir = tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    contract::restart(open_tiny(&path), |old| {
+        let path = path.clone();
+        async move {
+            drop(old);
+            let log: DynLog = open_tiny(&path);
+            log
+        }
+    })
+    .await;
+}
+
 /// The individual checks the task calls out, so a failure names the behaviour.
 macro_rules! contract_checks {
     ($($name:ident),* $(,)?) => {$(
@@ -869,4 +908,119 @@ async fn close_ends_followers_and_refuses_calls() {
     drop(log);
     // Closing left a clean file behind.
     assert_eq!(open(dir.path()).last_seq().await.unwrap(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounded memory: old events live on disk only
+// ---------------------------------------------------------------------------------------------
+
+/// Appends `n` events spread over `subjects` subjects, each payload padded to ~`pad` bytes.
+async fn append_spread(log: &FileLog, n: u64, subjects: u64, pad: usize) {
+    for i in 1..=n {
+        let subject = format!("signet.events.user.u{}", i % subjects);
+        let payload = format!(r#"{{"n":{i},"pad":"{}"}}"#, "x".repeat(pad)).into_bytes();
+        let new = NewEvent {
+            subject,
+            actor: "test".to_owned(),
+            at_ms: i as i64,
+            payload,
+        };
+        log.append(new, ExpectedVersion::Any).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_bounded_while_the_log_grows() {
+    let dir = tempdir().unwrap();
+    let limits = ReadCache {
+        events: 100,
+        bytes: 16 << 10,
+        index_stride: 16,
+    };
+    let log = FileLog::open_with(dir.path(), limits).unwrap();
+    append_spread(&log, 3_000, 50, 200).await;
+    log.save_snapshot(Snapshot {
+        seq: 3_000,
+        data: b"{}".to_vec(),
+    })
+    .await
+    .unwrap();
+
+    let check = |memory: MemoryUse| {
+        assert_eq!(memory.events, 3_000);
+        assert!(memory.cached_events <= 100, "{memory:?}");
+        assert!(memory.cached_bytes <= 16 << 10, "{memory:?}");
+        // ~250 bytes per event: the byte limit bites before the event limit.
+        assert!(
+            memory.cached_events < 100 && memory.cached_events > 0,
+            "{memory:?}"
+        );
+        assert_eq!(memory.subjects, 50);
+        assert_eq!(memory.index_entries, 3_000usize.div_ceil(16));
+    };
+    check(log.memory());
+    drop(log);
+    // Opening streams the file and keeps the same bounded image.
+    let log = FileLog::open_with(dir.path(), limits).unwrap();
+    check(log.memory());
+
+    // Every event is still readable, from disk, in order, from any start.
+    let all = log.read_from(1, usize::MAX).await.unwrap();
+    assert_eq!(all.len(), 3_000);
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(e.seq, i as Seq + 1);
+        assert_eq!(e.subject, format!("signet.events.user.u{}", (i + 1) % 50));
+    }
+    for from in [1, 2, 16, 17, 18, 1_234, 2_950, 3_000] {
+        let read = log.read_from(from, 5).await.unwrap();
+        let expected: Vec<_> = all
+            .iter()
+            .skip(from as usize - 1)
+            .take(5)
+            .cloned()
+            .collect();
+        assert_eq!(read, expected, "read_from({from}, 5)");
+    }
+    assert_eq!(
+        log.subject_version("signet.events.user.u7").await.unwrap(),
+        2_957
+    );
+    // Reading old events does not grow the cache.
+    check(log.memory());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_from_the_start_reads_history_from_disk_then_the_live_tail() {
+    let dir = tempdir().unwrap();
+    let log = open_tiny(dir.path());
+    append_n(&log, 500).await;
+    let mut stream = log.follow(1).await.unwrap();
+    for seq in 1..=500 {
+        assert_eq!(next_event(&mut stream).await.unwrap().unwrap().seq, seq);
+    }
+    append_n(&log, 2).await;
+    assert_eq!(next_event(&mut stream).await.unwrap().unwrap().seq, 501);
+    assert_eq!(next_event(&mut stream).await.unwrap().unwrap().seq, 502);
+    assert_eq!(log.memory().cached_events, 1);
+}
+
+#[tokio::test]
+async fn damage_after_open_is_reported_when_an_old_event_is_read() {
+    let dir = tempdir().unwrap();
+    let log = open_tiny(dir.path());
+    append_n(&log, 6).await;
+    let offsets = frame_offsets(dir.path());
+    // Flip a byte inside event 2's body behind the open log's back.
+    let at = offsets[1] + FRAME_HEADER_LEN + 3;
+    let mut bytes = fs::read(log_path(dir.path())).unwrap();
+    bytes[at] ^= 0x20;
+    fs::write(log_path(dir.path()), bytes).unwrap();
+    assert_corrupt(
+        log.read_from(2, 1).await.unwrap_err(),
+        dir.path(),
+        offsets[1] as u64,
+        "CRC mismatch",
+    );
+    // Event 4 starts an index slot past the damage: still readable.
+    assert_eq!(log.read_from(4, 1).await.unwrap()[0].seq, 4);
 }
