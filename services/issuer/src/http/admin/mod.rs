@@ -1,6 +1,6 @@
 //! The admin API (`/admin/v1`), shaped after the reference AuthService configuration API:
 //! `/Client`, `/Resource/ApiResource`, `/Resource/ApiScope`, `/Resource/IdentityResource`,
-//! `/User`; plus `/Key`, the signing keys, and `/revocations`.
+//! `/User`; plus `/Key`, the signing keys, `/revocations`, and `/Events`, the audit trail.
 //!
 //! Every route demands a bearer access token issued by this server with scope
 //! `signet.admin` (RFC 6750), checked here by [`require_admin`]. A write is decided against
@@ -15,6 +15,7 @@
 
 mod clients;
 pub mod common;
+mod events;
 mod keys;
 pub mod openapi;
 mod resources;
@@ -67,6 +68,10 @@ pub const RESOURCES: &[Resource] = &[
     Resource {
         routes: keys::routes,
         api: keys::Api::openapi,
+    },
+    Resource {
+        routes: events::routes,
+        api: events::Api::openapi,
     },
     Resource {
         routes: revocations::routes,

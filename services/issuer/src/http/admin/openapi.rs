@@ -35,7 +35,7 @@ const BEARER: &str = "bearer";
 #[openapi(
     info(
         title = "Signet admin API",
-        description = "Configuration API of a Signet node (clients, API resources, API scopes, identity resources, users and signing keys), with the field names and defaults of the IdentityServer-style AuthService configuration API.\n\nEvery operation but this document needs a bearer access token issued by this server with scope `signet.admin` (`client_credentials` at the public `/oauth2/token` endpoint). Writes answer once they are durable and applied. Invalid bodies get 400 with the offending `field` and the `rule` it broke."
+        description = "Configuration API of a Signet node (clients, API resources, API scopes, identity resources, users and signing keys) and its audit trail, with the field names and defaults of the IdentityServer-style AuthService configuration API.\n\nEvery operation but this document needs a bearer access token issued by this server with scope `signet.admin` (`client_credentials` at the public `/oauth2/token` endpoint). Writes answer once they are durable and applied. Invalid bodies get 400 with the offending `field` and the `rule` it broke."
     ),
     paths(document),
     components(
