@@ -323,6 +323,19 @@ mod tests {
     }
 
     #[test]
+    fn the_document_lists_the_accepted_aggregates() {
+        let doc = super::super::openapi::json().unwrap();
+        assert_eq!(
+            doc["components"]["schemas"]["AggregateKind"]["enum"],
+            serde_json::json!(AGGREGATES)
+        );
+        let op = &doc["paths"]["/admin/v1/Events"]["get"];
+        for status in ["200", "400", "401", "403", "503"] {
+            assert!(op["responses"].get(status).is_some(), "{status}");
+        }
+    }
+
+    #[test]
     fn events_are_shown_redacted() {
         let user = serde_json::json!({"type": "user.created", "data": {
             "sub": "u1", "username": "alice", "passwordHash": "$argon2id$SECRET",
