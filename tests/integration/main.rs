@@ -4,6 +4,7 @@
 mod admin_api;
 mod admin_cli;
 mod api_keys;
+mod audit;
 mod bad_input;
 mod client_credentials;
 mod cluster;

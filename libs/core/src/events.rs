@@ -4,6 +4,8 @@
 //! one name can never be both. A username has an aggregate of its own (`username`, keyed by
 //! [`crate::user::username_id`]): a write claims it with an expected version before the user
 //! event that takes the name, so that two nodes can never give one name twice.
+//! [`Event::redacted`] is an event fit to show people (the audit trail): every secret hash
+//! replaced by [`REDACTED`].
 
 use serde::{Deserialize, Serialize};
 use signet_jose::Jwk;
@@ -11,11 +13,15 @@ use signet_jose::Jwk;
 use crate::client::Client;
 use crate::resource::ApiResource;
 use crate::scope::ScopeResource;
+use crate::secret::StoredSecret;
 use crate::user::UserRecord;
 use crate::UnixTime;
 
 /// The subject prefix of configuration events.
 pub const SUBJECT_PREFIX: &str = "signet.events";
+
+/// What [`Event::redacted`] puts in place of a secret's hash.
+pub const REDACTED: &str = "[redacted]";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", deny_unknown_fields)]
@@ -155,6 +161,59 @@ impl Event {
         }
     }
 
+    /// This event with every secret replaced by [`REDACTED`]: the SHA-256 of client and
+    /// API resource secrets, the argon2id hash of a user's password and the SHA-256 of an
+    /// API key. Events never hold a secret's plaintext, but a hash of a secret is still
+    /// not for showing: an unsalted SHA-256 identifies a key, and any hash invites an
+    /// offline guess. Every variant is matched by name, so a new one must be decided here.
+    pub fn redacted(&self) -> Event {
+        fn secrets(list: &mut [StoredSecret]) {
+            for s in list.iter_mut().filter(|s| s.sha256.is_some()) {
+                s.sha256 = Some(REDACTED.to_owned());
+            }
+        }
+        let mut e = self.clone();
+        match &mut e {
+            Event::ClientCreated(c) | Event::ClientReplaced(c) => secrets(&mut c.client_secrets),
+            Event::ApiResourceCreated(r) | Event::ApiResourceReplaced(r) => {
+                secrets(&mut r.api_secrets)
+            }
+            Event::UserCreated(u) | Event::UserReplaced(u) => u.password_hash = REDACTED.to_owned(),
+            Event::ApiKeyCreated(k) => k.sha256 = REDACTED.to_owned(),
+            // Nothing secret: names, ids, times, and public keys.
+            Event::ClientDeleted { .. }
+            | Event::ApiResourceDeleted { .. }
+            | Event::ApiScopeCreated(_)
+            | Event::ApiScopeReplaced(_)
+            | Event::ApiScopeDeleted { .. }
+            | Event::IdentityResourceCreated(_)
+            | Event::IdentityResourceReplaced(_)
+            | Event::IdentityResourceDeleted { .. }
+            | Event::SigningKeyPublished { .. }
+            | Event::SigningKeyActivated { .. }
+            | Event::SigningKeyRetired { .. }
+            | Event::SigningKeyRemoved { .. }
+            | Event::UserDeleted { .. }
+            | Event::ApiKeyRevoked { .. }
+            // The name is a SHA-256 of the normalized username, which the user events
+            // show anyway.
+            | Event::UsernameClaimed { .. }
+            | Event::UsernameReleased { .. } => {}
+        }
+        e
+    }
+
+    /// The event's `type` (`client.created`, ...): its kind of aggregate and its change.
+    pub fn type_name(&self) -> String {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(mut m)) => match m.remove("type") {
+                Some(serde_json::Value::String(t)) => t,
+                _ => String::new(),
+            },
+            _ => String::new(),
+        }
+    }
+
     pub fn subject(&self) -> String {
         let (agg, id) = self.aggregate();
         agg.subject(id)
@@ -212,5 +271,160 @@ mod tests {
             r#"{"type":"username.claimed","data":{"name":"abc","sub":"s1"}}"#
         );
         assert_eq!(Event::from_json(&e.to_json()).unwrap(), e);
+    }
+
+    /// One event of every variant, each secret a distinct `SECRET-...` string.
+    fn every_variant() -> Vec<Event> {
+        let client: Box<Client> = serde_json::from_value(serde_json::json!({
+            "clientId": "web",
+            "clientSecrets": [
+                {"sha256": "SECRET-client-1", "type": "SharedSecret"},
+                {"description": "no value", "type": "SharedSecret"},
+            ],
+        }))
+        .unwrap();
+        let resource: Box<ApiResource> = serde_json::from_value(serde_json::json!({
+            "name": "orders",
+            "apiSecrets": [{"sha256": "SECRET-resource-1", "type": "SharedSecret"}],
+        }))
+        .unwrap();
+        let scope: ScopeResource =
+            serde_json::from_value(serde_json::json!({"name": "orders.read"})).unwrap();
+        let jwk: Jwk = serde_json::from_value(serde_json::json!({
+            "kty": "OKP", "kid": "k1", "alg": "EdDSA", "use": "sig", "crv": "Ed25519",
+            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+        }))
+        .unwrap();
+        let user = Box::new(UserRecord {
+            sub: "u1".into(),
+            username: "alice".into(),
+            password_hash: "SECRET-$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            claims: Default::default(),
+            enabled: true,
+            created_at: 1,
+            updated_at: 2,
+        });
+        let key = Box::new(crate::api_key::ApiKeyRecord {
+            id: "k1".into(),
+            sub: "u1".into(),
+            name: "ci".into(),
+            scopes: vec!["orders.read".into()],
+            sha256: "SECRET-api-key".into(),
+            created_at: 1,
+            expires_at: None,
+        });
+        let name = || "n".to_owned();
+        vec![
+            Event::ClientCreated(client.clone()),
+            Event::ClientReplaced(client),
+            Event::ClientDeleted {
+                client_id: "web".into(),
+            },
+            Event::ApiResourceCreated(resource.clone()),
+            Event::ApiResourceReplaced(resource),
+            Event::ApiResourceDeleted { name: name() },
+            Event::ApiScopeCreated(scope.clone()),
+            Event::ApiScopeReplaced(scope.clone()),
+            Event::ApiScopeDeleted { name: name() },
+            Event::IdentityResourceCreated(scope.clone()),
+            Event::IdentityResourceReplaced(scope),
+            Event::IdentityResourceDeleted { name: name() },
+            Event::SigningKeyPublished { jwk, at: 1 },
+            Event::SigningKeyActivated {
+                kid: "k1".into(),
+                at: 2,
+            },
+            Event::SigningKeyRetired {
+                kid: "k1".into(),
+                at: 3,
+            },
+            Event::SigningKeyRemoved {
+                kid: "k1".into(),
+                at: 4,
+                revoked: true,
+            },
+            Event::UserCreated(user.clone()),
+            Event::UserReplaced(user),
+            Event::UserDeleted { sub: "u1".into() },
+            Event::ApiKeyCreated(key),
+            Event::ApiKeyRevoked {
+                id: "k1".into(),
+                sub: "u1".into(),
+            },
+            Event::UsernameClaimed {
+                name: "n1".into(),
+                sub: "u1".into(),
+            },
+            Event::UsernameReleased {
+                name: "n1".into(),
+                sub: "u1".into(),
+            },
+        ]
+    }
+
+    /// The position of a variant in [`every_variant`]; a new variant does not compile here
+    /// until it has a sample.
+    fn variant(e: &Event) -> usize {
+        match e {
+            Event::ClientCreated(_) => 0,
+            Event::ClientReplaced(_) => 1,
+            Event::ClientDeleted { .. } => 2,
+            Event::ApiResourceCreated(_) => 3,
+            Event::ApiResourceReplaced(_) => 4,
+            Event::ApiResourceDeleted { .. } => 5,
+            Event::ApiScopeCreated(_) => 6,
+            Event::ApiScopeReplaced(_) => 7,
+            Event::ApiScopeDeleted { .. } => 8,
+            Event::IdentityResourceCreated(_) => 9,
+            Event::IdentityResourceReplaced(_) => 10,
+            Event::IdentityResourceDeleted { .. } => 11,
+            Event::SigningKeyPublished { .. } => 12,
+            Event::SigningKeyActivated { .. } => 13,
+            Event::SigningKeyRetired { .. } => 14,
+            Event::SigningKeyRemoved { .. } => 15,
+            Event::UserCreated(_) => 16,
+            Event::UserReplaced(_) => 17,
+            Event::UserDeleted { .. } => 18,
+            Event::ApiKeyCreated(_) => 19,
+            Event::ApiKeyRevoked { .. } => 20,
+            Event::UsernameClaimed { .. } => 21,
+            Event::UsernameReleased { .. } => 22,
+        }
+    }
+
+    #[test]
+    fn redaction_removes_every_secret_of_every_variant() {
+        let events = every_variant();
+        let covered: Vec<usize> = events.iter().map(variant).collect();
+        assert_eq!(
+            covered,
+            (0..=22).collect::<Vec<_>>(),
+            "one sample per variant"
+        );
+        let mut secrets_seen = 0;
+        for e in &events {
+            let raw = String::from_utf8(e.to_json()).unwrap();
+            let redacted = e.redacted();
+            let shown = String::from_utf8(redacted.to_json()).unwrap();
+            assert!(!shown.contains("SECRET"), "{shown}");
+            if raw.contains("SECRET") {
+                secrets_seen += 1;
+                assert!(shown.contains(REDACTED), "{shown}");
+            } else {
+                assert_eq!(&redacted, e, "nothing secret, nothing changed");
+            }
+            // The same event otherwise: type, aggregate and id are kept.
+            assert_eq!(redacted.type_name(), e.type_name());
+            assert_eq!(redacted.aggregate(), e.aggregate());
+        }
+        // The samples do carry secrets: client, resource, user and API key events.
+        assert_eq!(secrets_seen, 7);
+        // A secret without a value stays without one (no hash to hide).
+        let Event::ClientCreated(c) = events[0].redacted() else {
+            unreachable!()
+        };
+        assert_eq!(c.client_secrets[0].sha256.as_deref(), Some(REDACTED));
+        assert_eq!(c.client_secrets[1].sha256, None);
+        assert_eq!(events[2].type_name(), "client.deleted");
     }
 }

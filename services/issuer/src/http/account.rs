@@ -119,7 +119,7 @@ async fn create(
 }
 
 /// Revokes a key: the event, then a revocation every node and resource server applies.
-pub(super) async fn revoke(state: &AppState, sub: &str, id: &str) -> Result<(), ApiError> {
+pub(crate) async fn revoke(state: &AppState, sub: &str, id: &str) -> Result<(), ApiError> {
     let record = match state.users.revoke_api_key(sub, id, PATIENCE).await {
         Err(UserWriteError::NotFound(_)) => {
             return Err(ApiError::NotFound(

@@ -3,8 +3,6 @@
 
 pub mod account;
 pub mod admin;
-pub mod admin_revocations;
-pub mod admin_users;
 pub mod authorize;
 pub mod browser;
 pub mod client_addr;
@@ -17,7 +15,6 @@ pub mod grants;
 pub mod introspect;
 pub mod login;
 pub mod logout;
-pub mod openapi;
 pub mod server;
 pub mod token;
 pub mod user_tokens;
@@ -126,8 +123,8 @@ pub fn admin_router(state: AppState) -> Router {
         .nest("/admin/v1", admin::router(state.clone()))
         // Outside the nest: the document needs no token (the schema is not data).
         .route(
-            openapi::PATH,
-            get(openapi::document).fallback(admin::method_not_allowed),
+            admin::openapi::PATH,
+            get(admin::openapi::document).fallback(admin::method_not_allowed),
         )
         .route("/healthz", get(discovery::healthz))
         .route("/readyz", get(discovery::readyz).with_state(state.clone()))

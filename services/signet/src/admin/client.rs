@@ -471,6 +471,29 @@ impl AdminApi {
     }
 }
 
+/// The audit trail (`/admin/v1/Events`): read-only, paged by sequence.
+impl AdminApi {
+    /// One page of `GET /Events` with the given query: `{events, next}`.
+    pub async fn events(&self, query: &[(&str, String)]) -> Result<Value, Failure> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| not_signet(&self.base, StatusCode::NOT_FOUND))?
+            .pop_if_empty()
+            .extend(["admin", "v1", "Events"]);
+        url.query_pairs_mut()
+            .extend_pairs(query.iter().map(|(k, v)| (k, v)));
+        let (status, text) = self.call(Method::GET, &url, None).await?;
+        match status {
+            StatusCode::OK => match serde_json::from_str::<Value>(&text) {
+                Ok(v) if v.get("events").is_some_and(Value::is_array) => Ok(v),
+                _ => Err(not_signet(&url, status)),
+            },
+            StatusCode::NOT_FOUND => Err(not_signet(&url, status)),
+            s => Err(self.refused(s, &text, "read the events", &url)),
+        }
+    }
+}
+
 /// `<base>/admin/v1/Key[/<tail>]`.
 pub fn key_url(base: &Url, tail: Option<&str>) -> Url {
     let mut url = base.clone();

@@ -5,6 +5,7 @@
 //! signet admin <kind> list | get ID | create -f FILE | update -f FILE | delete ID
 //! signet admin apply -f FILE [--dry-run] [--replace-secrets]
 //! signet admin key list | get KID | rotate --alg ALG | import --alg ALG -f KEY.pem | revoke KID
+//! signet admin events [--aggregate KIND] [--since SEQ] [--limit N] [--follow]
 //! ```
 //!
 //! `<kind>` is `client`, `api-resource`, `api-scope` or `identity-resource`. The CLI gets an
@@ -28,10 +29,12 @@
 //!
 //! Layout: [`client`] talks HTTP, [`spec`] reads and validates files, [`apply`] plans and
 //! carries out an apply, [`output`] renders tables, plans and diffs, [`key`] has the
-//! signing-key verbs (keys are not declarative: `apply` leaves them alone).
+//! signing-key verbs (keys are not declarative: `apply` leaves them alone), [`events`] reads
+//! the audit trail.
 
 pub mod apply;
 pub mod client;
+pub mod events;
 pub mod key;
 pub mod output;
 pub mod spec;
@@ -223,6 +226,8 @@ pub enum AdminCommand {
     /// Signing keys (/admin/v1/Key), by kid: list, get, rotate, import, revoke
     #[command(visible_alias = "keys")]
     Key(key::KeyArgs),
+    /// The audit trail (/admin/v1/Events): one JSON line per change, secrets redacted
+    Events(events::EventsArgs),
     /// Create what is missing and replace what differs, from a file of many objects
     #[command(after_help = APPLY_HELP)]
     Apply(ApplyArgs),
@@ -409,6 +414,7 @@ async fn execute(args: AdminArgs) -> Result<(), Failure> {
             return apply::run(&api, &source, &docs, options, format).await;
         }
         AdminCommand::Key(k) => return key::run(&conn_args, k.verb).await,
+        AdminCommand::Events(e) => return events::run(&conn_args, e).await,
         AdminCommand::Client(k) => (Kind::Client, k.verb),
         AdminCommand::ApiResource(k) => (Kind::ApiResource, k.verb),
         AdminCommand::ApiScope(k) => (Kind::ApiScope, k.verb),

@@ -1,4 +1,4 @@
-//! The admin API's `/User` routes (DESIGN.md): `POST /User` creates a user (the server
+//! `/admin/v1/User` (DESIGN.md): `POST /User` creates a user (the server
 //! generates its `sub`), `GET /User?username=` looks one up by username, `GET`, `PUT` and
 //! `DELETE /User/{sub}` read, replace and delete one. Users live in the users projection
 //! ([`crate::users`]); writes go through the event log like every configuration change and
@@ -6,27 +6,43 @@
 //! return [`UserView`]s, which have neither the password nor its hash.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
 use signet_core::user::{NewUser, UserReplacement, UserView};
 use signet_core::validation::{from_json, ValidationErrors};
+use utoipa::OpenApi;
 
-use super::admin::{Actor, AdminBody};
-use super::error::ApiError;
+use super::common::{publish_revocation, Actor, AdminBody, APPLY_PATIENCE, REVOCATION_MARGIN};
 #[allow(unused_imports)] // the OpenAPI annotations name them
-use super::openapi::{
+use super::common::{
     BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, Unavailable,
     UnsupportedMediaType,
 };
+use crate::http::error::ApiError;
 use crate::state::AppState;
 
-/// How long a write waits for this node's users projection to apply it.
-const APPLY_PATIENCE: Duration = Duration::from_secs(10);
+/// The routes, relative to `/admin/v1`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/User", get(find_users).post(create_user))
+        .route(
+            "/User/{sub}",
+            get(get_user).put(replace_user).delete(delete_user),
+        )
+}
+
+/// This resource's part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(create_user, find_users, get_user, replace_user, delete_user),
+    tags((name = "User", description = "People who sign in: username, password (write-only, stored as an argon2id hash), OIDC claims, enabled. The server generates each user's `sub`."))
+)]
+pub struct Api;
 
 fn not_found(sub: &str) -> ApiError {
     ApiError::NotFound(format!("user {sub:?} does not exist"))
@@ -61,7 +77,7 @@ fn location(sub: &str) -> String {
         (status = 503, response = Unavailable),
     )
 )]
-pub(super) async fn create_user(
+async fn create_user(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     body: AdminBody,
@@ -90,7 +106,7 @@ pub(super) async fn create_user(
         (status = 503, response = Unavailable),
     )
 )]
-pub(super) async fn find_users(
+async fn find_users(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<UserView>>, ApiError> {
@@ -118,7 +134,7 @@ pub(super) async fn find_users(
         (status = 503, response = Unavailable),
     )
 )]
-pub(super) async fn get_user(
+async fn get_user(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<UserView>, ApiError> {
@@ -151,7 +167,7 @@ pub(super) async fn get_user(
         (status = 503, response = Unavailable),
     )
 )]
-pub(super) async fn replace_user(
+async fn replace_user(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     path: Result<Path<String>, PathRejection>,
@@ -167,7 +183,7 @@ pub(super) async fn replace_user(
         // A disabled user's API keys are revoked for good (a subject revocation ends when
         // the longest token would have expired; a key can outlive it).
         for key in state.users.api_keys_of(&sub).await? {
-            super::account::revoke(&state, &sub, &key.id).await?;
+            crate::http::account::revoke(&state, &sub, &key.id).await?;
         }
     }
     let record = state
@@ -193,7 +209,7 @@ pub(super) async fn replace_user(
         (status = 503, response = Unavailable),
     )
 )]
-pub(super) async fn delete_user(
+async fn delete_user(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     path: Result<Path<String>, PathRejection>,
@@ -219,7 +235,7 @@ pub(super) async fn delete_user(
 /// longest-lived token any client issues would have expired. Published before the write,
 /// so a failure leaves nothing changed.
 async fn revoke_subject(state: &AppState, sub: &str) -> Result<(), ApiError> {
-    let now = super::token::now();
+    let now = crate::http::token::now();
     let longest = state
         .projection
         .load()
@@ -228,14 +244,14 @@ async fn revoke_subject(state: &AppState, sub: &str) -> Result<(), ApiError> {
         .max()
         .unwrap_or(0)
         .max(24 * 3600);
-    super::admin::publish_revocation(
+    publish_revocation(
         state,
         signet_verify::revocation::Revocation {
             target: signet_verify::revocation::Target::Subject {
                 sub: sub.to_owned(),
                 issued_before: now,
             },
-            exp: now + longest + super::admin::REVOCATION_MARGIN,
+            exp: now + longest + REVOCATION_MARGIN,
             at: now,
         },
     )

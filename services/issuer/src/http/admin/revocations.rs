@@ -7,20 +7,32 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use signet_core::validation::{from_json, ValidationErrors};
 use signet_store::StoreError;
 use signet_verify::revocation::{Revocation, Target};
+use utoipa::OpenApi;
 
-use super::admin::{Actor, AdminBody};
-use super::error::ApiError;
+use super::common::{method_not_allowed, Actor, AdminBody};
 #[allow(unused_imports)] // the OpenAPI annotations name them
-use super::openapi::{
+use super::common::{
     BadRequest, Forbidden, PayloadTooLarge, Unauthorized, Unavailable, UnsupportedMediaType,
 };
-use super::token::now;
+use crate::http::error::ApiError;
+use crate::http::token::now;
 use crate::state::AppState;
+
+/// The routes, relative to `/admin/v1`.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/revocations", post(revoke).fallback(method_not_allowed))
+}
+
+/// This resource's part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(paths(revoke))]
+pub struct Api;
 
 /// What to revoke: exactly one of `jti`, `family`, `sid`, `sub`, `clientId`.
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
@@ -88,7 +100,7 @@ fn store_err(e: StoreError) -> ApiError {
         (status = 503, response = Unavailable),
     )
 )]
-pub(super) async fn revoke(
+async fn revoke(
     State(state): State<AppState>,
     Extension(actor): Extension<Actor>,
     body: AdminBody,
