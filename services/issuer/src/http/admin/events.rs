@@ -29,13 +29,14 @@ use crate::http::error::ApiError;
 use crate::state::AppState;
 
 /// The kinds of aggregate `aggregate=` accepts: the part of an event's `type` before the dot.
-pub const AGGREGATES: [&str; 7] = [
+pub const AGGREGATES: [&str; 8] = [
     "client",
     "api_resource",
     "api_scope",
     "identity_resource",
     "signing_key",
     "user",
+    "username",
     "api_key",
 ];
 /// The schema of `aggregate=` in the OpenAPI document.
@@ -50,6 +51,7 @@ pub enum AggregateKindSchema {
     identity_resource,
     signing_key,
     user,
+    username,
     api_key,
 }
 
@@ -90,7 +92,7 @@ pub struct AuditEvent {
     #[schema(example = "signet-admin")]
     actor: String,
     /// The kind of object: `client`, `api_resource`, `api_scope`, `identity_resource`,
-    /// `signing_key`, `user` or `api_key`.
+    /// `signing_key`, `user`, `username` (the claims that keep usernames unique) or `api_key`.
     #[schema(example = "client")]
     aggregate: String,
     /// The object's id (`clientId`, `name`, `kid`, `sub` or the API key's id); null for an
@@ -149,7 +151,7 @@ impl EventQuery {
             Some(_) => {
                 return Err(invalid(
                     "aggregate",
-                    "must be one of client, api_resource, api_scope, identity_resource, signing_key, user, api_key",
+                    "must be one of client, api_resource, api_scope, identity_resource, signing_key, user, username, api_key",
                 ))
             }
         };
@@ -226,7 +228,7 @@ fn audit_event(r: RecordedEvent) -> AuditEvent {
     path = "/admin/v1/Events",
     tag = "Event",
     params(
-        ("aggregate" = Option<AggregateKindSchema>, Query, description = "Only events of this kind of object: `client`, `api_resource`, `api_scope`, `identity_resource`, `signing_key`, `user` or `api_key`."),
+        ("aggregate" = Option<AggregateKindSchema>, Query, description = "Only events of this kind of object: `client`, `api_resource`, `api_scope`, `identity_resource`, `signing_key`, `user`, `username` (the claims that keep usernames unique) or `api_key`."),
         ("since" = Option<u64>, Query, description = "Only events with a greater sequence number (exclusive; default 0: from the start). Pass the previous answer's `next`."),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many events, 1 to 1000 (default 100)."),
     ),
