@@ -2,8 +2,9 @@
 //! network arbitrary and near-valid input: the bounded configuration every property uses,
 //! and generators of JSON bodies built from the admin API's own member names and values.
 //!
-//! Test-only. The properties themselves sit next to each parser (`*/fuzz.rs`), so
-//! `cargo test -p signet-core fuzz` runs them all.
+//! Test-only (compiled for this crate's tests, and for other crates' tests through the
+//! `proptest` feature). The properties themselves sit next to each parser (`*/fuzz.rs`),
+//! so `cargo test -p signet-core fuzz` runs them all.
 
 use proptest::prelude::*;
 use proptest::test_runner::Config;

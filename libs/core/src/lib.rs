@@ -13,8 +13,8 @@ pub mod bootstrap;
 pub mod client;
 pub mod commands;
 pub mod events;
-#[cfg(test)]
-mod fuzz;
+#[cfg(any(test, feature = "proptest"))]
+pub mod fuzz;
 pub mod grants;
 pub mod keys;
 pub mod oauth;
