@@ -47,6 +47,8 @@ struct Harness {
 struct Answer {
     status: StatusCode,
     location: Option<String>,
+    /// Whether the answer carries `WWW-Authenticate`.
+    challenge: bool,
     body: Vec<u8>,
 }
 
@@ -63,6 +65,7 @@ async fn call(router: &Router, req: Request<Body>) -> Answer {
         .headers()
         .get(header::LOCATION)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let challenge = resp.headers().contains_key(header::WWW_AUTHENTICATE);
     let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
         .await
         .expect("body")
@@ -70,6 +73,7 @@ async fn call(router: &Router, req: Request<Body>) -> Answer {
     Answer {
         status,
         location,
+        challenge,
         body,
     }
 }
@@ -402,6 +406,11 @@ fn the_token_endpoint_answers_any_request_with_rfc6749_json() {
                     a.json().map(|j| j["error"].clone()),
                     b.json().map(|j| j["error"].clone())
                 );
+                // RFC 6749 section 5.2: a 401 carries a challenge exactly when the client
+                // used the Authorization header.
+                if a.status == StatusCode::UNAUTHORIZED {
+                    prop_assert_eq!(a.challenge, authorization.is_some());
+                }
             }
             Ok(())
         },
