@@ -724,3 +724,6 @@ pub struct UserView {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;
