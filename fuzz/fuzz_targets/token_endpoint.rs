@@ -31,16 +31,18 @@ fn harness() -> &'static Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let node = rt.block_on(async {
             let any_port = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-            Node::start(NodeConfig {
+            let node = Node::start(NodeConfig {
                 listen: any_port,
                 admin_listen: any_port,
                 admin_client_secret: Some("fuzz-admin-secret-0123456789abcdef".to_owned()),
                 ..NodeConfig::new(dir.path().to_path_buf())
             })
             .await
-            .expect("node start")
+            .expect("node start");
+            // The follower runs on this runtime: spawned inside it.
+            node.state().spawn_follower();
+            node
         });
-        node.state().spawn_follower();
         let public = signet_issuer::http::public_router(node.state().clone());
         Harness {
             rt,
