@@ -638,3 +638,6 @@ pub fn half_hash(alg: signet_jose::Algorithm, value: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;

@@ -15,6 +15,8 @@ pub mod commands;
 pub mod events;
 #[cfg(test)]
 mod field_coverage;
+#[cfg(any(test, feature = "proptest"))]
+pub mod fuzz;
 pub mod grants;
 pub mod keys;
 pub mod oauth;

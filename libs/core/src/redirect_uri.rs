@@ -124,6 +124,9 @@ pub fn redirect_uri_matches(registered: &str, requested: &str) -> bool {
 }
 
 #[cfg(test)]
+pub(crate) mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -731,3 +731,6 @@ pub struct UserView {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;

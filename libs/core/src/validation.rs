@@ -215,6 +215,9 @@ pub fn check_unique<'a>(c: &mut Collector, field: &str, values: impl IntoIterato
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

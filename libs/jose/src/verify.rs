@@ -102,3 +102,6 @@ pub fn verify_compact<'k>(
         payload: decode(p)?,
     })
 }
+
+#[cfg(test)]
+mod fuzz;

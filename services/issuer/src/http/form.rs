@@ -92,6 +92,9 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -11,6 +11,8 @@ pub mod cors;
 pub mod discovery;
 pub mod error;
 pub mod form;
+#[cfg(test)]
+mod fuzz;
 pub mod grants;
 pub mod introspect;
 pub mod login;

@@ -559,3 +559,7 @@ pub fn single(item: &Value, kind: Kind) -> Result<Doc, Vec<Problem>> {
 #[cfg(test)]
 #[path = "spec_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "spec_fuzz.rs"]
+mod fuzz;
