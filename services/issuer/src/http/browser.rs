@@ -133,11 +133,9 @@ pub async fn load_session(
     let Ok(session) = serde_json::from_slice::<Session>(&bytes) else {
         return Ok(None);
     };
-    match state.users.by_sub(&session.sub).await {
-        Ok(Some(u)) if u.enabled => Ok(Some(session)),
-        Ok(_) => Ok(None),
-        Err(e) => Err(super::user_tokens::users_unavailable(e)),
-    }
+    Ok(super::user_tokens::enabled_user(state, &session.sub)
+        .await?
+        .map(|_| session))
 }
 
 /// Starts a session for `sub`; returns it and the cookie to set.

@@ -24,6 +24,7 @@ use super::error::{no_store, ProtocolError};
 use super::form::OAuthForm;
 use super::grants::refresh_token::{self, family_of};
 use super::token::now;
+use super::user_tokens::enabled_user;
 use crate::state::AppState;
 
 /// Seconds of clock skew tolerated on `nbf`.
@@ -166,15 +167,6 @@ pub fn client_holds(p: &Projection, client_id: &str, generation: u64) -> bool {
     })
 }
 
-/// The user `sub`, if it exists and is enabled.
-async fn enabled_user(state: &AppState, sub: &str) -> Result<Option<UserRecord>, OAuthError> {
-    match state.users.by_sub(sub).await {
-        Ok(Some(u)) if u.enabled => Ok(Some(u)),
-        Ok(_) => Ok(None),
-        Err(e) => Err(super::user_tokens::users_unavailable(e)),
-    }
-}
-
 /// The checks `/userinfo` makes, in one place for every reader of access tokens: the
 /// token's client still exists and is enabled, and the user a sign-in's token speaks for
 /// (it carries `sid`) still exists and is enabled. A token failing them is not active.
@@ -243,10 +235,8 @@ pub async fn api_key(
     if !super::browser::ct_eq(&k.sha256, &digest_key(token)) || k.is_expired(now) {
         return Ok(None);
     }
-    match state.users.by_sub(&k.sub).await {
-        Ok(Some(u)) if u.enabled => {}
-        Ok(_) => return Ok(None),
-        Err(e) => return Err(users_unavailable(e)),
+    if enabled_user(state, &k.sub).await?.is_none() {
+        return Ok(None);
     }
     if state.revocations.is_revoked(&TokenFacts {
         jti: Some(&k.id),

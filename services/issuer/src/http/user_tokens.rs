@@ -52,9 +52,20 @@ pub async fn active_user(
     state: &AppState,
     sub: &str,
 ) -> Result<signet_core::user::UserRecord, OAuthError> {
+    enabled_user(state, sub)
+        .await?
+        .ok_or_else(|| OAuthError::invalid_grant("the user is disabled or gone"))
+}
+
+/// The user `sub`, if it exists and is enabled (the one check every reader of a user's
+/// grant, token, key or session makes).
+pub async fn enabled_user(
+    state: &AppState,
+    sub: &str,
+) -> Result<Option<signet_core::user::UserRecord>, OAuthError> {
     match state.users.by_sub(sub).await {
-        Ok(Some(u)) if u.enabled => Ok(u),
-        Ok(_) => Err(OAuthError::invalid_grant("the user is disabled or gone")),
+        Ok(Some(u)) if u.enabled => Ok(Some(u)),
+        Ok(_) => Ok(None),
         Err(e) => Err(users_unavailable(e)),
     }
 }

@@ -77,13 +77,14 @@ pub async fn grant(
                 .collect()
         }
     };
-    // Never wider than what the user may hold on a key (the operator's allow-list, never
-    // the admin scope: `introspect::api_key` already dropped anything else), and the
-    // client, too, must be allowed every scope it passes on.
-    if let Some(s) = scopes.iter().find(|s| {
-        !signet_core::api_key::scope_allowed(p, s)
-            || !client.client.allowed_scopes.iter().any(|a| a == *s)
-    }) {
+    // The key's scopes are already only those the user may hold on a key now (the
+    // operator's allow-list, never the admin scope: `introspect::api_key` drops the rest),
+    // so the answer is never wider. The client, too, must be allowed every scope it passes
+    // on.
+    if let Some(s) = scopes
+        .iter()
+        .find(|s| !client.client.allowed_scopes.iter().any(|a| a == *s))
+    {
         return Err(
             OAuthError::invalid_scope(format!("the client is not allowed scope {s:?}")).into(),
         );
