@@ -341,6 +341,43 @@ impl RedisHa {
         Ok(())
     }
 
+    /// Waits until no failover is under way: every Sentinel names the same primary and
+    /// flags it plain `master` (not down, no failover in progress). A failover that has just
+    /// ended may be followed by another one while the promotion settles; this waits that out
+    /// too; and until the primary has an online replica, so that it takes writes. Returns
+    /// the primary's port.
+    pub async fn wait_settled(&self) -> Result<u16> {
+        eventually(Duration::from_secs(60), || async {
+            let mut agreed = None;
+            for s in &self.sentinels {
+                let reply = command(s.port, &["SENTINEL", "MASTER", Self::MASTER])
+                    .await
+                    .ok()?;
+                let fields: Vec<String> = reply.items().iter().filter_map(Reply::text).collect();
+                let get = |k: &str| {
+                    fields
+                        .chunks(2)
+                        .find(|kv| kv[0] == k)
+                        .and_then(|kv| kv.get(1).cloned())
+                };
+                if get("flags").as_deref() != Some("master") {
+                    return None;
+                }
+                let port: u16 = get("port")?.parse().ok()?;
+                if *agreed.get_or_insert(port) != port {
+                    return None;
+                }
+            }
+            // And the primary can write: a replica is online (`min-replicas-to-write`; a
+            // replica re-attached to a new primary is not while its full sync runs).
+            let port = agreed?;
+            let info = command(port, &["INFO", "replication"]).await.ok()?.text()?;
+            (info.contains("role:master") && info.contains("state=online")).then_some(port)
+        })
+        .await
+        .context("the Sentinels never settled on one primary")
+    }
+
     /// `redis+sentinel://127.0.0.1:<s1>,.../signet`.
     pub fn url(&self) -> String {
         let addrs: Vec<String> = self
