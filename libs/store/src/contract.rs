@@ -72,6 +72,7 @@ where
     rotate_race_one_winner(make().await).await;
     delete_family_cascades(make().await).await;
     delete_by_session_and_subject(make().await).await;
+    entries_by_lists_live_entries(make().await).await;
     consumed_entries_are_not_counted(make().await).await;
     puts_racing_delete_by_subject_leave_no_orphans(make().await).await;
     tracing::debug!(elapsed = ?started.elapsed(), "store contract suite done");
@@ -846,6 +847,53 @@ pub async fn delete_family_cascades(store: DynStore) {
         ok(store.delete_by_session("s").await, "delete_by_session"),
         0
     );
+}
+
+/// `entries_by` lists the live entries of one namespace tied to an index, and nothing else.
+pub async fn entries_by_lists_live_entries(store: DynStore) {
+    let (alice, bob) = (Index::Subject("alice"), Index::Subject("bob"));
+    let ss = Namespace::Session;
+    put(&store, ss, "a1", b"one", &[alice]).await;
+    put(&store, ss, "a2", b"two", &[Index::Session("s"), alice]).await;
+    put(&store, ss, "gone", b"x", &[alice]).await;
+    put(&store, ss, "moved", b"x", &[alice]).await;
+    put(&store, ss, "moved", b"y", &[bob]).await;
+    put(&store, ss, "b1", b"bob", &[bob]).await;
+    put(&store, Namespace::Consent, "a3", b"other ns", &[alice]).await;
+    ok(store.consume(ss, "gone").await, "consume");
+    let mut listed = ok(store.entries_by(alice, ss).await, "entries_by alice");
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![
+            ("a1".into(), b"one".to_vec()),
+            ("a2".into(), b"two".to_vec())
+        ],
+        "entries_by lists exactly the live entries of the namespace tied to the index"
+    );
+    let mut listed = ok(store.entries_by(bob, ss).await, "entries_by bob");
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![
+            ("b1".into(), b"bob".to_vec()),
+            ("moved".into(), b"y".to_vec())
+        ]
+    );
+    assert_eq!(
+        ok(
+            store.entries_by(Index::Session("s"), ss).await,
+            "by session"
+        ),
+        vec![("a2".into(), b"two".to_vec())]
+    );
+    assert!(ok(
+        store.entries_by(Index::Subject("nobody"), ss).await,
+        "empty"
+    )
+    .is_empty());
+    ok(store.delete_by_subject("alice").await, "delete_by_subject");
+    assert!(ok(store.entries_by(alice, ss).await, "after delete").is_empty());
 }
 
 /// Deleting by session or subject removes exactly what is tied to it, families included.

@@ -775,6 +775,40 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn entries_by(&self, index: Index<'_>, ns: Namespace) -> Result<Vec<(String, Vec<u8>)>> {
+        validate_index(&[index])?;
+        let index = index_ref(&index);
+        let prefix = entry_ref(ns, "");
+        self.run(move |db| {
+            let now = now_ms();
+            let tx = db.db.begin_read().map_err(db_err)?;
+            let idx = tx.open_table(INDEX).map_err(db_err)?;
+            let items = tx.open_table(ITEMS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in idx
+                .range((index.as_str(), prefix.as_str())..)
+                .map_err(db_err)?
+            {
+                let (k, _) = row.map_err(db_err)?;
+                let (i, item) = k.value();
+                let Some(key) = item.strip_prefix(prefix.as_str()).filter(|_| i == index) else {
+                    break;
+                };
+                if let Some(v) = items.get(item).map_err(db_err)? {
+                    let rec = Record::decode(v.value())?;
+                    if rec.live(now) {
+                        out.push((key.to_owned(), rec.value));
+                        if out.len() == crate::MAX_LISTED {
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn delete_by(&self, index: Index<'_>) -> Result<u64> {
         validate_index(&[index])?;
         let index = index_ref(&index);

@@ -55,6 +55,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+/// The most entries [`Store::entries_by`] returns.
+pub const MAX_LISTED: usize = 1_000;
+
 /// The longest key, family id, session id or subject accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 512;
 
@@ -302,6 +305,11 @@ pub trait Store: Send + Sync + 'static {
     /// `delete_by(Index::Family(id))` deletes only the entries tied to the family; see
     /// [`Store::delete_family`] for the family itself.
     async fn delete_by(&self, index: Index<'_>) -> Result<u64>;
+
+    /// The live entries of namespace `ns` tied to `index`, as `(key, value)` pairs in no
+    /// particular order, at most [`MAX_LISTED`] of them. For listing small sets (a user's
+    /// sessions, a session's clients); there is no other way to enumerate entries.
+    async fn entries_by(&self, index: Index<'_>, ns: Namespace) -> Result<Vec<(String, Vec<u8>)>>;
 
     /// Checks that the backend answers (readiness). The embedded store always does.
     async fn ping(&self) -> Result<()> {

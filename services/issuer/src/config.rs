@@ -172,6 +172,8 @@ pub struct NodeConfig {
     /// The load balancers whose `X-Forwarded-For` names the client (`--trusted-proxies`);
     /// empty: the client is the peer.
     pub trusted_proxies: crate::http::client_addr::TrustedProxies,
+    /// How long an SSO session lasts from sign-in (`--session-lifetime`).
+    pub session_lifetime: Duration,
 }
 
 impl NodeConfig {
@@ -208,6 +210,7 @@ impl NodeConfig {
             key_policy: signet_keymanager::KeyPolicy::default(),
             client_policy: signet_core::client::ClientPolicy::default(),
             trusted_proxies: crate::http::client_addr::TrustedProxies::default(),
+            session_lifetime: Duration::from_secs(10 * 60 * 60),
         }
     }
 }

@@ -108,6 +108,10 @@ pub struct NodeArgs {
     /// From any other peer the header is ignored [default: none]
     #[arg(long, env = "SIGNET_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
+    /// Seconds an SSO session lasts from sign-in, whatever clients do (a client's
+    /// `userSsoLifetime` may ask for less) [default: 36000 (10 hours)]
+    #[arg(long, env = "SIGNET_SESSION_LIFETIME")]
+    pub session_lifetime: Option<u64>,
 }
 
 /// The signing-key rotation schedule (`serve` and `keymanager`).
@@ -222,6 +226,7 @@ pub struct FileConfig {
     pub lifetime_limits: Option<String>,
     pub insecure_allow_any_redirect_uri: Option<bool>,
     pub trusted_proxies: Option<String>,
+    pub session_lifetime: Option<u64>,
     pub nats: Option<String>,
     pub stream: Option<String>,
     pub replicas: Option<usize>,
@@ -249,6 +254,8 @@ impl FileConfig {
 /// The largest JWKS max-age: verifiers must see a new key well before it signs, and
 /// resource servers cache the JWKS for at most an hour.
 const MAX_JWKS_MAX_AGE: u64 = 3600;
+/// The longest SSO session `--session-lifetime` accepts (a year, as `userSsoLifetime`).
+const MAX_SESSION_LIFETIME: u64 = 365 * 24 * 3600;
 
 impl NodeArgs {
     /// Applies the node flags (over the file) to `config`, and validates them.
@@ -293,6 +300,13 @@ impl NodeArgs {
         }
         if let Some(spec) = self.trusted_proxies.or(file.trusted_proxies.clone()) {
             config.trusted_proxies = TrustedProxies::parse(&spec).context("trusted_proxies")?;
+        }
+        if let Some(secs) = self.session_lifetime.or(file.session_lifetime) {
+            anyhow::ensure!(
+                (60..=MAX_SESSION_LIFETIME).contains(&secs),
+                "session_lifetime must be between 60 and {MAX_SESSION_LIFETIME} seconds"
+            );
+            config.session_lifetime = Duration::from_secs(secs);
         }
         anyhow::ensure!(
             config.listen != config.admin_listen,

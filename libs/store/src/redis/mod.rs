@@ -835,6 +835,35 @@ impl Store for RedisStore {
         }
     }
 
+    async fn entries_by(&self, index: Index<'_>, ns: Namespace) -> Result<Vec<(String, Vec<u8>)>> {
+        validate_index(&[index])?;
+        let idx = self.index_key(&index);
+        let prefix = self.entry_key(ns, "");
+        let v = self.query(redis::cmd("HKEYS").arg(&idx)).await?;
+        let keys: Vec<String> = as_array(v, "an index listing")?
+            .into_iter()
+            .map(|m| as_string(m, "an index listing"))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .filter_map(|m| m.strip_prefix(prefix.as_str()).map(str::to_owned))
+            .collect();
+        let mut out = Vec::new();
+        // Entries hash to different slots in a Redis Cluster: one read each.
+        for chunk in keys.chunks(64) {
+            let values =
+                futures::future::try_join_all(chunk.iter().map(|k| self.get(ns, k))).await?;
+            for (k, v) in chunk.iter().zip(values) {
+                if let Some(v) = v {
+                    out.push((k.clone(), v));
+                    if out.len() == crate::MAX_LISTED {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn delete_by(&self, index: Index<'_>) -> Result<u64> {
         validate_index(&[index])?;
         let idx = self.index_key(&index);

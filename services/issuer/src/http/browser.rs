@@ -17,9 +17,10 @@ use signet_core::authorize::{AuthorizeRequest, Params};
 use signet_core::oauth::OAuthError;
 use signet_core::projection::ClientEntry;
 use signet_core::secret::SecretDigest;
-use signet_store::{Index, Namespace, StoreError};
+use signet_store::{Namespace, StoreError};
 use subtle::ConstantTimeEq;
 
+pub use super::sessions::{create_session, load_session, Session};
 use crate::state::AppState;
 
 /// The SSO session cookie.
@@ -28,9 +29,6 @@ pub const SESSION_COOKIE: &str = "signet_session";
 pub const INTERACTION_COOKIE: &str = "signet_interaction";
 /// How long a user may take at the login and consent pages.
 pub const INTERACTION_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-/// An SSO session's life when no client asks for less (`userSsoLifetime` limits it per
-/// client at the authorization endpoint).
-pub const SESSION_TTL: std::time::Duration = std::time::Duration::from_secs(10 * 60 * 60);
 
 /// 256 random bits, base64url.
 pub fn random_token() -> Result<String, OAuthError> {
@@ -81,16 +79,6 @@ pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> He
     HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// A signed-in user at this authorization server.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Session {
-    /// The session id (`sid` in ID tokens); not the cookie value.
-    pub sid: String,
-    pub sub: String,
-    pub auth_time: i64,
-    pub amr: Vec<String>,
-}
-
 fn store_error(e: StoreError) -> OAuthError {
     tracing::warn!(error = %e, "short-lived state store failed");
     match e {
@@ -111,61 +99,6 @@ impl<T> StoreResult<T> for Result<T, StoreError> {
     fn or_unavailable(self) -> Result<T, OAuthError> {
         self.map_err(store_error)
     }
-}
-
-/// The session of this browser, if its cookie names a live session of a user who still
-/// exists and is enabled.
-pub async fn load_session(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<Option<Session>, OAuthError> {
-    let Some(value) = cookie(headers, SESSION_COOKIE) else {
-        return Ok(None);
-    };
-    let Some(bytes) = state
-        .store
-        .get(Namespace::Session, &digest_key(value))
-        .await
-        .or_unavailable()?
-    else {
-        return Ok(None);
-    };
-    let Ok(session) = serde_json::from_slice::<Session>(&bytes) else {
-        return Ok(None);
-    };
-    Ok(super::user_tokens::enabled_user(state, &session.sub)
-        .await?
-        .map(|_| session))
-}
-
-/// Starts a session for `sub`; returns it and the cookie to set.
-pub async fn create_session(
-    state: &AppState,
-    sub: &str,
-    amr: Vec<String>,
-    now: i64,
-) -> Result<(Session, HeaderValue), OAuthError> {
-    let value = random_token()?;
-    let session = Session {
-        sid: random_token()?[..22].to_owned(),
-        sub: sub.to_owned(),
-        auth_time: now,
-        amr,
-    };
-    let bytes = serde_json::to_vec(&session).map_err(|_| OAuthError::server_error("session"))?;
-    state
-        .store
-        .put(
-            Namespace::Session,
-            &digest_key(&value),
-            &bytes,
-            SESSION_TTL,
-            &[Index::Subject(sub), Index::Session(&session.sid)],
-        )
-        .await
-        .or_unavailable()?;
-    let cookie = set_cookie(state, SESSION_COOKIE, &value, SESSION_TTL.as_secs());
-    Ok((session, cookie))
 }
 
 /// A sign-in waiting for the user: for an authorization request, or (`request: None`) for

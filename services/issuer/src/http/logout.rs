@@ -11,11 +11,12 @@
 //! 3. Section 6: a logout the request cannot prove comes from the session's relying party
 //!    (no hint, or a hint of another session) is confirmed by the user on a page whose form
 //!    carries a CSRF token bound to the session cookie and must come from our own origin.
-//! 4. Logging out deletes the SSO session from the shared store, so it is gone at every
-//!    node, clears its cookie, and answers with a redirect to the validated
+//! 4. Logging out ends the SSO session ([`super::sessions::end`]: a session revocation,
+//!    then everything tied to it deleted from the shared store, so it is gone at every
+//!    node), clears its cookie, and answers with a redirect to the validated
 //!    `post_logout_redirect_uri` (with `state`) or the signed-out page.
 //!
-//! Front- and back-channel notifications and session revocations are not sent yet.
+//! Front- and back-channel notifications are not sent yet.
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -30,7 +31,7 @@ use std::sync::Arc;
 
 use super::browser::{
     cookie, ct_eq, digest_key, load_session, oauth_error_page, render, render_for, set_cookie,
-    PageParams, StoreResult, SESSION_COOKIE,
+    PageParams, Session, StoreResult, SESSION_COOKIE,
 };
 use crate::state::AppState;
 
@@ -143,8 +144,18 @@ fn csrf_of(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Section 3 and 4: ends the browser's session (if any) and answers.
-async fn log_out(state: &AppState, headers: &HeaderMap, req: &Request) -> Response {
-    if let Some(value) = cookie(headers, SESSION_COOKIE) {
+async fn log_out(
+    state: &AppState,
+    headers: &HeaderMap,
+    req: &Request,
+    session: Option<Session>,
+) -> Response {
+    if let Some(session) = session {
+        if let Err(e) = super::sessions::end(state, session, super::token::now()).await {
+            return oauth_error_page(state, req.client.as_deref(), e);
+        }
+    } else if let Some(value) = cookie(headers, SESSION_COOKIE) {
+        // A cookie of a session that is gone (or of a disabled user): forget it too.
         if let Err(e) = state
             .store
             .delete(Namespace::Session, &digest_key(value))
@@ -196,14 +207,14 @@ async fn handle(state: &AppState, headers: &HeaderMap, params: PageParams) -> Re
     };
     let Some(session) = session else {
         // Nobody to sign out: the relying party still gets its answer.
-        return log_out(state, headers, &req).await;
+        return log_out(state, headers, &req, None).await;
     };
     let proven = req
         .hint_sid
         .as_deref()
         .is_some_and(|sid| ct_eq(sid, &session.sid));
     if proven {
-        return log_out(state, headers, &req).await;
+        return log_out(state, headers, &req, Some(session)).await;
     }
     // Section 6: ask the user.
     let mut ctx = super::browser::branding(req.client.as_deref());
@@ -275,8 +286,12 @@ pub async fn logout_post(
         );
     }
     let p = state.projection.load();
-    match check(&state, &p, &params) {
-        Ok(req) => log_out(&state, &headers, &req).await,
-        Err(e) => oauth_error_page(&state, None, e),
+    let req = match check(&state, &p, &params) {
+        Ok(req) => req,
+        Err(e) => return oauth_error_page(&state, None, e),
+    };
+    match load_session(&state, &headers).await {
+        Ok(session) => log_out(&state, &headers, &req, session).await,
+        Err(e) => oauth_error_page(&state, req.client.as_deref(), e),
     }
 }

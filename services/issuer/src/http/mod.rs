@@ -18,6 +18,7 @@ pub mod introspect;
 pub mod login;
 pub mod logout;
 pub mod server;
+pub mod sessions;
 pub mod token;
 pub mod user_tokens;
 pub mod userinfo;

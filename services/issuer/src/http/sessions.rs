@@ -1,0 +1,217 @@
+//! SSO sessions as shared state: who signed in, when and how, and which clients received
+//! tokens in the session; ending one everywhere.
+//!
+//! Store layout (namespace [`Namespace::Session`], every entry tied to the session's
+//! [`Index::Session`] and the user's [`Index::Subject`], so ending either removes all):
+//!
+//! | key | value |
+//! |---|---|
+//! | `<SHA-256 of the cookie>` | the [`Session`] (the browser's key to it: one read per request) |
+//! | `sid:<sid>` | the same [`Session`] (found by `sid`: admin and account pages, logout hints) |
+//! | `rp:<sid>:<digest of client_id>` | a client that received a code or tokens in it |
+//!
+//! One entry per participating client (rather than a list in the session) keeps two
+//! browser tabs signing in to two clients at once from losing one of them.
+//!
+//! Ending a session ([`end`]) publishes a session revocation first (every access token
+//! carrying its `sid` stops verifying, at every issuer and resource server), then deletes
+//! everything tied to it: the cookie and records, unused codes, and the refresh-token
+//! families bound to it.
+
+use axum::http::{HeaderMap, HeaderValue};
+use serde::{Deserialize, Serialize};
+use signet_core::oauth::OAuthError;
+use signet_store::{Index, Namespace};
+
+use super::browser::{cookie, digest_key, random_token, set_cookie, StoreResult, SESSION_COOKIE};
+use crate::state::AppState;
+
+/// A signed-in user at this authorization server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Session {
+    /// The session id (`sid` in ID tokens); not the cookie value.
+    pub sid: String,
+    pub sub: String,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    /// When the session ends (Unix seconds) whatever happens.
+    #[serde(default)]
+    pub expires_at: i64,
+}
+
+impl Session {
+    /// How long the session still lives, at least a second.
+    pub fn remaining(&self, now: i64) -> std::time::Duration {
+        std::time::Duration::from_secs(self.expires_at.saturating_sub(now).max(1) as u64)
+    }
+}
+
+/// A session that has ended, and who took part in it.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub session: Session,
+    /// The `client_id`s that received a code or tokens in it.
+    pub clients: Vec<String>,
+}
+
+const SID_PREFIX: &str = "sid:";
+const RP_PREFIX: &str = "rp:";
+
+fn rp_key(sid: &str, client_id: &str) -> String {
+    format!("{RP_PREFIX}{sid}:{}", &digest_key(client_id)[..22])
+}
+
+/// The session of this browser, if its cookie names a live session of a user who still
+/// exists and is enabled.
+pub async fn load_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, OAuthError> {
+    let Some(value) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let Some(bytes) = state
+        .store
+        .get(Namespace::Session, &digest_key(value))
+        .await
+        .or_unavailable()?
+    else {
+        return Ok(None);
+    };
+    let Ok(mut session) = serde_json::from_slice::<Session>(&bytes) else {
+        return Ok(None);
+    };
+    if session.expires_at == 0 {
+        // Written before sessions recorded their end: the lifetime they were created with.
+        session.expires_at = session.auth_time + state.config.session_lifetime.as_secs() as i64;
+    }
+    Ok(super::user_tokens::enabled_user(state, &session.sub)
+        .await?
+        .map(|_| session))
+}
+
+/// A live session by its id.
+pub async fn by_sid(state: &AppState, sid: &str) -> Result<Option<Session>, OAuthError> {
+    if signet_store::validate_key("session id", sid).is_err() {
+        return Ok(None);
+    }
+    let bytes = state
+        .store
+        .get(Namespace::Session, &format!("{SID_PREFIX}{sid}"))
+        .await
+        .or_unavailable()?;
+    Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
+}
+
+/// The user's live sessions, newest first.
+pub async fn of_user(state: &AppState, sub: &str) -> Result<Vec<Session>, OAuthError> {
+    let entries = state
+        .store
+        .entries_by(Index::Subject(sub), Namespace::Session)
+        .await
+        .or_unavailable()?;
+    let mut out: Vec<Session> = entries
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(SID_PREFIX))
+        .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+        .collect();
+    out.sort_by(|a: &Session, b: &Session| b.auth_time.cmp(&a.auth_time).then(a.sid.cmp(&b.sid)));
+    Ok(out)
+}
+
+/// The clients that received a code or tokens in the session.
+pub async fn clients_of(state: &AppState, sid: &str) -> Result<Vec<String>, OAuthError> {
+    let entries = state
+        .store
+        .entries_by(Index::Session(sid), Namespace::Session)
+        .await
+        .or_unavailable()?;
+    let mut out: Vec<String> = entries
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(RP_PREFIX))
+        .filter_map(|(_, v)| String::from_utf8(v).ok())
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Starts a session for `sub` lasting `lifetime`; returns it and the cookie to set.
+pub async fn create_session(
+    state: &AppState,
+    sub: &str,
+    amr: Vec<String>,
+    now: i64,
+) -> Result<(Session, HeaderValue), OAuthError> {
+    let lifetime = state.config.session_lifetime;
+    let value = random_token()?;
+    let session = Session {
+        sid: random_token()?[..22].to_owned(),
+        sub: sub.to_owned(),
+        auth_time: now,
+        amr,
+        expires_at: now.saturating_add(lifetime.as_secs() as i64),
+    };
+    let bytes = serde_json::to_vec(&session).map_err(|_| OAuthError::server_error("session"))?;
+    let index = [Index::Subject(sub), Index::Session(&session.sid)];
+    // The record first: a cookie never points at a session that cannot be found by `sid`.
+    for key in [format!("{SID_PREFIX}{}", session.sid), digest_key(&value)] {
+        state
+            .store
+            .put(Namespace::Session, &key, &bytes, lifetime, &index)
+            .await
+            .or_unavailable()?;
+    }
+    let cookie = set_cookie(state, SESSION_COOKIE, &value, lifetime.as_secs());
+    Ok((session, cookie))
+}
+
+/// Records that `client_id` received a code or tokens in the session.
+pub async fn add_client(
+    state: &AppState,
+    session: &Session,
+    client_id: &str,
+    now: i64,
+) -> Result<(), OAuthError> {
+    state
+        .store
+        .put(
+            Namespace::Session,
+            &rp_key(&session.sid, client_id),
+            client_id.as_bytes(),
+            session.remaining(now),
+            &[Index::Session(&session.sid), Index::Subject(&session.sub)],
+        )
+        .await
+        .or_unavailable()
+}
+
+/// How long after a session ends an access token issued in it may still be presented.
+const LONGEST_TOKEN_SECS: i64 = 30 * 24 * 3600;
+
+/// Ends a session at every node: publishes its revocation (access tokens carrying its `sid`
+/// stop verifying everywhere), then deletes everything tied to it. Returns who took part.
+pub async fn end(state: &AppState, session: Session, now: i64) -> Result<Ended, OAuthError> {
+    let clients = clients_of(state, &session.sid).await?;
+    let revocation = signet_verify::revocation::Revocation {
+        target: signet_verify::revocation::Target::Session {
+            sid: session.sid.clone(),
+        },
+        exp: now + LONGEST_TOKEN_SECS,
+        at: now,
+    };
+    state.revocations.revoke(revocation).await.map_err(|e| {
+        tracing::error!(error = %e, "could not publish a session revocation");
+        OAuthError::new(
+            signet_core::oauth::ErrorCode::TemporarilyUnavailable,
+            "the session could not be ended; retry shortly",
+        )
+    })?;
+    state
+        .store
+        .delete_by_session(&session.sid)
+        .await
+        .or_unavailable()?;
+    tracing::info!(sid = %session.sid, clients = clients.len(), "session ended");
+    Ok(Ended { session, clients })
+}
