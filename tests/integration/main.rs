@@ -23,6 +23,7 @@ mod real_browser;
 mod restart;
 mod schemathesis;
 mod security;
+mod sessions;
 mod sign_in;
 mod username_race;
 mod users;

@@ -274,6 +274,14 @@ pub struct Client<S = StoredSecret> {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
     pub allow_offline_access: bool,
+    /// Whether the client's refresh tokens end with the user's session (sign-out, an
+    /// administrator or the user ending it). False: a refresh token, always issued for
+    /// `offline_access`, outlives the session it was issued in (OpenID Connect
+    /// Back-Channel Logout 1.0 section 2.7), and the access tokens refreshed from it do not
+    /// carry the session's `sid`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
+    pub coordinate_lifetime_with_user_session: bool,
     /// The client's logout URI for HTTP front-channel logout. Not supported yet: must be null.
     #[serde(default)]
     pub front_channel_logout_uri: Option<String>,
@@ -421,6 +429,7 @@ impl<S> Client<S> {
             client_claims_prefix: None,
             always_include_user_claims_in_id_token: false,
             allow_offline_access: false,
+            coordinate_lifetime_with_user_session: false,
             front_channel_logout_uri: None,
             front_channel_logout_session_required: true,
             back_channel_logout_uri: None,
@@ -475,6 +484,7 @@ impl<S> Client<S> {
             client_claims_prefix,
             always_include_user_claims_in_id_token,
             allow_offline_access,
+            coordinate_lifetime_with_user_session,
             front_channel_logout_uri,
             front_channel_logout_session_required,
             back_channel_logout_uri,
@@ -526,6 +536,7 @@ impl<S> Client<S> {
             client_claims_prefix,
             always_include_user_claims_in_id_token,
             allow_offline_access,
+            coordinate_lifetime_with_user_session,
             front_channel_logout_uri,
             front_channel_logout_session_required,
             back_channel_logout_uri,

@@ -247,6 +247,11 @@ fn every_client_field_takes_effect_or_is_refused() {
             Effect("offline_access and refresh tokens (commands, authorize, grants)"),
         ),
         (
+            "coordinateLifetimeWithUserSession",
+            None,
+            Effect("grants::refresh_token: the family ends with the session"),
+        ),
+        (
             "frontChannelLogoutUri",
             Some(json!("https://walk.example/logout")),
             Refused,
@@ -500,11 +505,7 @@ fn every_user_field_takes_effect() {
 fn fields_of_newer_reference_versions_are_refused_by_name() {
     // IdentityServer fields this model does not have (yet) are unknown members: refused,
     // naming the member, never dropped.
-    for field in [
-        "coordinateLifetimeWithUserSession",
-        "requireDPoP",
-        "cibaLifetime",
-    ] {
+    for field in ["requireDPoP", "cibaLifetime"] {
         let body = json!({"clientId": "walk", field: true});
         let e = client(&body).unwrap_err();
         assert_eq!(e.errors.len(), 1, "{e:?}");

@@ -149,6 +149,7 @@ pub const CLIENT_MEMBERS: &[&str] = &[
     "clientClaimsPrefix",
     "alwaysIncludeUserClaimsInIdToken",
     "allowOfflineAccess",
+    "coordinateLifetimeWithUserSession",
     "frontChannelLogoutUri",
     "frontChannelLogoutSessionRequired",
     "backChannelLogoutUri",

@@ -117,10 +117,11 @@ pub async fn identify(
             return Ok(None);
         };
         let g = &record.grant;
+        let token_sid = record.token_sid(family);
         let revoked = state.revocations.is_revoked(&TokenFacts {
             sub: Some(&g.sub),
             client_id: Some(&g.client_id),
-            sid: Some(&g.sid),
+            sid: Some(&token_sid),
             family: Some(family),
             iat: record.created_at,
             ..Default::default()

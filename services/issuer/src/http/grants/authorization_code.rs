@@ -26,6 +26,10 @@ const LONGEST_TOKEN_SECS: i64 = 30 * 24 * 3600;
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Redeemed {
     sid: String,
+    /// The refresh-token family the code started, which may outlive the session
+    /// (`coordinateLifetimeWithUserSession` false): a replay ends it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    family: Option<String>,
 }
 
 /// A code presented again after it was redeemed (RFC 6749 section 4.1.2, RFC 9700 section
@@ -42,13 +46,38 @@ async fn replayed(state: &AppState, key: &str) -> Result<(), OAuthError> {
     };
     if let Ok(r) = serde_json::from_slice::<Redeemed>(&bytes) {
         tracing::warn!(sid = %r.sid, "an authorization code was replayed; revoking its session");
-        state
-            .store
-            .delete_by_session(&r.sid)
-            .await
-            .or_unavailable()?;
-        // Every token issued in that session carries its `sid`: revoke them all.
         let now = crate::http::token::now();
+        match crate::http::sessions::by_sid(state, &r.sid).await? {
+            // Still live: it ends the way every session ends.
+            Some(session) => {
+                crate::http::sessions::end(state, session, now).await?;
+            }
+            None => {
+                state
+                    .store
+                    .delete_by_session(&r.sid)
+                    .await
+                    .or_unavailable()?;
+            }
+        }
+        if let Some(family) = &r.family {
+            let revocation = signet_verify::revocation::Revocation {
+                target: signet_verify::revocation::Target::Family {
+                    family: family.clone(),
+                },
+                exp: now + REDEEMED_MEMORY_SECS as i64 + LONGEST_TOKEN_SECS,
+                at: now,
+            };
+            state.revocations.revoke(revocation).await.map_err(|e| {
+                tracing::error!(error = %e, "could not publish a family revocation");
+                OAuthError::new(
+                    signet_core::oauth::ErrorCode::TemporarilyUnavailable,
+                    "retry shortly",
+                )
+            })?;
+            state.store.delete_family(family).await.or_unavailable()?;
+        }
+        // Every token issued in that session carries its `sid`: revoke them all.
         let revocation = signet_verify::revocation::Revocation {
             target: signet_verify::revocation::Target::Session { sid: r.sid },
             exp: now + REDEEMED_MEMORY_SECS as i64 + LONGEST_TOKEN_SECS,
@@ -139,9 +168,22 @@ pub async fn grant(
         (None, None) => {}
     }
     let user = user_tokens::active_user(state, &grant.sub).await?;
+    // offline_access granted to a client that allows it: a refresh-token family.
+    let refresh = if client.client.allow_offline_access
+        && grant
+            .scopes
+            .iter()
+            .any(|s| s == signet_core::commands::OFFLINE_ACCESS)
+    {
+        Some(super::refresh_token::issue(state, p, client, &grant, &user.claims, now).await?)
+    } else {
+        None
+    };
+    let family = refresh.as_deref().and_then(super::refresh_token::family_of);
     // Remember the redemption: presenting this code again ends what it started.
     let marker = serde_json::to_vec(&Redeemed {
         sid: grant.sid.clone(),
+        family: family.map(str::to_owned),
     })
     .map_err(|_| OAuthError::server_error("code"))?;
     state
@@ -155,18 +197,6 @@ pub async fn grant(
         )
         .await
         .or_unavailable()?;
-    // offline_access granted to a client that allows it: a refresh-token family.
-    let refresh = if client.client.allow_offline_access
-        && grant
-            .scopes
-            .iter()
-            .any(|s| s == signet_core::commands::OFFLINE_ACCESS)
-    {
-        Some(super::refresh_token::issue(state, p, client, &grant, &user.claims, now).await?)
-    } else {
-        None
-    };
-    let family = refresh.as_deref().and_then(super::refresh_token::family_of);
     let (access_token, lifetime) =
         user_tokens::access_token_in_family(state, p, client, &grant, &user.claims, family, now)
             .await?;

@@ -49,6 +49,35 @@ pub struct RefreshRecord {
     pub created_at: i64,
     /// When the family dies at the latest.
     pub absolute_exp: i64,
+    /// Whether the family ends with the session it was created in (the client's
+    /// `coordinateLifetimeWithUserSession` at the grant). Families created before it was
+    /// kept were tied to their session: true.
+    #[serde(default = "tied_by_default")]
+    pub coordinated: bool,
+}
+
+fn tied_by_default() -> bool {
+    true
+}
+
+/// The `sid` the access tokens refreshed from a family that outlives its session carry
+/// (never a session's: a session id is 22 characters of base64url).
+pub fn offline_sid(family: &str) -> String {
+    format!("offline-{family}")
+}
+
+impl RefreshRecord {
+    /// The session the family's tokens belong to, for revocation checks and for the `sid`
+    /// of the access tokens refreshed from it: the sign-in session when the family is
+    /// coordinated with it, else the family's own pseudo session ([`offline_sid`]), which
+    /// no session revocation names.
+    pub fn token_sid(&self, family: &str) -> String {
+        if self.coordinated {
+            self.grant.sid.clone()
+        } else {
+            offline_sid(family)
+        }
+    }
 }
 
 /// A new refresh token for `grant`: `<family>.<secret>`, with its family created in the
@@ -66,12 +95,21 @@ pub async fn issue(
     let family = random_token()?[..22].to_owned();
     let token = format!("{family}.{}", random_token()?);
     let absolute_exp = now + i64::from(c.absolute_refresh_token_lifetime.max(1));
+    let coordinated = c.coordinate_lifetime_with_user_session;
     let record = RefreshRecord {
         grant: grant.clone(),
         access_claims: Some(access_token_claims(p, &grant.scopes, user_claims)),
         created_at: now,
         absolute_exp,
+        coordinated,
     };
+    // OpenID Connect Back-Channel Logout 1.0 section 2.7: an offline_access refresh token
+    // (the only kind Signet issues) outlives the session unless the client coordinates
+    // them; then ending the session deletes the family with everything else tied to it.
+    let mut index = vec![Index::Subject(&grant.sub)];
+    if coordinated {
+        index.push(Index::Session(&grant.sid));
+    }
     let value = serde_json::to_vec(&record).map_err(|_| OAuthError::server_error("refresh"))?;
     state
         .store
@@ -80,7 +118,7 @@ pub async fn issue(
             &digest_key(&token),
             &value,
             first_ttl(client, now, absolute_exp),
-            &[Index::Session(&grant.sid), Index::Subject(&grant.sub)],
+            &index,
         )
         .await
         .or_unavailable()?;
@@ -292,10 +330,11 @@ pub async fn grant(
     {
         return Err(invalid().into());
     }
+    let token_sid = record.token_sid(family);
     if state.revocations.is_revoked(&TokenFacts {
         sub: Some(&grant.sub),
         client_id: Some(&grant.client_id),
-        sid: Some(&grant.sid),
+        sid: Some(&token_sid),
         family: Some(family),
         iat: record.created_at,
         ..Default::default()
@@ -323,11 +362,15 @@ pub async fn grant(
         }
         grant.scopes.retain(|g| asked.contains(&g.as_str()));
     }
+    // The access token speaks for the family's session: the sign-in's when coordinated,
+    // else the family's own, so ending the sign-in session does not refuse it.
+    let mut access_grant = grant.clone();
+    access_grant.sid = token_sid;
     let (access_token, lifetime) = user_tokens::access_token_in_family(
         state,
         p,
         client,
-        &grant,
+        &access_grant,
         user_claims,
         Some(family),
         now,
@@ -347,6 +390,7 @@ pub async fn grant(
             code: None,
             user_claims: false,
         };
+        // The ID token keeps the sign-in's `sid`: the relying party's session.
         let mut g = grant.clone();
         // OIDC Core 12.2: no nonce in ID tokens from a refresh.
         g.nonce = None;
