@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use signet_tests::browser::{params_of, Browser, PKCE_CHALLENGE, PKCE_VERIFIER};
 use signet_tests::cluster::Cluster;
-use signet_tests::eventually;
+use signet_tests::{eventually, Serve, ServeOptions};
 
 const SECRET: &str = "sessions-client-secret-0123";
 const API_SECRET: &str = "sessions-api-secret-0123456";
@@ -306,5 +306,267 @@ async fn ending_a_session_revokes_its_tokens_everywhere_but_offline_refresh_toke
     // The other family lives on.
     let (st, _) = refresh("loose", rt(&after)).await?;
     assert_eq!(st, 200);
+    Ok(())
+}
+
+const PASSWORD: &str = "omar password 1234";
+
+/// `signet serve` with `--session-lifetime 120`, user `omar` (and `zoe`), and a client
+/// `app` ("Orders App") without consent; returns omar's and zoe's `sub`.
+async fn serve_with_users() -> anyhow::Result<(tempfile::TempDir, Serve, String, String)> {
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(
+        dir.path(),
+        ServeOptions {
+            extra_args: vec!["--session-lifetime".into(), "120".into()],
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut subs = Vec::new();
+    for name in ["omar", "zoe"] {
+        let u = s
+            .create(
+                "/User",
+                json!({"username": name, "password": PASSWORD, "claims": {}}),
+            )
+            .await?;
+        subs.push(u["sub"].as_str().context("sub")?.to_owned());
+    }
+    for (id, name, sso) in [("app", "Orders App", None), ("brief", "Brief", Some(1))] {
+        s.create(
+            "/Client",
+            json!({"clientId": id, "clientName": name, "allowedGrantTypes": ["authorization_code"],
+                "clientSecrets": [{"value": SECRET}], "redirectUris": [REDIRECT],
+                "allowedScopes": ["openid"], "requireConsent": false,
+                "userSsoLifetime": sso}),
+        )
+        .await?;
+    }
+    let zoe = subs.pop().context("zoe")?;
+    let omar = subs.pop().context("omar")?;
+    Ok((dir, s, omar, zoe))
+}
+
+/// `prompt=none` at `client` with browser `b`: the `error` of the answer, if any.
+async fn silent(s: &Serve, b: &mut Browser, client: &str) -> anyhow::Result<Option<String>> {
+    let mut u = url::Url::parse(&format!("{}/oauth2/authorize", s.issuer))?;
+    u.query_pairs_mut()
+        .append_pair("client_id", client)
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid")
+        .append_pair("prompt", "none")
+        .append_pair("code_challenge", PKCE_CHALLENGE)
+        .append_pair("code_challenge_method", "S256");
+    let r = b.get(u.as_str()).await?;
+    anyhow::ensure!(r.status == 302, "authorize: {} {}", r.status, r.body);
+    Ok(params_of(&r.location()?, false).remove("error"))
+}
+
+/// A browser leaving from 127.0.0.2 with a 300-character `User-Agent`.
+fn browser_from_2() -> anyhow::Result<Browser> {
+    let ua = format!("SessionTest/1.0 {}", "x".repeat(284));
+    Browser::from_address_with("127.0.0.2".parse()?, &[("user-agent", ua.as_str())])
+}
+
+/// Signs omar in with `b` at `app`: the token response.
+async fn sign_in(s: &Serve, b: &mut Browser) -> anyhow::Result<Value> {
+    authorize(b, &s.issuer, &s.issuer, "app", "openid", "omar", PASSWORD).await
+}
+
+/// Operators list, read and end a user's sessions (`/admin/v1/User/{sub}/Session`):
+/// each shows where (address, user agent), when (`--session-lifetime` bounds it, as the
+/// cookie's Max-Age) and which apps; ending one signs that browser out and revokes its
+/// tokens; another user's `sid` is 404; disabling the user ends the rest.
+#[tokio::test]
+async fn operators_see_and_end_a_users_sessions() -> anyhow::Result<()> {
+    let (_dir, s, omar, zoe) = serve_with_users().await?;
+    let mut b1 = browser_from_2()?;
+    // The session cookie lives as long as the session.
+    let mut u = url::Url::parse(&format!("{}/oauth2/authorize", s.issuer))?;
+    u.query_pairs_mut()
+        .append_pair("client_id", "app")
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid")
+        .append_pair("code_challenge", PKCE_CHALLENGE)
+        .append_pair("code_challenge_method", "S256");
+    let r = b1.sign_in(u.as_str(), "omar", PASSWORD).await?;
+    let set_cookie = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("signet_session="))
+        .context("session cookie")?
+        .to_owned();
+    assert!(set_cookie.contains("Max-Age=120"), "{set_cookie}");
+    let t1 = sign_in(&s, &mut b1).await?;
+    let mut b2 = Browser::new();
+    let t2 = sign_in(&s, &mut b2).await?;
+    let sid_of = |t: &Value| -> anyhow::Result<String> {
+        Ok(
+            claims_of(t["id_token"].as_str().context("id_token")?)?["sid"]
+                .as_str()
+                .context("sid")?
+                .to_owned(),
+        )
+    };
+    let (sid1, sid2) = (sid_of(&t1)?, sid_of(&t2)?);
+
+    let (st, list) = s
+        .admin_call(Method::GET, &format!("/User/{omar}/Session"), None)
+        .await?;
+    assert_eq!(st, 200, "{list}");
+    let list = list.as_array().context("a list")?.clone();
+    assert_eq!(list.len(), 2, "{list:?}");
+    let one = list
+        .iter()
+        .find(|v| v["sid"] == sid1.as_str())
+        .context("session 1 listed")?;
+    assert_eq!(one["sub"], omar.as_str());
+    assert_eq!(one["address"], "127.0.0.2", "{one}");
+    let ua = one["userAgent"].as_str().context("userAgent")?;
+    assert!(
+        ua.starts_with("SessionTest/1.0 ") && ua.chars().count() == 200,
+        "{ua}"
+    );
+    assert_eq!(one["amr"], json!(["pwd"]));
+    assert_eq!(
+        one["clients"],
+        json!([{"clientId": "app", "clientName": "Orders App"}])
+    );
+    let auth_time = one["authTime"].as_i64().context("authTime")?;
+    assert_eq!(one["expiresAt"].as_i64(), Some(auth_time + 120), "{one}");
+    let (st, got) = s
+        .admin_call(Method::GET, &format!("/User/{omar}/Session/{sid1}"), None)
+        .await?;
+    assert_eq!((st, &got), (200, one), "read one");
+
+    // Unknown user, unknown sid, a sid of another user: 404 with a JSON error body.
+    for (method, path) in [
+        (Method::GET, "/User/nobody/Session".to_owned()),
+        (Method::DELETE, "/User/nobody/Session".to_owned()),
+        (
+            Method::GET,
+            format!("/User/{omar}/Session/{}", "A".repeat(22)),
+        ),
+        (Method::GET, format!("/User/{zoe}/Session/{sid1}")),
+        (Method::DELETE, format!("/User/{zoe}/Session/{sid1}")),
+        (Method::GET, format!("/User/{omar}/Session/%00")),
+    ] {
+        let (st, body) = s.admin_call(method.clone(), &path, None).await?;
+        assert_eq!(st, 404, "{method} {path}: {body}");
+        assert!(body["error"].is_string(), "{body}");
+    }
+    assert_eq!(
+        silent(&s, &mut b1, "app").await?,
+        None,
+        "zoe's 404 ended nothing"
+    );
+
+    // End session 1: that browser is signed out, its token revoked; session 2 lives on.
+    let (st, _) = s
+        .admin_call(
+            Method::DELETE,
+            &format!("/User/{omar}/Session/{sid1}"),
+            None,
+        )
+        .await?;
+    assert_eq!(st, 204);
+    assert_eq!(
+        silent(&s, &mut b1, "app").await?.as_deref(),
+        Some("login_required")
+    );
+    assert_eq!(silent(&s, &mut b2, "app").await?, None);
+    let userinfo = |t: &Value| {
+        let req = s
+            .http()
+            .get(format!("{}/userinfo", s.issuer))
+            .bearer_auth(t["access_token"].as_str().unwrap_or_default());
+        async move { anyhow::Ok(req.send().await?.status().as_u16()) }
+    };
+    assert_eq!(userinfo(&t1).await?, 401);
+    assert_eq!(userinfo(&t2).await?, 200);
+    let (st, _) = s
+        .admin_call(
+            Method::DELETE,
+            &format!("/User/{omar}/Session/{sid1}"),
+            None,
+        )
+        .await?;
+    assert_eq!(st, 404, "ended already");
+    let (_, list) = s
+        .admin_call(Method::GET, &format!("/User/{omar}/Session"), None)
+        .await?;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["sid"], sid2.as_str());
+
+    // All of them.
+    let (st, _) = s
+        .admin_call(Method::DELETE, &format!("/User/{omar}/Session"), None)
+        .await?;
+    assert_eq!(st, 204);
+    assert_eq!(
+        silent(&s, &mut b2, "app").await?.as_deref(),
+        Some("login_required")
+    );
+    assert_eq!(userinfo(&t2).await?, 401);
+    let (st, list) = s
+        .admin_call(Method::GET, &format!("/User/{omar}/Session"), None)
+        .await?;
+    assert_eq!((st, list), (200, json!([])));
+
+    // Disabling the user ends the sessions signed in since.
+    let mut b3 = Browser::new();
+    sign_in(&s, &mut b3).await?;
+    let (st, body) = s
+        .admin_call(
+            Method::PUT,
+            &format!("/User/{omar}"),
+            Some(&json!({"username": "omar", "claims": {}, "enabled": false})),
+        )
+        .await?;
+    assert_eq!(st, 200, "{body}");
+    let (st, list) = s
+        .admin_call(Method::GET, &format!("/User/{omar}/Session"), None)
+        .await?;
+    assert_eq!((st, list), (200, json!([])));
+    Ok(())
+}
+
+/// A client's `userSsoLifetime` asks for a new sign-in once the session is older, while
+/// the same session still signs in silently at a client without it.
+#[tokio::test]
+async fn user_sso_lifetime_forces_a_new_sign_in() -> anyhow::Result<()> {
+    let (_dir, s, _, _) = serve_with_users().await?;
+    let mut b = Browser::new();
+    sign_in(&s, &mut b).await?;
+    assert_eq!(silent(&s, &mut b, "brief").await?, None, "fresh session");
+    eventually(Duration::from_secs(10), || async {
+        let mut u = url::Url::parse(&format!("{}/oauth2/authorize", s.issuer)).ok()?;
+        u.query_pairs_mut()
+            .append_pair("client_id", "brief")
+            .append_pair("redirect_uri", REDIRECT)
+            .append_pair("response_type", "code")
+            .append_pair("scope", "openid")
+            .append_pair("code_challenge", PKCE_CHALLENGE)
+            .append_pair("code_challenge_method", "S256");
+        let mut probe = Browser::new();
+        probe.cookies = b.cookies.clone();
+        let r = probe.get(u.as_str()).await.ok()?;
+        r.location()
+            .ok()
+            .filter(|l| l.path().ends_with("/login"))
+            .map(|_| ())
+    })
+    .await
+    .context("userSsoLifetime: 1 sends the user to the login page")?;
+    assert_eq!(
+        silent(&s, &mut b, "brief").await?.as_deref(),
+        Some("login_required")
+    );
+    assert_eq!(silent(&s, &mut b, "app").await?, None, "still signed in");
     Ok(())
 }

@@ -150,6 +150,17 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Short-lived state (sessions) failing under an admin or account call: 503 when it is
+/// unavailable, else an internal error (the description is ours, never a secret).
+impl From<OAuthError> for ApiError {
+    fn from(e: OAuthError) -> Self {
+        match e.code {
+            ErrorCode::TemporarilyUnavailable => ApiError::Unavailable(e.description.into()),
+            _ => ApiError::Internal(e.description.into()),
+        }
+    }
+}
+
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         match e {

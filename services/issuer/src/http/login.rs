@@ -319,10 +319,12 @@ pub async fn login_post(
         Err(e) => return oauth_error_page(&state, None, e),
     };
     let now = now();
-    let (session, cookie) = match create_session(&state, &user.sub, vec!["pwd".into()], now).await {
-        Ok(s) => s,
-        Err(e) => return oauth_error_page(&state, None, e),
-    };
+    let facts = super::sessions::SignInFacts::of(&headers, addr);
+    let (session, cookie) =
+        match create_session(&state, &user.sub, vec!["pwd".into()], facts, now).await {
+            Ok(s) => s,
+            Err(e) => return oauth_error_page(&state, None, e),
+        };
     if let Err(e) = end_interaction(&state, &id).await {
         return oauth_error_page(&state, None, e);
     }

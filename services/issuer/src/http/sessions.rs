@@ -37,6 +37,43 @@ pub struct Session {
     /// When the session ends (Unix seconds) whatever happens.
     #[serde(default)]
     pub expires_at: i64,
+    /// The browser's `User-Agent` at sign-in, cut to [`USER_AGENT_CHARS`] characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// The client address at sign-in (after `--trusted-proxies`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// How much of a `User-Agent` a session keeps.
+pub const USER_AGENT_CHARS: usize = 200;
+
+/// Where a sign-in came from, as its session records it.
+#[derive(Debug, Clone, Default)]
+pub struct SignInFacts {
+    pub user_agent: Option<String>,
+    pub address: Option<std::net::IpAddr>,
+}
+
+impl SignInFacts {
+    /// The facts of a request: its `User-Agent` (control characters dropped, cut to
+    /// [`USER_AGENT_CHARS`] characters) and its resolved client address.
+    pub fn of(headers: &HeaderMap, addr: Option<std::net::IpAddr>) -> Self {
+        let user_agent = headers
+            .get(axum::http::header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .map(|ua| {
+                ua.chars()
+                    .filter(|c| !c.is_control())
+                    .take(USER_AGENT_CHARS)
+                    .collect::<String>()
+            })
+            .filter(|ua| !ua.trim().is_empty());
+        SignInFacts {
+            user_agent,
+            address: addr,
+        }
+    }
 }
 
 impl Session {
@@ -141,6 +178,7 @@ pub async fn create_session(
     state: &AppState,
     sub: &str,
     amr: Vec<String>,
+    facts: SignInFacts,
     now: i64,
 ) -> Result<(Session, HeaderValue), OAuthError> {
     let lifetime = state.config.session_lifetime;
@@ -151,6 +189,8 @@ pub async fn create_session(
         auth_time: now,
         amr,
         expires_at: now.saturating_add(lifetime.as_secs() as i64),
+        user_agent: facts.user_agent,
+        address: facts.address.map(|a| a.to_string()),
     };
     let bytes = serde_json::to_vec(&session).map_err(|_| OAuthError::server_error("session"))?;
     let index = [Index::Subject(sub), Index::Session(&session.sid)];
@@ -214,4 +254,99 @@ pub async fn end(state: &AppState, session: Session, now: i64) -> Result<Ended, 
         .or_unavailable()?;
     tracing::info!(sid = %session.sid, clients = clients.len(), "session ended");
     Ok(Ended { session, clients })
+}
+
+/// A client of a session, as users and operators see it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionClient {
+    /// The client's `clientId`.
+    pub client_id: String,
+    /// Its `clientName` (its `clientId` when it has none or no longer exists).
+    pub client_name: String,
+}
+
+/// A live session as users (`/account/sessions`) and operators (`/admin/v1/User/{sub}/Session`)
+/// see it: where, when, which apps. Never the cookie.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    /// The session id (`sid` in ID tokens and logout tokens).
+    pub sid: String,
+    /// The user's `sub`.
+    pub sub: String,
+    /// When the user signed in, starting the session (Unix seconds).
+    pub auth_time: i64,
+    /// When the session ends at the latest (Unix seconds).
+    pub expires_at: i64,
+    /// How the user authenticated (RFC 8176 values, e.g. `pwd`).
+    pub amr: Vec<String>,
+    /// The browser's `User-Agent` at sign-in (at most 200 characters).
+    pub user_agent: Option<String>,
+    /// The client address at sign-in.
+    pub address: Option<String>,
+    /// The clients that received a code or tokens in the session.
+    pub clients: Vec<SessionClient>,
+}
+
+/// The view of a session, with its clients' display names.
+pub async fn view(state: &AppState, session: &Session) -> Result<SessionView, OAuthError> {
+    let ids = clients_of(state, &session.sid).await?;
+    let p = state.projection.load();
+    let clients = ids
+        .into_iter()
+        .map(|client_id| {
+            let client_name = p
+                .client(&client_id)
+                .and_then(|c| c.client.client_name.clone())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| client_id.clone());
+            SessionClient {
+                client_id,
+                client_name,
+            }
+        })
+        .collect();
+    let expires_at = if session.expires_at == 0 {
+        session.auth_time + state.config.session_lifetime.as_secs() as i64
+    } else {
+        session.expires_at
+    };
+    Ok(SessionView {
+        sid: session.sid.clone(),
+        sub: session.sub.clone(),
+        auth_time: session.auth_time,
+        expires_at,
+        amr: session.amr.clone(),
+        user_agent: session.user_agent.clone(),
+        address: session.address.clone(),
+        clients,
+    })
+}
+
+/// The live session `sid` of user `sub` (a session of another user is none of theirs).
+pub async fn of_user_by_sid(
+    state: &AppState,
+    sub: &str,
+    sid: &str,
+) -> Result<Option<Session>, OAuthError> {
+    Ok(by_sid(state, sid).await?.filter(|s| s.sub == sub))
+}
+
+/// Ends every live session of `sub` but `keep` (each through [`end`]); returns how many.
+pub async fn end_all_of_user(
+    state: &AppState,
+    sub: &str,
+    keep: Option<&str>,
+    now: i64,
+) -> Result<usize, OAuthError> {
+    let mut ended = 0;
+    for session in of_user(state, sub).await? {
+        if keep.is_some_and(|k| k == session.sid) {
+            continue;
+        }
+        end(state, session, now).await?;
+        ended += 1;
+    }
+    Ok(ended)
 }

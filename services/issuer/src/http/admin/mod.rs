@@ -1,6 +1,6 @@
 //! The admin API (`/admin/v1`), shaped after the reference AuthService configuration API:
 //! `/Client`, `/Resource/ApiResource`, `/Resource/ApiScope`, `/Resource/IdentityResource`,
-//! `/User`; plus `/Key`, the signing keys, `/revocations`, and `/Events`, the audit trail.
+//! `/User` and a user's `/Session`s; plus `/Key`, the signing keys, `/revocations`, and `/Events`, the audit trail.
 //!
 //! Every route demands a bearer access token issued by this server with scope
 //! `signet.admin` (RFC 6750), checked here by [`require_admin`]. A write is decided against
@@ -21,6 +21,7 @@ pub mod openapi;
 mod resources;
 mod revocations;
 mod scopes;
+mod sessions;
 mod users;
 
 use axum::extract::{Request, State};
@@ -64,6 +65,10 @@ pub const RESOURCES: &[Resource] = &[
     Resource {
         routes: users::routes,
         api: users::Api::openapi,
+    },
+    Resource {
+        routes: sessions::routes,
+        api: sessions::Api::openapi,
     },
     Resource {
         routes: keys::routes,

@@ -180,6 +180,9 @@ async fn replace_user(
             return Err(not_found(&sub));
         }
         revoke_subject(&state, &sub).await?;
+        // Their sessions end the way every session ends (each one's participants learn of it).
+        crate::http::sessions::end_all_of_user(&state, &sub, None, crate::http::token::now())
+            .await?;
         // A disabled user's API keys are revoked for good (a subject revocation ends when
         // the longest token would have expired; a key can outlive it).
         for key in state.users.api_keys_of(&sub).await? {
@@ -219,6 +222,8 @@ async fn delete_user(
         return Err(not_found(&sub));
     }
     revoke_subject(&state, &sub).await?;
+    // Their sessions end the way every session ends (each one's participants learn of it).
+    crate::http::sessions::end_all_of_user(&state, &sub, None, crate::http::token::now()).await?;
     // Before the event, so a store that is down fails the request with nothing deleted...
     delete_state(&state, &sub).await?;
     state.users.delete(&actor.0, &sub, APPLY_PATIENCE).await?;
