@@ -614,3 +614,173 @@ spec:
     s.stop().await?;
     Ok(())
 }
+
+/// The `user` kind: create, get (by sub or username), list by username, update (a
+/// rename through `sub`), apply (create, unchanged, replace; a dry run writes nothing),
+/// sessions and logout (one with --sid, then all), delete; missing users exit 5.
+#[tokio::test]
+async fn user_verbs_and_sessions() -> anyhow::Result<()> {
+    use signet_tests::browser::code_flow;
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(&dir.path().join("data"), ServeOptions::default()).await?;
+    let admin = Admin::for_node(&s);
+    const PW: &str = "cli user password 1";
+    let user = write(
+        dir.path(),
+        "user.yaml",
+        &format!("kind: User\nspec:\n  username: cleo\n  password: {PW}\n  claims: {{email: cleo@example.com}}\n"),
+    );
+    let out = admin.run(&["user", "create", "-f", &user]).await;
+    let line = out.ok().trim().to_owned();
+    assert!(line.starts_with("user/cleo created (sub "), "{line}");
+    let sub = line
+        .trim_start_matches("user/cleo created (sub ")
+        .trim_end_matches(')')
+        .to_owned();
+    let out = admin.run(&["user", "create", "-f", &user]).await;
+    assert!(out.one_line(1).contains("cleo"), "{out:#?}");
+    for id in [sub.as_str(), "cleo", "CLEO"] {
+        let out = admin.run(&["user", "get", id, "-o", "json"]).await;
+        let shown: Value = serde_json::from_str(out.ok())?;
+        assert_eq!(shown["sub"], sub.as_str(), "{id}");
+        assert!(shown.get("password").is_none());
+    }
+    let out = admin.run(&["users", "ls", "--username", "cleo"]).await;
+    let table = out.ok();
+    assert!(table.starts_with("USERNAME "), "{table}");
+    assert!(
+        table.contains("cleo") && table.contains(&sub) && table.contains("email"),
+        "{table}"
+    );
+    let out = admin.run(&["user", "get", "nobody"]).await;
+    assert!(
+        out.one_line(5).contains("user/nobody not found"),
+        "{out:#?}"
+    );
+    // An invalid file is refused before anything is sent, naming the field.
+    let bad = write(
+        dir.path(),
+        "bad.json",
+        r#"{"username": "x", "password": "short"}"#,
+    );
+    let out = admin.run(&["user", "create", "-f", &bad]).await;
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(out.stderr.contains("password"), "{out:#?}");
+
+    // Rename through sub (the stored password stays).
+    let rename = format!(
+        r#"{{"sub": "{sub}", "username": "cleo2", "claims": {{"email": "cleo@example.com"}}}}"#
+    );
+    let out = admin
+        .run_stdin(&["user", "update", "-f", "-"], Some(&rename))
+        .await;
+    assert_eq!(out.ok(), "user/cleo2 replaced\n");
+    assert_eq!(get(&s, &format!("/User/{sub}")).await?["username"], "cleo2");
+
+    // apply: cleo2 unchanged, dan created; then dan's claims change (dry run first).
+    let users = |dan_email: &str| {
+        format!(
+            "- {{username: cleo2, claims: {{email: cleo@example.com}}}}\n- kind: User\n  spec: {{username: dan, password: '{PW}', claims: {{email: {dan_email}}}}}\n"
+        )
+    };
+    let file = write(dir.path(), "users.yaml", &users("dan@example.com"));
+    let out = admin.run(&["user", "apply", "-f", &file]).await;
+    assert_eq!(
+        out.ok(),
+        "user/cleo2 unchanged\nuser/dan created\n1 created, 0 replaced, 1 unchanged\n"
+    );
+    let file = write(dir.path(), "users.yaml", &users("dan@new.example"));
+    let out = admin
+        .run(&["user", "apply", "-f", &file, "--dry-run"])
+        .await;
+    assert_eq!(
+        out.ok(),
+        "user/cleo2 unchanged\nuser/dan replaced (dry run)\n    changed: claims\n\
+         dry run: 0 to create, 1 to replace, 1 unchanged; nothing was written\n"
+    );
+    let out = admin.run(&["user", "get", "dan", "-o", "json"]).await;
+    let dan: Value = serde_json::from_str(out.ok())?;
+    assert_eq!(
+        dan["claims"]["email"], "dan@example.com",
+        "dry run wrote nothing"
+    );
+    let out = admin
+        .run(&["user", "apply", "-f", &file, "-o", "json"])
+        .await;
+    let report: Value = serde_json::from_str(out.ok())?;
+    assert_eq!(report["users"][1]["action"], "replace", "{report}");
+    let out = admin.run(&["user", "get", "dan", "-o", "json"]).await;
+    let dan: Value = serde_json::from_str(out.ok())?;
+    assert_eq!(dan["claims"]["email"], "dan@new.example");
+    // A user the server does not have, without a password: refused before any write.
+    let file = write(dir.path(), "new.yaml", "- {username: eve}\n");
+    let out = admin.run(&["user", "apply", "-f", &file]).await;
+    assert_eq!(out.code, 2, "{out:#?}");
+    assert!(out.stderr.contains("needs a password"), "{out:#?}");
+
+    // Sessions: two browsers sign in as cleo2; list, end one by sid, then all.
+    s.create(
+        "/Client",
+        serde_json::json!({"clientId": "web", "allowedGrantTypes": ["authorization_code"],
+            "clientSecrets": [{"value": "cli-web-secret-0123456789"}],
+            "redirectUris": ["http://127.0.0.1:1/cb"], "allowedScopes": ["openid"],
+            "requireConsent": false}),
+    )
+    .await?;
+    let mut sids = Vec::new();
+    for _ in 0..2 {
+        let t = code_flow(
+            &s.issuer,
+            &s.issuer,
+            "web",
+            Some("cli-web-secret-0123456789"),
+            "http://127.0.0.1:1/cb",
+            "openid",
+            "cleo2",
+            PW,
+        )
+        .await?;
+        let id = t["id_token"].as_str().unwrap_or_default();
+        sids.push(
+            crate::sessions::claims_of(id)?["sid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    let out = admin.run(&["user", "sessions", "cleo2"]).await;
+    let table = out.ok();
+    assert!(table.starts_with("SID "), "{table}");
+    assert!(
+        sids.iter().all(|sid| table.contains(sid.as_str())),
+        "{table}"
+    );
+    assert!(table.contains("web"), "{table}");
+    let out = admin
+        .run(&["user", "logout", "cleo2", "--sid", &sids[0]])
+        .await;
+    assert_eq!(
+        out.ok(),
+        format!("session {} of user/cleo2 ended\n", sids[0])
+    );
+    let out = admin.run(&["user", "sessions", &sub, "-o", "json"]).await;
+    let left: Value = serde_json::from_str(out.ok())?;
+    assert_eq!(left.as_array().map(Vec::len), Some(1), "{left}");
+    assert_eq!(left[0]["sid"], sids[1].as_str());
+    let out = admin
+        .run(&["user", "logout", "cleo2", "--sid", &sids[0]])
+        .await;
+    assert!(out.one_line(5).contains("no live session"), "{out:#?}");
+    let out = admin.run(&["user", "logout", "cleo2"]).await;
+    assert_eq!(out.ok(), "every session of user/cleo2 ended\n");
+    let out = admin
+        .run(&["user", "sessions", "cleo2", "-o", "json"])
+        .await;
+    assert_eq!(out.ok().trim(), "[]");
+
+    let out = admin.run(&["user", "delete", "dan"]).await;
+    assert_eq!(out.ok(), "user/dan deleted\n");
+    let out = admin.run(&["user", "delete", "dan"]).await;
+    assert_eq!(out.code, 5, "{out:#?}");
+    Ok(())
+}

@@ -18,7 +18,7 @@ const REDIRECT: &str = "http://127.0.0.1:1/cb";
 
 /// Authorizes `client_id` with browser `b` at `authorize_base` (signing `user` in when
 /// the browser has no session), then redeems the code at `token_base`.
-pub async fn authorize(
+pub(crate) async fn authorize(
     b: &mut Browser,
     authorize_base: &str,
     token_base: &str,
@@ -41,7 +41,7 @@ pub async fn authorize(
 }
 
 /// [`authorize`], returning the code it redeemed too.
-pub async fn authorize_code(
+pub(crate) async fn authorize_code(
     b: &mut Browser,
     authorize_base: &str,
     token_base: &str,
@@ -91,7 +91,7 @@ async fn redeem(token_base: &str, client_id: &str, code: &str) -> anyhow::Result
 }
 
 /// The payload of a JWT, unverified (the tests verify signatures elsewhere).
-pub fn claims_of(jwt: &str) -> anyhow::Result<Value> {
+pub(crate) fn claims_of(jwt: &str) -> anyhow::Result<Value> {
     use base64::Engine;
     let payload = jwt.split('.').nth(1).context("not a JWT")?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?;

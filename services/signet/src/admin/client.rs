@@ -230,12 +230,21 @@ impl AdminApi {
         })
     }
 
+    /// `<base>/admin/v1/<segments>`, each percent-encoded as one path segment.
+    pub fn admin_url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut s) = url.path_segments_mut() {
+            s.pop_if_empty().extend(["admin", "v1"]).extend(segments);
+        }
+        url
+    }
+
     /// `<base>/admin/v1/<kind path>[/<id>]`, the id percent-encoded as one path segment.
     pub fn url(&self, kind: Kind, id: Option<&str>) -> Url {
         object_url(&self.base, kind, id)
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         url: &Url,
@@ -262,7 +271,13 @@ impl AdminApi {
     }
 
     /// The failure for an answer that is not the expected one.
-    fn refused(&self, status: StatusCode, text: &str, action: &str, url: &Url) -> Failure {
+    pub(super) fn refused(
+        &self,
+        status: StatusCode,
+        text: &str,
+        action: &str,
+        url: &Url,
+    ) -> Failure {
         let body: Value = serde_json::from_str(text).unwrap_or(Value::Null);
         if body.is_null() && !status.is_server_error() {
             return not_signet(url, status);
@@ -519,7 +534,7 @@ pub fn object_url(base: &Url, kind: Kind, id: Option<&str>) -> Url {
     url
 }
 
-fn not_signet(url: &Url, status: StatusCode) -> Failure {
+pub(super) fn not_signet(url: &Url, status: StatusCode) -> Failure {
     Failure::new(
         Exit::Connect,
         format!(

@@ -6,6 +6,9 @@
 //! signet admin apply -f FILE [--dry-run] [--replace-secrets]
 //! signet admin key list | get KID | rotate --alg ALG | import --alg ALG -f KEY.pem | revoke KID
 //! signet admin events [--aggregate KIND] [--since SEQ] [--limit N] [--follow]
+//! signet admin user list --username NAME | get ID | create -f FILE | update -f FILE | delete ID
+//! signet admin user apply -f FILE [--dry-run] [--replace-passwords]
+//! signet admin user sessions ID | logout ID [--sid SID]
 //! ```
 //!
 //! `<kind>` is `client`, `api-resource`, `api-scope` or `identity-resource`. The CLI gets an
@@ -30,7 +33,8 @@
 //! Layout: [`client`] talks HTTP, [`spec`] reads and validates files, [`apply`] plans and
 //! carries out an apply, [`output`] renders tables, plans and diffs, [`key`] has the
 //! signing-key verbs (keys are not declarative: `apply` leaves them alone), [`events`] reads
-//! the audit trail.
+//! the audit trail, [`user`] has the users and their sessions (users have server-generated
+//! ids and write-only passwords, so they have their own verbs and `user apply`).
 
 pub mod apply;
 pub mod client;
@@ -38,6 +42,7 @@ pub mod events;
 pub mod key;
 pub mod output;
 pub mod spec;
+pub mod user;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -226,6 +231,10 @@ pub enum AdminCommand {
     /// Signing keys (/admin/v1/Key), by kid: list, get, rotate, import, revoke
     #[command(visible_alias = "keys")]
     Key(key::KeyArgs),
+    /// Users (/admin/v1/User), by sub or username, and their sessions: list, get, create,
+    /// update, delete, apply, sessions, logout
+    #[command(visible_alias = "users")]
+    User(user::UserArgs),
     /// The audit trail (/admin/v1/Events): one JSON line per change, secrets redacted
     Events(events::EventsArgs),
     /// Create what is missing and replace what differs, from a file of many objects
@@ -415,6 +424,7 @@ async fn execute(args: AdminArgs) -> Result<(), Failure> {
         }
         AdminCommand::Key(k) => return key::run(&conn_args, k.verb).await,
         AdminCommand::Events(e) => return events::run(&conn_args, e).await,
+        AdminCommand::User(u) => return user::run(&conn_args, u.verb).await,
         AdminCommand::Client(k) => (Kind::Client, k.verb),
         AdminCommand::ApiResource(k) => (Kind::ApiResource, k.verb),
         AdminCommand::ApiScope(k) => (Kind::ApiScope, k.verb),

@@ -116,7 +116,7 @@ pub fn utc(secs: i64) -> String {
         .unwrap_or_else(|| secs.to_string())
 }
 
-fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     let header: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {

@@ -52,7 +52,7 @@ impl Source {
         }
     }
 
-    fn read(&self) -> Result<String, Failure> {
+    pub fn read(&self) -> Result<String, Failure> {
         let mut text = String::new();
         let result = match self {
             Source::Stdin => std::io::stdin().read_to_string(&mut text).map(|_| ()),
