@@ -570,3 +570,216 @@ async fn user_sso_lifetime_forces_a_new_sign_in() -> anyhow::Result<()> {
     assert_eq!(silent(&s, &mut b, "app").await?, None, "still signed in");
     Ok(())
 }
+
+/// Users see their sessions at `/account/sessions` (HTML and JSON: where, when, which
+/// apps, which one is this browser) and end one, every other one, or all; forms need the
+/// CSRF field, JSON writes the `X-CSRF-Token` header, cross-site writes are refused, a
+/// session of someone else is 404; ending this browser's session clears its cookie.
+#[tokio::test]
+async fn users_see_and_end_their_sessions_on_the_account_page() -> anyhow::Result<()> {
+    let (_dir, s, _, _) = serve_with_users().await?;
+    let page_url = format!("{}/account/sessions", s.issuer);
+    let http = s.http().clone();
+    // Not signed in: JSON says 401, the page asks to sign in and comes back.
+    let r = http.get(format!("{page_url}/list")).send().await?;
+    assert_eq!(r.status(), 401);
+    let mut b1 = browser_from_2()?;
+    let back = b1.sign_in(&page_url, "omar", PASSWORD).await?;
+    assert_eq!(back.status, 302, "{}", back.body);
+    assert_eq!(
+        back.location()?.as_str(),
+        page_url,
+        "back to the sessions page"
+    );
+    let mut b2 = Browser::new();
+    let t2 = sign_in(&s, &mut b2).await?;
+    let sid2 = claims_of(t2["id_token"].as_str().context("id_token")?)?["sid"]
+        .as_str()
+        .context("sid")?
+        .to_owned();
+    // zoe's session, which omar cannot end.
+    let mut bz = Browser::new();
+    let tz = authorize(
+        &mut bz, &s.issuer, &s.issuer, "app", "openid", "zoe", PASSWORD,
+    )
+    .await?;
+    let zoe_sid = claims_of(tz["id_token"].as_str().context("id_token")?)?["sid"]
+        .as_str()
+        .context("sid")?
+        .to_owned();
+
+    let page = b1.get(&page_url).await?;
+    assert_eq!(page.status, 200, "{}", page.body);
+    for shown in [
+        "This browser",
+        "127.0.0.2",
+        "SessionTest",
+        "Orders App",
+        " UTC",
+    ] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
+    assert!(!page.body.contains(&zoe_sid), "only omar's sessions");
+    let csrf = page.hidden("csrf")?;
+    let cookie = |b: &Browser| b.cookie_header().unwrap_or_default();
+    let list = |b: &Browser| {
+        let req = http
+            .get(format!("{page_url}/list"))
+            .header("cookie", cookie(b));
+        async move { anyhow::Ok(req.send().await?.json::<Value>().await?) }
+    };
+    let mine = list(&b1).await?;
+    let sessions = mine["sessions"].as_array().context("sessions")?;
+    assert_eq!(sessions.len(), 2, "{mine}");
+    assert_eq!(sessions[0]["current"], true, "this browser's first: {mine}");
+    assert_eq!(sessions[0]["address"], "127.0.0.2");
+    let own_sid = sessions[0]["sid"].as_str().context("sid")?.to_owned();
+    assert_eq!(sessions[1]["sid"], sid2.as_str());
+    assert_eq!(sessions[1]["current"], false);
+    assert_eq!(
+        sessions[1]["clients"],
+        json!([{"clientId": "app", "clientName": "Orders App"}])
+    );
+    let json_csrf = mine["csrf"].as_str().context("csrf")?.to_owned();
+
+    // Refused: a forged form, a cross-site form, JSON without the header or cross-site,
+    // and a session that is not omar's (404, zoe stays signed in).
+    let end2 = format!("{page_url}/{sid2}/end");
+    let r = b1.post_form(&end2, &[("csrf", "forged")]).await?;
+    assert_eq!(r.status, 403);
+    let r = b1
+        .post_form_with(
+            &end2,
+            &[("csrf", &csrf)],
+            &[("sec-fetch-site", "cross-site")],
+        )
+        .await?;
+    assert_eq!(r.status, 403);
+    let delete = |b: &Browser, path: String, headers: Vec<(&'static str, String)>| {
+        let mut req = http
+            .delete(format!("{page_url}/list{path}"))
+            .header("cookie", cookie(b));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        async move {
+            let r = req.send().await?;
+            let status = r.status().as_u16();
+            let set = r
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_owned))
+                .collect::<Vec<_>>();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            anyhow::Ok((status, set, body))
+        }
+    };
+    let (st, _, body) = delete(&b1, format!("/{sid2}"), vec![]).await?;
+    assert_eq!((st, body["field"].as_str()), (403, Some("X-CSRF-Token")));
+    let (st, _, _) = delete(
+        &b1,
+        format!("/{sid2}"),
+        vec![
+            ("x-csrf-token", json_csrf.clone()),
+            ("origin", "https://evil.example".into()),
+        ],
+    )
+    .await?;
+    assert_eq!(st, 403);
+    let (st, _, _) = delete(
+        &b1,
+        format!("/{zoe_sid}"),
+        vec![("x-csrf-token", json_csrf.clone())],
+    )
+    .await?;
+    assert_eq!(st, 404);
+    let r = b1
+        .post_form(&format!("{page_url}/{zoe_sid}/end"), &[("csrf", &csrf)])
+        .await?;
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        silent(&s, &mut bz, "app").await?,
+        None,
+        "zoe still signed in"
+    );
+    assert_eq!(silent(&s, &mut b2, "app").await?, None);
+
+    // End the other session with the form: that browser is signed out, this one is not.
+    let r = b1.post_form(&end2, &[("csrf", &csrf)]).await?;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.location()?.as_str(), page_url);
+    assert_eq!(
+        silent(&s, &mut b2, "app").await?.as_deref(),
+        Some("login_required")
+    );
+    assert_eq!(silent(&s, &mut b1, "app").await?, None);
+
+    // Every other one, through JSON.
+    let mut b3 = Browser::new();
+    sign_in(&s, &mut b3).await?;
+    let (st, set, _) = delete(
+        &b1,
+        "?others=true".into(),
+        vec![("x-csrf-token", json_csrf.clone())],
+    )
+    .await?;
+    assert_eq!(st, 204);
+    assert!(set.is_empty(), "this browser keeps its cookie: {set:?}");
+    assert_eq!(
+        silent(&s, &mut b3, "app").await?.as_deref(),
+        Some("login_required")
+    );
+    assert_eq!(
+        list(&b1).await?["sessions"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let (st, _, body) = delete(
+        &b1,
+        "?others=maybe".into(),
+        vec![("x-csrf-token", json_csrf.clone())],
+    )
+    .await?;
+    assert_eq!((st, body["field"].as_str()), (400, Some("others")));
+
+    // This browser's own session through JSON: its cookie is cleared.
+    let mut b4 = Browser::new();
+    b4.sign_in(&page_url, "omar", PASSWORD).await?;
+    let own4 = list(&b4).await?;
+    let sid4 = own4["sessions"][0]["sid"]
+        .as_str()
+        .context("sid")?
+        .to_owned();
+    let (st, set, _) = delete(
+        &b4,
+        format!("/{sid4}"),
+        vec![(
+            "x-csrf-token",
+            own4["csrf"].as_str().unwrap_or_default().into(),
+        )],
+    )
+    .await?;
+    assert_eq!(st, 204);
+    assert!(
+        set.iter()
+            .any(|c| c.starts_with("signet_session=") && c.contains("Max-Age=0")),
+        "{set:?}"
+    );
+
+    // Everywhere, with the form: this browser too; the page then asks to sign in.
+    let r = b1
+        .post_form(&format!("{page_url}/end-all"), &[("csrf", &csrf)])
+        .await?;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(!b1.cookies.contains_key("signet_session"), "cookie cleared");
+    let again = b1.get(&page_url).await?;
+    assert_eq!(again.status, 302);
+    assert!(again.location()?.path().ends_with("/login"));
+    let r = http
+        .get(format!("{page_url}/list"))
+        .header("cookie", format!("signet_session={own_sid}"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 401);
+    Ok(())
+}

@@ -27,10 +27,11 @@ use signet_core::validation::ValidationErrors;
 use signet_verify::revocation::{Revocation, Target};
 
 use super::browser::{
-    cookie, ct_eq, digest_key, load_session, oauth_error_page, render, start_interaction,
-    PageParams, Session, SESSION_COOKIE,
+    cookie, ct_eq, digest_key, load_session, oauth_error_page, render, set_cookie,
+    start_interaction_for, AccountPage, PageParams, Session, SESSION_COOKIE,
 };
 use super::error::ApiError;
+use super::sessions::SessionView;
 use super::token::now;
 use crate::state::AppState;
 use crate::users::UserWriteError;
@@ -51,9 +52,13 @@ fn csrf_ok(headers: &HeaderMap, presented: Option<&str>) -> bool {
 
 /// 302 to the account page.
 pub fn to_account_page(state: &AppState) -> Response {
+    to_page(state, AccountPage::ApiKeys)
+}
+
+/// 302 to the account page `page`.
+pub fn to_page(state: &AppState, page: AccountPage) -> Response {
     let mut r = StatusCode::FOUND.into_response();
-    if let Ok(v) = header::HeaderValue::from_str(&state.config.issuer.endpoint("/account/api-keys"))
-    {
+    if let Ok(v) = header::HeaderValue::from_str(&state.config.issuer.endpoint(page.path())) {
         r.headers_mut().insert(header::LOCATION, v);
     }
     super::error::no_store(r.headers_mut());
@@ -176,6 +181,7 @@ async fn page(
         status,
         json!({
             "action": state.config.issuer.endpoint("/account/api-keys"),
+            "sessions": state.config.issuer.endpoint("/account/sessions"),
             "csrf": csrf_of(headers),
             "username": username,
             "keys": keys,
@@ -191,22 +197,27 @@ pub async fn page_get(State(state): State<AppState>, headers: HeaderMap) -> Resp
     match signed_in(&state, &headers).await {
         Err(r) => r,
         Ok(Some(session)) => page(&state, &headers, &session, None, None).await,
-        Ok(None) => match start_interaction(&state, None, None).await {
-            Ok((id, cookie)) => {
-                let mut r = StatusCode::FOUND.into_response();
-                if let Ok(v) = header::HeaderValue::from_str(
-                    &state
-                        .config
-                        .issuer
-                        .endpoint(&format!("/login?interaction={id}")),
-                ) {
-                    r.headers_mut().insert(header::LOCATION, v);
-                }
-                r.headers_mut().append(header::SET_COOKIE, cookie);
-                r
+        Ok(None) => sign_in_first(&state, AccountPage::ApiKeys).await,
+    }
+}
+
+/// To the login page, returning to the account page `page` afterwards.
+async fn sign_in_first(state: &AppState, page: AccountPage) -> Response {
+    match start_interaction_for(state, None, None, page).await {
+        Ok((id, cookie)) => {
+            let mut r = StatusCode::FOUND.into_response();
+            if let Ok(v) = header::HeaderValue::from_str(
+                &state
+                    .config
+                    .issuer
+                    .endpoint(&format!("/login?interaction={id}")),
+            ) {
+                r.headers_mut().insert(header::LOCATION, v);
             }
-            Err(e) => oauth_error_page(&state, None, e),
-        },
+            r.headers_mut().append(header::SET_COOKIE, cookie);
+            r
+        }
+        Err(e) => oauth_error_page(state, None, e),
     }
 }
 
@@ -412,4 +423,260 @@ pub async fn json_revoke(
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => write_error(&state, e, true),
     }
+}
+
+// `/account/sessions`: the user's live sessions (where, when, which apps), ending one,
+// every other one, or all of them. The same rules as the API-key pages: the session cookie
+// authenticates, forms carry the CSRF field, JSON writes the `X-CSRF-Token` header, and
+// cross-site writes are refused. Ending goes through `sessions::end`, like every other way
+// a session ends; ending this browser's session clears its cookie.
+//
+// | route | what |
+// |---|---|
+// | `GET /account/sessions` | the page (signs the user in first) |
+// | `POST /account/sessions/{sid}/end` | form: end one session |
+// | `POST /account/sessions/end-others` | form: end every session but this one |
+// | `POST /account/sessions/end-all` | form: end every session, this one too |
+// | `GET /account/sessions/list` | JSON: the sessions, `current` marking this browser's |
+// | `DELETE /account/sessions/list[?others=true]` | JSON: end all (or all others) (204) |
+// | `DELETE /account/sessions/list/{sid}` | JSON: end one (204) |
+
+/// A session as its user sees it: the shared view, and whether it is this browser's.
+#[derive(serde::Serialize)]
+struct OwnSession {
+    #[serde(flatten)]
+    view: SessionView,
+    current: bool,
+}
+
+/// The user's live sessions, this browser's first.
+async fn own_sessions(state: &AppState, current: &Session) -> Result<Vec<OwnSession>, ApiError> {
+    let mut out = Vec::new();
+    for s in super::sessions::of_user(state, &current.sub).await? {
+        out.push(OwnSession {
+            current: s.sid == current.sid,
+            view: super::sessions::view(state, &s).await?,
+        });
+    }
+    out.sort_by_key(|s| !s.current);
+    Ok(out)
+}
+
+/// Which sessions a request ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending<'a> {
+    One(&'a str),
+    Others,
+    All,
+}
+
+/// Ends what `ending` names among the user's sessions; returns whether this browser's
+/// session ended (then its cookie must go). A `sid` that is not one of the user's live
+/// sessions is 404.
+async fn end_own(
+    state: &AppState,
+    current: &Session,
+    ending: Ending<'_>,
+) -> Result<bool, ApiError> {
+    let now = now();
+    match ending {
+        Ending::One(sid) => {
+            let Some(s) = super::sessions::of_user_by_sid(state, &current.sub, sid).await? else {
+                return Err(ApiError::NotFound(
+                    "you have no live session with this id".into(),
+                ));
+            };
+            super::sessions::end(state, s, now).await?;
+            Ok(sid == current.sid)
+        }
+        Ending::Others => {
+            super::sessions::end_all_of_user(state, &current.sub, Some(&current.sid), now).await?;
+            Ok(false)
+        }
+        Ending::All => {
+            super::sessions::end_all_of_user(state, &current.sub, None, now).await?;
+            Ok(true)
+        }
+    }
+}
+
+/// `2026-12-03 10:00 UTC`.
+fn when(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+async fn sessions_page(state: &AppState, headers: &HeaderMap, current: &Session) -> Response {
+    let sessions = match own_sessions(state, current).await {
+        Ok(s) => s,
+        Err(e) => return write_error(state, e, false),
+    };
+    let username = match state.users.by_sub(&current.sub).await {
+        Ok(Some(u)) => u.username,
+        _ => current.sub.clone(),
+    };
+    let rows: Vec<Value> = sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "sid": s.view.sid,
+                "current": s.current,
+                "signed_in": when(s.view.auth_time),
+                "expires": when(s.view.expires_at),
+                "address": s.view.address,
+                "user_agent": s.view.user_agent,
+                "clients": s.view.clients.iter().map(|c| c.client_name.clone()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let mut r = render(
+        "sessions.html",
+        StatusCode::OK,
+        json!({
+            "action": state.config.issuer.endpoint("/account/sessions"),
+            "api_keys": state.config.issuer.endpoint("/account/api-keys"),
+            "csrf": csrf_of(headers),
+            "username": username,
+            "sessions": rows,
+        }),
+    );
+    super::error::no_store(r.headers_mut());
+    r
+}
+
+/// `GET /account/sessions`.
+pub async fn sessions_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match signed_in(&state, &headers).await {
+        Err(r) => r,
+        Ok(Some(session)) => sessions_page(&state, &headers, &session).await,
+        Ok(None) => sign_in_first(&state, AccountPage::Sessions).await,
+    }
+}
+
+/// After a form ended sessions: back to the page (303), without the cookie when this
+/// browser's session ended (the page then asks to sign in again).
+fn after_form(state: &AppState, signed_out: bool) -> Response {
+    let mut r = to_page(state, AccountPage::Sessions);
+    *r.status_mut() = StatusCode::SEE_OTHER;
+    if signed_out {
+        r.headers_mut()
+            .append(header::SET_COOKIE, set_cookie(state, SESSION_COOKIE, "", 0));
+    }
+    r
+}
+
+async fn form_end(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    ending: Ending<'_>,
+) -> Response {
+    let (_, session) = match posted_form(state, headers, body).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    match end_own(state, &session, ending).await {
+        Ok(signed_out) => after_form(state, signed_out),
+        Err(e) => write_error(state, e, false),
+    }
+}
+
+/// `POST /account/sessions/{sid}/end` (form).
+pub async fn sessions_end_one(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    form_end(&state, &headers, &body, Ending::One(&sid)).await
+}
+
+/// `POST /account/sessions/end-others` (form).
+pub async fn sessions_end_others(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    form_end(&state, &headers, &body, Ending::Others).await
+}
+
+/// `POST /account/sessions/end-all` (form).
+pub async fn sessions_end_all(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    form_end(&state, &headers, &body, Ending::All).await
+}
+
+/// `GET /account/sessions/list`.
+pub async fn sessions_json_list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let session = match json_session(&state, &headers, false).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match own_sessions(&state, &session).await {
+        Ok(sessions) => {
+            let mut r =
+                Json(json!({"sessions": sessions, "csrf": csrf_of(&headers)})).into_response();
+            super::error::no_store(r.headers_mut());
+            r
+        }
+        Err(e) => write_error(&state, e, true),
+    }
+}
+
+async fn json_end(state: &AppState, headers: &HeaderMap, ending: Ending<'_>) -> Response {
+    let session = match json_session(state, headers, true).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match end_own(state, &session, ending).await {
+        Ok(signed_out) => {
+            let mut r = StatusCode::NO_CONTENT.into_response();
+            if signed_out {
+                r.headers_mut()
+                    .append(header::SET_COOKIE, set_cookie(state, SESSION_COOKIE, "", 0));
+            }
+            r
+        }
+        Err(e) => write_error(state, e, true),
+    }
+}
+
+/// `DELETE /account/sessions/list[?others=true]`.
+pub async fn sessions_json_end_all(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let ending = match query.get("others").map(String::as_str) {
+        None | Some("false") => Ending::All,
+        Some("true") => Ending::Others,
+        Some(_) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "others must be true or false",
+                Some("others"),
+            )
+        }
+    };
+    json_end(&state, &headers, ending).await
+}
+
+/// `DELETE /account/sessions/list/{sid}`.
+pub async fn sessions_json_end_one(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    json_end(&state, &headers, Ending::One(&sid)).await
 }

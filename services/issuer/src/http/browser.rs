@@ -112,6 +112,28 @@ pub struct Interaction {
     pub browser: String,
     /// Set once the user signed in (or had a session) and only consent is missing.
     pub session: Option<Session>,
+    /// The account page a sign-in without `request` returns to.
+    #[serde(default)]
+    pub account_page: AccountPage,
+}
+
+/// The account pages a sign-in can return to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccountPage {
+    #[default]
+    ApiKeys,
+    Sessions,
+}
+
+impl AccountPage {
+    /// The page's path under the issuer.
+    pub fn path(self) -> &'static str {
+        match self {
+            AccountPage::ApiKeys => "/account/api-keys",
+            AccountPage::Sessions => "/account/sessions",
+        }
+    }
 }
 
 /// Stores a new interaction; returns its id and the binding cookie.
@@ -120,6 +142,16 @@ pub async fn start_interaction(
     request: Option<AuthorizeRequest>,
     session: Option<Session>,
 ) -> Result<(String, HeaderValue), OAuthError> {
+    start_interaction_for(state, request, session, AccountPage::default()).await
+}
+
+/// [`start_interaction`] for a sign-in that returns to the account page `page`.
+pub async fn start_interaction_for(
+    state: &AppState,
+    request: Option<AuthorizeRequest>,
+    session: Option<Session>,
+    account_page: AccountPage,
+) -> Result<(String, HeaderValue), OAuthError> {
     let id = random_token()?;
     let binding = random_token()?;
     let interaction = Interaction {
@@ -127,6 +159,7 @@ pub async fn start_interaction(
         csrf: random_token()?,
         browser: digest_key(&binding),
         session,
+        account_page,
     };
     save_interaction(state, &id, &interaction).await?;
     let cookie = set_cookie(
@@ -320,6 +353,10 @@ fn templates() -> &'static minijinja::Environment<'static> {
             (
                 "api_keys.html",
                 include_str!("../../templates/api_keys.html"),
+            ),
+            (
+                "sessions.html",
+                include_str!("../../templates/sessions.html"),
             ),
         ] {
             // The templates are part of the binary; a broken one fails the unit tests.

@@ -328,9 +328,10 @@ pub async fn login_post(
     if let Err(e) = end_interaction(&state, &id).await {
         return oauth_error_page(&state, None, e);
     }
+    let account_page = interaction.account_page;
     let Some(request) = interaction.request else {
-        // A sign-in for the account pages: back to them.
-        let mut resp = super::account::to_account_page(&state);
+        // A sign-in for the account pages: back to the one it started from.
+        let mut resp = super::account::to_page(&state, account_page);
         resp.headers_mut().append(header::SET_COOKIE, cookie);
         if let Some(c) = device_cookie {
             resp.headers_mut().append(header::SET_COOKIE, c);

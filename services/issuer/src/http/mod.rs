@@ -78,6 +78,24 @@ pub fn public_router(state: AppState) -> Router {
             "/account/api-keys/keys/{id}",
             axum::routing::delete(account::json_revoke),
         )
+        .route("/account/sessions", get(account::sessions_get))
+        .route(
+            "/account/sessions/{sid}/end",
+            post(account::sessions_end_one),
+        )
+        .route(
+            "/account/sessions/end-others",
+            post(account::sessions_end_others),
+        )
+        .route("/account/sessions/end-all", post(account::sessions_end_all))
+        .route(
+            "/account/sessions/list",
+            get(account::sessions_json_list).delete(account::sessions_json_end_all),
+        )
+        .route(
+            "/account/sessions/list/{sid}",
+            axum::routing::delete(account::sessions_json_end_one),
+        )
         .route(
             "/consent",
             get(login::consent_get).post(login::consent_post),
