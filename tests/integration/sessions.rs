@@ -318,7 +318,12 @@ async fn serve_with_users() -> anyhow::Result<(tempfile::TempDir, Serve, String,
     let s = Serve::start(
         dir.path(),
         ServeOptions {
-            extra_args: vec!["--session-lifetime".into(), "120".into()],
+            extra_args: vec![
+                "--session-lifetime".into(),
+                "120".into(),
+                "--trusted-proxies".into(),
+                "127.0.0.3".into(),
+            ],
             ..Default::default()
         },
     )
@@ -518,9 +523,22 @@ async fn operators_see_and_end_a_users_sessions() -> anyhow::Result<()> {
         .await?;
     assert_eq!((st, list), (200, json!([])));
 
-    // Disabling the user ends the sessions signed in since.
-    let mut b3 = Browser::new();
+    // Behind a trusted proxy, the address is the one it forwards.
+    let mut b3 = Browser::from_address_with(
+        "127.0.0.3".parse()?,
+        &[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("user-agent", "ProxiedBrowser"),
+        ],
+    )?;
     sign_in(&s, &mut b3).await?;
+    let (_, list) = s
+        .admin_call(Method::GET, &format!("/User/{omar}/Session"), None)
+        .await?;
+    assert_eq!(list[0]["address"], "203.0.113.9", "{list}");
+    assert_eq!(list[0]["userAgent"], "ProxiedBrowser", "{list}");
+
+    // Disabling the user ends the sessions signed in since.
     let (st, body) = s
         .admin_call(
             Method::PUT,
