@@ -538,6 +538,23 @@ async fn operators_see_and_end_a_users_sessions() -> anyhow::Result<()> {
     assert_eq!(list[0]["address"], "203.0.113.9", "{list}");
     assert_eq!(list[0]["userAgent"], "ProxiedBrowser", "{list}");
 
+    // A session revocation through /revocations ends a live session the same way.
+    let sid3 = list[0]["sid"].as_str().context("sid")?.to_owned();
+    let (st, body) = s
+        .admin_call(Method::POST, "/revocations", Some(&json!({"sid": sid3})))
+        .await?;
+    assert_eq!(st, 201, "{body}");
+    assert_eq!(
+        silent(&s, &mut b3, "app").await?.as_deref(),
+        Some("login_required")
+    );
+    let (_, list) = s
+        .admin_call(Method::GET, &format!("/User/{omar}/Session"), None)
+        .await?;
+    assert_eq!(list, json!([]));
+    let mut b3 = Browser::new();
+    sign_in(&s, &mut b3).await?;
+
     // Disabling the user ends the sessions signed in since.
     let (st, body) = s
         .admin_call(

@@ -340,6 +340,10 @@ pub async fn end_all_of_user(
     keep: Option<&str>,
     now: i64,
 ) -> Result<usize, OAuthError> {
+    if signet_store::validate_key("subject", sub).is_err() {
+        // No state can be stored under such a subject: it has no sessions.
+        return Ok(0);
+    }
     let mut ended = 0;
     for session in of_user(state, sub).await? {
         if keep.is_some_and(|k| k == session.sid) {

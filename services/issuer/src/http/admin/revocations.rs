@@ -162,6 +162,10 @@ async fn revoke(
         Target::Family { family }
     } else if let Some(sid) = req.sid {
         id_ok("sid", &sid)?;
+        // A live session ends the way every session ends (its participants learn of it).
+        if let Some(session) = crate::http::sessions::by_sid(&state, &sid).await? {
+            crate::http::sessions::end(&state, session, now).await?;
+        }
         state
             .store
             .delete_by_session(&sid)
@@ -170,6 +174,8 @@ async fn revoke(
         Target::Session { sid }
     } else if let Some(sub) = req.sub {
         id_ok("sub", &sub)?;
+        // The subject's live sessions end the way every session ends.
+        crate::http::sessions::end_all_of_user(&state, &sub, None, now).await?;
         state
             .store
             .delete_by_subject(&sub)
