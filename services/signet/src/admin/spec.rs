@@ -386,6 +386,9 @@ fn envelope(item: &Value, index: usize) -> Result<(Kind, &Map<String, Value>), V
     if kind.is_none() {
         let rule = match obj.get("kind") {
             None => "missing".to_owned(),
+            Some(Value::String(k)) if k == "User" => {
+                "User objects go in a file of their own: signet admin user apply -f FILE".to_owned()
+            }
             Some(v) => format!(
                 "{} is not one of Client, ApiResource, ApiScope, IdentityResource",
                 super::compact(v)

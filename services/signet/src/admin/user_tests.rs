@@ -82,3 +82,12 @@ fn session_tables_show_where_when_and_which_apps() {
         assert!(lines[1].contains(part), "{part}: {t}");
     }
 }
+
+#[test]
+fn the_general_apply_points_users_to_user_apply() {
+    let e = spec::check_all(&[json!({"kind": "User", "spec": {"username": "ann"}})]).unwrap_err();
+    assert!(
+        e.iter().any(|p| p.rule.contains("signet admin user apply")),
+        "{e:?}"
+    );
+}
