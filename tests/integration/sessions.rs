@@ -279,7 +279,7 @@ async fn ending_a_session_revokes_its_tokens_everywhere_but_offline_refresh_toke
     assert_eq!(orders(at(&tied_before)).await?, 401);
 
     // A replayed code still ends what it started (RFC 9700 4.5), the loose family too,
-    // though it is not tied to the session.
+    // though it is not tied to the session, even after the session ended.
     let mut b = Browser::new();
     let (fresh, code) = authorize_code(
         &mut b,
@@ -291,6 +291,11 @@ async fn ending_a_session_revokes_its_tokens_everywhere_but_offline_refresh_toke
         "ines password 12",
     )
     .await?;
+    let mut u = url::Url::parse(&format!("{node}/oauth2/logout"))?;
+    u.query_pairs_mut()
+        .append_pair("id_token_hint", fresh["id_token"].as_str().context("id")?);
+    assert_eq!(b.get(u.as_str()).await?.status, 200);
+    assert!(!active(at(&fresh)).await?, "issued in the session");
     let (st, _) = redeem(&node, "loose", &code).await?;
     assert_eq!(st, 400);
     let (st, body) = refresh("loose", rt(&fresh)).await?;

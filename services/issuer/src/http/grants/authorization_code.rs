@@ -186,6 +186,17 @@ pub async fn grant(
         family: family.map(str::to_owned),
     })
     .map_err(|_| OAuthError::server_error("code"))?;
+    // Tied to what it can end: a family that outlives the session keeps the marker past
+    // the session's end (a replay after sign-out still ends the family); otherwise the
+    // session's end takes it along.
+    let outliving = family.filter(|_| !client.client.coordinate_lifetime_with_user_session);
+    let index = match outliving {
+        Some(f) => vec![
+            signet_store::Index::Family(f),
+            signet_store::Index::Subject(&grant.sub),
+        ],
+        None => vec![signet_store::Index::Session(&grant.sid)],
+    };
     state
         .store
         .put(
@@ -193,7 +204,7 @@ pub async fn grant(
             &format!("code:{key}"),
             &marker,
             std::time::Duration::from_secs(REDEEMED_MEMORY_SECS),
-            &[signet_store::Index::Session(&grant.sid)],
+            &index,
         )
         .await
         .or_unavailable()?;
