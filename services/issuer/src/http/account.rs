@@ -1,5 +1,5 @@
-//! `/account/api-keys`: a signed-in user makes, lists and revokes API keys — an HTML page
-//! (no JavaScript) and a JSON API under it:
+//! The account pages. `/account/api-keys`: a signed-in user makes, lists and revokes API
+//! keys — an HTML page (no JavaScript) and a JSON API under it:
 //!
 //! | route | what |
 //! |---|---|
@@ -14,6 +14,22 @@
 //! session cookie (a form field, or the `X-CSRF-Token` header for JSON). A key is stored as
 //! its SHA-256; revoking one publishes a revocation (its id is the `family` of the access
 //! tokens exchanged for it, and the key's own `jti`).
+//!
+//! `/account/sessions`: the user's live sessions (where, when, which apps), ending one,
+//! every other one, or all of them, under the same rules (cookie authentication, CSRF on
+//! every write, cross-site writes refused). Ending goes through
+//! [`super::sessions::end`], like every other way a session ends; ending this browser's
+//! session clears its cookie.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /account/sessions` | the page (signs the user in first, then returns to it) |
+//! | `POST /account/sessions/{sid}/end` | form: end one session |
+//! | `POST /account/sessions/end-others` | form: end every session but this one |
+//! | `POST /account/sessions/end-all` | form: end every session, this one too |
+//! | `GET /account/sessions/list` | JSON: the sessions, `current` marking this browser's |
+//! | `DELETE /account/sessions/list[?others=true]` | JSON: end all (or all others) (204) |
+//! | `DELETE /account/sessions/list/{sid}` | JSON: end one (204; 404 if not the user's) |
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -424,22 +440,6 @@ pub async fn json_revoke(
         Err(e) => write_error(&state, e, true),
     }
 }
-
-// `/account/sessions`: the user's live sessions (where, when, which apps), ending one,
-// every other one, or all of them. The same rules as the API-key pages: the session cookie
-// authenticates, forms carry the CSRF field, JSON writes the `X-CSRF-Token` header, and
-// cross-site writes are refused. Ending goes through `sessions::end`, like every other way
-// a session ends; ending this browser's session clears its cookie.
-//
-// | route | what |
-// |---|---|
-// | `GET /account/sessions` | the page (signs the user in first) |
-// | `POST /account/sessions/{sid}/end` | form: end one session |
-// | `POST /account/sessions/end-others` | form: end every session but this one |
-// | `POST /account/sessions/end-all` | form: end every session, this one too |
-// | `GET /account/sessions/list` | JSON: the sessions, `current` marking this browser's |
-// | `DELETE /account/sessions/list[?others=true]` | JSON: end all (or all others) (204) |
-// | `DELETE /account/sessions/list/{sid}` | JSON: end one (204) |
 
 /// A session as its user sees it: the shared view, and whether it is this browser's.
 #[derive(serde::Serialize)]
