@@ -580,9 +580,9 @@ async fn operators_see_and_end_a_users_sessions() -> anyhow::Result<()> {
 /// the same session still signs in silently at a client without it.
 #[tokio::test]
 async fn user_sso_lifetime_forces_a_new_sign_in() -> anyhow::Result<()> {
-    let (_dir, s, _, _) = serve_with_users().await?;
+    let (_dir, s, omar, _) = serve_with_users().await?;
     let mut b = Browser::new();
-    sign_in(&s, &mut b).await?;
+    let first = sign_in(&s, &mut b).await?;
     assert_eq!(silent(&s, &mut b, "brief").await?, None, "fresh session");
     eventually(Duration::from_secs(10), || async {
         let mut u = url::Url::parse(&format!("{}/oauth2/authorize", s.issuer)).ok()?;
@@ -608,6 +608,40 @@ async fn user_sso_lifetime_forces_a_new_sign_in() -> anyhow::Result<()> {
         Some("login_required")
     );
     assert_eq!(silent(&s, &mut b, "app").await?, None, "still signed in");
+
+    // Signing in again in this browser replaces its session: the old one ends (its
+    // tokens stop) rather than lingering with nobody holding its cookie.
+    let (st, before) = s
+        .admin_call(Method::GET, &format!("/User/{omar}/Session"), None)
+        .await?;
+    assert_eq!(
+        (st, before.as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{before}"
+    );
+    let old_sid = before[0]["sid"].as_str().context("sid")?.to_owned();
+    let mut u = url::Url::parse(&format!("{}/oauth2/authorize", s.issuer))?;
+    u.query_pairs_mut()
+        .append_pair("client_id", "brief")
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid")
+        .append_pair("code_challenge", PKCE_CHALLENGE)
+        .append_pair("code_challenge_method", "S256");
+    let r = b.sign_in(u.as_str(), "omar", PASSWORD).await?;
+    assert_eq!(r.status, 302, "{}", r.body);
+    let (_, after) = s
+        .admin_call(Method::GET, &format!("/User/{omar}/Session"), None)
+        .await?;
+    assert_eq!(after.as_array().map(Vec::len), Some(1), "{after}");
+    assert_ne!(after[0]["sid"], old_sid.as_str(), "a new session");
+    let r = s
+        .http()
+        .get(format!("{}/userinfo", s.issuer))
+        .bearer_auth(first["access_token"].as_str().unwrap_or_default())
+        .send()
+        .await?;
+    assert_eq!(r.status(), 401, "the old session's token");
     Ok(())
 }
 

@@ -319,6 +319,19 @@ pub async fn login_post(
         Err(e) => return oauth_error_page(&state, None, e),
     };
     let now = now();
+    // One browser, one session: the session this browser had (a sign-in asked again by
+    // `prompt=login`, `max_age` or `userSsoLifetime`, or another user) ends the way every
+    // session ends, instead of lingering unreachable until it expires with its clients
+    // never told.
+    match super::sessions::load_session(&state, &headers).await {
+        Ok(Some(previous)) => {
+            if let Err(e) = super::sessions::end(&state, previous, now).await {
+                return oauth_error_page(&state, None, e);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return oauth_error_page(&state, None, e),
+    }
     let facts = super::sessions::SignInFacts::of(&headers, addr);
     let (session, cookie) =
         match create_session(&state, &user.sub, vec!["pwd".into()], facts, now).await {
