@@ -877,10 +877,7 @@ impl Client<SecretInput> {
             }
             check_unique(&mut c, field, list.iter().map(String::as_str));
         }
-        for (field, v) in [
-            ("clientUri", &self.client_uri),
-            ("logoUri", &self.logo_uri),
-        ] {
+        for (field, v) in [("clientUri", &self.client_uri), ("logoUri", &self.logo_uri)] {
             if let Some(u) = v {
                 check_absolute_uri(&mut c, field.to_owned(), u);
             }

@@ -296,8 +296,14 @@ mod tests {
             })),
             Outcome::GiveUp("address_refused")
         );
-        assert_eq!(classify(&Err(OutboundError::Timeout)), Outcome::Retry("timeout"));
-        assert_eq!(classify(&Err(OutboundError::Connect)), Outcome::Retry("connect"));
+        assert_eq!(
+            classify(&Err(OutboundError::Timeout)),
+            Outcome::Retry("timeout")
+        );
+        assert_eq!(
+            classify(&Err(OutboundError::Connect)),
+            Outcome::Retry("connect")
+        );
     }
 
     #[test]
@@ -306,7 +312,10 @@ mod tests {
         assert_eq!(c["aud"], "app");
         assert_eq!(c["exp"], 1000 + LOGOUT_TOKEN_LIFETIME);
         assert!(c["events"][LOGOUT_EVENT].as_object().unwrap().is_empty());
-        assert_eq!((c["sid"].as_str(), c["sub"].as_str()), (Some("s1"), Some("u1")));
+        assert_eq!(
+            (c["sid"].as_str(), c["sub"].as_str()),
+            (Some("s1"), Some("u1"))
+        );
         assert!(c.get("nonce").is_none());
     }
 

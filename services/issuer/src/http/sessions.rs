@@ -271,7 +271,11 @@ pub async fn end(state: &AppState, session: Session, now: i64) -> Result<Ended, 
 
 /// OIDC Front-Channel Logout 1.0 section 2: each participating client's
 /// `frontChannelLogoutUri`, with `iss` and `sid` added when it requires the session.
-fn front_channel_uris(state: &AppState, session: &Session, participants: &[Participant]) -> Vec<String> {
+fn front_channel_uris(
+    state: &AppState,
+    session: &Session,
+    participants: &[Participant],
+) -> Vec<String> {
     let p = state.projection.load();
     participants
         .iter()
@@ -289,7 +293,12 @@ fn front_channel_uris(state: &AppState, session: &Session, participants: &[Parti
 }
 
 /// One front-channel logout URI: http(s) only; `iss` and `sid` appended when required.
-pub fn front_channel_uri(uri: &str, session_required: bool, iss: &str, sid: &str) -> Option<String> {
+pub fn front_channel_uri(
+    uri: &str,
+    session_required: bool,
+    iss: &str,
+    sid: &str,
+) -> Option<String> {
     let mut url = url::Url::parse(uri).ok()?;
     if !matches!(url.scheme(), "http" | "https") {
         return None;
@@ -317,7 +326,10 @@ mod tests {
             front_channel_uri("https://rp.example/logout", false, iss, "s1").as_deref(),
             Some("https://rp.example/logout")
         );
-        assert_eq!(front_channel_uri("javascript:alert(1)", true, iss, "s1"), None);
+        assert_eq!(
+            front_channel_uri("javascript:alert(1)", true, iss, "s1"),
+            None
+        );
         assert_eq!(front_channel_uri("not a url", true, iss, "s1"), None);
     }
 }
