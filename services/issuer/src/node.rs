@@ -83,6 +83,8 @@ pub enum NodeError {
     Users(#[from] crate::users::UsersError),
     #[error("back-channel logout queue")]
     Queue(#[from] signet_eventlog::queue::QueueError),
+    #[error("outbound HTTP client")]
+    Outbound(#[from] signet_outbound::OutboundError),
     #[error("server: {0}")]
     Serve(std::io::Error),
 }
@@ -456,6 +458,9 @@ impl Node {
         )
         .await?;
         state.set_logout_queue(Arc::new(queue));
+        state.set_outbound(signet_outbound::Outbound::new(
+            state.config.outbound.clone(),
+        )?);
         let backchannel = http::backchannel::spawn_worker(state.clone()).map(AbortOnDrop);
         let rotation = spawn_rotation(keys);
         Ok(Node {
@@ -577,6 +582,9 @@ impl Node {
         )
         .await?;
         state.set_logout_queue(Arc::new(queue));
+        state.set_outbound(signet_outbound::Outbound::new(
+            state.config.outbound.clone(),
+        )?);
         let backchannel = http::backchannel::spawn_worker(state.clone()).map(AbortOnDrop);
         state.set_cluster(nats, leased);
         Ok(Node {

@@ -163,7 +163,7 @@ pub struct Inner {
     /// Key administration (rotate, revoke, import) for the admin API, when available.
     key_admin: std::sync::OnceLock<Arc<dyn signet_keymanager::KeyAdmin>>,
     /// The server's own outbound HTTP (back-channel logout), behind the address guard.
-    pub outbound: signet_outbound::Outbound,
+    outbound: std::sync::OnceLock<signet_outbound::Outbound>,
     /// The durable queue of back-channel logout deliveries, once the node has opened it.
     logout_queue: std::sync::OnceLock<Arc<dyn signet_eventlog::queue::WorkQueue>>,
 }
@@ -203,9 +203,6 @@ impl AppState {
         held_keys: Vec<Arc<SigningKey>>,
     ) -> Self {
         let (applied, _) = watch::channel(projection.seq());
-        // Only a client-build failure (no TLS backend) fails here; it is a build defect.
-        let outbound = signet_outbound::Outbound::new(config.outbound.clone())
-            .expect("the outbound HTTP client builds");
         let state = AppState(Arc::new(Inner {
             config,
             projection: ArcSwap::from_pointee(projection),
@@ -220,7 +217,7 @@ impl AppState {
             follower_failed: AtomicBool::new(false),
             cluster: std::sync::OnceLock::new(),
             key_admin: std::sync::OnceLock::new(),
-            outbound,
+            outbound: std::sync::OnceLock::new(),
             logout_queue: std::sync::OnceLock::new(),
         }));
         state.refresh_signers();
@@ -262,6 +259,16 @@ impl AppState {
     /// Registers the key administration the admin API's `/Key` routes use (once).
     pub fn set_key_admin(&self, admin: Arc<dyn signet_keymanager::KeyAdmin>) {
         let _ = self.0.key_admin.set(admin);
+    }
+
+    /// Registers the outbound HTTP client (once).
+    pub fn set_outbound(&self, outbound: signet_outbound::Outbound) {
+        let _ = self.0.outbound.set(outbound);
+    }
+
+    /// The outbound HTTP client, once the node has built it.
+    pub fn outbound(&self) -> Option<&signet_outbound::Outbound> {
+        self.0.outbound.get()
     }
 
     /// Registers the back-channel logout queue (once).

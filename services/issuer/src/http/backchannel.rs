@@ -188,10 +188,10 @@ async fn attempt(state: &AppState, d: &Delivery) -> Outcome {
         Ok(t) => t,
         Err(outcome) => return outcome,
     };
-    let result = state
-        .outbound
-        .post_form(&uri, &[("logout_token", &token)])
-        .await;
+    let Some(outbound) = state.outbound() else {
+        return Outcome::Retry("no_outbound_client");
+    };
+    let result = outbound.post_form(&uri, &[("logout_token", &token)]).await;
     if let Err(e) = &result {
         tracing::debug!(client_id = %d.client_id, error = %e, "back-channel logout attempt failed");
     }
