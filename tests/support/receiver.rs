@@ -40,6 +40,7 @@ struct Shared {
 pub struct Receiver {
     pub base: String,
     shared: Arc<Mutex<Shared>>,
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 impl Receiver {
@@ -57,9 +58,12 @@ impl Receiver {
             ..Default::default()
         }));
         let s = shared.clone();
+        let arrived = Arc::new(tokio::sync::Notify::new());
+        let notify = arrived.clone();
         tokio::spawn(async move {
             while let Ok((mut sock, _)) = listener.accept().await {
                 let s = s.clone();
+                let notify = notify.clone();
                 tokio::spawn(async move {
                     let Some(req) = read_request(&mut sock).await else {
                         return;
@@ -69,6 +73,7 @@ impl Receiver {
                         g.received.push(req);
                         (g.status, g.location.clone())
                     };
+                    notify.notify_waiters();
                     let body = "<!doctype html><title>logout</title><p>ok</p>";
                     let location = location
                         .map(|l| format!("Location: {l}\r\n"))
@@ -85,6 +90,7 @@ impl Receiver {
         Ok(Receiver {
             base: format!("http://{addr}"),
             shared,
+            arrived,
         })
     }
 
@@ -93,6 +99,22 @@ impl Receiver {
         let mut g = self.shared.lock().unwrap();
         g.status = status;
         g.location = location.map(str::to_owned);
+    }
+
+    /// Waits (up to `patience`) until `n` requests under `path` have arrived.
+    pub async fn wait_for(&self, path: &str, n: usize, patience: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let arrived = self.arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if self.received(path).len() >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return self.received(path).len() >= n;
+            }
+        }
     }
 
     /// The requests received so far whose path starts with `path`.
