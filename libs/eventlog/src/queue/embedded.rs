@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::Notify;
 
 use super::{check_payload, Job, QueueError, Result, Settle, WorkQueue};
@@ -133,16 +133,16 @@ impl RedbQueue {
         blocking(move || f(&inner)).await
     }
 
-    /// Takes the job due first, if one is due now and not leased.
+    /// Takes the job due first, if one is due now and not leased. Looks in a read
+    /// transaction; writes (the attempt count) only when it takes one.
     fn take(inner: &Inner) -> Result<Found> {
         let now = now_ms();
         let instant = Instant::now();
         let mut leased = inner.leased.lock().unwrap_or_else(|e| e.into_inner());
         leased.retain(|_, until| *until > instant);
-        let mut tx = inner.db.begin_write().map_err(db_err)?;
-        tx.set_durability(Durability::None).map_err(db_err)?;
-        let found = {
-            let mut table = tx.open_table(JOBS).map_err(db_err)?;
+        let best = {
+            let tx = inner.db.begin_read().map_err(db_err)?;
+            let table = tx.open_table(JOBS).map_err(db_err)?;
             let mut best: Option<(u64, u64)> = None;
             for row in table.iter().map_err(db_err)? {
                 let (k, v) = row.map_err(db_err)?;
@@ -155,13 +155,22 @@ impl RedbQueue {
                     best = Some((due, id));
                 }
             }
-            match best {
-                Some((due, id)) if due <= now => {
-                    let bytes = table
-                        .get(id)
-                        .map_err(db_err)?
-                        .map(|v| v.value().to_vec())
-                        .unwrap_or_default();
+            best
+        };
+        let id = match best {
+            Some((due, id)) if due <= now => id,
+            Some((due, _)) => return Ok(Found::NextDue(Some(due))),
+            None => return Ok(Found::NextDue(None)),
+        };
+        let mut tx = inner.db.begin_write().map_err(db_err)?;
+        tx.set_durability(Durability::None).map_err(db_err)?;
+        let found = {
+            let mut table = tx.open_table(JOBS).map_err(db_err)?;
+            let bytes = table.get(id).map_err(db_err)?.map(|v| v.value().to_vec());
+            match bytes {
+                // Settled meanwhile (only this process writes, so not expected).
+                None => Found::NextDue(None),
+                Some(bytes) => {
                     let (due, attempts, payload) = decode(id, &bytes)?;
                     let attempt = attempts.saturating_add(1);
                     table
@@ -170,8 +179,6 @@ impl RedbQueue {
                     leased.insert(id, instant + inner.lease);
                     Found::Taken(id, attempt, payload.to_vec())
                 }
-                Some((due, _)) => Found::NextDue(Some(due)),
-                None => Found::NextDue(None),
             }
         };
         tx.commit().map_err(db_err)?;
