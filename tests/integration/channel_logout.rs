@@ -467,3 +467,45 @@ async fn a_delivery_outlives_the_issuer_that_started_it() -> anyhow::Result<()> 
     assert_eq!(delivered, 1.0, "node 1 delivered it");
     Ok(())
 }
+
+/// A client with pairwise subjects gets the `sub` its ID token carried, not the user's own;
+/// the token verifies with `signet-verify` for that client only.
+#[tokio::test]
+async fn the_logout_token_names_the_subject_the_client_knows() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(dir.path(), options(3)).await?;
+    let redirect = "http://127.0.0.1:1/cb";
+    let receiver = Receiver::start().await?;
+    let user = s.create("/User", user()).await?;
+    let mut body = client(
+        "pairwise",
+        redirect,
+        None,
+        Some(format!("{}/bc", receiver.base)),
+    );
+    body["pairWiseSubjectSalt"] = json!("a-salt-for-this-client");
+    s.create("/Client", body).await?;
+    let mut b = Browser::new();
+    let id_token = sign_in_to(&s.issuer, &mut b, redirect, "pairwise", &[]).await?;
+    let id_claims = signet_tests::verify_jwt(&id_token, &s.jwks().await?, &s.issuer, "pairwise")?;
+    let pairwise_sub = id_claims["sub"].as_str().context("sub")?.to_owned();
+    assert_ne!(Some(pairwise_sub.as_str()), user["sub"].as_str());
+    let r = b
+        .get(&format!(
+            "{}/oauth2/logout?id_token_hint={id_token}",
+            s.issuer
+        ))
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(receiver.wait_for("/bc", 1, Duration::from_secs(10)).await);
+    let token = receiver.received("/bc")[0]
+        .param("logout_token")
+        .context("logout_token")?;
+    let claims = signet_verify::Verifier::builder(&s.issuer, "pairwise")
+        .build()?
+        .verify_logout_token(&token)
+        .await?;
+    assert_eq!(claims.sub.as_deref(), Some(pairwise_sub.as_str()));
+    assert_eq!(claims.sid, id_claims["sid"].as_str().map(str::to_owned));
+    Ok(())
+}
