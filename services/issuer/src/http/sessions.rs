@@ -158,15 +158,7 @@ pub async fn participants(state: &AppState, sid: &str) -> Result<Vec<Participant
     let mut out: Vec<Participant> = entries
         .into_iter()
         .filter(|(k, _)| k.starts_with(RP_PREFIX))
-        .filter_map(|(_, v)| {
-            serde_json::from_slice::<Participant>(&v).ok().or_else(|| {
-                // Written before entries were JSON: the bare client_id.
-                String::from_utf8(v).ok().map(|client_id| Participant {
-                    client_id,
-                    redirect_uri: None,
-                })
-            })
-        })
+        .filter_map(|(_, v)| parse_participant(v))
         .collect();
     out.sort_by(|a, b| a.client_id.cmp(&b.client_id));
     out.dedup_by(|a, b| a.client_id == b.client_id);
@@ -201,6 +193,21 @@ pub async fn create_session(
     }
     let cookie = set_cookie(state, SESSION_COOKIE, &value, lifetime.as_secs());
     Ok((session, cookie))
+}
+
+/// A stored participant entry: JSON, or (written before entries were JSON) the bare
+/// `client_id`.
+fn parse_participant(v: Vec<u8>) -> Option<Participant> {
+    if let Ok(p) = serde_json::from_slice::<Participant>(&v) {
+        return Some(p);
+    }
+    String::from_utf8(v)
+        .ok()
+        .filter(|s| !s.is_empty() && !s.starts_with('{'))
+        .map(|client_id| Participant {
+            client_id,
+            redirect_uri: None,
+        })
 }
 
 /// Records that `client_id` received a code or tokens in the session, at `redirect_uri`.
@@ -313,7 +320,27 @@ pub fn front_channel_uri(
 
 #[cfg(test)]
 mod tests {
-    use super::front_channel_uri;
+    use super::{front_channel_uri, parse_participant, Participant};
+
+    #[test]
+    fn participant_entries_old_and_new() {
+        let new = serde_json::to_vec(&Participant {
+            client_id: "web".into(),
+            redirect_uri: Some("https://rp/cb".into()),
+        })
+        .unwrap();
+        assert_eq!(
+            parse_participant(new).unwrap().redirect_uri.as_deref(),
+            Some("https://rp/cb")
+        );
+        let old = parse_participant(b"legacy-client".to_vec()).unwrap();
+        assert_eq!(
+            (old.client_id.as_str(), old.redirect_uri),
+            ("legacy-client", None)
+        );
+        assert_eq!(parse_participant(b"{broken".to_vec()), None);
+        assert_eq!(parse_participant(vec![0xff]), None);
+    }
 
     #[test]
     fn front_channel_uris_carry_iss_and_sid_when_required() {
