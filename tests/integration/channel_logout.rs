@@ -447,7 +447,8 @@ async fn a_delivery_outlives_the_issuer_that_started_it() -> anyhow::Result<()> 
     let node = c.issuers.remove(0);
     node.proc.kill().await?;
     let receiver = Receiver::start_on(port).await?;
-    let got = eventually(Duration::from_secs(30), || async {
+    // Patience beyond the queue's 30 s lease: node 0 may have died holding the delivery.
+    let got = eventually(Duration::from_secs(60), || async {
         receiver.received("/bc").into_iter().next()
     })
     .await
