@@ -64,6 +64,18 @@ async fn discovery_under_an_issuer_path() -> anyhow::Result<()> {
                 d["subject_types_supported"],
                 serde_json::json!(["public", "pairwise"])
             );
+            assert_eq!(
+                d["end_session_endpoint"],
+                format!("{}/oauth2/logout", s.issuer)
+            );
+            for flag in [
+                "frontchannel_logout_supported",
+                "frontchannel_logout_session_supported",
+                "backchannel_logout_supported",
+                "backchannel_logout_session_supported",
+            ] {
+                assert_eq!(d[flag], true, "{flag}");
+            }
         }
         let scopes = d["scopes_supported"].as_array().unwrap();
         assert!(scopes.iter().any(|s| s == "openid"));

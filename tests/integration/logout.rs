@@ -106,9 +106,9 @@ async fn a_relying_party_signs_the_user_out_with_the_openidconnect_crate() -> an
         .await?
         .json()
         .await?;
-    // Front- and back-channel logout do not exist yet: not advertised.
-    assert!(doc.get("frontchannel_logout_supported").is_none(), "{doc}");
-    assert!(doc.get("backchannel_logout_supported").is_none(), "{doc}");
+    // Front- and back-channel logout work (tests/integration/channel_logout.rs).
+    assert_eq!(doc["frontchannel_logout_supported"], true, "{doc}");
+    assert_eq!(doc["backchannel_logout_supported"], true, "{doc}");
 
     let mut b = Browser::new();
     let id_token = sign_in(&s, &mut b).await?;

@@ -6,6 +6,7 @@ mod admin_cli;
 mod api_keys;
 mod audit;
 mod bad_input;
+mod channel_logout;
 mod client_credentials;
 mod cluster;
 mod discovery;

@@ -1,5 +1,5 @@
 //! No accepted field is silently ignored (issue 18, item 4), over HTTP: a field whose
-//! feature is missing is a 400 naming it; API scopes' and resources' `userClaims` put the
+//! feature is missing is a 400 naming it (a bad logout URI too); API scopes' and resources' `userClaims` put the
 //! user's claims into access tokens; `updateAccessTokenClaimsOnRefresh` decides whether a
 //! refresh reloads them; `showInDiscoveryDocument` of an API resource takes effect.
 
@@ -21,9 +21,6 @@ async fn fields_without_their_feature_are_refused_naming_the_field() -> anyhow::
         "requireClientSecret": false, "redirectUris": ["https://app.example/cb"],
     });
     for (field, value) in [
-        ("backChannelLogoutUri", json!("https://app.example/logout")),
-        ("frontChannelLogoutUri", json!("https://app.example/logout")),
-        ("frontChannelLogoutSessionRequired", json!(false)),
         ("requireRequestObject", json!(true)),
         ("enableLocalLogin", json!(false)),
         ("identityProviderRestrictions", json!(["Facebook"])),
@@ -48,6 +45,15 @@ async fn fields_without_their_feature_are_refused_naming_the_field() -> anyhow::
     let (status, resp) = s.admin_call(Method::POST, "/Client", Some(&body)).await?;
     assert_eq!(status, 400, "{resp}");
     assert_eq!(resp["field"], "allowedGrantTypes[0]", "{resp}");
+    // Front- and back-channel logout URIs take effect (tests/integration/channel_logout.rs);
+    // one that is not an absolute http(s) URL is refused naming it.
+    for field in ["backChannelLogoutUri", "frontChannelLogoutUri"] {
+        let mut body = base.clone();
+        body[field] = json!("ftp://app.example/logout");
+        let (status, resp) = s.admin_call(Method::POST, "/Client", Some(&body)).await?;
+        assert_eq!(status, 400, "{field}: {resp}");
+        assert_eq!(resp["field"], field, "{resp}");
+    }
     // Defaults written out are fine.
     let mut body = base.clone();
     body["enableLocalLogin"] = json!(true);

@@ -86,11 +86,18 @@ pub struct Cluster {
     pub keymanager: Option<Proc>,
     pub issuers: Vec<IssuerNode>,
     pub http: reqwest::Client,
+    /// Flags every issuer this cluster spawns gets besides the standard ones.
+    pub issuer_args: Vec<String>,
 }
 
 impl Cluster {
     /// NATS, one key manager, and `issuers` issuer nodes, all ready.
     pub async fn start(issuers: usize) -> Result<Cluster> {
+        Self::start_with(issuers, Vec::new()).await
+    }
+
+    /// [`Cluster::start`], with `issuer_args` added to every issuer's flags.
+    pub async fn start_with(issuers: usize, issuer_args: Vec<String>) -> Result<Cluster> {
         let (nats, redis) = tokio::try_join!(NatsServer::start(), RedisServer::start())?;
         let dir = tempfile::tempdir()?;
         let secret_file = dir.path().join("cluster-secret");
@@ -113,6 +120,7 @@ impl Cluster {
             keymanager: None,
             issuers: Vec::new(),
             http: reqwest::Client::new(),
+            issuer_args,
         };
         c.keymanager = Some(c.spawn_keymanager().await?);
         for i in 0..issuers {
@@ -144,22 +152,24 @@ impl Cluster {
 
     pub async fn spawn_issuer(&self, port: u16) -> Result<IssuerNode> {
         let admin_port = free_port();
+        let mut args: Vec<String> = vec![
+            "issuer".into(),
+            "--nats".into(),
+            self.nats.url.clone(),
+            "--cluster-secret-file".into(),
+            self.secret_file.display().to_string(),
+            "--redis".into(),
+            self.redis.url.clone(),
+            "--issuer".into(),
+            self.issuer.clone(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--admin-listen".into(),
+            format!("127.0.0.1:{admin_port}"),
+        ];
+        args.extend(self.issuer_args.iter().cloned());
         let proc = Proc::spawn(
-            vec![
-                "issuer".into(),
-                "--nats".into(),
-                self.nats.url.clone(),
-                "--cluster-secret-file".into(),
-                self.secret_file.display().to_string(),
-                "--redis".into(),
-                self.redis.url.clone(),
-                "--issuer".into(),
-                self.issuer.clone(),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--admin-listen".into(),
-                format!("127.0.0.1:{admin_port}"),
-            ],
+            args,
             &[("SIGNET_ADMIN_CLIENT_SECRET", self.admin_secret.clone())],
         )
         .await?;

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod ha;
 pub mod lb;
 pub mod nats;
+pub mod receiver;
 pub mod redis;
 
 use anyhow::{bail, Context, Result};

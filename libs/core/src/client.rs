@@ -282,19 +282,22 @@ pub struct Client<S = StoredSecret> {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
     pub coordinate_lifetime_with_user_session: bool,
-    /// The client's logout URI for HTTP front-channel logout. Not supported yet: must be null.
+    /// The client's logout URI for OpenID Connect Front-Channel Logout: the signed-out page
+    /// loads it in a hidden iframe when a session the client took part in ends. An absolute
+    /// http(s) URL without a fragment.
     #[serde(default)]
     pub front_channel_logout_uri: Option<String>,
-    /// Whether the user's session id is sent to `frontChannelLogoutUri`. Not supported yet:
-    /// must be true.
+    /// Whether `iss` and `sid` are added to `frontChannelLogoutUri`'s query.
     #[serde(default = "yes")]
     #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub front_channel_logout_session_required: bool,
-    /// The client's logout URI for HTTP back-channel logout. Not supported yet: must be null.
+    /// The client's logout URI for OpenID Connect Back-Channel Logout: a logout token is
+    /// POSTed to it (from a durable queue, with retries) when a session the client took
+    /// part in ends. An absolute http(s) URL without a fragment.
     #[serde(default)]
     pub back_channel_logout_uri: Option<String>,
-    /// Whether the user's session id is sent to `backChannelLogoutUri`. Not supported yet:
-    /// must be true.
+    /// Whether the logout token must carry `sid`. Signet's logout tokens always carry both
+    /// `sid` and `sub`, so either value is honoured.
     #[serde(default = "yes")]
     #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub back_channel_logout_session_required: bool,
@@ -720,27 +723,6 @@ fn check_unsupported<S>(c: &mut Collector, client: &Client<S>) {
         "requireRequestObject",
         not_yet("no request objects, RFC 9101", "false"),
     );
-    for (field, uri, required, kind) in [
-        (
-            "frontChannelLogout",
-            &client.front_channel_logout_uri,
-            client.front_channel_logout_session_required,
-            "no front-channel logout",
-        ),
-        (
-            "backChannelLogout",
-            &client.back_channel_logout_uri,
-            client.back_channel_logout_session_required,
-            "no back-channel logout",
-        ),
-    ] {
-        c.check(uri.is_none(), format!("{field}Uri"), not_yet(kind, "null"));
-        c.check(
-            required,
-            format!("{field}SessionRequired"),
-            not_yet(kind, "true"),
-        );
-    }
 }
 
 impl Client<SecretInput> {
@@ -906,14 +888,22 @@ impl Client<SecretInput> {
             }
             check_unique(&mut c, field, list.iter().map(String::as_str));
         }
+        for (field, v) in [("clientUri", &self.client_uri), ("logoUri", &self.logo_uri)] {
+            if let Some(u) = v {
+                check_absolute_uri(&mut c, field.to_owned(), u);
+            }
+        }
+        // OIDC Front- and Back-Channel Logout: absolute http(s) URIs without a fragment
+        // (the server loads one in an iframe and POSTs to the other).
         for (field, v) in [
-            ("clientUri", &self.client_uri),
-            ("logoUri", &self.logo_uri),
             ("frontChannelLogoutUri", &self.front_channel_logout_uri),
             ("backChannelLogoutUri", &self.back_channel_logout_uri),
         ] {
             if let Some(u) = v {
                 check_absolute_uri(&mut c, field.to_owned(), u);
+                let web = url::Url::parse(u)
+                    .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some());
+                c.check(web, field, "must be an http or https URL");
             }
         }
         for (i, o) in self.allowed_cors_origins.iter().enumerate() {

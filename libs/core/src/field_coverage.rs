@@ -254,15 +254,23 @@ fn every_client_field_takes_effect_or_is_refused() {
         (
             "frontChannelLogoutUri",
             Some(json!("https://walk.example/logout")),
-            Refused,
+            Effect("sessions::end and logout: an iframe on the signed-out page"),
         ),
-        ("frontChannelLogoutSessionRequired", None, Refused),
+        (
+            "frontChannelLogoutSessionRequired",
+            None,
+            Effect("sessions::front_channel_uri: iss and sid in the iframe's query"),
+        ),
         (
             "backChannelLogoutUri",
             Some(json!("https://walk.example/logout")),
-            Refused,
+            Effect("backchannel: a logout token POSTed when the session ends"),
         ),
-        ("backChannelLogoutSessionRequired", None, Refused),
+        (
+            "backChannelLogoutSessionRequired",
+            None,
+            Effect("backchannel::logout_claims: sid is always sent"),
+        ),
         (
             "clientSecrets",
             Some(json!([{"value": "walk-secret-0123456789"}])),

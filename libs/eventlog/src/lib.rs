@@ -18,6 +18,9 @@
 //! [`kv`] holds the key-value projections of large aggregates (users, later API keys),
 //! folded from the log into a store outside memory: [`kv::embedded::RedbKv`] (a redb file)
 //! and [`kv::jetstream::JetStreamKv`] (a JetStream KV bucket), with one contract suite.
+//!
+//! [`queue`] holds durable work queues (back-channel logout deliveries) with the same two
+//! homes: a redb file, and a JetStream work-queue stream.
 
 #![forbid(unsafe_code)]
 
@@ -26,6 +29,7 @@ pub mod contract;
 pub mod embedded;
 pub mod jetstream;
 pub mod kv;
+pub mod queue;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;

@@ -50,6 +50,10 @@ pub enum VerifyError {
     IntrospectionUnavailable(String),
     #[error("the revocation history is still being replayed")]
     RevocationsNotReady,
+    /// A JWT that is not a valid back-channel logout token (OIDC Back-Channel Logout 1.0
+    /// section 2.6): the reason names the rule.
+    #[error("not a valid logout token: {0}")]
+    NotALogoutToken(&'static str),
 }
 
 impl VerifyError {

@@ -83,7 +83,10 @@ pub use jwks::{JwksStats, DEFAULT_JWKS_AGE, DEFAULT_REFETCH_INTERVAL, MAX_JWKS_A
 pub use layer::{AuthError, BearerAuth, BearerAuthLayer};
 pub use signet_jose::Algorithm;
 pub use subscriber::{RevocationSubscriber, SubscriberOptions};
-pub use verifier::{looks_like_jwt, Verifier, VerifierBuilder, DEFAULT_LEEWAY, MAX_TOKEN_LEN};
+pub use verifier::{
+    looks_like_jwt, LogoutClaims, Verifier, VerifierBuilder, BACKCHANNEL_LOGOUT_EVENT,
+    DEFAULT_LEEWAY, MAX_TOKEN_LEN,
+};
 
 /// Now, in Unix seconds.
 pub(crate) fn unix_now() -> i64 {

@@ -18,6 +18,23 @@ use crate::issuer::IssuerClient;
 use crate::jwks::{JwksCache, JwksStats, DEFAULT_REFETCH_INTERVAL, MAX_JWKS_AGE};
 use crate::unix_now;
 
+/// The `events` member of a back-channel logout token.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// The claims of a verified back-channel logout token.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct LogoutClaims {
+    pub iss: String,
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(default)]
+    pub jti: Option<String>,
+    #[serde(default)]
+    pub sub: Option<String>,
+    #[serde(default)]
+    pub sid: Option<String>,
+}
+
 /// The default clock leeway for `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 /// The longest token this crate looks at.
@@ -306,15 +323,69 @@ impl Verifier {
         Ok(claims)
     }
 
-    /// Verifies a JWT access token (RFC 9068): `alg` in the allow-list, a key of the
-    /// issuer's JWKS, the signature, `typ` `at+jwt`, `iss`, `aud`, `exp`, `nbf`, and the
-    /// revocation set.
-    pub async fn verify_jwt(&self, token: &str) -> Result<Claims, VerifyError> {
+    /// Verifies a back-channel logout token as the relying party it is addressed to (OIDC
+    /// Back-Channel Logout 1.0 section 2.6), with the verifier's audience as the client's
+    /// `client_id`: `alg` in the allow-list, a key of the issuer's JWKS, the signature,
+    /// `typ` `logout+jwt`, `iss`, `aud`, `iat`, `exp` (with the leeway), an `events`
+    /// object with the back-channel logout event (an object), no `nonce`, and a `sid` or a
+    /// `sub`. Replay detection by `jti` is the caller's (it needs storage).
+    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, VerifyError> {
+        let verified = self.verify_signature(token).await?;
+        let typ_ok = verified.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case("logout+jwt") || t.eq_ignore_ascii_case("application/logout+jwt")
+        });
+        if !typ_ok {
+            return Err(VerifyError::NotALogoutToken("typ is not logout+jwt"));
+        }
+        let map: Map<String, Value> = serde_json::from_slice(&verified.payload)
+            .map_err(|_| VerifyError::Malformed("the payload is not a JSON object".into()))?;
+        let claims: LogoutClaims = serde_json::from_value(Value::Object(map.clone()))
+            .map_err(|_| VerifyError::NotALogoutToken("a claim has the wrong type"))?;
+        if claims.iss != self.issuer() {
+            return Err(VerifyError::WrongIssuer(Some(short(&claims.iss))));
+        }
+        let aud_ok = match map.get("aud") {
+            Some(Value::String(a)) => *a == self.inner.audience,
+            Some(Value::Array(v)) => v.iter().any(|a| *a == *self.inner.audience),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(VerifyError::WrongAudience);
+        }
+        let now = unix_now();
+        if now > claims.exp.saturating_add(self.inner.leeway) {
+            return Err(VerifyError::Expired);
+        }
+        if claims.iat > now.saturating_add(self.inner.leeway) {
+            return Err(VerifyError::NotYetValid);
+        }
+        let event_ok = map
+            .get("events")
+            .and_then(Value::as_object)
+            .and_then(|e| e.get(BACKCHANNEL_LOGOUT_EVENT))
+            .is_some_and(Value::is_object);
+        if !event_ok {
+            return Err(VerifyError::NotALogoutToken(
+                "events lacks the back-channel logout event",
+            ));
+        }
+        if map.contains_key("nonce") {
+            return Err(VerifyError::NotALogoutToken("it carries a nonce"));
+        }
+        if claims.sid.is_none() && claims.sub.is_none() {
+            return Err(VerifyError::NotALogoutToken(
+                "it carries neither sid nor sub",
+            ));
+        }
+        Ok(claims)
+    }
+
+    /// The header checks, the key lookup and the signature of a JWT.
+    async fn verify_signature(&self, token: &str) -> Result<signet_jose::VerifiedJws, VerifyError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(VerifyError::Malformed("the token is too long".into()));
         }
         let header = parse_header(token)?;
-        // Before any key lookup: `none`, HMAC and algorithms not allowed here cost nothing.
         let alg: Algorithm = header
             .alg
             .parse()
@@ -326,13 +397,19 @@ impl Verifier {
             .kid
             .ok_or_else(|| VerifyError::Malformed("the header has no kid".into()))?;
         let keys = self.inner.jwks.key_set_with(&kid).await?;
-        let verified =
-            signet_jose::verify_compact(token, |k| keys.jwks.find(k)).map_err(|e| match e {
-                JoseError::Malformed(m) => VerifyError::Malformed(m.to_owned()),
-                JoseError::AlgorithmNotAllowed(a) => VerifyError::AlgorithmNotAllowed(short(&a)),
-                JoseError::UnknownKey(k) => VerifyError::UnknownKey(short(&k)),
-                _ => VerifyError::BadSignature,
-            })?;
+        signet_jose::verify_compact(token, |k| keys.jwks.find(k)).map_err(|e| match e {
+            JoseError::Malformed(m) => VerifyError::Malformed(m.to_owned()),
+            JoseError::AlgorithmNotAllowed(a) => VerifyError::AlgorithmNotAllowed(short(&a)),
+            JoseError::UnknownKey(k) => VerifyError::UnknownKey(short(&k)),
+            _ => VerifyError::BadSignature,
+        })
+    }
+
+    /// Verifies a JWT access token (RFC 9068): `alg` in the allow-list, a key of the
+    /// issuer's JWKS, the signature, `typ` `at+jwt`, `iss`, `aud`, `exp`, `nbf`, and the
+    /// revocation set.
+    pub async fn verify_jwt(&self, token: &str) -> Result<Claims, VerifyError> {
+        let verified = self.verify_signature(token).await?;
         let typ_ok = verified.typ.as_deref().is_some_and(|t| {
             t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")
         });

@@ -543,3 +543,89 @@ async fn bad_configuration_is_refused() {
         .build()
         .is_err());
 }
+
+/// OIDC Back-Channel Logout 1.0 section 2.6, as the relying party `web-app` checks a token.
+#[tokio::test]
+async fn logout_tokens_are_verified_as_a_relying_party_would() {
+    let k = key(Algorithm::ES256, "es");
+    let issuer = StubIssuer::start(&[&*k]).await;
+    let v = Verifier::builder(&issuer.url, "web-app").build().unwrap();
+    let header = json!({"alg": "ES256", "kid": "es", "typ": "logout+jwt"});
+    let good = || {
+        json!({
+            "iss": issuer.url,
+            "aud": "web-app",
+            "iat": now(),
+            "exp": now() + 120,
+            "jti": "j1",
+            "events": {signet_verify::BACKCHANNEL_LOGOUT_EVENT: {}},
+            "sid": "s1",
+            "sub": "u1",
+        })
+    };
+    let c = v
+        .verify_logout_token(&sign_raw(&k, &header, &good()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.sid.as_deref(), c.sub.as_deref()),
+        (Some("s1"), Some("u1"))
+    );
+
+    let refused = |mutate: &dyn Fn(&mut serde_json::Value)| {
+        let mut c = good();
+        mutate(&mut c);
+        sign_raw(&k, &header, &c)
+    };
+    let cases: Vec<(String, VerifyError)> = vec![
+        (
+            refused(&|c| c["nonce"] = json!("n")),
+            VerifyError::NotALogoutToken("it carries a nonce"),
+        ),
+        (
+            refused(&|c| c["events"] = json!({})),
+            VerifyError::NotALogoutToken("events lacks the back-channel logout event"),
+        ),
+        (
+            refused(&|c| {
+                c.as_object_mut().unwrap().remove("sid");
+                c.as_object_mut().unwrap().remove("sub");
+            }),
+            VerifyError::NotALogoutToken("it carries neither sid nor sub"),
+        ),
+        (
+            refused(&|c| c["aud"] = json!("other")),
+            VerifyError::WrongAudience,
+        ),
+        (
+            refused(&|c| c["exp"] = json!(now() - 3600)),
+            VerifyError::Expired,
+        ),
+        (
+            refused(&|c| {
+                c.as_object_mut().unwrap().remove("iat");
+            }),
+            VerifyError::NotALogoutToken("a claim has the wrong type"),
+        ),
+        (
+            refused(&|c| c["iss"] = json!("https://evil.example")),
+            VerifyError::WrongIssuer(Some("https://evil.example".into())),
+        ),
+    ];
+    for (token, expected) in cases {
+        assert_eq!(v.verify_logout_token(&token).await, Err(expected));
+    }
+    // An ID token or access token is not a logout token.
+    for typ in ["JWT", "at+jwt"] {
+        let h = json!({"alg": "ES256", "kid": "es", "typ": typ});
+        assert_eq!(
+            v.verify_logout_token(&sign_raw(&k, &h, &good())).await,
+            Err(VerifyError::NotALogoutToken("typ is not logout+jwt"))
+        );
+    }
+    // A tampered signature.
+    let mut t = sign_raw(&k, &header, &good());
+    t.pop();
+    t.push(if t.ends_with('A') { 'B' } else { 'A' });
+    assert!(v.verify_logout_token(&t).await.is_err());
+}

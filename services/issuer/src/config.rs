@@ -174,6 +174,48 @@ pub struct NodeConfig {
     pub trusted_proxies: crate::http::client_addr::TrustedProxies,
     /// How long an SSO session lasts from sign-in (`--session-lifetime`).
     pub session_lifetime: Duration,
+    /// Outbound HTTP: timeouts, body bound, and whether loopback and private addresses may
+    /// be contacted (`--allow-private-outbound`).
+    pub outbound: signet_outbound::OutboundConfig,
+    /// Back-channel logout delivery: retries and their backoff.
+    pub backchannel: BackchannelConfig,
+}
+
+/// How back-channel logout deliveries are retried.
+#[derive(Debug, Clone)]
+pub struct BackchannelConfig {
+    /// The delay before the second attempt; it doubles with each attempt after
+    /// (`--backchannel-retry-base`).
+    pub retry_base: Duration,
+    /// The longest delay between two attempts.
+    pub retry_max: Duration,
+    /// Attempts before a delivery is given up (`--backchannel-max-attempts`).
+    pub max_attempts: u32,
+    /// Deliveries in flight at once on this node.
+    pub concurrency: usize,
+}
+
+impl Default for BackchannelConfig {
+    fn default() -> Self {
+        BackchannelConfig {
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(600),
+            max_attempts: 8,
+            concurrency: 16,
+        }
+    }
+}
+
+impl BackchannelConfig {
+    /// The delay after failed attempt `attempt` (1-based): `retry_base * 2^(attempt-1)`,
+    /// at most `retry_max`.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(20);
+        self.retry_base
+            .checked_mul(factor)
+            .unwrap_or(self.retry_max)
+            .min(self.retry_max)
+    }
 }
 
 impl NodeConfig {
@@ -211,6 +253,8 @@ impl NodeConfig {
             client_policy: signet_core::client::ClientPolicy::default(),
             trusted_proxies: crate::http::client_addr::TrustedProxies::default(),
             session_lifetime: Duration::from_secs(10 * 60 * 60),
+            outbound: signet_outbound::OutboundConfig::default(),
+            backchannel: BackchannelConfig::default(),
         }
     }
 }
@@ -244,6 +288,18 @@ mod tests {
             NodeConfig::new("d".into()).issuer.as_str(),
             "http://127.0.0.1:8080"
         );
+    }
+
+    #[test]
+    fn backchannel_backoff_doubles_up_to_its_bound() {
+        let c = BackchannelConfig {
+            retry_base: Duration::from_millis(100),
+            retry_max: Duration::from_secs(1),
+            ..BackchannelConfig::default()
+        };
+        let delays: Vec<u128> = (1..=6).map(|a| c.backoff(a).as_millis()).collect();
+        assert_eq!(delays, vec![100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(c.backoff(u32::MAX), Duration::from_secs(1));
     }
 
     #[test]

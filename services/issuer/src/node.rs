@@ -8,6 +8,7 @@
 //! <data-dir>/store/      short-lived state: codes, sessions, refresh tokens (signet-store)
 //! <data-dir>/projections/users.redb   users, projected outside memory (crate::users)
 //! <data-dir>/revocations.jsonl  revocations in force (crate::revocations)
+//! <data-dir>/queues/backchannel.redb  back-channel logout deliveries (http::backchannel)
 //! <data-dir>/kek         the key-encryption key, unless --kek-file puts it elsewhere
 //! ```
 //!
@@ -80,6 +81,10 @@ pub enum NodeError {
     Store(#[from] StoreError),
     #[error("users projection")]
     Users(#[from] crate::users::UsersError),
+    #[error("back-channel logout queue")]
+    Queue(#[from] signet_eventlog::queue::QueueError),
+    #[error("outbound HTTP client")]
+    Outbound(#[from] signet_outbound::OutboundError),
     #[error("server: {0}")]
     Serve(std::io::Error),
 }
@@ -289,14 +294,21 @@ enum Resources {
         _lock: File,
         _rotation: AbortOnDrop,
         _revocations: Option<AbortOnDrop>,
+        _backchannel: Option<AbortOnDrop>,
     },
     /// The key-lease renewal task (stops when dropped).
     Cluster {
         _renewal: signet_keymanager::RenewalHandle,
         /// Follows the revocation stream into the node's set.
         _revocations: Option<AbortOnDrop>,
+        /// Drains the back-channel logout queue.
+        _backchannel: Option<AbortOnDrop>,
     },
 }
+
+/// A back-channel delivery taken by a node that dies is handed out again after this long
+/// (more than an attempt's outbound timeout).
+const LOGOUT_QUEUE_LEASE: Duration = Duration::from_secs(30);
 
 /// Loads the latest snapshot and replays the log after it.
 async fn load_projection(log: &dyn EventLog) -> Result<Projection, NodeError> {
@@ -440,6 +452,16 @@ impl Node {
             });
         }
         state.set_key_admin(keys.clone());
+        let queue = signet_eventlog::queue::embedded::RedbQueue::open(
+            &data_dir.join("queues").join("backchannel.redb"),
+            LOGOUT_QUEUE_LEASE,
+        )
+        .await?;
+        state.set_logout_queue(Arc::new(queue));
+        state.set_outbound(signet_outbound::Outbound::new(
+            state.config.outbound.clone(),
+        )?);
+        let backchannel = http::backchannel::spawn_worker(state.clone()).map(AbortOnDrop);
         let rotation = spawn_rotation(keys);
         Ok(Node {
             state,
@@ -450,6 +472,7 @@ impl Node {
                 _lock: lock,
                 _rotation: rotation,
                 _revocations: revocation_maintenance,
+                _backchannel: backchannel,
             },
         })
     }
@@ -544,6 +567,25 @@ impl Node {
                 .on_change(move || leased.renew_now());
             state.set_key_admin(Arc::new(remote));
         }
+        let queue = signet_eventlog::queue::jetstream::JetStreamQueue::open(
+            nats.clone(),
+            signet_eventlog::queue::jetstream::JetStreamQueueConfig {
+                stream: "SIGNET_BACKCHANNEL".to_owned(),
+                subject: "signet.backchannel.logout".to_owned(),
+                consumer: "signet-issuers".to_owned(),
+                replicas: cluster.replicas,
+                lease: LOGOUT_QUEUE_LEASE,
+                // A logout older than a day tells a client nothing its session has not.
+                max_age: Duration::from_secs(24 * 3600),
+                max_deliver: 100,
+            },
+        )
+        .await?;
+        state.set_logout_queue(Arc::new(queue));
+        state.set_outbound(signet_outbound::Outbound::new(
+            state.config.outbound.clone(),
+        )?);
+        let backchannel = http::backchannel::spawn_worker(state.clone()).map(AbortOnDrop);
         state.set_cluster(nats, leased);
         Ok(Node {
             state,
@@ -553,6 +595,7 @@ impl Node {
             _resources: Resources::Cluster {
                 _renewal: renewal,
                 _revocations: revocation_follower,
+                _backchannel: backchannel,
             },
         })
     }

@@ -28,6 +28,7 @@ pub const STORE_PING_PATIENCE: Duration = Duration::from_secs(1);
 pub struct Signers {
     access_tokens: [Option<JwsSigner>; 4],
     id_tokens: [Option<JwsSigner>; 4],
+    logout_tokens: [Option<JwsSigner>; 4],
 }
 
 fn slot(alg: Algorithm) -> usize {
@@ -64,6 +65,7 @@ impl Signers {
             if let Some(k) = key {
                 s.access_tokens[slot(alg)] = Some(JwsSigner::new(k.clone(), "at+jwt"));
                 s.id_tokens[slot(alg)] = Some(JwsSigner::new(k.clone(), "JWT"));
+                s.logout_tokens[slot(alg)] = Some(JwsSigner::new(k.clone(), "logout+jwt"));
             }
         }
         (s, missing)
@@ -77,6 +79,12 @@ impl Signers {
     /// The ID-token signer (`typ: JWT`) for `alg`.
     pub fn id_token(&self, alg: Algorithm) -> Option<&JwsSigner> {
         self.id_tokens[slot(alg)].as_ref()
+    }
+
+    /// The back-channel logout-token signer (`typ: logout+jwt`, OIDC Back-Channel Logout
+    /// section 2.4) for `alg`: the ID-token key, under its own type.
+    pub fn logout_token(&self, alg: Algorithm) -> Option<&JwsSigner> {
+        self.logout_tokens[slot(alg)].as_ref()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -154,6 +162,10 @@ pub struct Inner {
     cluster: std::sync::OnceLock<ClusterStatus>,
     /// Key administration (rotate, revoke, import) for the admin API, when available.
     key_admin: std::sync::OnceLock<Arc<dyn signet_keymanager::KeyAdmin>>,
+    /// The server's own outbound HTTP (back-channel logout), behind the address guard.
+    outbound: std::sync::OnceLock<signet_outbound::Outbound>,
+    /// The durable queue of back-channel logout deliveries, once the node has opened it.
+    logout_queue: std::sync::OnceLock<Arc<dyn signet_eventlog::queue::WorkQueue>>,
 }
 
 pub struct ClusterStatus {
@@ -205,6 +217,8 @@ impl AppState {
             follower_failed: AtomicBool::new(false),
             cluster: std::sync::OnceLock::new(),
             key_admin: std::sync::OnceLock::new(),
+            outbound: std::sync::OnceLock::new(),
+            logout_queue: std::sync::OnceLock::new(),
         }));
         state.refresh_signers();
         state
@@ -245,6 +259,26 @@ impl AppState {
     /// Registers the key administration the admin API's `/Key` routes use (once).
     pub fn set_key_admin(&self, admin: Arc<dyn signet_keymanager::KeyAdmin>) {
         let _ = self.0.key_admin.set(admin);
+    }
+
+    /// Registers the outbound HTTP client (once).
+    pub fn set_outbound(&self, outbound: signet_outbound::Outbound) {
+        let _ = self.0.outbound.set(outbound);
+    }
+
+    /// The outbound HTTP client, once the node has built it.
+    pub fn outbound(&self) -> Option<&signet_outbound::Outbound> {
+        self.0.outbound.get()
+    }
+
+    /// Registers the back-channel logout queue (once).
+    pub fn set_logout_queue(&self, queue: Arc<dyn signet_eventlog::queue::WorkQueue>) {
+        let _ = self.0.logout_queue.set(queue);
+    }
+
+    /// The back-channel logout queue, when this node has one.
+    pub fn logout_queue(&self) -> Option<&Arc<dyn signet_eventlog::queue::WorkQueue>> {
+        self.0.logout_queue.get()
     }
 
     /// The key administration, when this node has one.

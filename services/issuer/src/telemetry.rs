@@ -39,6 +39,9 @@ pub const NATS_CONNECTED: &str = "signet_nats_connected";
 pub const BUILD_INFO: &str = "signet_build_info";
 pub const LOGIN_FAILURES: &str = "signet_login_failures_total";
 pub const REVOCATIONS: &str = "signet_revocations_total";
+pub const BACKCHANNEL_DELIVERED: &str = "signet_backchannel_logout_delivered_total";
+pub const BACKCHANNEL_FAILED: &str = "signet_backchannel_logout_failed_attempts_total";
+pub const BACKCHANNEL_GIVEN_UP: &str = "signet_backchannel_logout_given_up_total";
 
 /// Latency buckets, in seconds: 50 µs to 5 s.
 const BUCKETS: &[f64] = &[
@@ -84,6 +87,18 @@ fn describe() {
     describe_counter!(
         REVOCATIONS,
         "Revocations this node published, by kind (token, family, session, subject, client)"
+    );
+    describe_counter!(
+        BACKCHANNEL_DELIVERED,
+        "Back-channel logout tokens a receiver accepted (2xx)"
+    );
+    describe_counter!(
+        BACKCHANNEL_FAILED,
+        "Back-channel logout delivery attempts that failed, by reason (status, timeout, connect, refused, redirect, ...)"
+    );
+    describe_counter!(
+        BACKCHANNEL_GIVEN_UP,
+        "Back-channel logout deliveries given up (a permanent failure, or the attempts bound reached)"
     );
     describe_counter!(
         LOGIN_FAILURES,

@@ -112,6 +112,33 @@ pub struct NodeArgs {
     /// `userSsoLifetime` may ask for less) [default: 36000 (10 hours)]
     #[arg(long, env = "SIGNET_SESSION_LIFETIME")]
     pub session_lifetime: Option<u64>,
+    /// Let the server's own requests (back-channel logout) reach loopback and private
+    /// addresses (127.0.0.0/8, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10,
+    /// ::1, fc00::/7). Link-local and cloud metadata addresses are refused regardless
+    #[arg(long, env = "SIGNET_ALLOW_PRIVATE_OUTBOUND")]
+    pub allow_private_outbound: bool,
+    /// Delay before a failed back-channel logout delivery is tried again, doubling with
+    /// each attempt (at most 10 minutes apart): `2s`, `250ms`, or seconds [default: 2s]
+    #[arg(long, env = "SIGNET_BACKCHANNEL_RETRY_BASE")]
+    pub backchannel_retry_base: Option<String>,
+    /// Attempts of a back-channel logout delivery before it is given up (1 to 50)
+    /// [default: 8]
+    #[arg(long, env = "SIGNET_BACKCHANNEL_MAX_ATTEMPTS")]
+    pub backchannel_max_attempts: Option<u32>,
+}
+
+/// `2s`, `250ms` or a bare number of seconds.
+fn parse_duration(value: &str) -> Option<Duration> {
+    let v = value.trim();
+    if let Some(ms) = v.strip_suffix("ms") {
+        return ms.trim().parse().ok().map(Duration::from_millis);
+    }
+    v.strip_suffix('s')
+        .unwrap_or(v)
+        .trim()
+        .parse()
+        .ok()
+        .map(Duration::from_secs)
 }
 
 /// The signing-key rotation schedule (`serve` and `keymanager`).
@@ -227,6 +254,9 @@ pub struct FileConfig {
     pub insecure_allow_any_redirect_uri: Option<bool>,
     pub trusted_proxies: Option<String>,
     pub session_lifetime: Option<u64>,
+    pub allow_private_outbound: Option<bool>,
+    pub backchannel_retry_base: Option<String>,
+    pub backchannel_max_attempts: Option<u32>,
     pub nats: Option<String>,
     pub stream: Option<String>,
     pub replicas: Option<usize>,
@@ -307,6 +337,29 @@ impl NodeArgs {
                 "session_lifetime must be between 60 and {MAX_SESSION_LIFETIME} seconds"
             );
             config.session_lifetime = Duration::from_secs(secs);
+        }
+        config.outbound.allow_private =
+            self.allow_private_outbound || file.allow_private_outbound.unwrap_or(false);
+        if let Some(v) = self
+            .backchannel_retry_base
+            .or(file.backchannel_retry_base.clone())
+        {
+            let d = parse_duration(&v)
+                .filter(|d| (Duration::from_millis(10)..=Duration::from_secs(600)).contains(d))
+                .with_context(|| {
+                    format!("backchannel_retry_base {v:?}: give 10ms to 600s, e.g. 2s or 250ms")
+                })?;
+            config.backchannel.retry_base = d;
+        }
+        if let Some(n) = self
+            .backchannel_max_attempts
+            .or(file.backchannel_max_attempts)
+        {
+            anyhow::ensure!(
+                (1..=50).contains(&n),
+                "backchannel_max_attempts must be between 1 and 50"
+            );
+            config.backchannel.max_attempts = n;
         }
         anyhow::ensure!(
             config.listen != config.admin_listen,
@@ -509,6 +562,43 @@ mod tests {
                 .unwrap_err()
         );
         assert!(e.contains("prepublish") || e.contains("3600"), "{e}");
+    }
+
+    #[test]
+    fn outbound_and_backchannel_settings() {
+        let c = args(&[]).resolve(None).unwrap();
+        assert!(!c.outbound.allow_private);
+        assert_eq!(c.backchannel.retry_base, Duration::from_secs(2));
+        let c = args(&[
+            "--allow-private-outbound",
+            "--backchannel-retry-base",
+            "250ms",
+            "--backchannel-max-attempts",
+            "3",
+        ])
+        .resolve(None)
+        .unwrap();
+        assert!(c.outbound.allow_private);
+        assert_eq!(c.backchannel.retry_base, Duration::from_millis(250));
+        assert_eq!(c.backchannel.max_attempts, 3);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("signet.toml");
+        std::fs::write(
+            &file,
+            "allow_private_outbound = true\nbackchannel_retry_base = \"5\"\n",
+        )
+        .unwrap();
+        let c = args(&[]).resolve(Some(&file)).unwrap();
+        assert!(c.outbound.allow_private);
+        assert_eq!(c.backchannel.retry_base, Duration::from_secs(5));
+        for bad in [
+            &["--backchannel-retry-base", "soon"][..],
+            &["--backchannel-retry-base", "1ms"][..],
+            &["--backchannel-max-attempts", "0"][..],
+        ] {
+            let e = format!("{:#}", args(bad).resolve(None).unwrap_err());
+            assert!(e.contains("backchannel"), "{e}");
+        }
     }
 
     #[test]

@@ -233,3 +233,29 @@ fn redirect_uris_follow_the_policy_and_name_the_index() {
     let relaxed: Vec<_> = relaxed.errors.iter().map(|f| f.field.as_str()).collect();
     assert_eq!(relaxed, vec!["postLogoutRedirectUris[0]"]);
 }
+
+#[test]
+fn logout_uris_are_absolute_http_urls_without_fragments() {
+    let mut ok = backend();
+    ok["frontChannelLogoutUri"] = "https://rp.example/fc?x=1".into();
+    ok["frontChannelLogoutSessionRequired"] = false.into();
+    ok["backChannelLogoutUri"] = "http://127.0.0.1:9000/bc".into();
+    ok["backChannelLogoutSessionRequired"] = false.into();
+    assert_eq!(fields(ok), Vec::<String>::new());
+    for (uri, why) in [
+        ("ftp://rp.example/x", "http or https"),
+        ("https://rp.example/x#frag", "fragment"),
+        ("/relative", "absolute"),
+        ("mailto:a@b", "http or https"),
+    ] {
+        for field in ["frontChannelLogoutUri", "backChannelLogoutUri"] {
+            let mut body = backend();
+            body[field] = uri.into();
+            let r = rules(body);
+            assert!(
+                r.iter().any(|(f, m)| f == field && m.contains(why)),
+                "{field}={uri}: {r:?}"
+            );
+        }
+    }
+}

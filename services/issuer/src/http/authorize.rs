@@ -249,7 +249,14 @@ async fn issue(
         code_challenge: request.code_challenge.clone(),
     };
     // The client takes part in the session from now on (it is told when the session ends).
-    super::sessions::add_client(state, session, &client.client.client_id, now).await?;
+    super::sessions::add_client(
+        state,
+        session,
+        &client.client.client_id,
+        &request.redirect_uri,
+        now,
+    )
+    .await?;
     let mut out = Vec::new();
     let code = if rt.code {
         let code = random_token()?;

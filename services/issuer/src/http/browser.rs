@@ -432,6 +432,51 @@ pub fn render_for(
     resp
 }
 
+/// The signed-out page with OIDC Front-Channel Logout iframes (`frames`, absolute http(s)
+/// URLs): its CSP `frame-src` allows exactly their origins; with `continue_to` (the
+/// validated `post_logout_redirect_uri`) a script, allowed by a fresh nonce, continues
+/// there once the iframes have loaded (the window's load event waits for them), or after
+/// five seconds.
+pub fn render_logged_out(
+    mut ctx: serde_json::Value,
+    frames: &[String],
+    continue_to: Option<&str>,
+) -> Response {
+    let nonce = match random_token() {
+        Ok(n) => n,
+        Err(_) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    };
+    ctx["frames"] = frames.into();
+    ctx["continue_to"] = continue_to.into();
+    ctx["nonce"] = nonce.clone().into();
+    let mut resp = render("logged_out.html", StatusCode::OK, ctx);
+    let mut origins: Vec<String> = frames.iter().filter_map(|f| origin_of(f)).collect();
+    origins.sort();
+    origins.dedup();
+    let frame_src = if origins.is_empty() {
+        "'none'".to_owned()
+    } else {
+        origins.join(" ")
+    };
+    let script = if continue_to.is_some() {
+        format!("'nonce-{nonce}'")
+    } else {
+        "'none'".to_owned()
+    };
+    let csp = format!("default-src 'none'; style-src 'unsafe-inline'; img-src https: http:; form-action 'self'; frame-src {frame_src}; script-src {script}; frame-ancestors 'none'");
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    resp
+}
+
 fn page_headers(h: &mut HeaderMap, form_post: bool, form_target: Option<&str>) {
     super::error::no_store(h);
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

@@ -56,8 +56,13 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         claims.sort_unstable();
         claims.dedup();
         doc["userinfo_endpoint"] = json!(issuer.endpoint("/userinfo"));
-        // RP-Initiated Logout 1.0 (front- and back-channel logout are not offered yet).
+        // RP-Initiated, Front-Channel and Back-Channel Logout 1.0 (`iss` and `sid` go to
+        // front-channel URIs that require the session; logout tokens always carry `sid`).
         doc["end_session_endpoint"] = json!(issuer.endpoint("/oauth2/logout"));
+        doc["frontchannel_logout_supported"] = json!(true);
+        doc["frontchannel_logout_session_supported"] = json!(true);
+        doc["backchannel_logout_supported"] = json!(true);
+        doc["backchannel_logout_session_supported"] = json!(true);
         doc["subject_types_supported"] = json!(["public", "pairwise"]);
         doc["claims_parameter_supported"] = json!(false);
         doc["request_parameter_supported"] = json!(false);

@@ -16,7 +16,12 @@
 //!    node), clears its cookie, and answers with a redirect to the validated
 //!    `post_logout_redirect_uri` (with `state`) or the signed-out page.
 //!
-//! Front- and back-channel notifications are not sent yet.
+//! 5. Ending the session enqueues the back-channel logout deliveries
+//!    ([`super::backchannel`]) and names the participating clients' front-channel logout
+//!    URIs (OIDC Front-Channel Logout 1.0): the signed-out page loads them in hidden
+//!    iframes (its CSP `frame-src` allows exactly their origins), and with a
+//!    `post_logout_redirect_uri` continues there once they have loaded, instead of
+//!    redirecting at once.
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -30,8 +35,8 @@ use signet_store::Namespace;
 use std::sync::Arc;
 
 use super::browser::{
-    cookie, ct_eq, digest_key, load_session, oauth_error_page, render, render_for, set_cookie,
-    PageParams, Session, StoreResult, SESSION_COOKIE,
+    cookie, ct_eq, digest_key, load_session, oauth_error_page, render_for, set_cookie, PageParams,
+    Session, StoreResult, SESSION_COOKIE,
 };
 use crate::state::AppState;
 
@@ -150,9 +155,11 @@ async fn log_out(
     req: &Request,
     session: Option<Session>,
 ) -> Response {
+    let mut front_channel = Vec::new();
     if let Some(session) = session {
-        if let Err(e) = super::sessions::end(state, session, super::token::now()).await {
-            return oauth_error_page(state, req.client.as_deref(), e);
+        match super::sessions::end(state, session, super::token::now()).await {
+            Ok(ended) => front_channel = ended.front_channel,
+            Err(e) => return oauth_error_page(state, req.client.as_deref(), e),
         }
     } else if let Some(value) = cookie(headers, SESSION_COOKIE) {
         // A cookie of a session that is gone (or of a disabled user): forget it too.
@@ -165,15 +172,21 @@ async fn log_out(
             return oauth_error_page(state, req.client.as_deref(), e);
         }
     }
-    let mut resp = match &req.redirect {
-        Some(uri) => {
-            let mut target = match url::Url::parse(uri) {
-                Ok(u) => u,
-                Err(_) => return oauth_error_page(state, None, refused("bad redirect URI")),
-            };
-            if let Some(s) = &req.state {
-                target.query_pairs_mut().append_pair("state", s);
+    let target = match &req.redirect {
+        Some(uri) => match url::Url::parse(uri) {
+            Ok(mut u) => {
+                if let Some(s) = &req.state {
+                    u.query_pairs_mut().append_pair("state", s);
+                }
+                Some(u)
             }
+            Err(_) => return oauth_error_page(state, None, refused("bad redirect URI")),
+        },
+        None => None,
+    };
+    let mut resp = match target {
+        // Straight back to the client: nobody to tell through the browser.
+        Some(target) if front_channel.is_empty() => {
             let mut r = StatusCode::FOUND.into_response();
             if let Ok(v) = HeaderValue::from_str(target.as_str()) {
                 r.headers_mut().insert(header::LOCATION, v);
@@ -181,9 +194,10 @@ async fn log_out(
             super::error::no_store(r.headers_mut());
             r
         }
-        None => {
+        target => {
             let ctx = super::browser::branding(req.client.as_deref());
-            render("logged_out.html", StatusCode::OK, ctx)
+            let to = target.as_ref().map(url::Url::as_str);
+            super::browser::render_logged_out(ctx, &front_channel, to)
         }
     };
     resp.headers_mut()

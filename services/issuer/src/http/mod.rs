@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod authorize;
+pub mod backchannel;
 pub mod browser;
 pub mod client_addr;
 pub mod client_auth;

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `<SHA-256 of the cookie>` | the [`Session`] (the browser's key to it: one read per request) |
 //! | `sid:<sid>` | the same [`Session`] (found by `sid`: admin and account pages, logout hints) |
-//! | `rp:<sid>:<digest of client_id>` | a client that received a code or tokens in it |
+//! | `rp:<sid>:<digest of client_id>` | a client that received a code or tokens in it: a [`Participant`] (JSON; a bare `client_id` in entries written before) |
 //!
 //! One entry per participating client (rather than a list in the session) keeps two
 //! browser tabs signing in to two clients at once from losing one of them.
@@ -16,7 +16,10 @@
 //! Ending a session ([`end`]) publishes a session revocation first (every access token
 //! carrying its `sid` stops verifying, at every issuer and resource server), then deletes
 //! everything tied to it: the cookie and records, unused codes, and the refresh-token
-//! families bound to it.
+//! families bound to it. In between it enqueues a back-channel logout delivery for each
+//! participating client with a `backChannelLogoutUri` ([`super::backchannel`]), so the
+//! clients are told even if this node dies; its result names the front-channel logout
+//! URIs the browser's signed-out page loads ([`Ended::front_channel`]).
 
 use axum::http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
@@ -89,6 +92,21 @@ pub struct Ended {
     pub session: Session,
     /// The `client_id`s that received a code or tokens in it.
     pub clients: Vec<String>,
+    /// The front-channel logout URIs (OIDC Front-Channel Logout 1.0) of the participating
+    /// clients that registered one, with `iss` and `sid` when they require the session:
+    /// the page that answers the browser loads them in iframes.
+    pub front_channel: Vec<String>,
+    /// Back-channel logout deliveries enqueued.
+    pub back_channel: usize,
+}
+
+/// A client that received a code or tokens in a session, and at which redirect URI (its
+/// pairwise subject depends on the redirect URI's host).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Participant {
+    pub client_id: String,
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
 }
 
 const SID_PREFIX: &str = "sid:";
@@ -158,18 +176,29 @@ pub async fn of_user(state: &AppState, sub: &str) -> Result<Vec<Session>, OAuthE
 
 /// The clients that received a code or tokens in the session.
 pub async fn clients_of(state: &AppState, sid: &str) -> Result<Vec<String>, OAuthError> {
+    let mut out: Vec<String> = participants(state, sid)
+        .await?
+        .into_iter()
+        .map(|p| p.client_id)
+        .collect();
+    out.dedup();
+    Ok(out)
+}
+
+/// The clients that received a code or tokens in the session, by `client_id`.
+pub async fn participants(state: &AppState, sid: &str) -> Result<Vec<Participant>, OAuthError> {
     let entries = state
         .store
         .entries_by(Index::Session(sid), Namespace::Session)
         .await
         .or_unavailable()?;
-    let mut out: Vec<String> = entries
+    let mut out: Vec<Participant> = entries
         .into_iter()
         .filter(|(k, _)| k.starts_with(RP_PREFIX))
-        .filter_map(|(_, v)| String::from_utf8(v).ok())
+        .filter_map(|(_, v)| parse_participant(v))
         .collect();
-    out.sort();
-    out.dedup();
+    out.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+    out.dedup_by(|a, b| a.client_id == b.client_id);
     Ok(out)
 }
 
@@ -206,19 +235,41 @@ pub async fn create_session(
     Ok((session, cookie))
 }
 
-/// Records that `client_id` received a code or tokens in the session.
+/// A stored participant entry: JSON, or (written before entries were JSON) the bare
+/// `client_id`.
+fn parse_participant(v: Vec<u8>) -> Option<Participant> {
+    if let Ok(p) = serde_json::from_slice::<Participant>(&v) {
+        return Some(p);
+    }
+    String::from_utf8(v)
+        .ok()
+        .filter(|s| !s.is_empty() && !s.starts_with('{'))
+        .map(|client_id| Participant {
+            client_id,
+            redirect_uri: None,
+        })
+}
+
+/// Records that `client_id` received a code or tokens in the session, at `redirect_uri`.
 pub async fn add_client(
     state: &AppState,
     session: &Session,
     client_id: &str,
+    redirect_uri: &str,
     now: i64,
 ) -> Result<(), OAuthError> {
+    let participant = Participant {
+        client_id: client_id.to_owned(),
+        redirect_uri: Some(redirect_uri.to_owned()),
+    };
+    let bytes =
+        serde_json::to_vec(&participant).map_err(|_| OAuthError::server_error("session"))?;
     state
         .store
         .put(
             Namespace::Session,
             &rp_key(&session.sid, client_id),
-            client_id.as_bytes(),
+            &bytes,
             session.remaining(now),
             &[Index::Session(&session.sid), Index::Subject(&session.sub)],
         )
@@ -232,7 +283,8 @@ const LONGEST_TOKEN_SECS: i64 = 30 * 24 * 3600;
 /// Ends a session at every node: publishes its revocation (access tokens carrying its `sid`
 /// stop verifying everywhere), then deletes everything tied to it. Returns who took part.
 pub async fn end(state: &AppState, session: Session, now: i64) -> Result<Ended, OAuthError> {
-    let clients = clients_of(state, &session.sid).await?;
+    let participants = participants(state, &session.sid).await?;
+    let clients: Vec<String> = participants.iter().map(|p| p.client_id.clone()).collect();
     let revocation = signet_verify::revocation::Revocation {
         target: signet_verify::revocation::Target::Session {
             sid: session.sid.clone(),
@@ -247,13 +299,106 @@ pub async fn end(state: &AppState, session: Session, now: i64) -> Result<Ended, 
             "the session could not be ended; retry shortly",
         )
     })?;
+    // Before the records go: a failure here leaves the session to be ended again.
+    let back_channel = super::backchannel::enqueue(state, &session, &participants, now).await?;
     state
         .store
         .delete_by_session(&session.sid)
         .await
         .or_unavailable()?;
-    tracing::info!(sid = %session.sid, clients = clients.len(), "session ended");
-    Ok(Ended { session, clients })
+    let front_channel = front_channel_uris(state, &session, &participants);
+    tracing::info!(sid = %session.sid, clients = clients.len(), back_channel, front_channel = front_channel.len(), "session ended");
+    Ok(Ended {
+        session,
+        clients,
+        front_channel,
+        back_channel,
+    })
+}
+
+/// OIDC Front-Channel Logout 1.0 section 2: each participating client's
+/// `frontChannelLogoutUri`, with `iss` and `sid` added when it requires the session.
+fn front_channel_uris(
+    state: &AppState,
+    session: &Session,
+    participants: &[Participant],
+) -> Vec<String> {
+    let p = state.projection.load();
+    participants
+        .iter()
+        .filter_map(|part| {
+            let client = p.client(&part.client_id).filter(|c| c.client.enabled)?;
+            let uri = client.client.front_channel_logout_uri.as_deref()?;
+            front_channel_uri(
+                uri,
+                client.client.front_channel_logout_session_required,
+                state.config.issuer.as_str(),
+                &session.sid,
+            )
+        })
+        .collect()
+}
+
+/// One front-channel logout URI: http(s) only; `iss` and `sid` appended when required.
+pub fn front_channel_uri(
+    uri: &str,
+    session_required: bool,
+    iss: &str,
+    sid: &str,
+) -> Option<String> {
+    let mut url = url::Url::parse(uri).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    if session_required {
+        url.query_pairs_mut()
+            .append_pair("iss", iss)
+            .append_pair("sid", sid);
+    }
+    Some(url.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{front_channel_uri, parse_participant, Participant};
+
+    #[test]
+    fn participant_entries_old_and_new() {
+        let new = serde_json::to_vec(&Participant {
+            client_id: "web".into(),
+            redirect_uri: Some("https://rp/cb".into()),
+        })
+        .unwrap();
+        assert_eq!(
+            parse_participant(new).unwrap().redirect_uri.as_deref(),
+            Some("https://rp/cb")
+        );
+        let old = parse_participant(b"legacy-client".to_vec()).unwrap();
+        assert_eq!(
+            (old.client_id.as_str(), old.redirect_uri),
+            ("legacy-client", None)
+        );
+        assert_eq!(parse_participant(b"{broken".to_vec()), None);
+        assert_eq!(parse_participant(vec![0xff]), None);
+    }
+
+    #[test]
+    fn front_channel_uris_carry_iss_and_sid_when_required() {
+        let iss = "https://id.example.com";
+        assert_eq!(
+            front_channel_uri("https://rp.example/logout?x=1", true, iss, "s1").as_deref(),
+            Some("https://rp.example/logout?x=1&iss=https%3A%2F%2Fid.example.com&sid=s1")
+        );
+        assert_eq!(
+            front_channel_uri("https://rp.example/logout", false, iss, "s1").as_deref(),
+            Some("https://rp.example/logout")
+        );
+        assert_eq!(
+            front_channel_uri("javascript:alert(1)", true, iss, "s1"),
+            None
+        );
+        assert_eq!(front_channel_uri("not a url", true, iss, "s1"), None);
+    }
 }
 
 /// A client of a session, as users and operators see it.

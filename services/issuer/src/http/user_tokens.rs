@@ -222,7 +222,10 @@ pub async fn access_token_in_family(
 /// The algorithm of the client's ID tokens: the first of
 /// `allowedIdentityTokenSigningAlgorithms` this node can sign with (RS256 when the list is
 /// empty).
-fn id_token_alg(state: &AppState, client: &ClientEntry) -> Result<Algorithm, OAuthError> {
+pub(crate) fn id_token_alg(
+    state: &AppState,
+    client: &ClientEntry,
+) -> Result<Algorithm, OAuthError> {
     let allowed = &client.client.allowed_identity_token_signing_algorithms;
     if allowed.is_empty() {
         return Ok(Algorithm::RS256);
