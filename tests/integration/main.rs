@@ -11,6 +11,7 @@ mod cluster;
 mod discovery;
 mod faults;
 mod first_run;
+mod high_security;
 mod interop;
 mod keys;
 mod lifecycle;

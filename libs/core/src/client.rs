@@ -908,6 +908,17 @@ impl Client<SecretInput> {
                 "a client_credentials client needs at least one secret with a value",
             );
         }
+        if !self.require_client_secret
+            && self
+                .client_secrets
+                .iter()
+                .any(|s| s.kind == crate::secret::JSON_WEB_KEY)
+        {
+            c.push(
+                "requireClientSecret",
+                "must be true for a client with JsonWebKey secrets (it authenticates with private_key_jwt)",
+            );
+        }
         if self.require_client_secret {
             for (i, s) in self.client_secrets.iter().enumerate() {
                 c.check(

@@ -31,7 +31,9 @@ pub enum ClientKeyError {
     NotAnObject,
     #[error("must be a public key: the JWK has the private or symmetric member {0:?}")]
     PrivateMember(&'static str),
-    #[error("kty {0:?} is not supported (supported: RSA, EC with crv P-256, OKP with crv Ed25519)")]
+    #[error(
+        "kty {0:?} is not supported (supported: RSA, EC with crv P-256, OKP with crv Ed25519)"
+    )]
     UnsupportedKty(String),
     #[error("alg {0:?} is not supported for a client key (supported: RS256, PS256, ES256, EdDSA)")]
     UnsupportedAlg(String),
@@ -49,7 +51,10 @@ pub enum ClientKeyError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Material {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
     /// The uncompressed P-256 point (0x04 || x || y).
     P256(Vec<u8>),
     Ed25519(Vec<u8>),
@@ -72,7 +77,10 @@ fn member(obj: &Map<String, Value>, name: &'static str) -> Result<Vec<u8>, Clien
         .ok_or(ClientKeyError::BadMember(name))
 }
 
-fn string<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Result<Option<&'a str>, ClientKeyError> {
+fn string<'a>(
+    obj: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<&'a str>, ClientKeyError> {
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),

@@ -165,11 +165,17 @@ fn weak_secrets_foreign_secret_types_and_endless_lifetimes_are_refused() {
         serde_json::json!([{"type": "JsonWebKey", "value": ec}])
     )
     .is_empty());
-    let private = ec.replace("{", r#"{"d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI","#);
+    let private = ec.replace(
+        "{",
+        r#"{"d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI","#,
+    );
     for (value, field) in [
         (private.as_str(), "clientSecrets[0].value"),
         (r#"{"kty":"oct","k":"c2VjcmV0"}"#, "clientSecrets[0].value"),
-        (r#"{"kty":"EC","crv":"P-384","x":"AA","y":"AA"}"#, "clientSecrets[0].value"),
+        (
+            r#"{"kty":"EC","crv":"P-384","x":"AA","y":"AA"}"#,
+            "clientSecrets[0].value",
+        ),
         ("not json", "clientSecrets[0].value"),
     ] {
         assert_eq!(
