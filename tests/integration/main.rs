@@ -19,6 +19,7 @@ mod loadtests;
 mod logout;
 mod model_fields;
 mod observability;
+mod par;
 mod proxies;
 mod real_browser;
 mod restart;

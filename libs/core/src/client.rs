@@ -255,6 +255,11 @@ pub struct Client<S = StoredSecret> {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
     pub require_request_object: bool,
+    /// Whether authorization requests must be pushed to `/oauth2/par` first (RFC 9126
+    /// section 5); a plain authorization request is refused with `invalid_request`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
+    pub require_pushed_authorization: bool,
     /// Whether access tokens may be transmitted through the browser.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
@@ -416,6 +421,7 @@ impl<S> Client<S> {
             require_pkce: true,
             allow_plain_text_pkce: false,
             require_request_object: false,
+            require_pushed_authorization: false,
             allow_access_tokens_via_browser: false,
             always_send_client_claims: false,
             client_claims_prefix: None,
@@ -470,6 +476,7 @@ impl<S> Client<S> {
             require_pkce,
             allow_plain_text_pkce,
             require_request_object,
+            require_pushed_authorization,
             allow_access_tokens_via_browser,
             always_send_client_claims,
             client_claims_prefix,
@@ -521,6 +528,7 @@ impl<S> Client<S> {
             require_pkce,
             allow_plain_text_pkce,
             require_request_object,
+            require_pushed_authorization,
             allow_access_tokens_via_browser,
             always_send_client_claims,
             client_claims_prefix,

@@ -174,6 +174,9 @@ pub struct NodeConfig {
     pub trusted_proxies: crate::http::client_addr::TrustedProxies,
     /// How long an SSO session lasts from sign-in (`--session-lifetime`).
     pub session_lifetime: Duration,
+    /// Every authorization request must be pushed first (RFC 9126 section 5,
+    /// `--require-pushed-authorization-requests`).
+    pub require_pushed_authorization_requests: bool,
 }
 
 impl NodeConfig {
@@ -211,6 +214,7 @@ impl NodeConfig {
             client_policy: signet_core::client::ClientPolicy::default(),
             trusted_proxies: crate::http::client_addr::TrustedProxies::default(),
             session_lifetime: Duration::from_secs(10 * 60 * 60),
+            require_pushed_authorization_requests: false,
         }
     }
 }

@@ -112,6 +112,11 @@ pub struct NodeArgs {
     /// `userSsoLifetime` may ask for less) [default: 36000 (10 hours)]
     #[arg(long, env = "SIGNET_SESSION_LIFETIME")]
     pub session_lifetime: Option<u64>,
+    /// Refuse authorization requests that were not pushed to /oauth2/par first (RFC 9126
+    /// section 5), for every client; without it only clients with
+    /// `requirePushedAuthorization` must push [default: false]
+    #[arg(long, env = "SIGNET_REQUIRE_PUSHED_AUTHORIZATION_REQUESTS")]
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// The signing-key rotation schedule (`serve` and `keymanager`).
@@ -227,6 +232,7 @@ pub struct FileConfig {
     pub insecure_allow_any_redirect_uri: Option<bool>,
     pub trusted_proxies: Option<String>,
     pub session_lifetime: Option<u64>,
+    pub require_pushed_authorization_requests: Option<bool>,
     pub nats: Option<String>,
     pub stream: Option<String>,
     pub replicas: Option<usize>,
@@ -300,6 +306,11 @@ impl NodeArgs {
         }
         if let Some(spec) = self.trusted_proxies.or(file.trusted_proxies.clone()) {
             config.trusted_proxies = TrustedProxies::parse(&spec).context("trusted_proxies")?;
+        }
+        if self.require_pushed_authorization_requests
+            || file.require_pushed_authorization_requests.unwrap_or(false)
+        {
+            config.require_pushed_authorization_requests = true;
         }
         if let Some(secs) = self.session_lifetime.or(file.session_lifetime) {
             anyhow::ensure!(

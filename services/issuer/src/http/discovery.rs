@@ -51,6 +51,8 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         "response_modes_supported": ["query", "fragment", "form_post"],
         "code_challenge_methods_supported": ["S256", "plain"],
         "authorization_response_iss_parameter_supported": true,
+        "pushed_authorization_request_endpoint": issuer.endpoint("/oauth2/par"),
+        "require_pushed_authorization_requests": state.config.require_pushed_authorization_requests,
         "scopes_supported": scopes,
     });
     if oidc {

@@ -17,6 +17,7 @@ pub mod grants;
 pub mod introspect;
 pub mod login;
 pub mod logout;
+pub mod par;
 pub mod server;
 pub mod sessions;
 pub mod token;
@@ -59,6 +60,7 @@ pub fn public_router(state: AppState) -> Router {
             get(authorize::authorize_get).post(authorize::authorize_post),
         )
         .route("/oauth2/introspect", post(introspect::introspect))
+        .route("/oauth2/par", post(par::par))
         .route("/oauth2/revoke", post(introspect::revoke))
         .route(
             "/oauth2/logout",
