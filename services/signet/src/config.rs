@@ -478,6 +478,25 @@ mod tests {
     }
 
     #[test]
+    fn pushed_authorization_requests_are_required_by_flag_or_file() {
+        assert!(
+            !args(&[])
+                .resolve(None)
+                .unwrap()
+                .require_pushed_authorization_requests
+        );
+        let c = args(&["--require-pushed-authorization-requests"])
+            .resolve(None)
+            .unwrap();
+        assert!(c.require_pushed_authorization_requests);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("signet.toml");
+        std::fs::write(&file, "require_pushed_authorization_requests = true\n").unwrap();
+        let c = args(&[]).resolve(Some(&file)).unwrap();
+        assert!(c.require_pushed_authorization_requests);
+    }
+
+    #[test]
     fn trusted_proxies_come_from_flag_or_file_and_bad_ranges_are_refused() {
         let c = args(&[]).resolve(None).unwrap();
         assert!(c.trusted_proxies.is_empty());
