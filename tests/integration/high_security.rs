@@ -334,6 +334,22 @@ async fn private_key_jwt_authenticates_at_token_introspection_and_revocation() -
     let (st, b) = post(&s, "/oauth2/token", &assertion_form(&a, "orders.read")).await?;
     refused(st, &b, "client authentication failed");
 
+    // Each replay is counted under its own reason.
+    let metrics = s
+        .http()
+        .get(format!("{}/metrics", s.issuer))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let replays = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"signet_client_auth_failures_total{reason="replayed_assertion"} "#)
+        })
+        .map(str::trim);
+    assert_eq!(replays, Some("3"), "{metrics}");
+
     // Discovery advertises the method and its algorithms.
     let d: Value = s
         .http()
