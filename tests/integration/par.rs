@@ -221,6 +221,12 @@ async fn a_pushed_request_signs_in_once_with_private_key_jwt() -> anyhow::Result
         );
     }
 
+    let r = http.get(&par_url).send().await?;
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    let body: Value = r.json().await?;
+    assert_eq!(body["error"], "invalid_request");
+
     // Discovery.
     let d: Value = http
         .get(format!(

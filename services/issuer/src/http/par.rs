@@ -110,6 +110,20 @@ async fn push(state: &AppState, form: &OAuthForm) -> Result<Response, ProtocolEr
     Ok(r)
 }
 
+/// The 405 answer for other methods, in RFC 6749 form (RFC 9126 section 2: POST only).
+pub async fn method_not_allowed() -> Response {
+    let mut r = ProtocolError::with_status(
+        OAuthError::invalid_request("the pushed authorization request endpoint accepts only POST"),
+        StatusCode::METHOD_NOT_ALLOWED,
+    )
+    .into_response();
+    r.headers_mut().insert(
+        axum::http::header::ALLOW,
+        axum::http::HeaderValue::from_static("POST"),
+    );
+    r
+}
+
 fn invalid_uri(description: &'static str) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidRequestUri, description)
 }
