@@ -11,6 +11,8 @@
 //! client costs the same hash and compare as a known one, so neither the answer nor its
 //! timing tells which client ids exist. Only an assertion whose signature checked out gets
 //! a precise reason (expired, wrong audience, replayed): its sender holds the client's key.
+//! (An assertion for an unknown client is refused without a signature check, so its timing
+//! may tell; a client id is no secret, RFC 6749 section 2.2, and the answer is the same.)
 
 use std::borrow::Cow;
 use std::sync::Arc;
