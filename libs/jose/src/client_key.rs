@@ -322,6 +322,31 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: 256,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        })]
+
+        /// Whatever an admin writes as a key, and whatever a client sends as an assertion,
+        /// the answer is a value, never a panic.
+        #[test]
+        fn arbitrary_keys_and_assertions_never_panic(
+            kty in "(RSA|EC|OKP|oct|)",
+            member in "[A-Za-z0-9_-]{0,90}",
+            token in "[A-Za-z0-9_.-]{0,300}",
+        ) {
+            let json = format!(
+                r#"{{"kty":"{kty}","crv":"P-256","n":"{member}","e":"AQAB","x":"{member}","y":"{member}"}}"#
+            );
+            let key = ClientKey::parse(&json);
+            let k = key.as_ref().ok();
+            let _ = verify_with_client_keys(&token, k);
+            let _ = ClientKey::parse(&member);
+        }
+    }
+
     #[test]
     fn private_members_and_unsupported_keys_are_refused() {
         let k = key(Algorithm::ES256);
