@@ -12,7 +12,7 @@ SECONDS_=${SECONDS_:-10}
 ROUNDS=${ROUNDS:-2}
 HERE=$(dirname "$0")
 DIR=$(mktemp -d)
-PORT=18480
+PORT=${PORT:-28480}
 ISSUER=http://127.0.0.1:$PORT
 export SIGNET_ADMIN_CLIENT_SECRET=lt-admin-secret-0123456789
 BOOST=${BOOST-chrt -f 1}
@@ -21,7 +21,10 @@ $BOOST taskset -c 0 "$BIN" serve --data-dir "$DIR/data" --listen 127.0.0.1:$PORT
     --admin-listen 127.0.0.1:$((PORT + 1)) >"$DIR/serve.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; rm -rf "$DIR"' EXIT
-for _ in $(seq 1 100); do curl -sf $ISSUER/readyz >/dev/null && break; sleep 0.2; done
+for _ in $(seq 1 100); do
+  kill -0 $PID 2>/dev/null || { echo "signet did not start (port $PORT taken?)" >&2; exit 1; }
+  curl -sf $ISSUER/readyz >/dev/null && break; sleep 0.2
+done
 BASIC=$(python3 "$HERE/setup.py" register $ISSUER http://127.0.0.1:$((PORT + 1)) \
     "$SIGNET_ADMIN_CLIENT_SECRET" "$DIR/key.pem")
 cpu() { awk '{print $14 + $15}' /proc/$PID/stat; }
