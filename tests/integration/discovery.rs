@@ -39,7 +39,12 @@ async fn discovery_under_an_issuer_path() -> anyhow::Result<()> {
         );
         assert_eq!(
             d["token_endpoint_auth_methods_supported"],
-            serde_json::json!(["client_secret_basic", "client_secret_post", "none"])
+            serde_json::json!([
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt",
+                "none"
+            ])
         );
         assert_eq!(
             d["authorization_endpoint"],

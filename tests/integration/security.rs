@@ -646,6 +646,10 @@ async fn weak_admin_input_is_refused() -> anyhow::Result<()> {
             backend(
                 json!({"clientSecrets": [{"type": "JsonWebKey", "value": "{\"kty\":\"oct\"}"}]}),
             ),
+            "clientSecrets[0].value",
+        ),
+        (
+            backend(json!({"clientSecrets": [{"type": "X509Name", "value": "CN=svc"}]})),
             "clientSecrets[0].type",
         ),
         (

@@ -255,6 +255,11 @@ pub struct Client<S = StoredSecret> {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
     pub require_request_object: bool,
+    /// Whether authorization requests must be pushed to `/oauth2/par` first (RFC 9126
+    /// section 5); a plain authorization request is refused with `invalid_request`.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
+    pub require_pushed_authorization: bool,
     /// Whether access tokens may be transmitted through the browser.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
@@ -427,6 +432,7 @@ impl<S> Client<S> {
             require_pkce: true,
             allow_plain_text_pkce: false,
             require_request_object: false,
+            require_pushed_authorization: false,
             allow_access_tokens_via_browser: false,
             always_send_client_claims: false,
             client_claims_prefix: None,
@@ -482,6 +488,7 @@ impl<S> Client<S> {
             require_pkce,
             allow_plain_text_pkce,
             require_request_object,
+            require_pushed_authorization,
             allow_access_tokens_via_browser,
             always_send_client_claims,
             client_claims_prefix,
@@ -534,6 +541,7 @@ impl<S> Client<S> {
             require_pkce,
             allow_plain_text_pkce,
             require_request_object,
+            require_pushed_authorization,
             allow_access_tokens_via_browser,
             always_send_client_claims,
             client_claims_prefix,
@@ -657,23 +665,56 @@ impl ClientPolicy {
 /// The shortest shared secret accepted: 16 characters (random ones: about 96 bits).
 pub const MIN_SECRET_LENGTH: usize = 16;
 
-/// Checks the secrets an admin writes: only `SharedSecret` is ever compared by value, so any
-/// other type is refused until it is implemented; a shared secret's value is long enough to
-/// resist guessing (an empty value carries no credential and is allowed).
-pub fn check_secrets(c: &mut Collector, field: &str, secrets: &[SecretInput]) {
+/// Checks the secrets an admin writes. A `SharedSecret`'s value is long enough to resist
+/// guessing (an empty value carries no credential and is allowed). Where `keys` (clients), a
+/// `JsonWebKey`'s value is a public JWK this server can verify with; the certificate types
+/// (mutual TLS) are refused until they are implemented, as is any other type.
+pub fn check_secrets(c: &mut Collector, field: &str, secrets: &[SecretInput], keys: bool) {
+    use crate::secret::{JSON_WEB_KEY, SHARED_SECRET, X509_TYPES};
     for (i, s) in secrets.iter().enumerate() {
-        c.check(
-            s.kind == crate::secret::SHARED_SECRET,
-            format!("{field}[{i}].type"),
-            "only \"SharedSecret\" is supported (JsonWebKey, X509CertificateBase64 and X509Name need private_key_jwt or mTLS, which this server does not offer yet)",
-        );
-        if let Some(v) = s.value.as_deref().filter(|v| !v.is_empty()) {
-            c.check(
-                v.chars().count() >= MIN_SECRET_LENGTH,
-                format!("{field}[{i}].value"),
-                format!("must be at least {MIN_SECRET_LENGTH} characters; use a random value, e.g. `openssl rand -base64 32`"),
-            );
+        let value = s.value.as_deref().filter(|v| !v.is_empty());
+        match s.kind.as_str() {
+            SHARED_SECRET => {
+                if let Some(v) = value {
+                    c.check(
+                        v.chars().count() >= MIN_SECRET_LENGTH,
+                        format!("{field}[{i}].value"),
+                        format!("must be at least {MIN_SECRET_LENGTH} characters; use a random value, e.g. `openssl rand -base64 32`"),
+                    );
+                }
+            }
+            JSON_WEB_KEY if keys => match value {
+                None => c.push(
+                    format!("{field}[{i}].value"),
+                    "a JsonWebKey secret needs a value: the client's public JWK as a JSON string",
+                ),
+                Some(v) => {
+                    if let Err(e) = signet_jose::ClientKey::parse(v) {
+                        c.push(format!("{field}[{i}].value"), e.to_string());
+                    }
+                }
+            },
+            JSON_WEB_KEY => c.push(
+                format!("{field}[{i}].type"),
+                "only \"SharedSecret\" is supported here",
+            ),
+            t if X509_TYPES.contains(&t) => c.push(
+                format!("{field}[{i}].type"),
+                "is not supported yet (mutual TLS, RFC 8705, is not offered); use SharedSecret or JsonWebKey",
+            ),
+            _ => c.push(
+                format!("{field}[{i}].type"),
+                "must be SharedSecret or JsonWebKey (X509CertificateBase64 and X509Name are not supported yet)",
+            ),
         }
+    }
+    if keys {
+        let jwk = secrets.iter().filter(|s| s.kind == JSON_WEB_KEY).count();
+        c.check(
+            jwk == 0 || jwk == secrets.len(),
+            field,
+            "a client's secrets are all SharedSecret (client_secret_basic/post) or all JsonWebKey (private_key_jwt), never a mix: the secret types decide how the client authenticates",
+        );
     }
 }
 
@@ -764,7 +805,7 @@ impl Client<SecretInput> {
                 );
             }
         }
-        check_secrets(&mut c, "clientSecrets", &self.client_secrets);
+        check_secrets(&mut c, "clientSecrets", &self.client_secrets, true);
         check_name(&mut c, "clientId", &self.client_id);
         c.check(
             self.protocol_type == "oidc",
@@ -866,6 +907,17 @@ impl Client<SecretInput> {
                 usable > 0,
                 "clientSecrets",
                 "a client_credentials client needs at least one secret with a value",
+            );
+        }
+        if !self.require_client_secret
+            && self
+                .client_secrets
+                .iter()
+                .any(|s| s.kind == crate::secret::JSON_WEB_KEY)
+        {
+            c.push(
+                "requireClientSecret",
+                "must be true for a client with JsonWebKey secrets (it authenticates with private_key_jwt)",
             );
         }
         if self.require_client_secret {

@@ -222,6 +222,11 @@ fn every_client_field_takes_effect_or_is_refused() {
         ("allowPlainTextPkce", None, Effect("authorize::check_pkce")),
         ("requireRequestObject", None, Refused),
         (
+            "requirePushedAuthorization",
+            None,
+            Effect("http::authorize: a request not pushed to /oauth2/par is refused"),
+        ),
+        (
             "allowAccessTokensViaBrowser",
             None,
             Effect("authorize: response types with token"),

@@ -42,6 +42,9 @@ pub enum ErrorCode {
     RequestNotSupported,
     /// OIDC Core section 3.1.2.6: the `request_uri` parameter is not supported.
     RequestUriNotSupported,
+    /// RFC 9101 section 7 (used by RFC 9126): the `request_uri` is unknown, expired, already
+    /// used or another client's.
+    InvalidRequestUri,
 }
 
 impl ErrorCode {
@@ -64,6 +67,7 @@ impl ErrorCode {
             ErrorCode::InteractionRequired => "interaction_required",
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
+            ErrorCode::InvalidRequestUri => "invalid_request_uri",
         }
     }
 }

@@ -177,7 +177,7 @@ impl ApiResource<SecretInput> {
                 "must not be empty",
             );
         }
-        crate::client::check_secrets(&mut c, "apiSecrets", &self.api_secrets);
+        crate::client::check_secrets(&mut c, "apiSecrets", &self.api_secrets, false);
         c.finish()
     }
 }

@@ -8,6 +8,7 @@ use aws_lc_rs::digest::{digest, SHA256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use signet_jose::ClientKey;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
@@ -15,6 +16,10 @@ use crate::UnixTime;
 
 /// The one secret type compared by value.
 pub const SHARED_SECRET: &str = "SharedSecret";
+/// A client's public key, a JWK written as a JSON string (`private_key_jwt`).
+pub const JSON_WEB_KEY: &str = "JsonWebKey";
+/// Certificate types (mutual TLS, RFC 8705): not supported yet.
+pub const X509_TYPES: [&str; 2] = ["X509CertificateBase64", "X509Name"];
 
 fn shared_secret() -> String {
     SHARED_SECRET.to_owned()
@@ -27,7 +32,7 @@ fn shared_secret() -> String {
     feature = "openapi",
     schema(
         as = Secret,
-        description = "A shared secret as written. It is stored only as a hash and never read back."
+        description = "A client or API secret as written. A SharedSecret is stored only as a hash; a JsonWebKey (clients only) is the client's public JWK for private_key_jwt. Values are never read back."
     )
 )]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -35,15 +40,19 @@ pub struct SecretInput {
     /// Description of the secret.
     #[serde(default)]
     pub description: Option<String>,
-    /// The plaintext. An empty value (as in the reference's public-client example) carries
-    /// no credential: it is kept for its description and never matches anything.
+    /// The plaintext of a `SharedSecret`, or for a `JsonWebKey` the client's public JWK as a
+    /// JSON string (RSA 2048+ bits, EC P-256 or OKP Ed25519; private members are refused).
+    /// An empty value (as in the reference's public-client example) carries no credential:
+    /// it is kept for its description and never matches anything.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(write_only))]
     pub value: Option<String>,
     /// When the secret stops being accepted (RFC 3339); null: never.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expiration: Option<OffsetDateTime>,
-    /// The secret's type.
+    /// The secret's type: `SharedSecret` (client_secret_basic/post) or `JsonWebKey`
+    /// (private_key_jwt, clients only). `X509CertificateBase64` and `X509Name` (mutual TLS)
+    /// are refused: not supported yet.
     #[serde(rename = "type", default = "shared_secret")]
     #[cfg_attr(feature = "openapi", schema(default = shared_secret))]
     pub kind: String,
@@ -63,6 +72,10 @@ pub struct StoredSecret {
         skip_serializing_if = "Option::is_none"
     )]
     pub expiration: Option<OffsetDateTime>,
+    /// The public JWK of a `JsonWebKey` secret (no secret: kept as written, to verify
+    /// `private_key_jwt` assertions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwk: Option<String>,
     #[serde(rename = "type")]
     pub kind: String,
 }
@@ -114,12 +127,16 @@ impl SecretDigest {
 
 impl SecretInput {
     pub fn into_stored(self) -> StoredSecret {
+        let value = self.value.filter(|v| !v.is_empty());
+        let (sha256, jwk) = if self.kind == JSON_WEB_KEY {
+            (None, value)
+        } else {
+            (value.map(|v| SecretDigest::of(&v).encode()), None)
+        };
         StoredSecret {
             description: self.description,
-            sha256: self
-                .value
-                .filter(|v| !v.is_empty())
-                .map(|v| SecretDigest::of(&v).encode()),
+            sha256,
+            jwk,
             expiration: self.expiration,
             kind: self.kind,
         }
@@ -136,10 +153,12 @@ impl StoredSecret {
     }
 }
 
-/// The usable hashes of a set of secrets, decoded once when the projection is built.
+/// The usable hashes and public keys of a set of secrets, decoded once when the projection
+/// is built.
 #[derive(Debug, Clone, Default)]
 pub struct SecretSet {
     hashes: Vec<([u8; 32], Option<UnixTime>)>,
+    keys: Vec<(ClientKey, Option<UnixTime>)>,
 }
 
 impl std::fmt::Debug for SecretDigest {
@@ -161,11 +180,35 @@ impl SecretSet {
                     Some((d.0, s.expiration.map(|e| e.unix_timestamp())))
                 })
                 .collect(),
+            keys: secrets
+                .iter()
+                .filter(|s| s.kind == JSON_WEB_KEY)
+                .filter_map(|s| {
+                    // Validated when written; a key that no longer parses is skipped.
+                    let key = ClientKey::parse(s.jwk.as_deref()?).ok()?;
+                    Some((key, s.expiration.map(|e| e.unix_timestamp())))
+                })
+                .collect(),
         }
     }
 
+    /// True when there is no shared secret (a client may still have keys).
     pub fn is_empty(&self) -> bool {
         self.hashes.is_empty()
+    }
+
+    /// Whether the secrets are public keys: the client authenticates with `private_key_jwt`
+    /// only.
+    pub fn has_keys(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// The public keys that have not expired at `now`.
+    pub fn live_keys(&self, now: UnixTime) -> impl Iterator<Item = &ClientKey> {
+        self.keys
+            .iter()
+            .filter(move |(_, exp)| exp.is_none_or(|e| now < e))
+            .map(|(k, _)| k)
     }
 
     /// True when `presented` matches a secret that has not expired at `now`. Every stored
@@ -185,6 +228,7 @@ impl SecretSet {
 pub fn dummy_check(presented: &SecretDigest) {
     let _ = SecretSet {
         hashes: vec![([0u8; 32], None)],
+        keys: Vec::new(),
     }
     .matches(presented, 0);
 }

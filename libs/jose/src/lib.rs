@@ -9,12 +9,14 @@
 #![forbid(unsafe_code)]
 
 mod alg;
+mod client_key;
 mod jwk;
 mod key;
 mod sign;
 mod verify;
 
 pub use alg::{Algorithm, UnknownAlgorithm};
+pub use client_key::{verify_with_client_keys, ClientKey, ClientKeyError};
 pub use jwk::{Jwk, Jwks};
 pub use key::{generate_pkcs8, SigningKey};
 pub use sign::{b64url, JwsSigner};

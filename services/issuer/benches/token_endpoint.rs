@@ -349,7 +349,13 @@ fn bench_token_endpoint(c: &mut Criterion) {
         b.iter(|| OAuthForm::parse(black_box(body.as_bytes())).expect("parse"))
     });
     group.bench_function("authenticate", |b| {
-        b.iter(|| authenticate(&p, black_box(&form), now()).expect("authenticated"))
+        let state = &state;
+        let (p, form) = (&p, &form);
+        b.to_async(&rt).iter(|| async move {
+            authenticate(state, p, black_box(form), "/oauth2/token", now())
+                .await
+                .expect("authenticated")
+        })
     });
     group.bench_function("projection_load", |b| {
         b.iter(|| black_box(state.projection.load()).seq())

@@ -179,6 +179,9 @@ pub struct NodeConfig {
     pub outbound: signet_outbound::OutboundConfig,
     /// Back-channel logout delivery: retries and their backoff.
     pub backchannel: BackchannelConfig,
+    /// Every authorization request must be pushed first (RFC 9126 section 5,
+    /// `--require-pushed-authorization-requests`).
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// How back-channel logout deliveries are retried.
@@ -255,6 +258,7 @@ impl NodeConfig {
             session_lifetime: Duration::from_secs(10 * 60 * 60),
             outbound: signet_outbound::OutboundConfig::default(),
             backchannel: BackchannelConfig::default(),
+            require_pushed_authorization_requests: false,
         }
     }
 }

@@ -125,6 +125,11 @@ pub struct NodeArgs {
     /// [default: 8]
     #[arg(long, env = "SIGNET_BACKCHANNEL_MAX_ATTEMPTS")]
     pub backchannel_max_attempts: Option<u32>,
+    /// Refuse authorization requests that were not pushed to /oauth2/par first (RFC 9126
+    /// section 5), for every client; without it only clients with
+    /// `requirePushedAuthorization` must push [default: false]
+    #[arg(long, env = "SIGNET_REQUIRE_PUSHED_AUTHORIZATION_REQUESTS")]
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// `2s`, `250ms` or a bare number of seconds.
@@ -257,6 +262,7 @@ pub struct FileConfig {
     pub allow_private_outbound: Option<bool>,
     pub backchannel_retry_base: Option<String>,
     pub backchannel_max_attempts: Option<u32>,
+    pub require_pushed_authorization_requests: Option<bool>,
     pub nats: Option<String>,
     pub stream: Option<String>,
     pub replicas: Option<usize>,
@@ -330,6 +336,11 @@ impl NodeArgs {
         }
         if let Some(spec) = self.trusted_proxies.or(file.trusted_proxies.clone()) {
             config.trusted_proxies = TrustedProxies::parse(&spec).context("trusted_proxies")?;
+        }
+        if self.require_pushed_authorization_requests
+            || file.require_pushed_authorization_requests.unwrap_or(false)
+        {
+            config.require_pushed_authorization_requests = true;
         }
         if let Some(secs) = self.session_lifetime.or(file.session_lifetime) {
             anyhow::ensure!(
@@ -517,6 +528,25 @@ mod tests {
         std::fs::write(&file, "insecure_allow_any_redirect_uri = true\n").unwrap();
         let c = args(&[]).resolve(Some(&file)).unwrap();
         assert_eq!(c.client_policy.redirect_uris, RedirectUriPolicy::AllowAny);
+    }
+
+    #[test]
+    fn pushed_authorization_requests_are_required_by_flag_or_file() {
+        assert!(
+            !args(&[])
+                .resolve(None)
+                .unwrap()
+                .require_pushed_authorization_requests
+        );
+        let c = args(&["--require-pushed-authorization-requests"])
+            .resolve(None)
+            .unwrap();
+        assert!(c.require_pushed_authorization_requests);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("signet.toml");
+        std::fs::write(&file, "require_pushed_authorization_requests = true\n").unwrap();
+        let c = args(&[]).resolve(Some(&file)).unwrap();
+        assert!(c.require_pushed_authorization_requests);
     }
 
     #[test]

@@ -157,13 +157,52 @@ fn weak_secrets_foreign_secret_types_and_endless_lifetimes_are_refused() {
         with("clientSecrets", serde_json::json!([{"value": "a"}])),
         ["clientSecrets[0].value"]
     );
-    // A public JWK is no shared secret: refused until private_key_jwt exists.
+    // A public JWK is accepted (private_key_jwt); a private one, an unsupported key and the
+    // certificate types (mTLS, not offered yet) are refused, naming the member.
+    let ec = r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#;
+    assert!(with(
+        "clientSecrets",
+        serde_json::json!([{"type": "JsonWebKey", "value": ec}])
+    )
+    .is_empty());
+    let private = ec.replace(
+        "{",
+        r#"{"d":"jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI","#,
+    );
+    for (value, field) in [
+        (private.as_str(), "clientSecrets[0].value"),
+        (r#"{"kty":"oct","k":"c2VjcmV0"}"#, "clientSecrets[0].value"),
+        (
+            r#"{"kty":"EC","crv":"P-384","x":"AA","y":"AA"}"#,
+            "clientSecrets[0].value",
+        ),
+        ("not json", "clientSecrets[0].value"),
+    ] {
+        assert_eq!(
+            with(
+                "clientSecrets",
+                serde_json::json!([{"type": "JsonWebKey", "value": value}])
+            ),
+            [field],
+            "{value}"
+        );
+    }
+    for kind in ["X509CertificateBase64", "X509Name", "Other"] {
+        assert_eq!(
+            with(
+                "clientSecrets",
+                serde_json::json!([{"type": kind, "value": "CN=client,O=Example"}])
+            ),
+            ["clientSecrets[0].type"]
+        );
+    }
     assert_eq!(
         with(
             "clientSecrets",
-            serde_json::json!([{"type": "JsonWebKey", "value": "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\",\"y\":\"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"}"}])
+            serde_json::json!([{"type": "JsonWebKey", "value": ec},
+                               {"value": "svc-secret-0123456789"}])
         ),
-        ["clientSecrets[0].type"]
+        ["clientSecrets"]
     );
     assert_eq!(
         with("accessTokenLifetime", 2_147_483_647u32.into()),
@@ -192,19 +231,18 @@ fn weak_secrets_foreign_secret_types_and_endless_lifetimes_are_refused() {
     ] {
         assert!(LifetimeLimits::parse(bad).is_err(), "{bad}");
     }
-    // A stored non-shared secret never matches by its value.
+    // A stored public key never matches by its value: it is kept as a key, not a hash.
     let stored = SecretInput {
         description: None,
-        value: Some("public-key-material-0123".into()),
+        value: Some(ec.into()),
         expiration: None,
         kind: "JsonWebKey".into(),
     }
     .into_stored();
+    assert!(stored.sha256.is_none());
     let set = crate::secret::SecretSet::new(&[stored]);
-    assert!(!set.matches(
-        &crate::secret::SecretDigest::of("public-key-material-0123"),
-        0
-    ));
+    assert!(!set.matches(&crate::secret::SecretDigest::of(ec), 0));
+    assert!(set.has_keys() && set.is_empty());
 }
 
 #[test]

@@ -9,7 +9,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use signet_core::authorize::{
-    check_client, check_request, AuthorizeRequest, RedirectError, ResponseMode,
+    check_client, check_request, AuthorizeRequest, Params, RedirectError, ResponseMode,
 };
 use signet_core::oauth::{ErrorCode, OAuthError};
 use signet_core::projection::{ClientEntry, Projection};
@@ -43,11 +43,24 @@ pub async fn authorize_post(
 }
 
 async fn authorize(state: &AppState, headers: &HeaderMap, raw: &[u8]) -> Response {
-    let params = match PageParams::parse(raw) {
+    let mut params = match PageParams::parse(raw) {
         Ok(p) => p,
         // Nothing is trusted yet: the error page, never a redirect.
         Err(e) => return oauth_error_page(state, None, e),
     };
+    // RFC 9126 section 4: a pushed request replaces the parameters entirely (anything else
+    // in the query is ignored); it is consumed here, once, by the client that pushed it.
+    let pushed_uri = params
+        .get("request_uri")
+        .filter(|u| super::par::is_pushed_reference(u))
+        .map(str::to_owned);
+    let pushed = pushed_uri.is_some();
+    if let Some(uri) = pushed_uri {
+        match super::par::take(state, &uri, params.get("client_id")).await {
+            Ok(p) => params = p,
+            Err(e) => return oauth_error_page(state, None, e),
+        }
+    }
     let p = state.projection.load();
     let (client, redirect_uri) = match check_client(&p, &params) {
         Ok(c) => c,
@@ -65,6 +78,22 @@ async fn authorize(state: &AppState, headers: &HeaderMap, raw: &[u8]) -> Respons
         Ok(r) => r,
         Err(e) => return redirect_error(state, *e),
     };
+    // RFC 9126 section 5: the server (`--require-pushed-authorization-requests`) or the
+    // client (`requirePushedAuthorization`) accepts only pushed requests.
+    if !pushed
+        && (state.config.require_pushed_authorization_requests
+            || client.client.require_pushed_authorization)
+    {
+        return redirect_error(
+            state,
+            to_redirect(
+                &request,
+                OAuthError::invalid_request(
+                    "authorization requests must be pushed to the pushed authorization request endpoint first (RFC 9126)",
+                ),
+            ),
+        );
+    }
     let now = now();
     let session = match load_session(state, headers).await {
         Ok(s) => s.filter(|s| fresh_enough(s, &request, client, now)),

@@ -1,11 +1,18 @@
-//! Client authentication at the token endpoint (RFC 6749 section 2.3.1): HTTP Basic
-//! (`client_secret_basic`, with the id and secret form-urlencoded first) or body parameters
-//! (`client_secret_post`), never both; a public client (`requireClientSecret: false`) sends
-//! only its `client_id`.
+//! Client authentication at the token, PAR, introspection and revocation endpoints: HTTP
+//! Basic (`client_secret_basic`, RFC 6749 section 2.3.1, with the id and secret
+//! form-urlencoded first) or body parameters (`client_secret_post`), never both; a signed
+//! client assertion (`private_key_jwt`, RFC 7523 sections 2.2 and 3, OIDC Core section 9)
+//! for a client whose secrets are `JsonWebKey`s; a public client (`requireClientSecret:
+//! false`) sends only its `client_id`. The secret types decide the method: a client with
+//! keys cannot use a shared secret and a client with shared secrets cannot use an assertion.
 //!
-//! Every failure is the same `invalid_client` with the same description, and an unknown
+//! Every failure before the client is proven (unknown client, wrong secret, wrong method,
+//! bad signature) is the same `invalid_client` with the same description, and an unknown
 //! client costs the same hash and compare as a known one, so neither the answer nor its
-//! timing tells which client ids exist.
+//! timing tells which client ids exist. Only an assertion whose signature checked out gets
+//! a precise reason (expired, wrong audience, replayed): its sender holds the client's key.
+//! (An assertion for an unknown client is refused without a signature check, so its timing
+//! may tell; a client id is no secret, RFC 6749 section 2.2, and the answer is the same.)
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -13,12 +20,27 @@ use std::sync::Arc;
 use axum::http::{header, HeaderMap};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use serde_json::Value;
 use signet_core::oauth::OAuthError;
 use signet_core::projection::{ClientEntry, Projection};
 use signet_core::secret::{dummy_check, SecretDigest};
 use signet_core::UnixTime;
+use signet_jose::{verify_with_client_keys, JoseError};
+use signet_store::Namespace;
 
+use super::browser::StoreResult;
 use super::form::OAuthForm;
+use crate::state::AppState;
+
+/// `client_assertion_type` of a JWT client assertion (RFC 7523 section 2.2).
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// The longest a client assertion may be valid for, from now: its `exp` at most this many
+/// seconds ahead (plus [`ASSERTION_LEEWAY`]). It bounds the replay cache's entries too.
+pub const MAX_ASSERTION_LIFETIME: i64 = 300;
+/// Clock skew tolerated on `exp`, `iat` and `nbf`, in seconds.
+pub const ASSERTION_LEEWAY: i64 = 30;
+/// The longest `jti` accepted.
+const MAX_JTI_LEN: usize = 256;
 
 const FAILED: &str = "client authentication failed";
 
@@ -70,25 +92,63 @@ fn from_basic(decoded: &str) -> Result<Presented<'_>, OAuthError> {
     })
 }
 
-/// Authenticates the client of a token request. Returns its projection entry.
-pub fn authenticate(
+/// A client assertion's `jti`, to be recorded once cluster-wide before the client counts as
+/// authenticated.
+struct ReplayGuard {
+    key: String,
+    ttl: std::time::Duration,
+}
+
+/// Authenticates the client of a request at the endpoint `endpoint` (its path, e.g.
+/// `/oauth2/token`: an assertion's `aud` may name it, the token endpoint or the issuer).
+/// Returns the client's projection entry. Only an assertion awaits anything (its `jti` is
+/// recorded in the store); a shared secret is checked without a network round-trip.
+pub async fn authenticate(
+    state: &AppState,
     p: &Projection,
     form: &OAuthForm,
+    endpoint: &str,
     now: UnixTime,
 ) -> Result<Arc<ClientEntry>, OAuthError> {
-    let result = authenticate_inner(p, form, now);
+    let issuer = &state.config.issuer;
+    let audiences = [
+        issuer.as_str().to_owned(),
+        issuer.endpoint("/oauth2/token"),
+        issuer.endpoint(endpoint),
+    ];
+    let mut result = authenticate_inner(p, form, &audiences, now);
+    if let Ok((_, Some(guard))) = &result {
+        // RFC 7523 section 3: a jti used once is never accepted again, at any node.
+        let fresh = state
+            .store
+            .insert(Namespace::ReplayGuard, &guard.key, b"", guard.ttl)
+            .await
+            .or_unavailable()?;
+        if !fresh {
+            result = Err((
+                "replayed_assertion",
+                OAuthError::invalid_client(
+                    "the client assertion was already used: each jti is accepted once",
+                ),
+            ));
+        }
+    }
     if let Err((reason, _)) = &result {
         metrics::counter!(crate::telemetry::CLIENT_AUTH_FAILURES, "reason" => *reason).increment(1);
     }
-    result.map_err(|(_, e)| e)
+    result.map(|(entry, _)| entry).map_err(|(_, e)| e)
 }
 
-/// Like [`authenticate`], with the failure's reason for metrics (a fixed set of labels).
+type Failure = (&'static str, OAuthError);
+
+/// The checks of [`authenticate`] that need no store, with the failure's reason for
+/// metrics (a fixed set of labels).
 fn authenticate_inner(
     p: &Projection,
     form: &OAuthForm,
+    audiences: &[String],
     now: UnixTime,
-) -> Result<Arc<ClientEntry>, (&'static str, OAuthError)> {
+) -> Result<(Arc<ClientEntry>, Option<ReplayGuard>), Failure> {
     let malformed = |e| ("malformed", e);
     let decoded = basic_credentials(&form.headers).map_err(malformed)?;
     let basic = decoded
@@ -96,6 +156,32 @@ fn authenticate_inner(
         .map(from_basic)
         .transpose()
         .map_err(malformed)?;
+    let assertion = match (
+        form.get("client_assertion_type"),
+        form.get("client_assertion"),
+    ) {
+        (None, None) => None,
+        (Some(t), Some(a)) => Some((t, a)),
+        _ => {
+            return Err(malformed(OAuthError::invalid_request(
+                "client_assertion and client_assertion_type go together",
+            )))
+        }
+    };
+    if let Some((kind, jwt)) = assertion {
+        if basic.is_some() || form.get("client_secret").is_some() {
+            return Err(malformed(OAuthError::invalid_request(
+                "use one client authentication method: a client assertion, HTTP Basic or client_secret, not several",
+            )));
+        }
+        if kind != JWT_BEARER_ASSERTION {
+            return Err(malformed(OAuthError::invalid_client(format!(
+                "client_assertion_type must be {JWT_BEARER_ASSERTION}"
+            ))));
+        }
+        return assertion_client(p, form.get("client_id"), jwt, audiences, now)
+            .map(|(e, g)| (e, Some(g)));
+    }
     let presented = match (basic, form.get("client_id"), form.get("client_secret")) {
         (Some(_), _, Some(_)) => {
             return Err(malformed(OAuthError::invalid_request(
@@ -128,6 +214,7 @@ fn authenticate_inner(
         return Err(("unknown_client", OAuthError::invalid_client(FAILED)));
     };
     let ok = match &digest {
+        // A client with keys has no shared secret: nothing matches.
         Some(d) => entry.secrets.matches(d, now),
         // A public client identifies itself; a confidential one must prove it.
         None => !entry.client.require_client_secret,
@@ -138,7 +225,127 @@ fn authenticate_inner(
     if !entry.client.enabled {
         return Err(("disabled", OAuthError::invalid_client(FAILED)));
     }
-    Ok(entry.clone())
+    Ok((entry.clone(), None))
+}
+
+fn bad_assertion(description: &'static str) -> Failure {
+    ("invalid_assertion", OAuthError::invalid_client(description))
+}
+
+/// `private_key_jwt` (RFC 7523 section 3): the assertion's signature with one of the
+/// client's live keys first, then its claims. Returns the client and its `jti` to record.
+fn assertion_client(
+    p: &Projection,
+    client_id: Option<&str>,
+    jwt: &str,
+    audiences: &[String],
+    now: UnixTime,
+) -> Result<(Arc<ClientEntry>, ReplayGuard), Failure> {
+    // The client is named by `sub` (= `iss`); the signature is checked before any claim is
+    // trusted, so reading it unverified only picks the keys to check with.
+    let unverified = jwt
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .ok_or_else(|| bad_assertion("the client assertion is not a JWT"))?;
+    let sub = unverified
+        .get("sub")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_assertion("the client assertion has no sub (the client_id)"))?;
+    if client_id.is_some_and(|id| id != sub) {
+        return Err(bad_assertion(
+            "client_id differs from the client assertion's sub",
+        ));
+    }
+    let Some(entry) = p.client(sub) else {
+        return Err(("unknown_client", OAuthError::invalid_client(FAILED)));
+    };
+    if !entry.secrets.has_keys() {
+        // A client with shared secrets authenticates with them, never with an assertion.
+        return Err(("wrong_method", OAuthError::invalid_client(FAILED)));
+    }
+    let verified = match verify_with_client_keys(jwt, entry.secrets.live_keys(now)) {
+        Ok(v) => v,
+        Err(JoseError::AlgorithmNotAllowed(_)) => {
+            return Err(bad_assertion(
+                "the client assertion's alg is not allowed: sign it with a registered key (RS256, PS256, ES256 or EdDSA); none and HMAC (client_secret_jwt) are refused",
+            ))
+        }
+        Err(_) => return Err(("invalid_assertion", OAuthError::invalid_client(FAILED))),
+    };
+    if !entry.client.enabled {
+        return Err(("disabled", OAuthError::invalid_client(FAILED)));
+    }
+    let claims: Value = serde_json::from_slice(&verified.payload)
+        .map_err(|_| bad_assertion("the client assertion's payload is not a JSON object"))?;
+    let text = |name| claims.get(name).and_then(Value::as_str);
+    if text("iss") != Some(sub) || text("sub") != Some(sub) {
+        return Err(bad_assertion(
+            "the client assertion's iss and sub must both be the client_id",
+        ));
+    }
+    let aud_ok = match claims.get("aud") {
+        Some(Value::String(a)) => audiences.contains(a),
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|a| audiences.iter().any(|x| x == a)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(bad_assertion(
+            "the client assertion's aud must be the issuer identifier or the token endpoint URL",
+        ));
+    }
+    let time = |name| claims.get(name).and_then(Value::as_i64);
+    let exp = time("exp")
+        .ok_or_else(|| bad_assertion("the client assertion has no exp (a number of seconds)"))?;
+    if exp <= now - ASSERTION_LEEWAY {
+        return Err(bad_assertion("the client assertion has expired"));
+    }
+    if exp > now + MAX_ASSERTION_LIFETIME + ASSERTION_LEEWAY {
+        return Err(bad_assertion(
+            "the client assertion's exp is too far ahead: at most 300 seconds from now",
+        ));
+    }
+    for (name, rule) in [
+        ("iat", "the client assertion's iat is in the future"),
+        ("nbf", "the client assertion is not valid yet (nbf)"),
+    ] {
+        match claims.get(name) {
+            None => {}
+            Some(v) => match v.as_i64() {
+                Some(t) if t <= now + ASSERTION_LEEWAY => {}
+                Some(_) => return Err(bad_assertion(rule)),
+                None => {
+                    return Err(bad_assertion(
+                        "the client assertion's iat and nbf must be numbers",
+                    ))
+                }
+            },
+        }
+    }
+    let jti = text("jti")
+        .filter(|j| !j.is_empty() && j.len() <= MAX_JTI_LEN)
+        .ok_or_else(|| {
+            bad_assertion("the client assertion needs a jti (a unique string of at most 256 bytes)")
+        })?;
+    let key = SecretDigest::of(&format!("{sub}\u{0}{jti}")).to_b64url();
+    // Kept until the assertion could no longer be accepted anyway.
+    let ttl =
+        (exp - now + ASSERTION_LEEWAY).clamp(1, MAX_ASSERTION_LIFETIME + 2 * ASSERTION_LEEWAY);
+    Ok((
+        entry.clone(),
+        ReplayGuard {
+            key,
+            ttl: std::time::Duration::from_secs(ttl as u64),
+        },
+    ))
 }
 
 /// The id and secret of an HTTP Basic `Authorization` header (form-urlencoded parts, RFC

@@ -24,20 +24,26 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         .filter(|s| s.enabled && s.show_in_discovery_document)
         .map(|s| s.name.as_str())
         .collect();
+    // private_key_jwt assertions: the asymmetric algorithms of registered client keys
+    // (client_secret_jwt is not offered: shared secrets are stored only as hashes).
+    let assertion_algs: Vec<&str> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
     let mut doc = json!({
         "issuer": issuer.as_str(),
         "jwks_uri": issuer.endpoint("/oauth2/jwks"),
         "token_endpoint": issuer.endpoint("/oauth2/token"),
         "authorization_endpoint": issuer.endpoint("/oauth2/authorize"),
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "grant_types_supported": [
             "authorization_code", "implicit", "refresh_token", "client_credentials",
             "urn:ietf:params:oauth:grant-type:token-exchange"
         ],
         "introspection_endpoint": issuer.endpoint("/oauth2/introspect"),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "revocation_endpoint": issuer.endpoint("/oauth2/revoke"),
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "response_types_supported": [
             "code", "id_token", "id_token token", "code id_token", "code token",
             "code id_token token", "token"
@@ -45,6 +51,8 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         "response_modes_supported": ["query", "fragment", "form_post"],
         "code_challenge_methods_supported": ["S256", "plain"],
         "authorization_response_iss_parameter_supported": true,
+        "pushed_authorization_request_endpoint": issuer.endpoint("/oauth2/par"),
+        "require_pushed_authorization_requests": state.config.require_pushed_authorization_requests,
         "scopes_supported": scopes,
     });
     if oidc {

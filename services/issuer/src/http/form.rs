@@ -31,6 +31,11 @@ impl OAuthForm {
             .filter(|v| !v.is_empty())
     }
 
+    /// Every parameter, in request order.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+
     pub fn parse(body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
         let mut params: Vec<(String, String)> = Vec::new();
         for (k, v) in form_urlencoded::parse(body) {

@@ -286,7 +286,12 @@ pub async fn api_key(
 
 /// Authenticates an introspection caller: an API resource by Basic (or
 /// `client_id`/`client_secret` in the body) against its `apiSecrets`, else a client.
-fn caller(p: &Projection, form: &OAuthForm, now: i64) -> Result<Caller, OAuthError> {
+async fn caller(
+    state: &AppState,
+    p: &Projection,
+    form: &OAuthForm,
+    now: i64,
+) -> Result<Caller, OAuthError> {
     let presented = match basic_id_secret(&form.headers)? {
         Some(c) => Some(c),
         None => match (form.get("client_id"), form.get("client_secret")) {
@@ -306,7 +311,7 @@ fn caller(p: &Projection, form: &OAuthForm, now: i64) -> Result<Caller, OAuthErr
             }
         }
     }
-    let client = authenticate(p, form, now)?;
+    let client = authenticate(state, p, form, "/oauth2/introspect", now).await?;
     // RFC 7662 section 2.1: the caller must be authorized. A public client proves nothing
     // by naming itself, so only a confidential client (which authenticated with a secret)
     // may introspect.
@@ -343,7 +348,7 @@ pub async fn introspect(State(state): State<AppState>, form: OAuthForm) -> Respo
 async fn introspect_inner(state: &AppState, form: &OAuthForm) -> Result<Response, ProtocolError> {
     let now = now();
     let p = state.projection.load();
-    let caller = caller(&p, form, now)?;
+    let caller = caller(state, &p, form, now).await?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -415,7 +420,7 @@ fn unavailable(e: impl std::fmt::Display) -> OAuthError {
 async fn revoke_inner(state: &AppState, form: &OAuthForm) -> Result<(), ProtocolError> {
     let now = now();
     let p = state.projection.load();
-    let client = authenticate(&p, form, now)?;
+    let client = authenticate(state, &p, form, "/oauth2/revoke", now).await?;
     let client_id = client.client.client_id.as_str();
     let token = form
         .get("token")

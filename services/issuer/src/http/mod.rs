@@ -18,6 +18,7 @@ pub mod grants;
 pub mod introspect;
 pub mod login;
 pub mod logout;
+pub mod par;
 pub mod server;
 pub mod sessions;
 pub mod token;
@@ -60,6 +61,10 @@ pub fn public_router(state: AppState) -> Router {
             get(authorize::authorize_get).post(authorize::authorize_post),
         )
         .route("/oauth2/introspect", post(introspect::introspect))
+        .route(
+            "/oauth2/par",
+            post(par::par).fallback(par::method_not_allowed),
+        )
         .route("/oauth2/revoke", post(introspect::revoke))
         .route(
             "/oauth2/logout",

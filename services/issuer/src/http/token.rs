@@ -27,14 +27,15 @@ pub async fn token(State(state): State<AppState>, form: OAuthForm) -> Response {
 }
 
 /// Authenticates the client and runs the grant `grant_type` names (parsed once).
-/// `client_credentials` awaits nothing unless it issues a reference token, so it is answered
-/// on the request's first poll; the other grants need the store.
+/// `client_credentials` with a shared secret awaits nothing unless it issues a reference
+/// token, so it is answered on the request's first poll; a client assertion (its `jti`) and
+/// the other grants need the store.
 async fn grant(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response, ProtocolError> {
     let grant_type = form
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
     let projection = state.projection.load();
-    let client = authenticate(&projection, form, now)?;
+    let client = authenticate(state, &projection, form, "/oauth2/token", now).await?;
     let Some(grant) = TokenGrantType::parse(grant_type) else {
         return Err(OAuthError::unsupported_grant_type(format!(
             "grant_type {:?} is not supported",
