@@ -8,6 +8,7 @@ mod audit;
 mod bad_input;
 mod client_credentials;
 mod cluster;
+mod device;
 mod discovery;
 mod faults;
 mod first_run;

@@ -42,6 +42,13 @@ pub enum ErrorCode {
     RequestNotSupported,
     /// OIDC Core section 3.1.2.6: the `request_uri` parameter is not supported.
     RequestUriNotSupported,
+    /// RFC 8628 section 3.5: the user has not yet approved or denied the device request.
+    AuthorizationPending,
+    /// RFC 8628 section 3.5: still pending, and the client polls too fast (its interval
+    /// grows by 5 seconds).
+    SlowDown,
+    /// RFC 8628 section 3.5: the device code expired before the user decided.
+    ExpiredToken,
 }
 
 impl ErrorCode {
@@ -64,6 +71,9 @@ impl ErrorCode {
             ErrorCode::InteractionRequired => "interaction_required",
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
+            ErrorCode::AuthorizationPending => "authorization_pending",
+            ErrorCode::SlowDown => "slow_down",
+            ErrorCode::ExpiredToken => "expired_token",
         }
     }
 }
@@ -113,6 +123,8 @@ pub enum TokenGrantType {
     AuthorizationCode,
     RefreshToken,
     TokenExchange,
+    /// RFC 8628 section 3.4.
+    DeviceCode,
 }
 
 impl TokenGrantType {
@@ -125,6 +137,7 @@ impl TokenGrantType {
             "urn:ietf:params:oauth:grant-type:token-exchange" => {
                 Some(TokenGrantType::TokenExchange)
             }
+            "urn:ietf:params:oauth:grant-type:device_code" => Some(TokenGrantType::DeviceCode),
             _ => None,
         }
     }
@@ -137,6 +150,7 @@ impl fmt::Display for TokenGrantType {
             TokenGrantType::AuthorizationCode => "authorization_code",
             TokenGrantType::RefreshToken => "refresh_token",
             TokenGrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
+            TokenGrantType::DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
         })
     }
 }

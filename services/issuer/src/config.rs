@@ -174,6 +174,9 @@ pub struct NodeConfig {
     pub trusted_proxies: crate::http::client_addr::TrustedProxies,
     /// How long an SSO session lasts from sign-in (`--session-lifetime`).
     pub session_lifetime: Duration,
+    /// The polling interval devices are told (RFC 8628 `interval`,
+    /// `--device-poll-interval`).
+    pub device_poll_interval: Duration,
 }
 
 impl NodeConfig {
@@ -211,6 +214,7 @@ impl NodeConfig {
             client_policy: signet_core::client::ClientPolicy::default(),
             trusted_proxies: crate::http::client_addr::TrustedProxies::default(),
             session_lifetime: Duration::from_secs(10 * 60 * 60),
+            device_poll_interval: Duration::from_secs(5),
         }
     }
 }

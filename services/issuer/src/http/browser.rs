@@ -112,6 +112,11 @@ pub struct Interaction {
     pub browser: String,
     /// Set once the user signed in (or had a session) and only consent is missing.
     pub session: Option<Session>,
+    /// Without a request: the page (a path under the issuer, chosen by this server) the
+    /// user returns to after signing in, such as `/device?user_code=...`; none: the
+    /// account pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<String>,
 }
 
 /// Stores a new interaction; returns its id and the binding cookie.
@@ -120,6 +125,25 @@ pub async fn start_interaction(
     request: Option<AuthorizeRequest>,
     session: Option<Session>,
 ) -> Result<(String, HeaderValue), OAuthError> {
+    let started = start_interaction_then(state, request, session, None).await?;
+    Ok((started.id, started.cookie))
+}
+
+/// A stored interaction: its id, the cookie binding it to the browser, its CSRF token.
+pub struct Started {
+    pub id: String,
+    pub cookie: HeaderValue,
+    pub csrf: String,
+}
+
+/// [`start_interaction`] that returns to the page `then` (a path under the issuer) after
+/// the sign-in.
+pub async fn start_interaction_then(
+    state: &AppState,
+    request: Option<AuthorizeRequest>,
+    session: Option<Session>,
+    then: Option<String>,
+) -> Result<Started, OAuthError> {
     let id = random_token()?;
     let binding = random_token()?;
     let interaction = Interaction {
@@ -127,6 +151,7 @@ pub async fn start_interaction(
         csrf: random_token()?,
         browser: digest_key(&binding),
         session,
+        then,
     };
     save_interaction(state, &id, &interaction).await?;
     let cookie = set_cookie(
@@ -135,7 +160,11 @@ pub async fn start_interaction(
         &binding,
         INTERACTION_TTL.as_secs(),
     );
-    Ok((id, cookie))
+    Ok(Started {
+        id,
+        cookie,
+        csrf: interaction.csrf,
+    })
 }
 
 pub async fn save_interaction(
@@ -307,6 +336,7 @@ fn templates() -> &'static minijinja::Environment<'static> {
             ("base.html", include_str!("../../templates/base.html")),
             ("login.html", include_str!("../../templates/login.html")),
             ("consent.html", include_str!("../../templates/consent.html")),
+            ("device.html", include_str!("../../templates/device.html")),
             ("logout.html", include_str!("../../templates/logout.html")),
             (
                 "logged_out.html",
@@ -493,6 +523,7 @@ mod tests {
         for name in [
             "login.html",
             "consent.html",
+            "device.html",
             "logout.html",
             "logged_out.html",
             "form_post.html",

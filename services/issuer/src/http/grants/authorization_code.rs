@@ -155,6 +155,20 @@ pub async fn grant(
         )
         .await
         .or_unavailable()?;
+    tokens(state, p, client, &grant, &user, now).await
+}
+
+/// The token response for a user's grant (a redeemed code or an approved device code): an
+/// access token, a refresh token when `offline_access` was granted to a client that allows
+/// it, and an ID token for OpenID Connect grants.
+pub async fn tokens(
+    state: &AppState,
+    p: &Projection,
+    client: &ClientEntry,
+    grant: &UserGrant,
+    user: &signet_core::user::UserRecord,
+    now: i64,
+) -> Result<Response, ProtocolError> {
     // offline_access granted to a client that allows it: a refresh-token family.
     let refresh = if client.client.allow_offline_access
         && grant
@@ -162,13 +176,13 @@ pub async fn grant(
             .iter()
             .any(|s| s == signet_core::commands::OFFLINE_ACCESS)
     {
-        Some(super::refresh_token::issue(state, p, client, &grant, &user.claims, now).await?)
+        Some(super::refresh_token::issue(state, p, client, grant, &user.claims, now).await?)
     } else {
         None
     };
     let family = refresh.as_deref().and_then(super::refresh_token::family_of);
     let (access_token, lifetime) =
-        user_tokens::access_token_in_family(state, p, client, &grant, &user.claims, family, now)
+        user_tokens::access_token_in_family(state, p, client, grant, &user.claims, family, now)
             .await?;
     let mut body = json!({
         "access_token": access_token,
@@ -185,7 +199,7 @@ pub async fn grant(
             code: None,
             user_claims: false,
         };
-        let id = user_tokens::id_token(state, p, client, &grant, alongside, now).await?;
+        let id = user_tokens::id_token(state, p, client, grant, alongside, now).await?;
         body["id_token"] = id.into();
     }
     let mut resp = axum::response::IntoResponse::into_response(axum::Json(body));
