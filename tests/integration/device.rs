@@ -304,6 +304,23 @@ async fn device_flow_refuses_bad_input() -> anyhow::Result<()> {
     )
     .await?;
 
+    // The admin API documents the accepted user code types.
+    let doc: Value = s
+        .http()
+        .get(format!("{}/openapi.json", s.admin))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let described = doc
+        .pointer("/components/schemas/Client/properties/userCodeType/description")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    assert!(
+        described.contains("Numeric") && described.contains("XXXX-XXXX"),
+        "{described}"
+    );
+
     // The device authorization endpoint's errors.
     for (form, status, error) in [
         (
