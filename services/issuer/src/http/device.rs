@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | [`Namespace::DeviceCode`] | SHA-256 of the device code | the [`DeviceGrant`] |
 //! | [`Namespace::UserCode`] | SHA-256 of the normalized user code | the device code's key |
-//! | [`Namespace::RateLimit`] | `device:poll:<key>`, `device:slow:<key>` | last poll, slow-downs |
+//! | [`Namespace::RateLimit`] | `device:poll:<key>`, `device:slow:<key>` | polls in the current interval, slow-downs |
 //! | [`Namespace::RateLimit`] | `device:guess:addr:<ip>`, `device:guess:all` | wrong user codes |
 //!
 //! Neither code is ever stored: a reader of Redis learns neither. A user code is used for

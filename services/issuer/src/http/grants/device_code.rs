@@ -3,9 +3,9 @@
 //! ([`crate::http::device`]).
 //!
 //! - Pending: `authorization_pending`; polling again within the interval: `slow_down`, and
-//!   the device's interval grows by 5 seconds (section 3.5). The last poll and the number of
-//!   slow-downs live in the store, so a device polling several nodes is held to the same
-//!   interval.
+//!   the device's interval grows by 5 seconds (section 3.5). The polls of the current
+//!   interval and the number of slow-downs are counters in the store, so a device polling
+//!   several nodes is held to the same interval.
 //! - Denied: `access_denied`, once (the code is consumed).
 //! - Approved: tokens as for an authorization code, once (the code is consumed: of racing
 //!   polls, exactly one gets them).
@@ -98,7 +98,10 @@ pub async fn grant(
 }
 
 /// The answer while the user has not decided: `authorization_pending`, or `slow_down` when
-/// the previous poll was less than the device's interval ago (which then grows by 5 s).
+/// the device already polled in its current interval window (the window then stays, and
+/// the interval grows by 5 s for the windows to come). Both counters are fixed-window store
+/// counters: atomic across nodes, and cheap (the embedded store commits them without
+/// fsync), so a polling storm costs two reads and one increment per poll.
 async fn pending(
     state: &AppState,
     key: &str,
@@ -114,18 +117,16 @@ async fn pending(
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(0);
-    let interval = interval_after(base, slowed);
-    let on_time = state
+    let polls = state
         .store
-        .insert(
+        .incr(
             Namespace::RateLimit,
             &poll_key(key),
-            b"1",
-            Duration::from_secs(interval),
+            Duration::from_secs(interval_after(base, slowed)),
         )
         .await
         .or_unavailable()?;
-    if on_time {
+    if polls <= 1 {
         return Ok(OAuthError::new(
             ErrorCode::AuthorizationPending,
             "the user has not decided yet",
@@ -137,18 +138,6 @@ async fn pending(
         .await
         .or_unavailable()?;
     let interval = interval_after(base, slowed);
-    // The device waits the new interval from this poll on.
-    state
-        .store
-        .put(
-            Namespace::RateLimit,
-            &poll_key(key),
-            b"1",
-            Duration::from_secs(interval),
-            &[],
-        )
-        .await
-        .or_unavailable()?;
     tracing::debug!(client_id = %grant.client_id, interval, "device polls too fast");
     Ok(OAuthError::new(
         ErrorCode::SlowDown,
