@@ -528,6 +528,29 @@ async fn device_flow_refuses_bad_input() -> anyhow::Result<()> {
     let (_, body) = poll(&base, "tv", &device_code).await?;
     assert_eq!(body["error"], "invalid_grant", "redeemed once");
 
+    // An approval dies with the user's sign-in state: revoked before the device polls, the
+    // device gets nothing.
+    let (_, d) = start_device(&base, &[("client_id", "tv"), ("scope", "openid")]).await?;
+    let device_code = d["device_code"].as_str().context("device_code")?.to_owned();
+    let page = b.get(&format!("{base}/device")).await?;
+    let code = d["user_code"].as_str().context("user_code")?;
+    let done = submit(&mut b, &base, &page, code, "allow").await?;
+    assert!(
+        done.body.contains("Your device is connected"),
+        "{}",
+        done.body
+    );
+    let (status, body) = s
+        .admin_call(Method::POST, "/revocations", Some(&json!({"sub": sub})))
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let (_, body) = poll(&base, "tv", &device_code).await?;
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    // Signed out by the revocation: sign in again.
+    let mut b = Browser::new();
+    let again = sign_in_at_device(&mut b, &format!("{base}/device")).await?;
+    assert_eq!(again.status, 200, "{}", again.body);
+
     // Numeric codes; a 1-second lifetime expires: expired_token, and the code is refused.
     let (_, d) = start_device(&base, &[("client_id", "keypad"), ("scope", "openid")]).await?;
     let code = d["user_code"].as_str().context("user_code")?.to_owned();
