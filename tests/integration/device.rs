@@ -362,6 +362,21 @@ async fn device_flow_refuses_bad_input() -> anyhow::Result<()> {
             "{form:?}: {body}"
         );
     }
+    let r = s
+        .http()
+        .get(format!("{base}/oauth2/device_authorization"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.json::<Value>().await?["error"], "invalid_request");
+    let r = s
+        .http()
+        .post(format!("{base}/oauth2/device_authorization"))
+        .header("content-type", "application/json")
+        .body(r#"{"client_id":"tv"}"#)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 400, "not a form");
     let (status, body) = start_device(
         &base,
         &[

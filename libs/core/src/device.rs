@@ -149,4 +149,22 @@ mod tests {
             assert_eq!(normalize(bad), None, "{bad:?}");
         }
     }
+
+    proptest::proptest! {
+        /// Whatever a person types, normalizing never panics, and a code of either type
+        /// survives being shown and typed back in any case.
+        #[test]
+        fn normalizing_is_total_and_round_trips(
+            typed in "\\PC{0,40}",
+            random in proptest::collection::vec(proptest::prelude::any::<u8>(), 64),
+            numeric in proptest::prelude::any::<bool>(),
+        ) {
+            let _ = normalize(&typed);
+            let kind = if numeric { UserCodeType::Numeric } else { UserCodeType::Consonants };
+            if let Some(code) = kind.code_from(&random) {
+                proptest::prop_assert_eq!(normalize(&kind.display(&code).to_lowercase()), Some(code.clone()));
+                proptest::prop_assert_eq!(normalize(&code), Some(code));
+            }
+        }
+    }
 }

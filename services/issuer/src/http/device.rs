@@ -213,6 +213,18 @@ async fn authorize_device(
     Ok(resp)
 }
 
+/// The 405 answer for other methods on the device authorization endpoint, in RFC 6749 form.
+pub async fn method_not_allowed() -> Response {
+    let mut r = ProtocolError::with_status(
+        OAuthError::invalid_request("the device authorization endpoint accepts only POST"),
+        StatusCode::METHOD_NOT_ALLOWED,
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    r
+}
+
 /// A 303 to `location` (after a form post, the browser GETs it).
 pub fn see_other(location: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();

@@ -68,7 +68,7 @@ pub fn public_router(state: AppState) -> Router {
         .route("/login", get(login::login_get).post(login::login_post))
         .route(
             "/oauth2/device_authorization",
-            post(device::device_authorization).fallback(token::method_not_allowed),
+            post(device::device_authorization).fallback(device::method_not_allowed),
         )
         .route("/device", get(device::device_get).post(device::device_post))
         .route(
