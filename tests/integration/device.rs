@@ -593,6 +593,35 @@ async fn device_flow_refuses_bad_input() -> anyhow::Result<()> {
         "{}",
         expired.body
     );
+
+    // The client's userSsoLifetime holds here as at the authorization endpoint: a sign-in
+    // older than it goes through the login page again, and comes back to the code.
+    let mut strict = tv("strict");
+    strict["userSsoLifetime"] = json!(1);
+    s.create("/Client", strict).await?;
+    let (_, d) = start_device(&base, &[("client_id", "strict"), ("scope", "openid")]).await?;
+    let complete = d["verification_uri_complete"]
+        .as_str()
+        .context("complete")?
+        .to_owned();
+    let login = eventually(Duration::from_secs(10), || {
+        let mut probe = Browser::new();
+        probe.cookies = b.cookies.clone();
+        let complete = complete.clone();
+        async move {
+            let page = probe.get(&complete).await.ok()?;
+            (page.status == 303).then_some(page)
+        }
+    })
+    .await?;
+    assert!(login.location()?.path().ends_with("/login"));
+    let confirm = sign_in_at_device(&mut b, &complete).await?;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert!(
+        confirm.body.contains("name=\"decision\" value=\"allow\""),
+        "{}",
+        confirm.body
+    );
     s.stop().await?;
     Ok(())
 }

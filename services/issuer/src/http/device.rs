@@ -468,6 +468,41 @@ fn done_page(client: &ClientEntry, approved: bool) -> Response {
     render("device.html", StatusCode::OK, ctx)
 }
 
+/// The login page, through an interaction that returns to `/device` (with the code typed
+/// so far, if any).
+async fn to_login(state: &AppState, typed: Option<&str>) -> Response {
+    let then = match typed {
+        Some(c) => format!(
+            "/device?user_code={}",
+            form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
+        ),
+        None => "/device".to_owned(),
+    };
+    match start_interaction_then(state, None, None, Some(then)).await {
+        Ok(Started { id, cookie, .. }) => {
+            let mut r = see_other(
+                &state
+                    .config
+                    .issuer
+                    .endpoint(&format!("/login?interaction={id}")),
+            );
+            r.headers_mut().append(header::SET_COOKIE, cookie);
+            r
+        }
+        Err(e) => oauth_error_page(state, None, e),
+    }
+}
+
+/// Whether the session's sign-in is older than the client's `userSsoLifetime` allows
+/// (then the user signs in again, as at the authorization endpoint).
+fn too_old(session: &Session, client: &ClientEntry, now: i64) -> bool {
+    let age = now.saturating_sub(session.auth_time).max(0) as u64;
+    client
+        .client
+        .user_sso_lifetime
+        .is_some_and(|l| age > u64::from(l))
+}
+
 /// `GET /device[?user_code=...]`: signed in, the code form (or, with a code, its
 /// confirmation); otherwise the login page, which returns here.
 pub async fn device_get(
@@ -486,29 +521,11 @@ pub async fn device_get(
         Err(e) => return oauth_error_page(&state, None, e),
     };
     let Some(session) = session else {
-        let then = match &typed {
-            Some(c) => format!(
-                "/device?user_code={}",
-                form_urlencoded::byte_serialize(c.as_bytes()).collect::<String>()
-            ),
-            None => "/device".to_owned(),
-        };
-        return match start_interaction_then(&state, None, None, Some(then)).await {
-            Ok(Started { id, cookie, .. }) => {
-                let mut r = see_other(
-                    &state
-                        .config
-                        .issuer
-                        .endpoint(&format!("/login?interaction={id}")),
-                );
-                r.headers_mut().append(header::SET_COOKIE, cookie);
-                r
-            }
-            Err(e) => oauth_error_page(&state, None, e),
-        };
+        return to_login(&state, typed.as_deref()).await;
     };
+    let now = now();
     let Started { id, cookie, csrf } =
-        match start_interaction_then(&state, None, Some(session), None).await {
+        match start_interaction_then(&state, None, Some(session.clone()), None).await {
             Ok(started) => started,
             Err(e) => return oauth_error_page(&state, None, e),
         };
@@ -516,7 +533,10 @@ pub async fn device_get(
         None => enter_page(&state, &id, &csrf, "", None),
         Some(typed) => {
             let p = state.projection.load();
-            match lookup(&state, &p, addr, &typed, now()).await {
+            match lookup(&state, &p, addr, &typed, now).await {
+                Ok(Ok(found)) if too_old(&session, &found.client, now) => {
+                    return to_login(&state, Some(&found.code)).await
+                }
                 Ok(Ok(found)) => confirm_page(&state, &p, &id, &csrf, &found),
                 Ok(Err(message)) => enter_page(&state, &id, &csrf, &typed, Some(message)),
                 Err(e) => return oauth_error_page(&state, None, e),
@@ -577,6 +597,9 @@ pub async fn device_post(
         Ok(Err(message)) => return enter_page(&state, &id, csrf, typed, Some(message)),
         Err(e) => return oauth_error_page(&state, None, e),
     };
+    if too_old(&session, &found.client, now) {
+        return to_login(&state, Some(&found.code)).await;
+    }
     let allow = match params.get("decision") {
         Some("allow") => true,
         Some("deny") => false,
