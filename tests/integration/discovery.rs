@@ -34,8 +34,13 @@ async fn discovery_under_an_issuer_path() -> anyhow::Result<()> {
                 "implicit",
                 "refresh_token",
                 "client_credentials",
-                "urn:ietf:params:oauth:grant-type:token-exchange"
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+                "urn:ietf:params:oauth:grant-type:device_code"
             ])
+        );
+        assert_eq!(
+            d["device_authorization_endpoint"],
+            format!("{}/oauth2/device_authorization", s.issuer)
         );
         assert_eq!(
             d["token_endpoint_auth_methods_supported"],

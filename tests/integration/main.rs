@@ -9,6 +9,7 @@ mod bad_input;
 mod channel_logout;
 mod client_credentials;
 mod cluster;
+mod device;
 mod discovery;
 mod faults;
 mod first_run;

@@ -379,46 +379,10 @@ pub fn check_request(
     }
 
     // Scopes: each allowed for the client, known and enabled.
-    let mut scopes: Vec<String> = Vec::new();
     let requested = params
         .get("scope")
         .ok_or_else(|| fail(mode, OAuthError::invalid_scope("scope is required")))?;
-    for token in requested.split(' ').filter(|s| !s.is_empty()) {
-        if !valid_scope_token(token) {
-            return Err(fail(
-                mode,
-                OAuthError::invalid_scope(
-                    "scope must be space-separated scope tokens (RFC 6749 section 3.3)",
-                ),
-            ));
-        }
-        // `offline_access` is governed by `allowOfflineAccess` alone, as in the reference
-        // client model (its real-life client allows it without listing the scope).
-        if token != OFFLINE_ACCESS && !client.client.allowed_scopes.iter().any(|s| s == token) {
-            return Err(fail(
-                mode,
-                OAuthError::invalid_scope(format!(
-                    "scope {token:?} is not allowed for this client"
-                )),
-            ));
-        }
-        if token == OFFLINE_ACCESS {
-            if !client.client.allow_offline_access {
-                return Err(fail(
-                    mode,
-                    OAuthError::invalid_scope("the client may not request offline_access"),
-                ));
-            }
-        } else if !p.scope(token).is_some_and(|e| e.scope.enabled) {
-            return Err(fail(
-                mode,
-                OAuthError::invalid_scope(format!("scope {token:?} is unknown or disabled")),
-            ));
-        }
-        if !scopes.iter().any(|s| s == token) {
-            scopes.push(token.to_owned());
-        }
-    }
+    let scopes = check_scopes(p, client, requested).map_err(|e| fail(mode, e))?;
     let oidc = scopes.iter().any(|s| s == "openid");
     if response_type.id_token && !oidc {
         return Err(fail(
@@ -520,6 +484,47 @@ pub fn check_request(
         login_hint: params.get("login_hint").map(str::to_owned),
         ui_locales: params.get("ui_locales").map(str::to_owned),
     })
+}
+
+/// The scopes of a `scope` parameter (RFC 6749 section 3.3) a client may request, in request
+/// order without duplicates: each allowed for the client, known and enabled;
+/// `offline_access` only when the client allows it. Used at the authorization and device
+/// authorization endpoints.
+pub fn check_scopes(
+    p: &Projection,
+    client: &ClientEntry,
+    requested: &str,
+) -> Result<Vec<String>, OAuthError> {
+    let mut scopes: Vec<String> = Vec::new();
+    for token in requested.split(' ').filter(|s| !s.is_empty()) {
+        if !valid_scope_token(token) {
+            return Err(OAuthError::invalid_scope(
+                "scope must be space-separated scope tokens (RFC 6749 section 3.3)",
+            ));
+        }
+        // `offline_access` is governed by `allowOfflineAccess` alone, as in the reference
+        // client model (its real-life client allows it without listing the scope).
+        if token != OFFLINE_ACCESS && !client.client.allowed_scopes.iter().any(|s| s == token) {
+            return Err(OAuthError::invalid_scope(format!(
+                "scope {token:?} is not allowed for this client"
+            )));
+        }
+        if token == OFFLINE_ACCESS {
+            if !client.client.allow_offline_access {
+                return Err(OAuthError::invalid_scope(
+                    "the client may not request offline_access",
+                ));
+            }
+        } else if !p.scope(token).is_some_and(|e| e.scope.enabled) {
+            return Err(OAuthError::invalid_scope(format!(
+                "scope {token:?} is unknown or disabled"
+            )));
+        }
+        if !scopes.iter().any(|s| s == token) {
+            scopes.push(token.to_owned());
+        }
+    }
+    Ok(scopes)
 }
 
 /// The identity and API scopes among `scopes`.

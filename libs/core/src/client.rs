@@ -172,7 +172,9 @@ pub struct Client<S = StoredSecret> {
     /// Salt for pair-wise subject identifiers of this client's users.
     #[serde(default)]
     pub pair_wise_subject_salt: Option<String>,
-    /// Type of the device flow user code. Not supported yet (no device flow): must be null.
+    /// Type of the device flow user code: null, `""` or `"Consonants"` (the default: 8
+    /// characters from `BCDFGHJKLMNPQRSTVWXZ`, shown `XXXX-XXXX`), or `"Numeric"` (9
+    /// digits, shown `XXX-XXX-XXX`).
     #[serde(default)]
     pub user_code_type: Option<String>,
     /// Lifetime of an identity token, in seconds (5 minutes).
@@ -202,8 +204,7 @@ pub struct Client<S = StoredSecret> {
     /// Maximum time since the user last authenticated, in seconds; null: no limit.
     #[serde(default)]
     pub user_sso_lifetime: Option<u32>,
-    /// Lifetime of a device code, in seconds (5 minutes). Not supported yet (no device
-    /// flow): must be 300.
+    /// Lifetime of a device code and its user code, in seconds (5 minutes).
     #[serde(default = "s300")]
     #[cfg_attr(feature = "openapi", schema(default = s300))]
     pub device_code_lifetime: u32,
@@ -728,24 +729,6 @@ fn not_yet(feature: &str, default: &str) -> String {
 /// ignored (an admin would believe, say, that back-channel logout reaches their app). The
 /// field walk in `field_coverage` proves every field is either here or takes effect.
 fn check_unsupported<S>(c: &mut Collector, client: &Client<S>) {
-    let device = "no device flow";
-    c.check(
-        client.user_code_type.as_deref().is_none_or(str::is_empty),
-        "userCodeType",
-        not_yet(device, "null"),
-    );
-    c.check(
-        client.device_code_lifetime == s300(),
-        "deviceCodeLifetime",
-        not_yet(device, "300"),
-    );
-    for (i, g) in client.allowed_grant_types.iter().enumerate() {
-        c.check(
-            *g != GrantType::DeviceCode,
-            format!("allowedGrantTypes[{i}]"),
-            "the device flow (urn:ietf:params:oauth:grant-type:device_code) is not supported yet",
-        );
-    }
     c.check(
         client.enable_local_login,
         "enableLocalLogin",
@@ -807,6 +790,18 @@ impl Client<SecretInput> {
         }
         check_secrets(&mut c, "clientSecrets", &self.client_secrets, true);
         check_name(&mut c, "clientId", &self.client_id);
+        c.check(
+            crate::device::UserCodeType::parse(self.user_code_type.as_deref()).is_some(),
+            "userCodeType",
+            format!(
+                "must be null, \"\" or one of {}",
+                crate::device::USER_CODE_TYPES
+                    .iter()
+                    .map(|t| format!("{t:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
         c.check(
             self.protocol_type == "oidc",
             "protocolType",

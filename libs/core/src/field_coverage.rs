@@ -140,7 +140,11 @@ fn every_client_field_takes_effect_or_is_refused() {
             Some(json!("salt")),
             Effect("authorize::subject_for (pairwise sub)"),
         ),
-        ("userCodeType", Some(json!("Numeric")), Refused),
+        (
+            "userCodeType",
+            Some(json!("Numeric")),
+            Effect("http::device: the shape of the client's user codes"),
+        ),
         (
             "identityTokenLifetime",
             None,
@@ -176,7 +180,11 @@ fn every_client_field_takes_effect_or_is_refused() {
             Some(json!(60)),
             Effect("http::authorize: re-authentication after this age"),
         ),
-        ("deviceCodeLifetime", None, Refused),
+        (
+            "deviceCodeLifetime",
+            None,
+            Effect("http::device: the TTL of device and user codes, expires_in"),
+        ),
         (
             "refreshTokenUsage",
             None,

@@ -12,6 +12,7 @@ pub mod authorize;
 pub mod bootstrap;
 pub mod client;
 pub mod commands;
+pub mod device;
 pub mod events;
 #[cfg(test)]
 mod field_coverage;

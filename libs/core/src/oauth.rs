@@ -45,6 +45,13 @@ pub enum ErrorCode {
     /// RFC 9101 section 7 (used by RFC 9126): the `request_uri` is unknown, expired, already
     /// used or another client's.
     InvalidRequestUri,
+    /// RFC 8628 section 3.5: the user has not yet approved or denied the device request.
+    AuthorizationPending,
+    /// RFC 8628 section 3.5: still pending, and the client polls too fast (its interval
+    /// grows by 5 seconds).
+    SlowDown,
+    /// RFC 8628 section 3.5: the device code expired before the user decided.
+    ExpiredToken,
 }
 
 impl ErrorCode {
@@ -68,6 +75,9 @@ impl ErrorCode {
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
             ErrorCode::InvalidRequestUri => "invalid_request_uri",
+            ErrorCode::AuthorizationPending => "authorization_pending",
+            ErrorCode::SlowDown => "slow_down",
+            ErrorCode::ExpiredToken => "expired_token",
         }
     }
 }
@@ -117,6 +127,8 @@ pub enum TokenGrantType {
     AuthorizationCode,
     RefreshToken,
     TokenExchange,
+    /// RFC 8628 section 3.4.
+    DeviceCode,
 }
 
 impl TokenGrantType {
@@ -129,6 +141,7 @@ impl TokenGrantType {
             "urn:ietf:params:oauth:grant-type:token-exchange" => {
                 Some(TokenGrantType::TokenExchange)
             }
+            "urn:ietf:params:oauth:grant-type:device_code" => Some(TokenGrantType::DeviceCode),
             _ => None,
         }
     }
@@ -141,6 +154,7 @@ impl fmt::Display for TokenGrantType {
             TokenGrantType::AuthorizationCode => "authorization_code",
             TokenGrantType::RefreshToken => "refresh_token",
             TokenGrantType::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
+            TokenGrantType::DeviceCode => "urn:ietf:params:oauth:grant-type:device_code",
         })
     }
 }

@@ -182,6 +182,9 @@ pub struct NodeConfig {
     /// Every authorization request must be pushed first (RFC 9126 section 5,
     /// `--require-pushed-authorization-requests`).
     pub require_pushed_authorization_requests: bool,
+    /// The polling interval devices are told (RFC 8628 `interval`,
+    /// `--device-poll-interval`).
+    pub device_poll_interval: Duration,
 }
 
 /// How back-channel logout deliveries are retried.
@@ -259,6 +262,7 @@ impl NodeConfig {
             outbound: signet_outbound::OutboundConfig::default(),
             backchannel: BackchannelConfig::default(),
             require_pushed_authorization_requests: false,
+            device_poll_interval: Duration::from_secs(5),
         }
     }
 }

@@ -38,6 +38,8 @@ pub const KEY_LEASE_EXPIRY: &str = "signet_key_lease_expiry_timestamp_seconds";
 pub const NATS_CONNECTED: &str = "signet_nats_connected";
 pub const BUILD_INFO: &str = "signet_build_info";
 pub const LOGIN_FAILURES: &str = "signet_login_failures_total";
+/// Wrong, expired or used user codes entered at the device page.
+pub const DEVICE_CODE_FAILURES: &str = "signet_device_user_code_failures_total";
 pub const REVOCATIONS: &str = "signet_revocations_total";
 pub const BACKCHANNEL_DELIVERED: &str = "signet_backchannel_logout_delivered_total";
 pub const BACKCHANNEL_FAILED: &str = "signet_backchannel_logout_failed_attempts_total";
@@ -103,6 +105,10 @@ fn describe() {
     describe_counter!(
         LOGIN_FAILURES,
         "Failed sign-ins at the login page (wrong username or password, disabled user)"
+    );
+    describe_counter!(
+        DEVICE_CODE_FAILURES,
+        "Wrong, expired or used user codes entered at the device page"
     );
     describe_counter!(
         HTTP_REQUESTS,

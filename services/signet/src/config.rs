@@ -98,6 +98,10 @@ pub struct NodeArgs {
     /// sessions 31536000, device codes 3600); e.g. `authorizationCodeLifetime=600`
     #[arg(long, env = "SIGNET_LIFETIME_LIMITS")]
     pub lifetime_limits: Option<String>,
+    /// Seconds devices wait between polls of the device flow (RFC 8628 `interval`, 1 to
+    /// 60); one that polls faster is told `slow_down` [default: 5]
+    #[arg(long, env = "SIGNET_DEVICE_POLL_INTERVAL")]
+    pub device_poll_interval: Option<u64>,
     /// DEVELOPMENT ONLY: accept any redirect URI scheme and host when clients are
     /// registered (plain http on any host, ftp:, ...; never javascript:, data:, file:).
     /// Without it: https, http on loopback, private-use schemes (OAuth 2.1, RFC 8252)
@@ -256,6 +260,7 @@ pub struct FileConfig {
     pub shutdown_grace: Option<u64>,
     pub public_metrics: Option<bool>,
     pub lifetime_limits: Option<String>,
+    pub device_poll_interval: Option<u64>,
     pub insecure_allow_any_redirect_uri: Option<bool>,
     pub trusted_proxies: Option<String>,
     pub session_lifetime: Option<u64>,
@@ -333,6 +338,13 @@ impl NodeArgs {
             || file.insecure_allow_any_redirect_uri.unwrap_or(false)
         {
             config.client_policy.redirect_uris = RedirectUriPolicy::AllowAny;
+        }
+        if let Some(secs) = self.device_poll_interval.or(file.device_poll_interval) {
+            anyhow::ensure!(
+                (1..=60).contains(&secs),
+                "device_poll_interval must be between 1 and 60 seconds"
+            );
+            config.device_poll_interval = Duration::from_secs(secs);
         }
         if let Some(spec) = self.trusted_proxies.or(file.trusted_proxies.clone()) {
             config.trusted_proxies = TrustedProxies::parse(&spec).context("trusted_proxies")?;

@@ -115,6 +115,11 @@ pub struct Interaction {
     /// The account page a sign-in without `request` returns to.
     #[serde(default)]
     pub account_page: AccountPage,
+    /// Without a request: the page (a path under the issuer, chosen by this server) the
+    /// user returns to after signing in, such as `/device?user_code=...`; none: the
+    /// account page `account_page`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<String>,
 }
 
 /// The account pages a sign-in can return to.
@@ -142,7 +147,8 @@ pub async fn start_interaction(
     request: Option<AuthorizeRequest>,
     session: Option<Session>,
 ) -> Result<(String, HeaderValue), OAuthError> {
-    start_interaction_for(state, request, session, AccountPage::default()).await
+    let started = start(state, request, session, AccountPage::default(), None).await?;
+    Ok((started.id, started.cookie))
 }
 
 /// [`start_interaction`] for a sign-in that returns to the account page `page`.
@@ -152,6 +158,35 @@ pub async fn start_interaction_for(
     session: Option<Session>,
     account_page: AccountPage,
 ) -> Result<(String, HeaderValue), OAuthError> {
+    let started = start(state, request, session, account_page, None).await?;
+    Ok((started.id, started.cookie))
+}
+
+/// A stored interaction: its id, the cookie binding it to the browser, its CSRF token.
+pub struct Started {
+    pub id: String,
+    pub cookie: HeaderValue,
+    pub csrf: String,
+}
+
+/// [`start_interaction`] that returns to the page `then` (a path under the issuer) after
+/// the sign-in.
+pub async fn start_interaction_then(
+    state: &AppState,
+    request: Option<AuthorizeRequest>,
+    session: Option<Session>,
+    then: Option<String>,
+) -> Result<Started, OAuthError> {
+    start(state, request, session, AccountPage::default(), then).await
+}
+
+async fn start(
+    state: &AppState,
+    request: Option<AuthorizeRequest>,
+    session: Option<Session>,
+    account_page: AccountPage,
+    then: Option<String>,
+) -> Result<Started, OAuthError> {
     let id = random_token()?;
     let binding = random_token()?;
     let interaction = Interaction {
@@ -160,6 +195,7 @@ pub async fn start_interaction_for(
         browser: digest_key(&binding),
         session,
         account_page,
+        then,
     };
     save_interaction(state, &id, &interaction).await?;
     let cookie = set_cookie(
@@ -168,7 +204,11 @@ pub async fn start_interaction_for(
         &binding,
         INTERACTION_TTL.as_secs(),
     );
-    Ok((id, cookie))
+    Ok(Started {
+        id,
+        cookie,
+        csrf: interaction.csrf,
+    })
 }
 
 pub async fn save_interaction(
@@ -340,6 +380,7 @@ fn templates() -> &'static minijinja::Environment<'static> {
             ("base.html", include_str!("../../templates/base.html")),
             ("login.html", include_str!("../../templates/login.html")),
             ("consent.html", include_str!("../../templates/consent.html")),
+            ("device.html", include_str!("../../templates/device.html")),
             ("logout.html", include_str!("../../templates/logout.html")),
             (
                 "logged_out.html",
@@ -575,6 +616,7 @@ mod tests {
         for name in [
             "login.html",
             "consent.html",
+            "device.html",
             "logout.html",
             "logged_out.html",
             "form_post.html",

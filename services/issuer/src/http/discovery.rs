@@ -36,8 +36,10 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "grant_types_supported": [
             "authorization_code", "implicit", "refresh_token", "client_credentials",
-            "urn:ietf:params:oauth:grant-type:token-exchange"
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+            "urn:ietf:params:oauth:grant-type:device_code"
         ],
+        "device_authorization_endpoint": issuer.endpoint("/oauth2/device_authorization"),
         "introspection_endpoint": issuer.endpoint("/oauth2/introspect"),
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,

@@ -613,6 +613,8 @@ fn odd_methods_and_paths_are_answered_without_a_server_error() {
             "/.well-known/openid-configuration",
             "/login",
             "/consent",
+            "/oauth2/device_authorization",
+            "/device",
             "/account/api-keys/keys",
             "/oauth2/token/",
             "//oauth2/token",

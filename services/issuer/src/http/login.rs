@@ -343,8 +343,12 @@ pub async fn login_post(
     }
     let account_page = interaction.account_page;
     let Some(request) = interaction.request else {
-        // A sign-in for the account pages: back to the one it started from.
-        let mut resp = super::account::to_page(&state, account_page);
+        // A sign-in for another page (the device page), or for the account pages: back
+        // to the one it started from.
+        let mut resp = match &interaction.then {
+            Some(path) => super::device::see_other(&state.config.issuer.endpoint(path)),
+            None => super::account::to_page(&state, account_page),
+        };
         resp.headers_mut().append(header::SET_COOKIE, cookie);
         if let Some(c) = device_cookie {
             resp.headers_mut().append(header::SET_COOKIE, c);
@@ -361,6 +365,35 @@ pub async fn login_post(
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp
+}
+
+/// The scopes of a request as the consent and device pages show them: display name,
+/// description, whether required and emphasized.
+pub fn scope_views(
+    p: &signet_core::projection::Projection,
+    names: &[String],
+) -> Vec<serde_json::Value> {
+    names
+        .iter()
+        .map(|name| {
+            let entry = p.scope(name);
+            let s = entry.map(|e| &*e.scope);
+            let required = name == "openid" || s.is_some_and(|s| s.required);
+            let display =
+                s.and_then(|s| s.display_name.clone())
+                    .unwrap_or_else(|| match name.as_str() {
+                        signet_core::commands::OFFLINE_ACCESS => "Offline access".to_owned(),
+                        _ => name.clone(),
+                    });
+            serde_json::json!({
+                "name": name,
+                "display": display,
+                "description": s.and_then(|s| s.description.clone()),
+                "required": required,
+                "emphasize": s.is_some_and(|s| s.emphasize),
+            })
+        })
+        .collect()
 }
 
 pub async fn consent_get(
@@ -382,28 +415,7 @@ pub async fn consent_get(
     let Some(client) = p.client(&request.client_id) else {
         return InteractionError::Gone.into_page(&state);
     };
-    let scopes: Vec<serde_json::Value> = request
-        .scopes
-        .iter()
-        .map(|name| {
-            let entry = p.scope(name);
-            let s = entry.map(|e| &*e.scope);
-            let required = name == "openid" || s.is_some_and(|s| s.required);
-            let display =
-                s.and_then(|s| s.display_name.clone())
-                    .unwrap_or_else(|| match name.as_str() {
-                        signet_core::commands::OFFLINE_ACCESS => "Offline access".to_owned(),
-                        _ => name.clone(),
-                    });
-            serde_json::json!({
-                "name": name,
-                "display": display,
-                "description": s.and_then(|s| s.description.clone()),
-                "required": required,
-                "emphasize": s.is_some_and(|s| s.emphasize),
-            })
-        })
-        .collect();
+    let scopes = scope_views(&p, &request.scopes);
     let mut ctx = branding(Some(client));
     ctx["action"] = state.config.issuer.endpoint("/consent").into();
     ctx["interaction"] = id.unwrap_or_default().into();

@@ -9,6 +9,7 @@ pub mod browser;
 pub mod client_addr;
 pub mod client_auth;
 pub mod cors;
+pub mod device;
 pub mod discovery;
 pub mod error;
 pub mod form;
@@ -71,6 +72,11 @@ pub fn public_router(state: AppState) -> Router {
             get(logout::logout_get).post(logout::logout_post),
         )
         .route("/login", get(login::login_get).post(login::login_post))
+        .route(
+            "/oauth2/device_authorization",
+            post(device::device_authorization).fallback(device::method_not_allowed),
+        )
+        .route("/device", get(device::device_get).post(device::device_post))
         .route(
             "/account/api-keys",
             get(account::page_get).post(account::page_create),

@@ -64,6 +64,9 @@ async fn grant(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response,
         TokenGrantType::TokenExchange => {
             grants::token_exchange::grant(state, &projection, &client, form, now).await
         }
+        TokenGrantType::DeviceCode => {
+            grants::device_code::grant(state, &projection, &client, form, now).await
+        }
     }
 }
 

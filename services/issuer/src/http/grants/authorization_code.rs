@@ -168,6 +168,34 @@ pub async fn grant(
         (None, None) => {}
     }
     let user = user_tokens::active_user(state, &grant.sub).await?;
+    issue_tokens(state, p, client, &grant, &user, Some(&key), now).await
+}
+
+/// The token response for a user's grant (a redeemed code or an approved device code): an
+/// access token, a refresh token when `offline_access` was granted to a client that allows
+/// it, and an ID token for OpenID Connect grants.
+pub async fn tokens(
+    state: &AppState,
+    p: &Projection,
+    client: &ClientEntry,
+    grant: &UserGrant,
+    user: &signet_core::user::UserRecord,
+    now: i64,
+) -> Result<Response, ProtocolError> {
+    issue_tokens(state, p, client, grant, user, None, now).await
+}
+
+/// [`tokens`], remembering the redemption of the code stored under `code_key` (if any):
+/// presenting it again ends what it started.
+async fn issue_tokens(
+    state: &AppState,
+    p: &Projection,
+    client: &ClientEntry,
+    grant: &UserGrant,
+    user: &signet_core::user::UserRecord,
+    code_key: Option<&str>,
+    now: i64,
+) -> Result<Response, ProtocolError> {
     // offline_access granted to a client that allows it: a refresh-token family.
     let refresh = if client.client.allow_offline_access
         && grant
@@ -175,41 +203,43 @@ pub async fn grant(
             .iter()
             .any(|s| s == signet_core::commands::OFFLINE_ACCESS)
     {
-        Some(super::refresh_token::issue(state, p, client, &grant, &user.claims, now).await?)
+        Some(super::refresh_token::issue(state, p, client, grant, &user.claims, now).await?)
     } else {
         None
     };
     let family = refresh.as_deref().and_then(super::refresh_token::family_of);
     // Remember the redemption: presenting this code again ends what it started.
-    let marker = serde_json::to_vec(&Redeemed {
-        sid: grant.sid.clone(),
-        family: family.map(str::to_owned),
-    })
-    .map_err(|_| OAuthError::server_error("code"))?;
-    // Tied to what it can end: a family that outlives the session keeps the marker past
-    // the session's end (a replay after sign-out still ends the family); otherwise the
-    // session's end takes it along.
-    let outliving = family.filter(|_| !client.client.coordinate_lifetime_with_user_session);
-    let index = match outliving {
-        Some(f) => vec![
-            signet_store::Index::Family(f),
-            signet_store::Index::Subject(&grant.sub),
-        ],
-        None => vec![signet_store::Index::Session(&grant.sid)],
-    };
-    state
-        .store
-        .put(
-            Namespace::ReplayGuard,
-            &format!("code:{key}"),
-            &marker,
-            std::time::Duration::from_secs(REDEEMED_MEMORY_SECS),
-            &index,
-        )
-        .await
-        .or_unavailable()?;
+    if let Some(key) = code_key {
+        let marker = serde_json::to_vec(&Redeemed {
+            sid: grant.sid.clone(),
+            family: family.map(str::to_owned),
+        })
+        .map_err(|_| OAuthError::server_error("code"))?;
+        // Tied to what it can end: a family that outlives the session keeps the marker past
+        // the session's end (a replay after sign-out still ends the family); otherwise the
+        // session's end takes it along.
+        let outliving = family.filter(|_| !client.client.coordinate_lifetime_with_user_session);
+        let index = match outliving {
+            Some(f) => vec![
+                signet_store::Index::Family(f),
+                signet_store::Index::Subject(&grant.sub),
+            ],
+            None => vec![signet_store::Index::Session(&grant.sid)],
+        };
+        state
+            .store
+            .put(
+                Namespace::ReplayGuard,
+                &format!("code:{key}"),
+                &marker,
+                std::time::Duration::from_secs(REDEEMED_MEMORY_SECS),
+                &index,
+            )
+            .await
+            .or_unavailable()?;
+    }
     let (access_token, lifetime) =
-        user_tokens::access_token_in_family(state, p, client, &grant, &user.claims, family, now)
+        user_tokens::access_token_in_family(state, p, client, grant, &user.claims, family, now)
             .await?;
     let mut body = json!({
         "access_token": access_token,
@@ -226,7 +256,7 @@ pub async fn grant(
             code: None,
             user_claims: false,
         };
-        let id = user_tokens::id_token(state, p, client, &grant, alongside, now).await?;
+        let id = user_tokens::id_token(state, p, client, grant, alongside, now).await?;
         body["id_token"] = id.into();
     }
     let mut resp = axum::response::IntoResponse::into_response(axum::Json(body));

@@ -224,7 +224,9 @@ pub async fn grant(
 ) -> Result<Response, ProtocolError> {
     let c = &client.client;
     if !c.allow_offline_access
-        || !(client.allows(GrantType::AuthorizationCode) || client.allows(GrantType::Hybrid))
+        || !(client.allows(GrantType::AuthorizationCode)
+            || client.allows(GrantType::Hybrid)
+            || client.allows(GrantType::DeviceCode))
     {
         return Err(
             OAuthError::unauthorized_client("the client may not use refresh tokens").into(),
