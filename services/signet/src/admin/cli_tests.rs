@@ -328,3 +328,25 @@ fn key_urls_and_pem_files() {
     std::fs::write(&file, "-----BEGIN X-----\n".repeat(10_000)).unwrap();
     assert!(read_pem(&file).unwrap_err().message.contains("larger than"));
 }
+
+#[test]
+fn ids_and_sids_may_start_with_a_hyphen() {
+    // A sub, sid or clientId is random base64url and may begin with `-`.
+    use super::user::UserVerb;
+    let a = admin(&["user", "get", "-PxYz", "-o", "json"]);
+    assert!(
+        matches!(&a.command, AdminCommand::User(u) if matches!(&u.verb, UserVerb::Get { id } if id == "-PxYz"))
+    );
+    assert_eq!(a.conn.output, OutputFormat::Json);
+    let a = admin(&["user", "logout", "-u1", "--sid", "-s1"]);
+    assert!(matches!(&a.command, AdminCommand::User(u)
+        if matches!(&u.verb, UserVerb::Logout { id, sid: Some(sid) } if id == "-u1" && sid == "-s1")));
+    for verb in ["sessions", "delete"] {
+        let a = admin(&["user", verb, "-abc"]);
+        assert!(matches!(&a.command, AdminCommand::User(_)), "{verb}");
+    }
+    let a = admin(&["client", "get", "-web"]);
+    assert!(
+        matches!(&a.command, AdminCommand::Client(KindArgs { verb: Verb::Get { id } }) if id == "-web")
+    );
+}

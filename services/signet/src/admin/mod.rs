@@ -269,7 +269,7 @@ pub enum Verb {
     /// Show one object
     Get {
         /// The clientId or name
-        #[arg(value_name = "ID")]
+        #[arg(value_name = "ID", allow_hyphen_values = true)]
         id: String,
     },
     /// Create an object from a file (YAML or JSON; `-` reads standard input)
@@ -287,7 +287,7 @@ pub enum Verb {
     #[command(visible_alias = "rm")]
     Delete {
         /// The clientId or name
-        #[arg(value_name = "ID")]
+        #[arg(value_name = "ID", allow_hyphen_values = true)]
         id: String,
     },
 }

@@ -47,7 +47,7 @@ pub enum UserVerb {
     /// Show one user (never its password)
     Get {
         /// The user's sub or username
-        #[arg(value_name = "ID")]
+        #[arg(value_name = "ID", allow_hyphen_values = true)]
         id: String,
     },
     /// Create a user from a file (YAML or JSON; `-` reads standard input)
@@ -66,7 +66,7 @@ pub enum UserVerb {
     #[command(visible_alias = "rm")]
     Delete {
         /// The user's sub or username
-        #[arg(value_name = "ID")]
+        #[arg(value_name = "ID", allow_hyphen_values = true)]
         id: String,
     },
     /// Create the users of a file that are missing and replace those that differ
@@ -84,17 +84,17 @@ pub enum UserVerb {
     /// List a user's live sessions: where, when, which apps
     Sessions {
         /// The user's sub or username
-        #[arg(value_name = "ID")]
+        #[arg(value_name = "ID", allow_hyphen_values = true)]
         id: String,
     },
     /// End a user's sessions (all of them, or one with --sid): signed out everywhere, the
     /// access tokens issued in them refused
     Logout {
         /// The user's sub or username
-        #[arg(value_name = "ID")]
+        #[arg(value_name = "ID", allow_hyphen_values = true)]
         id: String,
         /// Only this session
-        #[arg(long, value_name = "SID")]
+        #[arg(long, value_name = "SID", allow_hyphen_values = true)]
         sid: Option<String>,
     },
 }
