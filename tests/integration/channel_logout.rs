@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use fantoccini::Locator;
 use reqwest::Method;
 use serde_json::{json, Value};
 use signet_tests::browser::{params_of, Browser, PKCE_CHALLENGE, PKCE_VERIFIER};
@@ -178,18 +177,7 @@ async fn chromium_signs_out_and_the_other_client_hears_by_front_and_back_channel
     };
     c.goto(&authorize_url(&s.issuer, "web", &redirect, None))
         .await?;
-    c.find(Locator::Css("#username"))
-        .await?
-        .send_keys("ines")
-        .await?;
-    c.find(Locator::Css("#password"))
-        .await?
-        .send_keys(PASSWORD)
-        .await?;
-    c.find(Locator::Css("button[type=submit]"))
-        .await?
-        .click()
-        .await?;
+    chrome.sign_in("ines", PASSWORD).await?;
     let at = landed(redirect.clone()).await?;
     let code = params_of(&at, false).remove("code").context("web code")?;
     let id_token = redeem(&s.issuer, "web", &redirect, &code).await?;

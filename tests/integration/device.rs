@@ -204,18 +204,7 @@ async fn a_cli_signs_in_with_the_device_flow_and_chromium_on_serve() -> anyhow::
     let chrome = Chrome::start().await?;
     let c = &chrome.client;
     c.goto(details.verification_uri().as_str()).await?;
-    c.find(Locator::Css("#username"))
-        .await?
-        .send_keys("alice")
-        .await?;
-    c.find(Locator::Css("#password"))
-        .await?
-        .send_keys(PASSWORD)
-        .await?;
-    c.find(Locator::Css("button[type=submit]"))
-        .await?
-        .click()
-        .await?;
+    chrome.sign_in("alice", PASSWORD).await?;
     let field = eventually(Duration::from_secs(15), || async {
         c.find(Locator::Css("#user_code")).await.ok()
     })

@@ -45,18 +45,7 @@ async fn sign_in_with_chromium(
     let chrome = Chrome::start().await?;
     let c = &chrome.client;
     c.goto(&authorize).await?;
-    c.find(Locator::Css("#username"))
-        .await?
-        .send_keys("bob")
-        .await?;
-    c.find(Locator::Css("#password"))
-        .await?
-        .send_keys(PASSWORD)
-        .await?;
-    c.find(Locator::Css("button[type=submit]"))
-        .await?
-        .click()
-        .await?;
+    chrome.sign_in("bob", PASSWORD).await?;
     let allow = match eventually(Duration::from_secs(15), || async {
         c.find(Locator::Css("button[value=allow]")).await.ok()
     })

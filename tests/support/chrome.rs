@@ -77,6 +77,26 @@ impl Chrome {
             client,
         })
     }
+
+    /// On Signet's login page (the current page): types the username and password and
+    /// submits the form.
+    pub async fn sign_in(&self, username: &str, password: &str) -> Result<()> {
+        use fantoccini::Locator;
+        let c = &self.client;
+        c.find(Locator::Css("#username"))
+            .await?
+            .send_keys(username)
+            .await?;
+        c.find(Locator::Css("#password"))
+            .await?
+            .send_keys(password)
+            .await?;
+        c.find(Locator::Css("button[type=submit]"))
+            .await?
+            .click()
+            .await?;
+        Ok(())
+    }
 }
 
 /// A relying party's redirect endpoint on loopback: answers every request with a small page

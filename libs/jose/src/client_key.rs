@@ -15,7 +15,6 @@ use aws_lc_rs::signature::{
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::{Algorithm, JoseError, VerifiedJws};
@@ -212,21 +211,6 @@ impl ClientKey {
     }
 }
 
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    typ: Option<String>,
-}
-
-fn decode(part: &str) -> Result<Vec<u8>, JoseError> {
-    URL_SAFE_NO_PAD
-        .decode(part)
-        .map_err(|_| JoseError::Malformed("a part is not base64url"))
-}
-
 /// Verifies a compact JWS signed with one of `keys`. The header's `alg` must be an
 /// asymmetric algorithm this server knows (never `none`, never HMAC) that the key accepts;
 /// with a `kid` in the header only keys with that `kid` (or without one) are tried, without
@@ -235,41 +219,27 @@ pub fn verify_with_client_keys<'k>(
     token: &str,
     keys: impl IntoIterator<Item = &'k ClientKey>,
 ) -> Result<VerifiedJws, JoseError> {
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(JoseError::Malformed("expected three dot-separated parts"));
-    };
-    let header: Header = serde_json::from_slice(&decode(h)?)
-        .map_err(|_| JoseError::Malformed("header is not a JSON object"))?;
-    let alg: Algorithm = header
-        .alg
-        .parse()
-        .map_err(|_| JoseError::AlgorithmNotAllowed(header.alg.clone()))?;
-    let signature = decode(s)?;
-    let signed = &token.as_bytes()[..h.len() + 1 + p.len()];
+    let parts = crate::verify::parts(token)?;
+    let (alg, signed, signature) = (parts.alg, parts.signed, &parts.signature);
     let mut candidates = keys
         .into_iter()
-        .filter(|k| match (&header.kid, &k.kid) {
+        .filter(|k| match (&parts.kid, &k.kid) {
             (Some(want), Some(have)) => want == have,
             _ => true,
         })
         .filter(|k| k.accepts(alg))
         .peekable();
     if candidates.peek().is_none() {
-        return Err(JoseError::UnknownKey(
-            header.kid.clone().unwrap_or_default(),
-        ));
+        return Err(JoseError::UnknownKey(parts.kid.clone().unwrap_or_default()));
     }
-    if !candidates.any(|k| k.verify(alg, signed, &signature)) {
+    if !candidates.any(|k| k.verify(alg, signed, signature)) {
         return Err(JoseError::BadSignature);
     }
     Ok(VerifiedJws {
         alg,
-        kid: header.kid.unwrap_or_default(),
-        typ: header.typ,
-        payload: decode(p)?,
+        kid: parts.kid.unwrap_or_default(),
+        typ: parts.typ,
+        payload: crate::verify::decode(parts.payload)?,
     })
 }
 

@@ -29,18 +29,27 @@ struct Header {
     typ: Option<String>,
 }
 
-fn decode(part: &str) -> Result<Vec<u8>, JoseError> {
+pub(crate) fn decode(part: &str) -> Result<Vec<u8>, JoseError> {
     URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| JoseError::Malformed("a part is not base64url"))
 }
 
-/// Verifies `token`, looking its `kid` up with `find_key`. The header's `alg` must be one of
-/// ours (never `none`, never HMAC) and must equal the key's own `alg`.
-pub fn verify_compact<'k>(
-    token: &str,
-    find_key: impl FnOnce(&str) -> Option<&'k Jwk>,
-) -> Result<VerifiedJws, JoseError> {
+/// A compact JWS taken apart, before any signature check: the header's fields, its `alg`
+/// parsed (one of ours: never `none`, never HMAC), the signing input and the signature.
+pub(crate) struct Parts<'t> {
+    pub alg: Algorithm,
+    pub alg_name: String,
+    pub kid: Option<String>,
+    pub typ: Option<String>,
+    /// `header.payload`, the bytes the signature covers.
+    pub signed: &'t [u8],
+    pub signature: Vec<u8>,
+    /// The payload, still base64url.
+    pub payload: &'t str,
+}
+
+pub(crate) fn parts(token: &str) -> Result<Parts<'_>, JoseError> {
     let mut parts = token.split('.');
     let (Some(h), Some(p), Some(s), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -53,15 +62,31 @@ pub fn verify_compact<'k>(
         .alg
         .parse()
         .map_err(|_| JoseError::AlgorithmNotAllowed(header.alg.clone()))?;
-    let kid = header
-        .kid
-        .ok_or(JoseError::Malformed("header has no kid"))?;
+    Ok(Parts {
+        alg,
+        alg_name: header.alg,
+        kid: header.kid,
+        typ: header.typ,
+        signed: &token.as_bytes()[..h.len() + 1 + p.len()],
+        signature: decode(s)?,
+        payload: p,
+    })
+}
+
+/// Verifies `token`, looking its `kid` up with `find_key`. The header's `alg` must be one of
+/// ours (never `none`, never HMAC) and must equal the key's own `alg`.
+pub fn verify_compact<'k>(
+    token: &str,
+    find_key: impl FnOnce(&str) -> Option<&'k Jwk>,
+) -> Result<VerifiedJws, JoseError> {
+    let parts = parts(token)?;
+    let alg = parts.alg;
+    let kid = parts.kid.ok_or(JoseError::Malformed("header has no kid"))?;
     let jwk = find_key(&kid).ok_or_else(|| JoseError::UnknownKey(kid.clone()))?;
     if jwk.alg != alg {
-        return Err(JoseError::AlgorithmNotAllowed(header.alg));
+        return Err(JoseError::AlgorithmNotAllowed(parts.alg_name));
     }
-    let signature = decode(s)?;
-    let signed = &token.as_bytes()[..h.len() + 1 + p.len()];
+    let (signed, signature) = (parts.signed, parts.signature);
     let field = |v: &Option<String>| -> Result<Vec<u8>, JoseError> {
         decode(
             v.as_deref()
@@ -98,8 +123,8 @@ pub fn verify_compact<'k>(
     Ok(VerifiedJws {
         alg,
         kid,
-        typ: header.typ,
-        payload: decode(p)?,
+        typ: parts.typ,
+        payload: decode(parts.payload)?,
     })
 }
 
