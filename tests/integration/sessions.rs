@@ -360,7 +360,12 @@ async fn serve_with_users() -> anyhow::Result<(tempfile::TempDir, Serve, String,
 
 /// `prompt=none` at `client` with browser `b`: the `error` of the answer, if any.
 async fn silent(s: &Serve, b: &mut Browser, client: &str) -> anyhow::Result<Option<String>> {
-    let mut u = url::Url::parse(&format!("{}/oauth2/authorize", s.issuer))?;
+    silent_at(&s.issuer, b, client).await
+}
+
+/// `prompt=none` at `base` for `client` with browser `b`: the `error` of the answer, if any.
+async fn silent_at(base: &str, b: &mut Browser, client: &str) -> anyhow::Result<Option<String>> {
+    let mut u = url::Url::parse(&format!("{base}/oauth2/authorize"))?;
     u.query_pairs_mut()
         .append_pair("client_id", client)
         .append_pair("redirect_uri", REDIRECT)
@@ -855,5 +860,66 @@ async fn users_see_and_end_their_sessions_on_the_account_page() -> anyhow::Resul
         .send()
         .await?;
     assert_eq!(r.status(), 401);
+    Ok(())
+}
+
+/// A session lives in the shared store: signed in at issuer 0, `prompt=none` succeeds at
+/// issuer 1 with the same cookie; after RP-initiated logout at issuer 0, both say
+/// `login_required`.
+#[tokio::test]
+async fn after_logout_at_one_node_no_node_knows_the_session() -> anyhow::Result<()> {
+    let c = Cluster::start(2).await?;
+    for (path, body) in [
+        (
+            "/User",
+            json!({"username": "noor", "password": "noor password 12", "claims": {}}),
+        ),
+        (
+            "/Client",
+            json!({"clientId": "app", "allowedGrantTypes": ["authorization_code"],
+                "clientSecrets": [{"value": SECRET}], "redirectUris": [REDIRECT],
+                "requireConsent": false, "allowedScopes": ["openid"]}),
+        ),
+    ] {
+        let (status, resp) = c.admin_call(0, Method::POST, path, Some(&body)).await?;
+        assert_eq!(status, 201, "{path}: {resp}");
+    }
+    let (n0, n1) = (c.issuers[0].public.clone(), c.issuers[1].public.clone());
+    let mut b = Browser::new();
+    let t = authorize(
+        &mut b,
+        &n0,
+        &n0,
+        "app",
+        "openid",
+        "noor",
+        "noor password 12",
+    )
+    .await?;
+    let id_token = t["id_token"].as_str().context("id_token")?.to_owned();
+    // Issuer 1 knows the session at once (the store is shared); the client reaches it
+    // through NATS, so it is asked until it knows that too.
+    let cookies = b.cookies.clone();
+    eventually(Duration::from_secs(20), || {
+        let (n1, cookies) = (n1.clone(), cookies.clone());
+        async move {
+            let mut probe = Browser::new();
+            probe.cookies = cookies;
+            matches!(silent_at(&n1, &mut probe, "app").await, Ok(None)).then_some(())
+        }
+    })
+    .await
+    .context("issuer 1 never honoured the session started at issuer 0")?;
+    let mut u = url::Url::parse(&format!("{n0}/oauth2/logout"))?;
+    u.query_pairs_mut().append_pair("id_token_hint", &id_token);
+    let r = b.get(u.as_str()).await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for node in [&n1, &n0] {
+        assert_eq!(
+            silent_at(node, &mut b, "app").await?.as_deref(),
+            Some("login_required"),
+            "{node}"
+        );
+    }
     Ok(())
 }
