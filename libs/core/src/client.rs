@@ -742,11 +742,6 @@ fn check_unsupported<S>(c: &mut Collector, client: &Client<S>) {
         "identityProviderRestrictions",
         not_yet("no external identity providers", "[]"),
     );
-    c.check(
-        !client.require_request_object,
-        "requireRequestObject",
-        not_yet("no request objects, RFC 9101", "false"),
-    );
 }
 
 impl Client<SecretInput> {

@@ -568,16 +568,24 @@ pub fn oauth_error_page(state: &AppState, client: Option<&ClientEntry>, e: OAuth
 }
 
 /// Request parameters (a query string or a form body): each at most once, each at most
-/// [`signet_core::authorize::MAX_PARAM_LEN`] bytes.
+/// [`signet_core::authorize::MAX_PARAM_LEN`] bytes (a signed `request` object at most
+/// [`super::request_object::MAX_REQUEST_OBJECT_LEN`]).
 pub struct PageParams(pub Vec<(String, String)>);
+
+/// Whether a parameter's value is too long: [`PageParams`]' rule, at PAR too.
+pub fn too_long(name: &str, value: &str) -> bool {
+    let max = if name == "request" {
+        super::request_object::MAX_REQUEST_OBJECT_LEN
+    } else {
+        signet_core::authorize::MAX_PARAM_LEN
+    };
+    value.len() > max
+}
 
 impl PageParams {
     pub fn parse(raw: &[u8]) -> Result<Self, OAuthError> {
         let params = super::form::OAuthForm::parse(raw)?;
-        if let Some((k, _)) = params
-            .iter()
-            .find(|(_, v)| v.len() > signet_core::authorize::MAX_PARAM_LEN)
-        {
+        if let Some((k, _)) = params.iter().find(|(k, v)| too_long(k, v)) {
             return Err(OAuthError::invalid_request(format!(
                 "parameter {:?} is longer than {} bytes",
                 k.chars().take(64).collect::<String>(),

@@ -15,14 +15,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use signet_core::authorize::{check_client, check_request, MAX_PARAM_LEN};
+use signet_core::authorize::{check_client, check_request, Params, MAX_PARAM_LEN};
 use signet_core::oauth::{ErrorCode, OAuthError};
 use signet_store::Namespace;
 
-use super::browser::{digest_key, random_token, PageParams, StoreResult};
+use super::browser::{digest_key, random_token, too_long, PageParams, StoreResult};
 use super::client_auth::authenticate;
 use super::error::{no_store, ProtocolError};
 use super::form::OAuthForm;
+use super::request_object::resolve;
 use super::token::now;
 use crate::state::AppState;
 
@@ -41,6 +42,16 @@ const AUTH_PARAMS: &[&str] = &["client_secret", "client_assertion", "client_asse
 struct Pushed {
     client_id: String,
     params: Vec<(String, String)>,
+    /// Whether the parameters came from a verified request object (`requireRequestObject`).
+    #[serde(default)]
+    signed: bool,
+}
+
+/// A pushed request taken at the authorization endpoint.
+pub struct Taken {
+    pub params: PageParams,
+    /// Whether it was pushed as a verified request object.
+    pub signed: bool,
 }
 
 pub async fn par(State(state): State<AppState>, form: OAuthForm) -> Response {
@@ -61,7 +72,7 @@ async fn push(state: &AppState, form: &OAuthForm) -> Result<Response, ProtocolEr
         )
         .into());
     }
-    if let Some((k, _)) = form.params().iter().find(|(_, v)| v.len() > MAX_PARAM_LEN) {
+    if let Some((k, _)) = form.params().iter().find(|(k, v)| too_long(k, v)) {
         return Err(OAuthError::invalid_request(format!(
             "parameter {:?} is longer than {MAX_PARAM_LEN} bytes",
             k.chars().take(64).collect::<String>()
@@ -77,7 +88,26 @@ async fn push(state: &AppState, form: &OAuthForm) -> Result<Response, ProtocolEr
         .cloned()
         .collect();
     params.push(("client_id".to_owned(), client_id.clone()));
-    let page = PageParams(params);
+    let mut page = PageParams(params);
+    // RFC 9126 section 3: a signed request object's parameters, and only they, are pushed
+    // (its client_id must be the authenticated client's).
+    let signed = page.get("request").is_some();
+    if signed {
+        page = resolve(
+            &p,
+            &page,
+            Some(&client_id),
+            state.config.issuer.as_str(),
+            now,
+        )?;
+        page.0.retain(|(k, _)| k != "client_id");
+        page.0.push(("client_id".to_owned(), client_id.clone()));
+    } else if client.client.require_request_object {
+        return Err(OAuthError::invalid_request(
+            "this client must send its authorization requests as signed request objects (the request parameter, RFC 9101)",
+        )
+        .into());
+    }
     // RFC 9126 section 2.1: the same checks as the authorization endpoint; errors are
     // answered here, as JSON, never by a redirect.
     let (entry, redirect_uri) =
@@ -88,6 +118,7 @@ async fn push(state: &AppState, form: &OAuthForm) -> Result<Response, ProtocolEr
     let bytes = serde_json::to_vec(&Pushed {
         client_id,
         params: page.0,
+        signed,
     })
     .map_err(|_| OAuthError::server_error("pushed request"))?;
     state
@@ -140,7 +171,7 @@ pub async fn take(
     state: &AppState,
     request_uri: &str,
     client_id: Option<&str>,
-) -> Result<PageParams, OAuthError> {
+) -> Result<Taken, OAuthError> {
     let client_id =
         client_id.ok_or_else(|| OAuthError::invalid_request("the request has no client_id"))?;
     let key = digest_key(request_uri);
@@ -162,5 +193,8 @@ pub async fn take(
         .await
         .or_unavailable()?
         .ok_or_else(|| invalid_uri(gone))?;
-    Ok(PageParams(pushed.params))
+    Ok(Taken {
+        params: PageParams(pushed.params),
+        signed: pushed.signed,
+    })
 }
