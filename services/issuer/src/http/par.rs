@@ -3,7 +3,9 @@
 //! as the authorization endpoint checks it (`signet_core::authorize`), and kept once in the
 //! store under the digest of a random `request_uri` for [`PAR_LIFETIME`] seconds, bound to
 //! the client. The authorization endpoint then takes `request_uri` + `client_id`
-//! ([`take`]) and uses only the pushed parameters.
+//! ([`take`]) and uses only the pushed parameters. A push may carry a signed request
+//! object (`request`, RFC 9126 section 3): then only its verified parameters are stored
+//! (`request_object::resolve`); a `requireRequestObject` client must push one.
 //!
 //! Must not: redirect (errors are JSON, RFC 9126 section 2.3), or accept a `request_uri`
 //! inside a pushed request (section 2.1).
