@@ -127,8 +127,13 @@ async fn a_request_object_by_value_signs_in_with_only_its_parameters() -> anyhow
     let back = params_of(&r.location()?, false);
     assert_eq!(back["error"], "request_uri_not_supported", "{back:?}");
 
-    // By value: the outer state and scope are ignored, the object's are used.
-    let jwt = key.sign(&object(&s.issuer));
+    // By value: the outer state and scope are ignored, the object's are used. The object
+    // may be longer than a single parameter may (2048 bytes), up to 8192.
+    let mut claims = object(&s.issuer);
+    claims["x_pad_a"] = json!("a".repeat(1500));
+    claims["x_pad_b"] = json!("b".repeat(1500));
+    let jwt = key.sign(&claims);
+    assert!(jwt.len() > 4000, "{}", jwt.len());
     let url = authorize_with(
         &s.issuer,
         &[
@@ -325,5 +330,23 @@ async fn bad_request_objects_are_refused_at_authorize_and_par() -> anyhow::Resul
         let description = body["error_description"].as_str().unwrap_or_default();
         assert!(description.contains(fragment), "{fragment}: {body}");
     }
+
+    // Longer than 8192 bytes: invalid_request naming the parameter, at both.
+    let long = "x".repeat(8193);
+    let url = authorize_with(&s.issuer, &[("client_id", "jar-web"), ("request", &long)]);
+    let r = Browser::new().get(&url).await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("longer than 8192 bytes"), "{}", r.body);
+    let form = with_assertion(vec![("request", long)], &key, "jar-web", &par_url);
+    let (st, _, body) = push(&http, &s.issuer, &form).await?;
+    assert_eq!(st, 400, "{body}");
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("8192"),
+        "{body}"
+    );
     Ok(())
 }

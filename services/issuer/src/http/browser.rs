@@ -572,26 +572,32 @@ pub fn oauth_error_page(state: &AppState, client: Option<&ClientEntry>, e: OAuth
 /// [`super::request_object::MAX_REQUEST_OBJECT_LEN`]).
 pub struct PageParams(pub Vec<(String, String)>);
 
-/// Whether a parameter's value is too long: [`PageParams`]' rule, at PAR too.
-pub fn too_long(name: &str, value: &str) -> bool {
-    let max = if name == "request" {
+/// The longest value accepted for the parameter `name`.
+fn max_len(name: &str) -> usize {
+    if name == "request" {
         super::request_object::MAX_REQUEST_OBJECT_LEN
     } else {
         signet_core::authorize::MAX_PARAM_LEN
-    };
-    value.len() > max
+    }
+}
+
+/// The `invalid_request` for the first parameter whose value is too long, if any:
+/// [`PageParams`]' rule, at PAR too.
+pub fn check_lengths(params: &[(String, String)]) -> Result<(), OAuthError> {
+    match params.iter().find(|(k, v)| v.len() > max_len(k)) {
+        None => Ok(()),
+        Some((k, _)) => Err(OAuthError::invalid_request(format!(
+            "parameter {:?} is longer than {} bytes",
+            k.chars().take(64).collect::<String>(),
+            max_len(k)
+        ))),
+    }
 }
 
 impl PageParams {
     pub fn parse(raw: &[u8]) -> Result<Self, OAuthError> {
         let params = super::form::OAuthForm::parse(raw)?;
-        if let Some((k, _)) = params.iter().find(|(k, v)| too_long(k, v)) {
-            return Err(OAuthError::invalid_request(format!(
-                "parameter {:?} is longer than {} bytes",
-                k.chars().take(64).collect::<String>(),
-                signet_core::authorize::MAX_PARAM_LEN
-            )));
-        }
+        check_lengths(&params)?;
         Ok(PageParams(params))
     }
 }

@@ -17,11 +17,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use signet_core::authorize::{check_client, check_request, Params, MAX_PARAM_LEN};
+use signet_core::authorize::{check_client, check_request, Params};
 use signet_core::oauth::{ErrorCode, OAuthError};
 use signet_store::Namespace;
 
-use super::browser::{digest_key, random_token, too_long, PageParams, StoreResult};
+use super::browser::{check_lengths, digest_key, random_token, PageParams, StoreResult};
 use super::client_auth::authenticate;
 use super::error::{no_store, ProtocolError};
 use super::form::OAuthForm;
@@ -74,13 +74,7 @@ async fn push(state: &AppState, form: &OAuthForm) -> Result<Response, ProtocolEr
         )
         .into());
     }
-    if let Some((k, _)) = form.params().iter().find(|(k, v)| too_long(k, v)) {
-        return Err(OAuthError::invalid_request(format!(
-            "parameter {:?} is longer than {MAX_PARAM_LEN} bytes",
-            k.chars().take(64).collect::<String>()
-        ))
-        .into());
-    }
+    check_lengths(form.params())?;
     // The request as the authorization endpoint will see it: without the credentials, and
     // with the client_id of the authenticated client (Basic carries it outside the body).
     let mut params: Vec<(String, String)> = form
