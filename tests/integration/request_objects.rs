@@ -331,6 +331,24 @@ async fn bad_request_objects_are_refused_at_authorize_and_par() -> anyhow::Resul
         assert!(description.contains(fragment), "{fragment}: {body}");
     }
 
+    // Each refusal is counted by reason: two alg cases, at both endpoints.
+    let metrics = s
+        .http()
+        .get(format!("{}/metrics", s.issuer))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let count = |reason: &str| {
+        let prefix = format!("signet_request_object_failures_total{{reason=\"{reason}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_owned()))
+    };
+    assert_eq!(count("alg").as_deref(), Some("4"), "{metrics}");
+    assert_eq!(count("malformed").as_deref(), Some("4"), "{metrics}");
+    assert_eq!(count("signature").as_deref(), Some("4"), "{metrics}");
+
     // Longer than 8192 bytes: invalid_request naming the parameter, at both.
     let long = "x".repeat(8193);
     let url = authorize_with(&s.issuer, &[("client_id", "jar-web"), ("request", &long)]);

@@ -48,49 +48,81 @@ pub fn resolve(
     issuer: &str,
     now: UnixTime,
 ) -> Result<PageParams, OAuthError> {
+    resolve_inner(p, outer, client_id, issuer, now).map_err(|(reason, e)| {
+        metrics::counter!(crate::telemetry::REQUEST_OBJECT_FAILURES, "reason" => reason)
+            .increment(1);
+        e
+    })
+}
+
+/// A failure and its reason for metrics (a fixed set of labels).
+type Failure = (&'static str, OAuthError);
+
+fn resolve_inner(
+    p: &Projection,
+    outer: &PageParams,
+    client_id: Option<&str>,
+    issuer: &str,
+    now: UnixTime,
+) -> Result<PageParams, Failure> {
+    let request = |e| ("request", e);
+    let claim = |e| ("claims", e);
     let jwt = outer
         .get("request")
-        .ok_or_else(|| OAuthError::invalid_request("the request has no request object"))?;
+        .ok_or_else(|| OAuthError::invalid_request("the request has no request object"))
+        .map_err(request)?;
     if outer.get("request_uri").is_some() {
-        return Err(OAuthError::invalid_request(
+        return Err(request(OAuthError::invalid_request(
             "use request or request_uri, not both",
-        ));
+        )));
     }
-    let client_id = client_id.ok_or_else(|| {
-        OAuthError::invalid_request(
-            "a request object needs client_id beside it (RFC 9101 section 5)",
-        )
-    })?;
+    let client_id = client_id
+        .ok_or_else(|| {
+            OAuthError::invalid_request(
+                "a request object needs client_id beside it (RFC 9101 section 5)",
+            )
+        })
+        .map_err(request)?;
     let entry = p
         .client(client_id)
         .filter(|c| c.client.enabled)
-        .ok_or_else(|| OAuthError::invalid_client("the client is unknown or disabled"))?;
+        .ok_or_else(|| OAuthError::invalid_client("the client is unknown or disabled"))
+        .map_err(request)?;
     if !entry.secrets.has_keys() {
-        return Err(invalid(
+        return Err(("no_keys", invalid(
             "the client has no registered keys (JsonWebKey secrets) to verify a request object with",
-        ));
+        )));
     }
     let verified = verify_with_client_keys(jwt, entry.secrets.live_keys(now)).map_err(|e| {
-        invalid(match e {
-            JoseError::AlgorithmNotAllowed(_) => {
-                "the request object's alg is not allowed: sign it with a registered key (RS256, PS256, ES256 or EdDSA); none, HMAC and unsigned objects are refused"
-            }
-            JoseError::Malformed(_) => {
-                "the request object is not a signed JWT (JWS compact serialization)"
-            }
-            _ => "the request object's signature does not verify with the client's registered keys",
-        })
+        match e {
+            JoseError::AlgorithmNotAllowed(_) => ("alg", invalid(
+                "the request object's alg is not allowed: sign it with a registered key (RS256, PS256, ES256 or EdDSA); none, HMAC and unsigned objects are refused",
+            )),
+            JoseError::Malformed(_) => ("malformed", invalid(
+                "the request object is not a signed JWT (JWS compact serialization)",
+            )),
+            _ => ("signature", invalid(
+                "the request object's signature does not verify with the client's registered keys",
+            )),
+        }
     })?;
     let claims: serde_json::Map<String, Value> = serde_json::from_slice(&verified.payload)
-        .map_err(|_| invalid("the request object's payload is not a JSON object"))?;
+        .map_err(|_| {
+            (
+                "malformed",
+                invalid("the request object's payload is not a JSON object"),
+            )
+        })?;
     let text = |name: &str| claims.get(name).and_then(Value::as_str);
     if text("iss") != Some(client_id) {
-        return Err(invalid("the request object's iss must be the client_id"));
+        return Err(claim(invalid(
+            "the request object's iss must be the client_id",
+        )));
     }
     if text("client_id") != Some(client_id) {
-        return Err(invalid(
+        return Err(claim(invalid(
             "the request object's client_id must be the client_id of the request",
-        ));
+        )));
     }
     let aud_ok = match claims.get("aud") {
         Some(Value::String(a)) => a == issuer,
@@ -98,17 +130,17 @@ pub fn resolve(
         _ => false,
     };
     if !aud_ok {
-        return Err(invalid(
+        return Err(claim(invalid(
             "the request object's aud must be the issuer identifier",
-        ));
+        )));
     }
-    check_times(&claims, now)?;
+    check_times(&claims, now).map_err(claim)?;
     // RFC 9101 section 5: response_type outside, when given, is the object's.
     if let Some(rt) = outer.get("response_type") {
         if text("response_type") != Some(rt) {
-            return Err(OAuthError::invalid_request(
+            return Err(request(OAuthError::invalid_request(
                 "response_type differs from the request object's",
-            ));
+            )));
         }
     }
     let mut params = Vec::with_capacity(claims.len());
@@ -117,9 +149,9 @@ pub fn resolve(
             continue;
         }
         if name == "request" || name == "request_uri" {
-            return Err(invalid(
+            return Err(claim(invalid(
                 "a request object must not contain request or request_uri",
-            ));
+            )));
         }
         let value = match value {
             Value::String(s) => s.clone(),
@@ -128,10 +160,10 @@ pub fn resolve(
             other => other.to_string(),
         };
         if value.len() > MAX_PARAM_LEN {
-            return Err(invalid(format!(
+            return Err(claim(invalid(format!(
                 "the request object's {:?} is longer than {MAX_PARAM_LEN} bytes",
                 name.chars().take(64).collect::<String>()
-            )));
+            ))));
         }
         params.push((name.clone(), value));
     }
