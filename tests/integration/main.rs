@@ -24,6 +24,7 @@ mod observability;
 mod par;
 mod proxies;
 mod real_browser;
+mod request_objects;
 mod restart;
 mod schemathesis;
 mod security;

@@ -21,7 +21,6 @@ async fn fields_without_their_feature_are_refused_naming_the_field() -> anyhow::
         "requireClientSecret": false, "redirectUris": ["https://app.example/cb"],
     });
     for (field, value) in [
-        ("requireRequestObject", json!(true)),
         ("enableLocalLogin", json!(false)),
         ("identityProviderRestrictions", json!(["Facebook"])),
     ] {

@@ -30,7 +30,7 @@ fn request(client_id: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn push(
+pub async fn push(
     http: &reqwest::Client,
     base: &str,
     form: &[(&str, String)],
@@ -45,7 +45,7 @@ async fn push(
     Ok((status, headers, r.json().await.unwrap_or(Value::Null)))
 }
 
-fn authorize_url(base: &str, client_id: &str, request_uri: &str, extra: &str) -> String {
+pub fn authorize_url(base: &str, client_id: &str, request_uri: &str, extra: &str) -> String {
     let mut u = url::Url::parse(&format!("{base}/oauth2/authorize")).unwrap();
     u.query_pairs_mut()
         .append_pair("client_id", client_id)
@@ -53,7 +53,7 @@ fn authorize_url(base: &str, client_id: &str, request_uri: &str, extra: &str) ->
     format!("{u}{extra}")
 }
 
-fn with_assertion(
+pub fn with_assertion(
     mut form: Vec<(&'static str, String)>,
     key: &ClientKeyPair,
     client: &str,

@@ -251,8 +251,10 @@ pub struct Client<S = StoredSecret> {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
     pub allow_plain_text_pkce: bool,
-    /// Whether authorize requests must use a request object. Not supported yet (no request
-    /// objects): must be false.
+    /// Whether authorization requests must be signed request objects (RFC 9101: the
+    /// `request` parameter at `/oauth2/authorize`, or inside a push to `/oauth2/par`),
+    /// signed with one of the client's `JsonWebKey` secrets; a plain request or push is
+    /// refused with `invalid_request`.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
     pub require_request_object: bool,
@@ -741,11 +743,6 @@ fn check_unsupported<S>(c: &mut Collector, client: &Client<S>) {
         client.identity_provider_restrictions.is_empty(),
         "identityProviderRestrictions",
         not_yet("no external identity providers", "[]"),
-    );
-    c.check(
-        !client.require_request_object,
-        "requireRequestObject",
-        not_yet("no request objects, RFC 9101", "false"),
     );
 }
 

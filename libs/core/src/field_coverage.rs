@@ -228,7 +228,11 @@ fn every_client_field_takes_effect_or_is_refused() {
         ),
         ("requirePkce", None, Effect("authorize::check_pkce")),
         ("allowPlainTextPkce", None, Effect("authorize::check_pkce")),
-        ("requireRequestObject", None, Refused),
+        (
+            "requireRequestObject",
+            None,
+            Effect("http::authorize and http::par: a request without a signed request object is refused"),
+        ),
         (
             "requirePushedAuthorization",
             None,

@@ -45,6 +45,9 @@ pub enum ErrorCode {
     /// RFC 9101 section 7 (used by RFC 9126): the `request_uri` is unknown, expired, already
     /// used or another client's.
     InvalidRequestUri,
+    /// RFC 9101 section 6.3: the request object (`request`) is invalid: malformed, unsigned,
+    /// not signed with the client's key, expired, or for another issuer or client.
+    InvalidRequestObject,
     /// RFC 8628 section 3.5: the user has not yet approved or denied the device request.
     AuthorizationPending,
     /// RFC 8628 section 3.5: still pending, and the client polls too fast (its interval
@@ -75,6 +78,7 @@ impl ErrorCode {
             ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
             ErrorCode::InvalidRequestUri => "invalid_request_uri",
+            ErrorCode::InvalidRequestObject => "invalid_request_object",
             ErrorCode::AuthorizationPending => "authorization_pending",
             ErrorCode::SlowDown => "slow_down",
             ErrorCode::ExpiredToken => "expired_token",

@@ -55,13 +55,25 @@ async fn authorize(state: &AppState, headers: &HeaderMap, raw: &[u8]) -> Respons
         .filter(|u| super::par::is_pushed_reference(u))
         .map(str::to_owned);
     let pushed = pushed_uri.is_some();
+    // Whether the parameters come from a verified request object (RFC 9101).
+    let mut signed = false;
     if let Some(uri) = pushed_uri {
         match super::par::take(state, &uri, params.get("client_id")).await {
-            Ok(p) => params = p,
+            Ok(t) => (params, signed) = (t.params, t.signed),
             Err(e) => return oauth_error_page(state, None, e),
         }
     }
     let p = state.projection.load();
+    // RFC 9101 section 5: a request object's parameters replace the request's. One that
+    // fails verification is answered on the error page: its redirect_uri is not trusted,
+    // and the outer parameters are not the request.
+    if !pushed && params.get("request").is_some() {
+        let issuer = state.config.issuer.as_str();
+        match super::request_object::resolve(&p, &params, params.get("client_id"), issuer, now()) {
+            Ok(inner) => (params, signed) = (inner, true),
+            Err(e) => return oauth_error_page(state, None, e),
+        }
+    }
     let (client, redirect_uri) = match check_client(&p, &params) {
         Ok(c) => c,
         Err(e) => {
@@ -90,6 +102,19 @@ async fn authorize(state: &AppState, headers: &HeaderMap, raw: &[u8]) -> Respons
                 &request,
                 OAuthError::invalid_request(
                     "authorization requests must be pushed to the pushed authorization request endpoint first (RFC 9126)",
+                ),
+            ),
+        );
+    }
+    // RFC 9101 section 10.5: a client registered with requireRequestObject sends only
+    // signed request objects (by value or pushed).
+    if !signed && client.client.require_request_object {
+        return redirect_error(
+            state,
+            to_redirect(
+                &request,
+                OAuthError::invalid_request(
+                    "this client must send its authorization requests as signed request objects (the request parameter, RFC 9101)",
                 ),
             ),
         );

@@ -568,22 +568,36 @@ pub fn oauth_error_page(state: &AppState, client: Option<&ClientEntry>, e: OAuth
 }
 
 /// Request parameters (a query string or a form body): each at most once, each at most
-/// [`signet_core::authorize::MAX_PARAM_LEN`] bytes.
+/// [`signet_core::authorize::MAX_PARAM_LEN`] bytes (a signed `request` object at most
+/// [`super::request_object::MAX_REQUEST_OBJECT_LEN`]).
 pub struct PageParams(pub Vec<(String, String)>);
+
+/// The longest value accepted for the parameter `name`.
+fn max_len(name: &str) -> usize {
+    if name == "request" {
+        super::request_object::MAX_REQUEST_OBJECT_LEN
+    } else {
+        signet_core::authorize::MAX_PARAM_LEN
+    }
+}
+
+/// The `invalid_request` for the first parameter whose value is too long, if any:
+/// [`PageParams`]' rule, at PAR too.
+pub fn check_lengths(params: &[(String, String)]) -> Result<(), OAuthError> {
+    match params.iter().find(|(k, v)| v.len() > max_len(k)) {
+        None => Ok(()),
+        Some((k, _)) => Err(OAuthError::invalid_request(format!(
+            "parameter {:?} is longer than {} bytes",
+            k.chars().take(64).collect::<String>(),
+            max_len(k)
+        ))),
+    }
+}
 
 impl PageParams {
     pub fn parse(raw: &[u8]) -> Result<Self, OAuthError> {
         let params = super::form::OAuthForm::parse(raw)?;
-        if let Some((k, _)) = params
-            .iter()
-            .find(|(_, v)| v.len() > signet_core::authorize::MAX_PARAM_LEN)
-        {
-            return Err(OAuthError::invalid_request(format!(
-                "parameter {:?} is longer than {} bytes",
-                k.chars().take(64).collect::<String>(),
-                signet_core::authorize::MAX_PARAM_LEN
-            )));
-        }
+        check_lengths(&params)?;
         Ok(PageParams(params))
     }
 }

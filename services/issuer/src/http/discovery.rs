@@ -55,6 +55,11 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         "authorization_response_iss_parameter_supported": true,
         "pushed_authorization_request_endpoint": issuer.endpoint("/oauth2/par"),
         "require_pushed_authorization_requests": state.config.require_pushed_authorization_requests,
+        // RFC 9101: signed request objects by value and inside PAR; request_uri only from PAR
+        // (nothing is fetched from a client's URL).
+        "request_parameter_supported": true,
+        "request_uri_parameter_supported": false,
+        "request_object_signing_alg_values_supported": assertion_algs,
         "scopes_supported": scopes,
     });
     if oidc {
@@ -75,8 +80,6 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         doc["backchannel_logout_session_supported"] = json!(true);
         doc["subject_types_supported"] = json!(["public", "pairwise"]);
         doc["claims_parameter_supported"] = json!(false);
-        doc["request_parameter_supported"] = json!(false);
-        doc["request_uri_parameter_supported"] = json!(false);
         doc["prompt_values_supported"] = json!(["none", "login", "consent", "select_account"]);
         doc["id_token_signing_alg_values_supported"] = json!(Algorithm::ALL
             .iter()

@@ -20,6 +20,7 @@ pub mod introspect;
 pub mod login;
 pub mod logout;
 pub mod par;
+pub mod request_object;
 pub mod server;
 pub mod sessions;
 pub mod token;

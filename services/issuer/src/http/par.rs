@@ -3,7 +3,9 @@
 //! as the authorization endpoint checks it (`signet_core::authorize`), and kept once in the
 //! store under the digest of a random `request_uri` for [`PAR_LIFETIME`] seconds, bound to
 //! the client. The authorization endpoint then takes `request_uri` + `client_id`
-//! ([`take`]) and uses only the pushed parameters.
+//! ([`take`]) and uses only the pushed parameters. A push may carry a signed request
+//! object (`request`, RFC 9126 section 3): then only its verified parameters are stored
+//! (`request_object::resolve`); a `requireRequestObject` client must push one.
 //!
 //! Must not: redirect (errors are JSON, RFC 9126 section 2.3), or accept a `request_uri`
 //! inside a pushed request (section 2.1).
@@ -15,14 +17,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use signet_core::authorize::{check_client, check_request, MAX_PARAM_LEN};
+use signet_core::authorize::{check_client, check_request, Params};
 use signet_core::oauth::{ErrorCode, OAuthError};
 use signet_store::Namespace;
 
-use super::browser::{digest_key, random_token, PageParams, StoreResult};
+use super::browser::{check_lengths, digest_key, random_token, PageParams, StoreResult};
 use super::client_auth::authenticate;
 use super::error::{no_store, ProtocolError};
 use super::form::OAuthForm;
+use super::request_object::resolve;
 use super::token::now;
 use crate::state::AppState;
 
@@ -41,6 +44,16 @@ const AUTH_PARAMS: &[&str] = &["client_secret", "client_assertion", "client_asse
 struct Pushed {
     client_id: String,
     params: Vec<(String, String)>,
+    /// Whether the parameters came from a verified request object (`requireRequestObject`).
+    #[serde(default)]
+    signed: bool,
+}
+
+/// A pushed request taken at the authorization endpoint.
+pub struct Taken {
+    pub params: PageParams,
+    /// Whether it was pushed as a verified request object.
+    pub signed: bool,
 }
 
 pub async fn par(State(state): State<AppState>, form: OAuthForm) -> Response {
@@ -61,13 +74,7 @@ async fn push(state: &AppState, form: &OAuthForm) -> Result<Response, ProtocolEr
         )
         .into());
     }
-    if let Some((k, _)) = form.params().iter().find(|(_, v)| v.len() > MAX_PARAM_LEN) {
-        return Err(OAuthError::invalid_request(format!(
-            "parameter {:?} is longer than {MAX_PARAM_LEN} bytes",
-            k.chars().take(64).collect::<String>()
-        ))
-        .into());
-    }
+    check_lengths(form.params())?;
     // The request as the authorization endpoint will see it: without the credentials, and
     // with the client_id of the authenticated client (Basic carries it outside the body).
     let mut params: Vec<(String, String)> = form
@@ -77,7 +84,26 @@ async fn push(state: &AppState, form: &OAuthForm) -> Result<Response, ProtocolEr
         .cloned()
         .collect();
     params.push(("client_id".to_owned(), client_id.clone()));
-    let page = PageParams(params);
+    let mut page = PageParams(params);
+    // RFC 9126 section 3: a signed request object's parameters, and only they, are pushed
+    // (its client_id must be the authenticated client's).
+    let signed = page.get("request").is_some();
+    if signed {
+        page = resolve(
+            &p,
+            &page,
+            Some(&client_id),
+            state.config.issuer.as_str(),
+            now,
+        )?;
+        page.0.retain(|(k, _)| k != "client_id");
+        page.0.push(("client_id".to_owned(), client_id.clone()));
+    } else if client.client.require_request_object {
+        return Err(OAuthError::invalid_request(
+            "this client must send its authorization requests as signed request objects (the request parameter, RFC 9101)",
+        )
+        .into());
+    }
     // RFC 9126 section 2.1: the same checks as the authorization endpoint; errors are
     // answered here, as JSON, never by a redirect.
     let (entry, redirect_uri) =
@@ -88,6 +114,7 @@ async fn push(state: &AppState, form: &OAuthForm) -> Result<Response, ProtocolEr
     let bytes = serde_json::to_vec(&Pushed {
         client_id,
         params: page.0,
+        signed,
     })
     .map_err(|_| OAuthError::server_error("pushed request"))?;
     state
@@ -140,7 +167,7 @@ pub async fn take(
     state: &AppState,
     request_uri: &str,
     client_id: Option<&str>,
-) -> Result<PageParams, OAuthError> {
+) -> Result<Taken, OAuthError> {
     let client_id =
         client_id.ok_or_else(|| OAuthError::invalid_request("the request has no client_id"))?;
     let key = digest_key(request_uri);
@@ -162,5 +189,8 @@ pub async fn take(
         .await
         .or_unavailable()?
         .ok_or_else(|| invalid_uri(gone))?;
-    Ok(PageParams(pushed.params))
+    Ok(Taken {
+        params: PageParams(pushed.params),
+        signed: pushed.signed,
+    })
 }
