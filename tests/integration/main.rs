@@ -24,6 +24,7 @@ mod observability;
 mod par;
 mod proxies;
 mod real_browser;
+mod resource_indicators;
 mod restart;
 mod schemathesis;
 mod security;

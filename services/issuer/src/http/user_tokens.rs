@@ -36,6 +36,46 @@ pub struct UserGrant {
     pub auth_time: i64,
     pub amr: Vec<String>,
     pub code_challenge: Option<signet_core::authorize::CodeChallenge>,
+    /// RFC 8707 resources the grant was made for (empty: every API its scopes reach).
+    /// Tokens from it are for these, or for a subset a token request names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+}
+
+impl UserGrant {
+    /// The grant an access token is issued from at the token endpoint: narrowed to the
+    /// request's `resource` values (RFC 8707), which must be among the grant's resources
+    /// when it has any (else `invalid_target`), or to the grant's own resources. The
+    /// scopes kept are the identity scopes and the API scopes of those resources.
+    pub fn for_resources(
+        &self,
+        p: &Projection,
+        requested: Vec<String>,
+        default_alg: Algorithm,
+    ) -> Result<UserGrant, OAuthError> {
+        let mut g = self.clone();
+        if !requested.is_empty() {
+            if !self.resources.is_empty() {
+                if let Some(r) = requested.iter().find(|r| !self.resources.contains(r)) {
+                    return Err(OAuthError::invalid_target(format!(
+                        "resource {:?} was not granted",
+                        r.chars().take(64).collect::<String>()
+                    )));
+                }
+            }
+            g.resources = requested;
+        }
+        if !g.resources.is_empty() {
+            let n = signet_core::grants::resource_indicators::narrow(
+                p,
+                &g.resources,
+                &self.scopes,
+                default_alg,
+            )?;
+            g.scopes = n.scopes;
+        }
+        Ok(g)
+    }
 }
 
 /// The user directory failing: `temporarily_unavailable` (503).
@@ -117,8 +157,19 @@ pub async fn access_token_in_family(
     now: i64,
 ) -> Result<(String, i64), OAuthError> {
     let c = &client.client;
-    let (_, api) = split_scopes(p, &grant.scopes);
-    let (audiences, alg) = audiences_and_alg(p, &api, state.config.default_algorithm)?;
+    let (audiences, alg) = if grant.resources.is_empty() {
+        let (_, api) = split_scopes(p, &grant.scopes);
+        audiences_and_alg(p, &api, state.config.default_algorithm)?
+    } else {
+        // RFC 8707: the token is for the resources the grant names, and only them.
+        let n = signet_core::grants::resource_indicators::narrow(
+            p,
+            &grant.resources,
+            &grant.scopes,
+            state.config.default_algorithm,
+        )?;
+        (n.audiences, n.alg)
+    };
     let signers = state.signers.load();
     let signer = signers
         .access_token(alg)

@@ -48,6 +48,8 @@ pub async fn grant(
     if code.len() > 128 {
         return Err(invalid().into());
     }
+    // RFC 8707: the token may be narrowed to resources the granted scopes reach.
+    let resources = form.resources()?;
     let key = digest_key(code);
     let grant: DeviceGrant = state
         .store
@@ -83,8 +85,16 @@ pub async fn grant(
                 Decision::Approved(user_grant) => {
                     let user =
                         crate::http::user_tokens::active_user(state, &user_grant.sub).await?;
-                    super::authorization_code::tokens(state, p, client, &user_grant, &user, now)
-                        .await
+                    super::authorization_code::tokens(
+                        state,
+                        p,
+                        client,
+                        &user_grant,
+                        resources,
+                        &user,
+                        now,
+                    )
+                    .await
                 }
                 Decision::Denied => Err(OAuthError::new(
                     ErrorCode::AccessDenied,
