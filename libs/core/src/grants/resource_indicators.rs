@@ -146,4 +146,74 @@ mod tests {
             .collect();
         assert!(parse_resources(many.iter().map(String::as_str)).is_err());
     }
+
+    fn projection() -> Projection {
+        use crate::events::Event;
+        let scope = |name: &str| {
+            let mut s = crate::bootstrap::admin_scope();
+            s.name = name.to_owned();
+            s
+        };
+        let resource = |name: &str, scopes: &[&str], enabled: bool, algs: &[Algorithm]| {
+            let mut r = crate::bootstrap::admin_resource()
+                .map_secrets(|_| -> crate::secret::StoredSecret { unreachable!() });
+            r.name = name.to_owned();
+            r.enabled = enabled;
+            r.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+            r.allowed_access_token_signing_algorithms = algs.to_vec();
+            Event::ApiResourceCreated(Box::new(r))
+        };
+        let events = vec![
+            Event::ApiScopeCreated(scope("read")),
+            Event::ApiScopeCreated(scope("orders.write")),
+            Event::ApiScopeCreated(scope("billing.write")),
+            resource(
+                "https://orders",
+                &["read", "orders.write"],
+                true,
+                &[Algorithm::ES256],
+            ),
+            resource("https://billing", &["read", "billing.write"], true, &[]),
+            resource("https://off", &["read"], false, &[]),
+        ];
+        let mut p = Projection::new();
+        for (i, e) in events.into_iter().enumerate() {
+            let subject = e.subject();
+            p.apply(i as u64 + 1, &subject, e).unwrap();
+        }
+        p
+    }
+
+    #[test]
+    fn narrowing_keeps_the_named_resources_their_scopes_and_identity_scopes() {
+        let p = projection();
+        let scopes = ["openid", "read", "orders.write", "billing.write"];
+        // A scope both resources hold: only the named one is the audience.
+        let n = narrow(&p, &["https://orders".into()], &scopes, Algorithm::RS256).unwrap();
+        assert_eq!(n.audiences, ["https://orders"]);
+        assert_eq!(n.scopes, ["openid", "read", "orders.write"]);
+        assert_eq!(n.alg, Algorithm::ES256, "the resource's algorithm");
+        let n = narrow(
+            &p,
+            &["https://billing".into(), "https://orders".into()],
+            &scopes,
+            Algorithm::RS256,
+        )
+        .unwrap();
+        assert_eq!(n.audiences, ["https://billing", "https://orders"]);
+        assert_eq!(n.scopes.len(), 4);
+        for bad in ["https://off", "https://unknown"] {
+            let e = narrow(&p, &[bad.into()], &scopes, Algorithm::RS256).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidTarget, "{bad}");
+        }
+        // No requested scope of the resource.
+        let e = narrow(
+            &p,
+            &["https://billing".into()],
+            &["orders.write"],
+            Algorithm::RS256,
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidTarget);
+    }
 }

@@ -190,6 +190,7 @@ pub async fn tokens(
 
 /// [`tokens`], remembering the redemption of the code stored under `code_key` (if any):
 /// presenting it again ends what it started.
+#[allow(clippy::too_many_arguments)] // the grant, what narrows it, and where it came from
 async fn issue_tokens(
     state: &AppState,
     p: &Projection,
