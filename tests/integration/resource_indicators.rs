@@ -330,3 +330,37 @@ async fn pushed_requests_carry_resource() -> anyhow::Result<()> {
     assert_audiences(&s, &access_token(&body)?, &[BILLING], &[ORDERS]).await?;
     Ok(())
 }
+
+/// A token from the authorization endpoint (implicit `token`) is narrowed too: its `aud`
+/// and its `scope` claim.
+#[tokio::test]
+async fn implicit_tokens_are_narrowed_at_the_authorization_endpoint() -> anyhow::Result<()> {
+    let (_dir, s) = setup().await?;
+    s.create(
+        "/Client",
+        json!({
+            "clientId": "spa", "allowedGrantTypes": ["implicit"],
+            "allowAccessTokensViaBrowser": true, "requireConsent": false,
+            "requireClientSecret": false, "redirectUris": [REDIRECT],
+            "allowedScopes": ["orders.read", "billing.read"],
+        }),
+    )
+    .await?;
+    let mut u = url::Url::parse(&format!("{}/oauth2/authorize", s.issuer))?;
+    u.query_pairs_mut()
+        .append_pair("client_id", "spa")
+        .append_pair("redirect_uri", REDIRECT)
+        .append_pair("response_type", "token")
+        .append_pair("scope", "orders.read billing.read")
+        .append_pair("resource", BILLING);
+    let r = Browser::new().sign_in(u.as_str(), "rita", PASSWORD).await?;
+    anyhow::ensure!(r.status == 302, "login answered {}: {}", r.status, r.body);
+    let p = params_of(&r.location()?, true);
+    let at = p
+        .get("access_token")
+        .with_context(|| format!("no token: {p:?}"))?;
+    let claims = verifier(&s, BILLING)?.verify(at).await?;
+    assert!(claims.has_scope("billing.read") && !claims.has_scope("orders.read"));
+    assert!(verifier(&s, ORDERS)?.verify(at).await.is_err());
+    Ok(())
+}

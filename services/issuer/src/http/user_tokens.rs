@@ -157,18 +157,25 @@ pub async fn access_token_in_family(
     now: i64,
 ) -> Result<(String, i64), OAuthError> {
     let c = &client.client;
-    let (audiences, alg) = if grant.resources.is_empty() {
+    // With resources (RFC 8707) the token is for them only, and its scopes are theirs (and
+    // the identity scopes), however it is issued (token endpoint, or the authorization
+    // endpoint's hybrid and implicit responses).
+    let (audiences, alg, granted) = if grant.resources.is_empty() {
         let (_, api) = split_scopes(p, &grant.scopes);
-        audiences_and_alg(p, &api, state.config.default_algorithm)?
+        let (aud, alg) = audiences_and_alg(p, &api, state.config.default_algorithm)?;
+        (
+            aud,
+            alg,
+            std::borrow::Cow::Borrowed(grant.scopes.as_slice()),
+        )
     } else {
-        // RFC 8707: the token is for the resources the grant names, and only them.
         let n = signet_core::grants::resource_indicators::narrow(
             p,
             &grant.resources,
             &grant.scopes,
             state.config.default_algorithm,
         )?;
-        (n.audiences, n.alg)
+        (n.audiences, n.alg, std::borrow::Cow::Owned(n.scopes))
     };
     let signers = state.signers.load();
     let signer = signers
@@ -181,7 +188,7 @@ pub async fn access_token_in_family(
     } else {
         &audiences
     };
-    let scopes: Vec<&str> = grant.scopes.iter().map(String::as_str).collect();
+    let scopes: Vec<&str> = granted.iter().map(String::as_str).collect();
     let sub = subject_for(client, &grant.redirect_uri, &grant.sub);
     let jti = new_jti()?;
     let mut extra = format!(
@@ -195,7 +202,7 @@ pub async fn access_token_in_family(
         extra.push_str(&json_str(f));
     }
     let send_client_claims = c.always_send_client_claims && !client.claims_json.is_empty();
-    for (name, value) in access_token_claims(p, &grant.scopes, user_claims) {
+    for (name, value) in access_token_claims(p, &granted, user_claims) {
         // The client's own claims win a clash (the JSON must not repeat a member).
         if send_client_claims && c.claims.iter().any(|k| c.claim_name(k) == name) {
             continue;
