@@ -364,3 +364,94 @@ async fn implicit_tokens_are_narrowed_at_the_authorization_endpoint() -> anyhow:
     assert!(verifier(&s, ORDERS)?.verify(at).await.is_err());
     Ok(())
 }
+
+/// The device grant: the token request names the resource; a resource the grant cannot be
+/// narrowed to is refused without using the approval up.
+#[tokio::test]
+async fn device_tokens_are_narrowed_at_the_token_request() -> anyhow::Result<()> {
+    const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+    let (_dir, s) = setup().await?;
+    s.create(
+        "/Client",
+        json!({
+            "clientId": "tv", "allowedGrantTypes": [DEVICE_GRANT],
+            "requireClientSecret": false, "allowedScopes": ["orders.read", "billing.read"],
+        }),
+    )
+    .await?;
+    let http = reqwest::Client::new();
+    let d: Value = http
+        .post(format!("{}/oauth2/device_authorization", s.issuer))
+        .form(&[("client_id", "tv"), ("scope", "orders.read billing.read")])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let device_code = d["device_code"].as_str().with_context(|| format!("{d}"))?;
+
+    // rita signs in at verification_uri_complete and allows.
+    let mut b = Browser::new();
+    let complete = d["verification_uri_complete"]
+        .as_str()
+        .context("complete")?;
+    let first = b.get(complete).await?;
+    let login_url = first.location()?;
+    let login = b.get(login_url.as_str()).await?;
+    let action = login_url.as_str().split('?').next().unwrap_or_default();
+    let (interaction, csrf) = (login.hidden("interaction")?, login.hidden("csrf")?);
+    let done = b
+        .post_form(
+            action,
+            &[
+                ("interaction", &interaction),
+                ("csrf", &csrf),
+                ("username", "rita"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await?;
+    let confirm = b.get(done.location()?.as_str()).await?;
+    let (interaction, csrf) = (confirm.hidden("interaction")?, confirm.hidden("csrf")?);
+    let allowed = b
+        .post_form(
+            &format!("{}/device", s.issuer),
+            &[
+                ("interaction", &interaction),
+                ("csrf", &csrf),
+                ("user_code", &confirm.hidden("user_code")?),
+                ("decision", "allow"),
+            ],
+        )
+        .await?;
+    assert!(
+        allowed.body.contains("Your device is connected"),
+        "{}",
+        allowed.body
+    );
+
+    let poll = |resource: &'static str| {
+        let req = http.post(format!("{}/oauth2/token", s.issuer)).form(&[
+            ("grant_type", DEVICE_GRANT),
+            ("client_id", "tv"),
+            ("device_code", device_code),
+            ("resource", resource),
+        ]);
+        async move {
+            let r = req.send().await?;
+            anyhow::Ok((r.status().as_u16(), r.json::<Value>().await?))
+        }
+    };
+    for bad in [OTHER, "https://unknown.example.com", "relative"] {
+        let (st, body) = poll(bad).await?;
+        assert_eq!(
+            (st, body["error"].as_str()),
+            (400, Some("invalid_target")),
+            "{bad}: {body}"
+        );
+    }
+    let (st, body) = poll(ORDERS).await?;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["scope"], "orders.read");
+    assert_audiences(&s, &access_token(&body)?, &[ORDERS], &[BILLING]).await?;
+    Ok(())
+}

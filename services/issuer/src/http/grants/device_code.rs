@@ -71,6 +71,11 @@ pub async fn grant(
     match grant.decision {
         Decision::Pending => Err(pending(state, &key, &grant, now).await?.into()),
         Decision::Denied | Decision::Approved(_) => {
+            // A resource the grant cannot be narrowed to is refused before the decision is
+            // taken, so the device can poll again with a valid one.
+            if let Decision::Approved(g) = &grant.decision {
+                g.for_resources(p, resources.clone(), state.config.default_algorithm)?;
+            }
             // Exactly one poll gets the decision.
             let Some(bytes) = state
                 .store
