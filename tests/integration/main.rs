@@ -25,6 +25,7 @@ mod par;
 mod proxies;
 mod real_browser;
 mod request_objects;
+mod resource_indicators;
 mod restart;
 mod schemathesis;
 mod security;

@@ -6,6 +6,9 @@
 //! authorization endpoint (nothing in a failed object is trusted for a redirect), JSON at
 //! PAR. Objects are signed with `jsonwebtoken`.
 
+use anyhow::Context;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use serde_json::{json, Value};
 use signet_jose::Algorithm;
 use signet_tests::browser::{params_of, Browser, PKCE_CHALLENGE, PKCE_VERIFIER};
@@ -366,5 +369,66 @@ async fn bad_request_objects_are_refused_at_authorize_and_par() -> anyhow::Resul
             .contains("8192"),
         "{body}"
     );
+    Ok(())
+}
+
+/// RFC 8707 inside a request object: `resource` as an array of strings narrows the access
+/// token's audience like repeated `resource` parameters do.
+#[tokio::test]
+async fn a_request_object_carries_resource_indicators() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(dir.path(), ServeOptions::default()).await?;
+    let key = ClientKeyPair::new(Algorithm::ES256, "jar-key");
+    let other = ClientKeyPair::new(Algorithm::EdDSA, "other-key");
+    setup(&s, &key, &other).await?;
+    for (path, body) in [
+        ("/Resource/ApiScope", json!({"name": "orders.read"})),
+        ("/Resource/ApiScope", json!({"name": "stock.read"})),
+        (
+            "/Resource/ApiResource",
+            json!({"name": "https://orders.example", "scopes": ["orders.read"]}),
+        ),
+        (
+            "/Resource/ApiResource",
+            json!({"name": "https://stock.example", "scopes": ["stock.read"]}),
+        ),
+    ] {
+        s.create(path, body).await?;
+    }
+    let (st, mut client) = s
+        .admin_call(reqwest::Method::GET, "/Client/jar-web", None)
+        .await?;
+    assert_eq!(st, 200, "{client}");
+    client["allowedScopes"] = json!(["openid", "profile", "orders.read", "stock.read"]);
+    client["clientSecrets"] = json!([{"type": "JsonWebKey", "value": key.public_jwk()}]);
+    let (st, resp) = s
+        .admin_call(reqwest::Method::PUT, "/Client", Some(&client))
+        .await?;
+    assert_eq!(st, 200, "{resp}");
+    let mut claims = object(&s.issuer);
+    claims["scope"] = json!("openid orders.read stock.read");
+    claims["resource"] = json!(["https://orders.example"]);
+    let url = authorize_with(
+        &s.issuer,
+        &[("client_id", "jar-web"), ("request", &key.sign(&claims))],
+    );
+    let mut b = Browser::new();
+    let r = b.sign_in(&url, "pia", PASSWORD).await?;
+    assert_eq!(r.status, 302, "{}", r.body);
+    let back = params_of(&r.location()?, false);
+    let tokens = redeem(&s, &key, back.get("code").context("code")?).await?;
+    let at = tokens["access_token"].as_str().context("access_token")?;
+    let payload = at.split('.').nth(1).context("a JWT")?;
+    let at: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload)?)?;
+    assert_eq!(at["aud"], json!("https://orders.example"), "{at}");
+    // Not an array of strings: refused as a bad request object.
+    claims["resource"] = json!([1]);
+    let url = authorize_with(
+        &s.issuer,
+        &[("client_id", "jar-web"), ("request", &key.sign(&claims))],
+    );
+    let r = b.get(&url).await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("invalid_request_object"), "{}", r.body);
     Ok(())
 }

@@ -185,6 +185,9 @@ pub struct AuthorizeRequest {
     pub max_age: Option<u64>,
     pub login_hint: Option<String>,
     pub ui_locales: Option<String>,
+    /// RFC 8707 `resource` values: API resource names the access token is narrowed to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
 }
 
 impl AuthorizeRequest {
@@ -223,6 +226,10 @@ pub struct RedirectError {
 pub trait Params {
     /// The value, `None` when absent or empty (RFC 6749 section 3.1).
     fn get(&self, name: &str) -> Option<&str>;
+    /// Every non-empty value of a parameter that may repeat (`resource`, RFC 8707).
+    fn get_all(&self, name: &str) -> Vec<&str> {
+        self.get(name).into_iter().collect()
+    }
 }
 
 /// Step one: the client and the redirect URI (exact match, RFC 9700 section 2.1, except
@@ -399,6 +406,19 @@ pub fn check_request(
     if scopes.is_empty() {
         return Err(fail(mode, OAuthError::invalid_scope("scope is required")));
     }
+    // RFC 8707: each resource known and holding a requested scope; checked again (against
+    // what was granted) when tokens are issued.
+    let resources = crate::grants::resource_indicators::parse_resources(params.get_all("resource"))
+        .map_err(|e| fail(mode, e))?;
+    if !resources.is_empty() {
+        crate::grants::resource_indicators::narrow(
+            p,
+            &resources,
+            &scopes,
+            signet_jose::Algorithm::RS256,
+        )
+        .map_err(|e| fail(mode, e))?;
+    }
     let nonce = params.get("nonce").map(str::to_owned);
     // OIDC Core sections 3.2.2.1 and 3.3.2.11: an ID token from the authorization endpoint
     // must carry a nonce.
@@ -483,6 +503,7 @@ pub fn check_request(
         max_age,
         login_hint: params.get("login_hint").map(str::to_owned),
         ui_locales: params.get("ui_locales").map(str::to_owned),
+        resources,
     })
 }
 

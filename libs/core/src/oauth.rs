@@ -55,6 +55,9 @@ pub enum ErrorCode {
     SlowDown,
     /// RFC 8628 section 3.5: the device code expired before the user decided.
     ExpiredToken,
+    /// RFC 8707 section 2: a `resource` is invalid, unknown, or not usable with the
+    /// requested scopes.
+    InvalidTarget,
 }
 
 impl ErrorCode {
@@ -82,6 +85,7 @@ impl ErrorCode {
             ErrorCode::AuthorizationPending => "authorization_pending",
             ErrorCode::SlowDown => "slow_down",
             ErrorCode::ExpiredToken => "expired_token",
+            ErrorCode::InvalidTarget => "invalid_target",
         }
     }
 }
@@ -121,6 +125,9 @@ impl OAuthError {
     }
     pub fn invalid_grant(d: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidGrant, d)
+    }
+    pub fn invalid_target(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidTarget, d)
     }
 }
 

@@ -2,5 +2,6 @@
 
 pub mod claims;
 pub mod client_credentials;
+pub mod resource_indicators;
 
 pub use claims::AccessTokenClaims;

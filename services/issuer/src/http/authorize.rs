@@ -301,6 +301,7 @@ async fn issue(
         auth_time: session.auth_time,
         amr: session.amr.clone(),
         code_challenge: request.code_challenge.clone(),
+        resources: request.resources.clone(),
     };
     // The client takes part in the session from now on (it is told when the session ends).
     super::sessions::add_client(

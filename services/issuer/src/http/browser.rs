@@ -610,6 +610,13 @@ impl Params for PageParams {
             .map(|(_, v)| v.as_str())
             .filter(|v| !v.is_empty())
     }
+    fn get_all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
 }
 
 #[cfg(test)]

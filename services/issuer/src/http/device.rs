@@ -392,6 +392,7 @@ async fn decide(
             auth_time: session.auth_time,
             amr: session.amr.clone(),
             code_challenge: None,
+            resources: Vec::new(),
         }));
         &index
     } else {

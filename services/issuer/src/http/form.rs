@@ -1,5 +1,6 @@
 //! Strict `application/x-www-form-urlencoded` request parsing for protocol endpoints
-//! (RFC 6749 section 3.2): the right content type, a bounded body, no repeated parameter,
+//! (RFC 6749 section 3.2): the right content type, a bounded body, no repeated parameter
+//! (but `resource`, RFC 8707),
 //! and empty values treated as omitted (section 3.1). Failures are RFC 6749 errors.
 
 use std::borrow::Cow;
@@ -13,6 +14,9 @@ use super::error::ProtocolError;
 
 /// Form bodies on protocol endpoints are small; anything larger is refused (413).
 pub const MAX_FORM_BYTES: usize = 16 * 1024;
+
+/// Parameters that may be given more than once: `resource` (RFC 8707 section 2).
+pub const REPEATABLE: &[&str] = &["resource"];
 
 /// A parsed form body, plus the request headers the endpoint needs.
 #[derive(Debug)]
@@ -31,6 +35,19 @@ impl OAuthForm {
             .filter(|v| !v.is_empty())
     }
 
+    /// Every non-empty value of a parameter that may repeat ([`REPEATABLE`]), in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.params
+            .iter()
+            .filter(move |(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `resource` values (RFC 8707), checked: absolute URIs without fragment.
+    pub fn resources(&self) -> Result<Vec<String>, OAuthError> {
+        signet_core::grants::resource_indicators::parse_resources(self.get_all("resource"))
+    }
+
     /// Every parameter, in request order.
     pub fn params(&self) -> &[(String, String)] {
         &self.params
@@ -39,7 +56,7 @@ impl OAuthForm {
     pub fn parse(body: &[u8]) -> Result<Vec<(String, String)>, OAuthError> {
         let mut params: Vec<(String, String)> = Vec::new();
         for (k, v) in form_urlencoded::parse(body) {
-            if params.iter().any(|(seen, _)| *seen == k) {
+            if !REPEATABLE.contains(&k.as_ref()) && params.iter().any(|(seen, _)| *seen == k) {
                 return Err(OAuthError::invalid_request(format!(
                     "parameter {:?} is repeated",
                     truncate(&k)
@@ -114,6 +131,14 @@ mod tests {
         assert_eq!(f.get("grant_type"), Some("client_credentials"));
         assert_eq!(f.get("scope"), None);
         assert_eq!(f.get("x"), Some("a b"));
+        let f = OAuthForm {
+            params: OAuthForm::parse(b"resource=urn%3Aa&resource=urn%3Ab&resource=").unwrap(),
+            headers: Default::default(),
+        };
+        assert_eq!(
+            f.get_all("resource").collect::<Vec<_>>(),
+            ["urn:a", "urn:b"]
+        );
         let long = format!("{}=1&{}=2", "k".repeat(100), "k".repeat(100));
         let e = OAuthForm::parse(long.as_bytes()).unwrap_err();
         assert!(e.description.len() < 120);

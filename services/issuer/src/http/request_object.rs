@@ -156,6 +156,19 @@ fn resolve_inner(
         let value = match value {
             Value::String(s) => s.clone(),
             Value::Null => continue,
+            // RFC 8707 in a request object: several resources are a JSON array of strings,
+            // each one a `resource` parameter.
+            Value::Array(list) if name == "resource" => {
+                for item in list {
+                    let Some(r) = item.as_str().filter(|r| r.len() <= MAX_PARAM_LEN) else {
+                        return Err(claim(invalid(
+                            "the request object's resource must be a string or an array of strings",
+                        )));
+                    };
+                    params.push((name.clone(), r.to_owned()));
+                }
+                continue;
+            }
             // max_age is a number; claims (an object) stays JSON text.
             other => other.to_string(),
         };

@@ -36,6 +36,46 @@ pub struct UserGrant {
     pub auth_time: i64,
     pub amr: Vec<String>,
     pub code_challenge: Option<signet_core::authorize::CodeChallenge>,
+    /// RFC 8707 resources the grant was made for (empty: every API its scopes reach).
+    /// Tokens from it are for these, or for a subset a token request names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+}
+
+impl UserGrant {
+    /// The grant an access token is issued from at the token endpoint: narrowed to the
+    /// request's `resource` values (RFC 8707), which must be among the grant's resources
+    /// when it has any (else `invalid_target`), or to the grant's own resources. The
+    /// scopes kept are the identity scopes and the API scopes of those resources.
+    pub fn for_resources(
+        &self,
+        p: &Projection,
+        requested: Vec<String>,
+        default_alg: Algorithm,
+    ) -> Result<UserGrant, OAuthError> {
+        let mut g = self.clone();
+        if !requested.is_empty() {
+            if !self.resources.is_empty() {
+                if let Some(r) = requested.iter().find(|r| !self.resources.contains(r)) {
+                    return Err(OAuthError::invalid_target(format!(
+                        "resource {:?} was not granted",
+                        r.chars().take(64).collect::<String>()
+                    )));
+                }
+            }
+            g.resources = requested;
+        }
+        if !g.resources.is_empty() {
+            let n = signet_core::grants::resource_indicators::narrow(
+                p,
+                &g.resources,
+                &self.scopes,
+                default_alg,
+            )?;
+            g.scopes = n.scopes;
+        }
+        Ok(g)
+    }
 }
 
 /// The user directory failing: `temporarily_unavailable` (503).
@@ -117,8 +157,26 @@ pub async fn access_token_in_family(
     now: i64,
 ) -> Result<(String, i64), OAuthError> {
     let c = &client.client;
-    let (_, api) = split_scopes(p, &grant.scopes);
-    let (audiences, alg) = audiences_and_alg(p, &api, state.config.default_algorithm)?;
+    // With resources (RFC 8707) the token is for them only, and its scopes are theirs (and
+    // the identity scopes), however it is issued (token endpoint, or the authorization
+    // endpoint's hybrid and implicit responses).
+    let (audiences, alg, granted) = if grant.resources.is_empty() {
+        let (_, api) = split_scopes(p, &grant.scopes);
+        let (aud, alg) = audiences_and_alg(p, &api, state.config.default_algorithm)?;
+        (
+            aud,
+            alg,
+            std::borrow::Cow::Borrowed(grant.scopes.as_slice()),
+        )
+    } else {
+        let n = signet_core::grants::resource_indicators::narrow(
+            p,
+            &grant.resources,
+            &grant.scopes,
+            state.config.default_algorithm,
+        )?;
+        (n.audiences, n.alg, std::borrow::Cow::Owned(n.scopes))
+    };
     let signers = state.signers.load();
     let signer = signers
         .access_token(alg)
@@ -130,7 +188,7 @@ pub async fn access_token_in_family(
     } else {
         &audiences
     };
-    let scopes: Vec<&str> = grant.scopes.iter().map(String::as_str).collect();
+    let scopes: Vec<&str> = granted.iter().map(String::as_str).collect();
     let sub = subject_for(client, &grant.redirect_uri, &grant.sub);
     let jti = new_jti()?;
     let mut extra = format!(
@@ -144,7 +202,7 @@ pub async fn access_token_in_family(
         extra.push_str(&json_str(f));
     }
     let send_client_claims = c.always_send_client_claims && !client.claims_json.is_empty();
-    for (name, value) in access_token_claims(p, &grant.scopes, user_claims) {
+    for (name, value) in access_token_claims(p, &granted, user_claims) {
         // The client's own claims win a clash (the JSON must not repeat a member).
         if send_client_claims && c.claims.iter().any(|k| c.claim_name(k) == name) {
             continue;

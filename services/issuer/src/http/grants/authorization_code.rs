@@ -110,6 +110,8 @@ pub async fn grant(
     let code = form
         .get("code")
         .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    // RFC 8707: checked before the code is consumed, so a typo does not burn it.
+    let resources = form.resources()?;
     if code.len() > 128 {
         return Err(OAuthError::invalid_grant("the code is invalid, expired or used").into());
     }
@@ -168,7 +170,7 @@ pub async fn grant(
         (None, None) => {}
     }
     let user = user_tokens::active_user(state, &grant.sub).await?;
-    issue_tokens(state, p, client, &grant, &user, Some(&key), now).await
+    issue_tokens(state, p, client, &grant, resources, &user, Some(&key), now).await
 }
 
 /// The token response for a user's grant (a redeemed code or an approved device code): an
@@ -179,23 +181,29 @@ pub async fn tokens(
     p: &Projection,
     client: &ClientEntry,
     grant: &UserGrant,
+    resources: Vec<String>,
     user: &signet_core::user::UserRecord,
     now: i64,
 ) -> Result<Response, ProtocolError> {
-    issue_tokens(state, p, client, grant, user, None, now).await
+    issue_tokens(state, p, client, grant, resources, user, None, now).await
 }
 
 /// [`tokens`], remembering the redemption of the code stored under `code_key` (if any):
 /// presenting it again ends what it started.
+#[allow(clippy::too_many_arguments)] // the grant, what narrows it, and where it came from
 async fn issue_tokens(
     state: &AppState,
     p: &Projection,
     client: &ClientEntry,
     grant: &UserGrant,
+    resources: Vec<String>,
     user: &signet_core::user::UserRecord,
     code_key: Option<&str>,
     now: i64,
 ) -> Result<Response, ProtocolError> {
+    // RFC 8707: the access token is for the requested resources (among those granted);
+    // the refresh token keeps the whole grant.
+    let access_grant = grant.for_resources(p, resources, state.config.default_algorithm)?;
     // offline_access granted to a client that allows it: a refresh-token family.
     let refresh = if client.client.allow_offline_access
         && grant
@@ -238,14 +246,21 @@ async fn issue_tokens(
             .await
             .or_unavailable()?;
     }
-    let (access_token, lifetime) =
-        user_tokens::access_token_in_family(state, p, client, grant, &user.claims, family, now)
-            .await?;
+    let (access_token, lifetime) = user_tokens::access_token_in_family(
+        state,
+        p,
+        client,
+        &access_grant,
+        &user.claims,
+        family,
+        now,
+    )
+    .await?;
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": lifetime,
-        "scope": grant.scopes.join(" "),
+        "scope": access_grant.scopes.join(" "),
     });
     if let Some(r) = refresh {
         body["refresh_token"] = r.into();

@@ -74,7 +74,20 @@ pub fn grant(
     now: i64,
 ) -> Result<Issued, ProtocolError> {
     let c = &client.client;
-    let grant = decide(p, client, form.get("scope"), state.config.default_algorithm)?;
+    let resources = form.resources()?;
+    let mut grant = decide(p, client, form.get("scope"), state.config.default_algorithm)?;
+    if !resources.is_empty() {
+        // RFC 8707: `aud` is the requested resources, the scopes theirs.
+        let n = signet_core::grants::resource_indicators::narrow(
+            p,
+            &resources,
+            &grant.scopes,
+            state.config.default_algorithm,
+        )?;
+        grant.scopes.retain(|s| n.scopes.iter().any(|k| k == s));
+        grant.audiences = n.audiences;
+        grant.alg = n.alg;
+    }
     let signers = state.signers.load();
     let signer = signers.access_token(grant.alg).ok_or_else(|| {
         // Not this request's fault, and temporary: a key lease is pending.

@@ -48,6 +48,8 @@ pub async fn grant(
     if code.len() > 128 {
         return Err(invalid().into());
     }
+    // RFC 8707: the token may be narrowed to resources the granted scopes reach.
+    let resources = form.resources()?;
     let key = digest_key(code);
     let grant: DeviceGrant = state
         .store
@@ -69,6 +71,11 @@ pub async fn grant(
     match grant.decision {
         Decision::Pending => Err(pending(state, &key, &grant, now).await?.into()),
         Decision::Denied | Decision::Approved(_) => {
+            // A resource the grant cannot be narrowed to is refused before the decision is
+            // taken, so the device can poll again with a valid one.
+            if let Decision::Approved(g) = &grant.decision {
+                g.for_resources(p, resources.clone(), state.config.default_algorithm)?;
+            }
             // Exactly one poll gets the decision.
             let Some(bytes) = state
                 .store
@@ -83,8 +90,16 @@ pub async fn grant(
                 Decision::Approved(user_grant) => {
                     let user =
                         crate::http::user_tokens::active_user(state, &user_grant.sub).await?;
-                    super::authorization_code::tokens(state, p, client, &user_grant, &user, now)
-                        .await
+                    super::authorization_code::tokens(
+                        state,
+                        p,
+                        client,
+                        &user_grant,
+                        resources,
+                        &user,
+                        now,
+                    )
+                    .await
                 }
                 Decision::Denied => Err(OAuthError::new(
                     ErrorCode::AccessDenied,

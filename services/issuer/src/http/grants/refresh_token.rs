@@ -80,6 +80,28 @@ impl RefreshRecord {
     }
 }
 
+/// The grant a refresh's access token is issued from: a narrower scope may be asked for
+/// (RFC 6749 section 6), never a wider one; a narrower resource (RFC 8707), never another.
+fn narrowed(
+    p: &Projection,
+    grant: &UserGrant,
+    form: &OAuthForm,
+    resources: &[String],
+    default_alg: signet_core::Algorithm,
+) -> Result<UserGrant, OAuthError> {
+    let mut grant = grant.clone();
+    if let Some(scope) = form.get("scope") {
+        let asked: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
+        if asked.iter().any(|s| !grant.scopes.iter().any(|g| g == s)) {
+            return Err(OAuthError::invalid_scope(
+                "a refresh may not ask for a scope the grant does not have",
+            ));
+        }
+        grant.scopes.retain(|g| asked.contains(&g.as_str()));
+    }
+    grant.for_resources(p, resources.to_vec(), default_alg)
+}
+
 /// A new refresh token for `grant`: `<family>.<secret>`, with its family created in the
 /// store, keeping the access-token claims of `user_claims` (the user's, now). Returns the
 /// token.
@@ -239,6 +261,7 @@ pub async fn grant(
         return Err(invalid().into());
     }
     let family = family_of(token).ok_or_else(invalid)?;
+    let resources = form.resources()?;
     let current = state.store.family_token(family).await.or_unavailable()?;
     let presented_key = digest_key(token);
     let (record, new_token) = match c.refresh_token_usage {
@@ -274,6 +297,16 @@ pub async fn grant(
             let record: Option<RefreshRecord> = value
                 .as_deref()
                 .and_then(|v| serde_json::from_slice(v).ok());
+            // A request that will be refused (scope, resource) does not use the token up.
+            if let Some(r) = record.as_ref().filter(|r| r.grant.client_id == c.client_id) {
+                narrowed(
+                    p,
+                    &r.grant,
+                    form,
+                    &resources,
+                    state.config.default_algorithm,
+                )?;
+            }
             let (absolute_exp, value) = match &record {
                 Some(r) => (r.absolute_exp, value.unwrap_or_default()),
                 // Not current: rotate() tells reuse from unknown; the value is not used.
@@ -352,18 +385,7 @@ pub async fn grant(
         Some(kept) if !c.update_access_token_claims_on_refresh => kept,
         _ => &user.claims,
     };
-    // A narrower scope may be asked for (RFC 6749 section 6), never a wider one.
-    let mut grant = grant.clone();
-    if let Some(scope) = form.get("scope") {
-        let asked: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
-        if asked.iter().any(|s| !grant.scopes.iter().any(|g| g == s)) {
-            return Err(OAuthError::invalid_scope(
-                "a refresh may not ask for a scope the grant does not have",
-            )
-            .into());
-        }
-        grant.scopes.retain(|g| asked.contains(&g.as_str()));
-    }
+    let grant = narrowed(p, grant, form, &resources, state.config.default_algorithm)?;
     // The access token speaks for the family's session: the sign-in's when coordinated,
     // else the family's own, so ending the sign-in session does not refuse it.
     let mut access_grant = grant.clone();

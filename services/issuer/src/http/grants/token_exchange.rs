@@ -106,6 +106,7 @@ pub async fn grant(
         auth_time: claims.get("iat").and_then(|v| v.as_i64()).unwrap_or(now),
         amr: vec!["apikey".into()],
         code_challenge: None,
+        resources: Vec::new(),
     };
     let user = user_tokens::active_user(state, &grant.sub).await?;
     let (access_token, lifetime) =
