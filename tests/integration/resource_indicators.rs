@@ -391,43 +391,7 @@ async fn device_tokens_are_narrowed_at_the_token_request() -> anyhow::Result<()>
 
     // rita signs in at verification_uri_complete and allows.
     let mut b = Browser::new();
-    let complete = d["verification_uri_complete"]
-        .as_str()
-        .context("complete")?;
-    let first = b.get(complete).await?;
-    let login_url = first.location()?;
-    let login = b.get(login_url.as_str()).await?;
-    let action = login_url.as_str().split('?').next().unwrap_or_default();
-    let (interaction, csrf) = (login.hidden("interaction")?, login.hidden("csrf")?);
-    let done = b
-        .post_form(
-            action,
-            &[
-                ("interaction", &interaction),
-                ("csrf", &csrf),
-                ("username", "rita"),
-                ("password", PASSWORD),
-            ],
-        )
-        .await?;
-    let confirm = b.get(done.location()?.as_str()).await?;
-    let (interaction, csrf) = (confirm.hidden("interaction")?, confirm.hidden("csrf")?);
-    let allowed = b
-        .post_form(
-            &format!("{}/device", s.issuer),
-            &[
-                ("interaction", &interaction),
-                ("csrf", &csrf),
-                ("user_code", &confirm.hidden("user_code")?),
-                ("decision", "allow"),
-            ],
-        )
-        .await?;
-    assert!(
-        allowed.body.contains("Your device is connected"),
-        "{}",
-        allowed.body
-    );
+    approve_device(&mut b, &s.issuer, &d).await?;
 
     let poll = |resource: &'static str| {
         let req = http.post(format!("{}/oauth2/token", s.issuer)).form(&[
@@ -453,5 +417,98 @@ async fn device_tokens_are_narrowed_at_the_token_request() -> anyhow::Result<()>
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["scope"], "orders.read");
     assert_audiences(&s, &access_token(&body)?, &[ORDERS], &[BILLING]).await?;
+
+    // `resource` at the device authorization request: refused there when unknown; else the
+    // grant is for that resource, and the token request cannot widen it.
+    let authorize_device = |resource: &'static str| {
+        let req = http
+            .post(format!("{}/oauth2/device_authorization", s.issuer))
+            .form(&[
+                ("client_id", "tv"),
+                ("scope", "orders.read billing.read"),
+                ("resource", resource),
+            ]);
+        async move {
+            let r = req.send().await?;
+            anyhow::Ok((r.status().as_u16(), r.json::<Value>().await?))
+        }
+    };
+    let (st, body) = authorize_device("https://unknown.example.com").await?;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (400, Some("invalid_target")),
+        "{body}"
+    );
+    let (st, d) = authorize_device(BILLING).await?;
+    assert_eq!(st, 200, "{d}");
+    // Another browser (one signed in already goes straight to the confirmation).
+    approve_device(&mut Browser::new(), &s.issuer, &d).await?;
+    let device_code = d["device_code"].as_str().context("device_code")?;
+    let token = |resource: Option<&'static str>| {
+        let mut form = vec![
+            ("grant_type", DEVICE_GRANT),
+            ("client_id", "tv"),
+            ("device_code", device_code),
+        ];
+        form.extend(resource.map(|r| ("resource", r)));
+        let req = http.post(format!("{}/oauth2/token", s.issuer)).form(&form);
+        async move {
+            let r = req.send().await?;
+            anyhow::Ok((r.status().as_u16(), r.json::<Value>().await?))
+        }
+    };
+    let (st, body) = token(Some(ORDERS)).await?;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (400, Some("invalid_target")),
+        "not granted: {body}"
+    );
+    let (st, body) = token(None).await?;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["scope"], "billing.read");
+    assert_audiences(&s, &access_token(&body)?, &[BILLING], &[ORDERS]).await?;
+    Ok(())
+}
+
+/// Signs rita in with `b` at the device authorization answer `d`'s
+/// `verification_uri_complete` and allows the device.
+async fn approve_device(b: &mut Browser, issuer: &str, d: &Value) -> anyhow::Result<()> {
+    let complete = d["verification_uri_complete"]
+        .as_str()
+        .context("complete")?;
+    let first = b.get(complete).await?;
+    let login_url = first.location()?;
+    let login = b.get(login_url.as_str()).await?;
+    let action = login_url.as_str().split('?').next().unwrap_or_default();
+    let (interaction, csrf) = (login.hidden("interaction")?, login.hidden("csrf")?);
+    let done = b
+        .post_form(
+            action,
+            &[
+                ("interaction", &interaction),
+                ("csrf", &csrf),
+                ("username", "rita"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await?;
+    let confirm = b.get(done.location()?.as_str()).await?;
+    let (interaction, csrf) = (confirm.hidden("interaction")?, confirm.hidden("csrf")?);
+    let allowed = b
+        .post_form(
+            &format!("{issuer}/device"),
+            &[
+                ("interaction", &interaction),
+                ("csrf", &csrf),
+                ("user_code", &confirm.hidden("user_code")?),
+                ("decision", "allow"),
+            ],
+        )
+        .await?;
+    assert!(
+        allowed.body.contains("Your device is connected"),
+        "{}",
+        allowed.body
+    );
     Ok(())
 }

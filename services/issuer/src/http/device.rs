@@ -85,6 +85,10 @@ pub struct DeviceGrant {
     /// The client's incarnation (a client deleted and created again does not inherit it).
     pub client_gen: u64,
     pub scopes: Vec<String>,
+    /// RFC 8707 `resource` values of the device authorization request: the API resources
+    /// the grant is for (empty: every resource its scopes reach).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
     /// When the device code and its user code expire (Unix seconds).
     pub expires_at: i64,
     pub decision: Decision,
@@ -141,6 +145,17 @@ async fn authorize_device(
     if scopes.is_empty() {
         return Err(OAuthError::invalid_scope("scope is required").into());
     }
+    // RFC 8707: each resource known and holding a requested scope; the token request may
+    // narrow further, never widen.
+    let resources = form.resources()?;
+    if !resources.is_empty() {
+        signet_core::grants::resource_indicators::narrow(
+            &p,
+            &resources,
+            &scopes,
+            state.config.default_algorithm,
+        )?;
+    }
     // Validation refuses other values; an old record with one falls back to the default.
     let kind = UserCodeType::parse(c.user_code_type.as_deref()).unwrap_or(UserCodeType::Consonants);
     let lifetime = u64::from(c.device_code_lifetime.max(1));
@@ -150,6 +165,7 @@ async fn authorize_device(
         client_id: c.client_id.clone(),
         client_gen: client.incarnation,
         scopes,
+        resources,
         expires_at: now + lifetime as i64,
         decision: Decision::Pending,
     };
@@ -392,7 +408,7 @@ async fn decide(
             auth_time: session.auth_time,
             amr: session.amr.clone(),
             code_challenge: None,
-            resources: Vec::new(),
+            resources: grant.resources.clone(),
         }));
         &index
     } else {
