@@ -110,13 +110,7 @@ pub async fn authenticate(
     endpoint: &str,
     now: UnixTime,
 ) -> Result<Arc<ClientEntry>, OAuthError> {
-    let issuer = &state.config.issuer;
-    let audiences = [
-        issuer.as_str().to_owned(),
-        issuer.endpoint("/oauth2/token"),
-        issuer.endpoint(endpoint),
-    ];
-    let mut result = authenticate_inner(p, form, &audiences, now);
+    let mut result = authenticate_inner(p, form, &state.config.issuer, endpoint, now);
     if let Ok((_, Some(guard))) = &result {
         // RFC 7523 section 3: a jti used once is never accepted again, at any node.
         let fresh = state
@@ -146,7 +140,8 @@ type Failure = (&'static str, OAuthError);
 fn authenticate_inner(
     p: &Projection,
     form: &OAuthForm,
-    audiences: &[String],
+    issuer: &crate::config::IssuerUrl,
+    endpoint: &str,
     now: UnixTime,
 ) -> Result<(Arc<ClientEntry>, Option<ReplayGuard>), Failure> {
     let malformed = |e| ("malformed", e);
@@ -179,7 +174,13 @@ fn authenticate_inner(
                 "client_assertion_type must be {JWT_BEARER_ASSERTION}"
             ))));
         }
-        return assertion_client(p, form.get("client_id"), jwt, audiences, now)
+        // Built only for an assertion: a shared secret (the hot path) allocates none.
+        let audiences = [
+            issuer.as_str().to_owned(),
+            issuer.endpoint("/oauth2/token"),
+            issuer.endpoint(endpoint),
+        ];
+        return assertion_client(p, form.get("client_id"), jwt, &audiences, now)
             .map(|(e, g)| (e, Some(g)));
     }
     let presented = match (basic, form.get("client_id"), form.get("client_secret")) {
