@@ -298,7 +298,17 @@ pub async fn grant(
                 .as_deref()
                 .and_then(|v| serde_json::from_slice(v).ok());
             // A request that will be refused (scope, resource) does not use the token up.
-            if let Some(r) = record.as_ref().filter(|r| r.grant.client_id == c.client_id) {
+            // Without a scope, a resource or granted resources nothing can be refused: the
+            // common refresh skips this check (the grant is narrowed once, below).
+            let may_refuse = |r: &RefreshRecord| {
+                form.get("scope").is_some()
+                    || !resources.is_empty()
+                    || !r.grant.resources.is_empty()
+            };
+            if let Some(r) = record
+                .as_ref()
+                .filter(|r| r.grant.client_id == c.client_id && may_refuse(r))
+            {
                 narrowed(
                     p,
                     &r.grant,
