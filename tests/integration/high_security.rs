@@ -494,3 +494,184 @@ async fn an_assertion_used_at_one_node_is_refused_at_another() -> anyhow::Result
     );
     Ok(())
 }
+
+/// A client that publishes its keys at a `jwksUri` authenticates with them: the set is
+/// fetched once and cached per its `Cache-Control`, a rotated key (an unknown `kid`) is
+/// picked up by one rate-limited refetch however many assertions name it, and a set that
+/// cannot be used (a private key in it, an error, a redirect) is `invalid_client`, never a
+/// 5xx. The field is checked when written.
+#[tokio::test]
+async fn a_client_authenticates_with_the_keys_at_its_jwks_uri() -> anyhow::Result<()> {
+    use signet_tests::eventually;
+    use signet_tests::receiver::Receiver;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(
+        dir.path(),
+        ServeOptions {
+            extra_args: vec!["--allow-private-outbound".into()],
+            ..Default::default()
+        },
+    )
+    .await?;
+    super::client_credentials::register_backend(&s).await?;
+    let jwks = Receiver::start().await?;
+    let first = ClientKeyPair::new(Algorithm::ES256, "first");
+    let second = ClientKeyPair::new(Algorithm::EdDSA, "second");
+    let set = |keys: &[&ClientKeyPair]| {
+        let keys: Vec<Value> = keys
+            .iter()
+            .map(|k| serde_json::from_str(&k.public_jwk()).unwrap())
+            .collect();
+        json!({ "keys": keys }).to_string()
+    };
+    jwks.serve_document(
+        "application/jwk-set+json",
+        &["Cache-Control: public, max-age=3600"],
+        &set(&[&first]),
+    );
+    let client = |id: &str, uri: &str| {
+        json!({"clientId": id, "allowedGrantTypes": ["client_credentials"],
+               "jwksUri": uri, "allowedScopes": ["orders.read"]})
+    };
+    s.create(
+        "/Client",
+        client("published", &format!("{}/jwks", jwks.base)),
+    )
+    .await?;
+    // Reads show the URI.
+    let (_, read) = s.admin_call(Method::GET, "/Client/published", None).await?;
+    assert_eq!(read["jwksUri"], format!("{}/jwks", jwks.base));
+
+    for _ in 0..3 {
+        let a = first.sign(&claims("published", &s.issuer));
+        let (st, b) = post(&s, "/oauth2/token", &assertion_form(&a, "orders.read")).await?;
+        assert_eq!(st, 200, "{b}");
+    }
+    assert_eq!(jwks.received("/jwks").len(), 1, "the set is cached");
+    // The shared-secret methods are not this client's.
+    let (st, b) = post(
+        &s,
+        "/oauth2/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "published"),
+            ("client_secret", "published-secret-0123"),
+        ],
+    )
+    .await?;
+    assert_eq!(
+        (st, b["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{b}"
+    );
+
+    // The client rotates to a key the cache does not know: assertions naming it are
+    // refused until one refetch (at most one per interval) finds it; then it works.
+    jwks.serve_document(
+        "application/jwk-set+json",
+        &["Cache-Control: max-age=3600"],
+        &set(&[&second]),
+    );
+    let refused = std::sync::atomic::AtomicUsize::new(0);
+    eventually(Duration::from_secs(30), || {
+        let a = second.sign(&claims("published", &s.issuer));
+        let s = &s;
+        let refused = &refused;
+        async move {
+            let (st, b) = post(s, "/oauth2/token", &assertion_form(&a, "orders.read"))
+                .await
+                .ok()?;
+            if st == 200 {
+                return Some(());
+            }
+            assert_eq!(
+                (st, b["error"].as_str()),
+                (401, Some("invalid_client")),
+                "{b}"
+            );
+            refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            None
+        }
+    })
+    .await?;
+    assert_eq!(
+        jwks.received("/jwks").len(),
+        2,
+        "{refused:?} refused assertions with an unknown kid cost one refetch"
+    );
+    // The old key left the set.
+    let a = first.sign(&claims("published", &s.issuer));
+    let (st, _) = post(&s, "/oauth2/token", &assertion_form(&a, "orders.read")).await?;
+    assert_eq!(st, 401);
+
+    // Sets that cannot be used.
+    let mut private: Value = serde_json::from_str(&first.public_jwk())?;
+    private["d"] = json!("jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI");
+    for (i, (status, body)) in [
+        (200, json!({ "keys": [private] }).to_string()),
+        (200, "not json".to_owned()),
+        (500, set(&[&first])),
+        (302, set(&[&first])),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let bad = Receiver::start().await?;
+        bad.serve_document("application/json", &[], &body);
+        bad.answer(
+            status,
+            (status == 302).then_some(&format!("{}/jwks", jwks.base)[..]),
+        );
+        let id = format!("bad-{i}");
+        s.create("/Client", client(&id, &format!("{}/jwks", bad.base)))
+            .await?;
+        let a = first.sign(&claims(&id, &s.issuer));
+        let (st, b) = post(&s, "/oauth2/token", &assertion_form(&a, "orders.read")).await?;
+        assert_eq!(
+            (st, b["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{i}: {b}"
+        );
+        assert!(
+            b["error_description"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("jwksUri"),
+            "{i}: {b}"
+        );
+    }
+    assert_eq!(
+        jwks.received("/jwks").len(),
+        2,
+        "a redirect is not followed"
+    );
+
+    // The field is checked when written.
+    for (patch, field) in [
+        (json!({"jwksUri": "http://keys.example/jwks"}), "jwksUri"),
+        (
+            json!({"jwksUri": "https://keys.example/jwks#frag"}),
+            "jwksUri",
+        ),
+        (json!({"jwksUri": "not a url"}), "jwksUri"),
+        (
+            json!({"jwksUri": "https://keys.example/jwks",
+                   "clientSecrets": [{"value": "shared-secret-0123456789"}]}),
+            "jwksUri",
+        ),
+    ] {
+        let mut body = client("checked", "https://keys.example/jwks");
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (st, b) = s.admin_call(Method::POST, "/Client", Some(&body)).await?;
+        assert_eq!(
+            (st, b["field"].as_str()),
+            (400, Some(field)),
+            "{patch}: {b}"
+        );
+    }
+    Ok(())
+}

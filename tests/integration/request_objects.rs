@@ -432,3 +432,85 @@ async fn a_request_object_carries_resource_indicators() -> anyhow::Result<()> {
     assert!(r.body.contains("invalid_request_object"), "{}", r.body);
     Ok(())
 }
+
+/// A client that publishes its keys at a `jwksUri` signs request objects with them, by value
+/// at the authorization endpoint and inside a push; the set is fetched once for all of it.
+/// A set that cannot be fetched is `invalid_request_object` on the error page.
+#[tokio::test]
+async fn request_objects_verify_with_the_keys_at_the_clients_jwks_uri() -> anyhow::Result<()> {
+    use signet_tests::receiver::Receiver;
+
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(
+        dir.path(),
+        ServeOptions {
+            extra_args: vec!["--allow-private-outbound".into()],
+            ..Default::default()
+        },
+    )
+    .await?;
+    let key = ClientKeyPair::new(Algorithm::ES256, "published-key");
+    let jwks = Receiver::start().await?;
+    let public: Value = serde_json::from_str(&key.public_jwk())?;
+    jwks.serve_document(
+        "application/jwk-set+json",
+        &["Cache-Control: max-age=600"],
+        &json!({ "keys": [public] }).to_string(),
+    );
+    let down = Receiver::start().await?;
+    down.answer(503, None);
+    s.create(
+        "/User",
+        json!({"username": "pia", "password": PASSWORD, "claims": {"name": "Pia"}}),
+    )
+    .await?;
+    for (id, uri) in [("jar-web", &jwks.base), ("other", &down.base)] {
+        s.create(
+            "/Client",
+            json!({
+            "clientId": id, "allowedGrantTypes": ["authorization_code"],
+            "jwksUri": format!("{uri}/jwks"),
+            "requireRequestObject": true, "requireConsent": false,
+            "redirectUris": [REDIRECT], "allowedScopes": ["openid", "profile"]}),
+        )
+        .await?;
+    }
+
+    // By value.
+    let jwt = key.sign(&object(&s.issuer));
+    let url = authorize_with(&s.issuer, &[("client_id", "jar-web"), ("request", &jwt)]);
+    let r = Browser::new().sign_in(&url, "pia", PASSWORD).await?;
+    assert_eq!(r.status, 302, "{}", r.body);
+    let back = params_of(&r.location()?, false);
+    assert_eq!(back["state"], "signed-state", "{back:?}");
+    let tokens = redeem(&s, &key, &back["code"]).await?;
+    assert_eq!(tokens["scope"], "openid profile", "{tokens}");
+
+    // Pushed.
+    let http = reqwest::Client::new();
+    let par_url = format!("{}/oauth2/par", s.issuer);
+    let form = with_assertion(
+        vec![("request", key.sign(&object(&s.issuer)))],
+        &key,
+        "jar-web",
+        &par_url,
+    );
+    let (st, _, body) = push(&http, &s.issuer, &form).await?;
+    assert_eq!(st, 201, "{body}");
+    assert_eq!(jwks.received("/jwks").len(), 1, "one fetch served it all");
+
+    // The other client's set cannot be had.
+    let mut claims = object(&s.issuer);
+    for k in ["iss", "client_id"] {
+        claims[k] = json!("other");
+    }
+    let url = authorize_with(
+        &s.issuer,
+        &[("client_id", "other"), ("request", &key.sign(&claims))],
+    );
+    let r = Browser::new().get(&url).await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("invalid_request_object"), "{}", r.body);
+    assert!(r.body.contains("jwksUri"), "{}", r.body);
+    Ok(())
+}

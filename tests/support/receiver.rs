@@ -33,6 +33,9 @@ struct Shared {
     received: Vec<Received>,
     status: u16,
     location: Option<String>,
+    /// A document served instead of the logout page: content type, extra header lines,
+    /// body.
+    document: Option<(String, String, String)>,
 }
 
 /// A running receiver.
@@ -68,18 +71,24 @@ impl Receiver {
                     let Some(req) = read_request(&mut sock).await else {
                         return;
                     };
-                    let (status, location) = {
+                    let (status, location, document) = {
                         let mut g = s.lock().unwrap();
                         g.received.push(req);
-                        (g.status, g.location.clone())
+                        (g.status, g.location.clone(), g.document.clone())
                     };
                     notify.notify_waiters();
-                    let body = "<!doctype html><title>logout</title><p>ok</p>";
+                    let (content_type, extra, body) = document.unwrap_or_else(|| {
+                        (
+                            "text/html".into(),
+                            String::new(),
+                            "<!doctype html><title>logout</title><p>ok</p>".into(),
+                        )
+                    });
                     let location = location
                         .map(|l| format!("Location: {l}\r\n"))
                         .unwrap_or_default();
                     let resp = format!(
-                        "HTTP/1.1 {status} X\r\nContent-Type: text/html\r\n{location}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\n{extra}{location}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     let _ = sock.write_all(resp.as_bytes()).await;
@@ -99,6 +108,14 @@ impl Receiver {
         let mut g = self.shared.lock().unwrap();
         g.status = status;
         g.location = location.map(str::to_owned);
+    }
+
+    /// Serves `body` as `content_type` from now on, with `headers` (`Name: value` lines
+    /// without line ends) beside it: a client's JWK Set, for example.
+    pub fn serve_document(&self, content_type: &str, headers: &[&str], body: &str) {
+        let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+        self.shared.lock().unwrap().document =
+            Some((content_type.to_owned(), extra, body.to_owned()));
     }
 
     /// Waits (up to `patience`) until `n` requests under `path` have arrived.

@@ -309,6 +309,14 @@ pub struct Client<S = StoredSecret> {
     #[serde(default = "yes")]
     #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub back_channel_logout_session_required: bool,
+    /// Where the client publishes its public keys (a JWK Set, RFC 7517 section 5) for
+    /// `private_key_jwt` and signed request objects: https (http only on a loopback host).
+    /// Fetched through the outbound guard, cached no longer than the answer's
+    /// `Cache-Control` (at most an hour), refetched (rate-limited) on an unknown `kid`. The
+    /// keys join the client's `JsonWebKey` secrets; the client then authenticates with
+    /// `private_key_jwt` only.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
     /// Secrets for the flows that authenticate the client. Write-only: reads return their
     /// description, expiration and type; a `PUT` without this member keeps the stored ones.
     #[serde(default = "Vec::new")]
@@ -446,6 +454,7 @@ impl<S> Client<S> {
             front_channel_logout_session_required: true,
             back_channel_logout_uri: None,
             back_channel_logout_session_required: true,
+            jwks_uri: None,
             client_secrets: Vec::new(),
             redirect_uris: Vec::new(),
             post_logout_redirect_uris: Vec::new(),
@@ -502,6 +511,7 @@ impl<S> Client<S> {
             front_channel_logout_session_required,
             back_channel_logout_uri,
             back_channel_logout_session_required,
+            jwks_uri,
             client_secrets,
             redirect_uris,
             post_logout_redirect_uris,
@@ -555,6 +565,7 @@ impl<S> Client<S> {
             front_channel_logout_session_required,
             back_channel_logout_uri,
             back_channel_logout_session_required,
+            jwks_uri,
             redirect_uris,
             post_logout_redirect_uris,
             allowed_cors_origins,
@@ -719,6 +730,29 @@ pub fn check_secrets(c: &mut Collector, field: &str, secrets: &[SecretInput], ke
             "a client's secrets are all SharedSecret (client_secret_basic/post) or all JsonWebKey (private_key_jwt), never a mix: the secret types decide how the client authenticates",
         );
     }
+}
+
+/// `jwksUri`: an absolute https URL without a fragment, or http on a loopback host (a
+/// client under development), never with user information.
+fn check_jwks_uri(c: &mut Collector, u: &str) {
+    let ok = url::Url::parse(u).is_ok_and(|p| {
+        let loopback = match p.host() {
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        p.host().is_some()
+            && p.fragment().is_none()
+            && p.username().is_empty()
+            && p.password().is_none()
+            && (p.scheme() == "https" || (p.scheme() == "http" && loopback))
+    });
+    c.check(
+        ok,
+        "jwksUri",
+        "must be an absolute https URL without a fragment or user information (http only on a loopback host)",
+    );
 }
 
 /// The rule of a field whose feature this server does not have yet.
@@ -896,9 +930,9 @@ impl Client<SecretInput> {
                 "must be true for a client that uses client_credentials",
             );
             c.check(
-                usable > 0,
+                usable > 0 || self.jwks_uri.is_some(),
                 "clientSecrets",
-                "a client_credentials client needs at least one secret with a value",
+                "a client_credentials client needs at least one secret with a value (or a jwksUri)",
             );
         }
         if !self.require_client_secret
@@ -910,6 +944,21 @@ impl Client<SecretInput> {
             c.push(
                 "requireClientSecret",
                 "must be true for a client with JsonWebKey secrets (it authenticates with private_key_jwt)",
+            );
+        }
+        if let Some(u) = &self.jwks_uri {
+            check_jwks_uri(&mut c, u);
+            c.check(
+                self.require_client_secret,
+                "requireClientSecret",
+                "must be true for a client with a jwksUri (it authenticates with private_key_jwt)",
+            );
+            c.check(
+                self.client_secrets
+                    .iter()
+                    .all(|s| s.kind == crate::secret::JSON_WEB_KEY),
+                "jwksUri",
+                "a client with a jwksUri authenticates with private_key_jwt: its clientSecrets may only be JsonWebKey ones",
             );
         }
         if self.require_client_secret {

@@ -289,6 +289,11 @@ fn every_client_field_takes_effect_or_is_refused() {
             Effect("backchannel::logout_claims: sid is always sent"),
         ),
         (
+            "jwksUri",
+            Some(json!("https://walk.example/jwks")),
+            Effect("client_jwks: the client's keys for private_key_jwt and request objects"),
+        ),
+        (
             "clientSecrets",
             Some(json!([{"value": "walk-secret-0123456789"}])),
             Effect("client_auth"),

@@ -262,10 +262,11 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
-/// An answer: its status and (bounded) body.
+/// An answer: its status, headers and (bounded) body.
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
     pub body: Bytes,
 }
 
@@ -377,6 +378,7 @@ impl Outbound {
             })?;
         }
         let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
         if resp.status().is_redirection() {
             return Err(OutboundError::Redirected { status });
         }
@@ -393,6 +395,7 @@ impl Outbound {
         }
         Ok(Answer {
             status,
+            headers,
             body: Bytes::from(body),
         })
     }

@@ -164,6 +164,8 @@ pub struct Inner {
     key_admin: std::sync::OnceLock<Arc<dyn signet_keymanager::KeyAdmin>>,
     /// The server's own outbound HTTP (back-channel logout), behind the address guard.
     outbound: std::sync::OnceLock<signet_outbound::Outbound>,
+    /// Clients' key sets fetched from their `jwksUri`.
+    pub client_jwks: crate::http::client_jwks::JwksCache,
     /// The durable queue of back-channel logout deliveries, once the node has opened it.
     logout_queue: std::sync::OnceLock<Arc<dyn signet_eventlog::queue::WorkQueue>>,
 }
@@ -218,6 +220,7 @@ impl AppState {
             cluster: std::sync::OnceLock::new(),
             key_admin: std::sync::OnceLock::new(),
             outbound: std::sync::OnceLock::new(),
+            client_jwks: Default::default(),
             logout_queue: std::sync::OnceLock::new(),
         }));
         state.refresh_signers();

@@ -63,13 +63,29 @@ async fn authorize(state: &AppState, headers: &HeaderMap, raw: &[u8]) -> Respons
             Err(e) => return oauth_error_page(state, None, e),
         }
     }
-    let p = state.projection.load();
     // RFC 9101 section 5: a request object's parameters replace the request's. One that
     // fails verification is answered on the error page: its redirect_uri is not trusted,
     // and the outer parameters are not the request.
+    let remote = if !pushed {
+        match super::request_object::published_keys(state, &params, params.get("client_id")).await {
+            Ok(keys) => keys,
+            Err(e) => return oauth_error_page(state, None, e),
+        }
+    } else {
+        None
+    };
+    let p = state.projection.load();
     if !pushed && params.get("request").is_some() {
         let issuer = state.config.issuer.as_str();
-        match super::request_object::resolve(&p, &params, params.get("client_id"), issuer, now()) {
+        let remote = remote.as_deref().map_or(&[][..], Vec::as_slice);
+        match super::request_object::resolve(
+            &p,
+            &params,
+            params.get("client_id"),
+            issuer,
+            now(),
+            remote,
+        ) {
             Ok(inner) => (params, signed) = (inner, true),
             Err(e) => return oauth_error_page(state, None, e),
         }

@@ -271,6 +271,7 @@ mod tests {
     fn answer(status: u16) -> Result<Answer, OutboundError> {
         Ok(Answer {
             status,
+            headers: Default::default(),
             body: bytes::Bytes::new(),
         })
     }

@@ -2,7 +2,8 @@
 //! Basic (`client_secret_basic`, RFC 6749 section 2.3.1, with the id and secret
 //! form-urlencoded first) or body parameters (`client_secret_post`), never both; a signed
 //! client assertion (`private_key_jwt`, RFC 7523 sections 2.2 and 3, OIDC Core section 9)
-//! for a client whose secrets are `JsonWebKey`s; a public client (`requireClientSecret:
+//! for a client whose secrets are `JsonWebKey`s or who publishes keys at a `jwksUri`
+//! ([`super::client_jwks`]); a public client (`requireClientSecret:
 //! false`) sends only its `client_id`. The secret types decide the method: a client with
 //! keys cannot use a shared secret and a client with shared secrets cannot use an assertion.
 //!
@@ -110,7 +111,16 @@ pub async fn authenticate(
     endpoint: &str,
     now: UnixTime,
 ) -> Result<Arc<ClientEntry>, OAuthError> {
-    let mut result = authenticate_inner(p, form, &state.config.issuer, endpoint, now);
+    let remote = match jwks_uri_keys(state, p, form).await {
+        Ok(keys) => keys,
+        Err(failure) => {
+            metrics::counter!(crate::telemetry::CLIENT_AUTH_FAILURES, "reason" => failure.0)
+                .increment(1);
+            return Err(failure.1);
+        }
+    };
+    let remote = remote.as_deref().map_or(&[][..], Vec::as_slice);
+    let mut result = authenticate_inner(p, form, &state.config.issuer, endpoint, now, remote);
     if let Ok((_, Some(guard))) = &result {
         // RFC 7523 section 3: a jti used once is never accepted again, at any node.
         let fresh = state
@@ -135,6 +145,46 @@ pub async fn authenticate(
 
 type Failure = (&'static str, OAuthError);
 
+/// The payload of a compact JWS, read without checking anything: only to find which
+/// client's keys to verify it with.
+fn unverified_payload(jwt: &str) -> Option<Value> {
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// For a client assertion whose client has a `jwksUri`: the keys published there (cached,
+/// see [`super::client_jwks`]). Nothing for any other request.
+async fn jwks_uri_keys(
+    state: &AppState,
+    p: &Projection,
+    form: &OAuthForm,
+) -> Result<Option<Arc<Vec<signet_jose::ClientKey>>>, Failure> {
+    let Some(jwt) = form.get("client_assertion") else {
+        return Ok(None);
+    };
+    let Some(entry) = unverified_payload(jwt)
+        .as_ref()
+        .and_then(|c| c.get("sub")?.as_str())
+        .and_then(|sub| p.client(sub))
+        .filter(|e| e.client.enabled)
+    else {
+        return Ok(None);
+    };
+    super::client_jwks::published_keys(state, entry, jwt)
+        .await
+        .map_err(|_| {
+            (
+                "jwks_unavailable",
+                OAuthError::invalid_client(
+                    "the client's keys could not be fetched from its jwksUri",
+                ),
+            )
+        })
+}
+
 /// The checks of [`authenticate`] that need no store, with the failure's reason for
 /// metrics (a fixed set of labels).
 fn authenticate_inner(
@@ -143,6 +193,7 @@ fn authenticate_inner(
     issuer: &crate::config::IssuerUrl,
     endpoint: &str,
     now: UnixTime,
+    remote: &[signet_jose::ClientKey],
 ) -> Result<(Arc<ClientEntry>, Option<ReplayGuard>), Failure> {
     let malformed = |e| ("malformed", e);
     let decoded = basic_credentials(&form.headers).map_err(malformed)?;
@@ -180,7 +231,7 @@ fn authenticate_inner(
             issuer.endpoint("/oauth2/token"),
             issuer.endpoint(endpoint),
         ];
-        return assertion_client(p, form.get("client_id"), jwt, &audiences, now)
+        return assertion_client(p, form.get("client_id"), jwt, &audiences, now, remote)
             .map(|(e, g)| (e, Some(g)));
     }
     let presented = match (basic, form.get("client_id"), form.get("client_secret")) {
@@ -241,18 +292,11 @@ fn assertion_client(
     jwt: &str,
     audiences: &[String],
     now: UnixTime,
+    remote: &[signet_jose::ClientKey],
 ) -> Result<(Arc<ClientEntry>, ReplayGuard), Failure> {
     // The client is named by `sub` (= `iss`); the signature is checked before any claim is
     // trusted, so reading it unverified only picks the keys to check with.
-    let unverified = jwt
-        .split('.')
-        .nth(1)
-        .and_then(|p| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(p)
-                .ok()
-        })
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+    let unverified = unverified_payload(jwt)
         .ok_or_else(|| bad_assertion("the client assertion is not a JWT"))?;
     let sub = unverified
         .get("sub")
@@ -266,11 +310,12 @@ fn assertion_client(
     let Some(entry) = p.client(sub) else {
         return Err(("unknown_client", OAuthError::invalid_client(FAILED)));
     };
-    if !entry.secrets.has_keys() {
+    if !entry.secrets.has_keys() && entry.client.jwks_uri.is_none() {
         // A client with shared secrets authenticates with them, never with an assertion.
         return Err(("wrong_method", OAuthError::invalid_client(FAILED)));
     }
-    let verified = match verify_with_client_keys(jwt, entry.secrets.live_keys(now)) {
+    let keys = entry.secrets.live_keys(now).chain(remote);
+    let verified = match verify_with_client_keys(jwt, keys) {
         Ok(v) => v,
         Err(JoseError::AlgorithmNotAllowed(_)) => {
             return Err(bad_assertion(

@@ -89,12 +89,14 @@ async fn push(state: &AppState, form: &OAuthForm) -> Result<Response, ProtocolEr
     // (its client_id must be the authenticated client's).
     let signed = page.get("request").is_some();
     if signed {
+        let remote = super::request_object::published_keys(state, &page, Some(&client_id)).await?;
         page = resolve(
             &p,
             &page,
             Some(&client_id),
             state.config.issuer.as_str(),
             now,
+            remote.as_deref().map_or(&[][..], Vec::as_slice),
         )?;
         page.0.retain(|(k, _)| k != "client_id");
         page.0.push(("client_id".to_owned(), client_id.clone()));

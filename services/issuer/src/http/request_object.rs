@@ -19,7 +19,7 @@ use signet_core::authorize::{Params, MAX_PARAM_LEN};
 use signet_core::oauth::{ErrorCode, OAuthError};
 use signet_core::projection::Projection;
 use signet_core::UnixTime;
-use signet_jose::{verify_with_client_keys, JoseError};
+use signet_jose::{verify_with_client_keys, ClientKey, JoseError};
 
 use super::browser::PageParams;
 
@@ -47,12 +47,38 @@ pub fn resolve(
     client_id: Option<&str>,
     issuer: &str,
     now: UnixTime,
+    remote: &[ClientKey],
 ) -> Result<PageParams, OAuthError> {
-    resolve_inner(p, outer, client_id, issuer, now).map_err(|(reason, e)| {
+    resolve_inner(p, outer, client_id, issuer, now, remote).map_err(|(reason, e)| {
         metrics::counter!(crate::telemetry::REQUEST_OBJECT_FAILURES, "reason" => reason)
             .increment(1);
         e
     })
+}
+
+/// The keys the client named by `client_id` publishes at its `jwksUri`, for verifying the
+/// `request` of `outer` (none when there is no such request or client, or no `jwksUri`).
+/// A fetch that fails is `invalid_request_object`.
+pub async fn published_keys(
+    state: &crate::state::AppState,
+    outer: &PageParams,
+    client_id: Option<&str>,
+) -> Result<Option<std::sync::Arc<Vec<ClientKey>>>, OAuthError> {
+    let (Some(jwt), Some(client_id)) = (outer.get("request"), client_id) else {
+        return Ok(None);
+    };
+    let p = state.projection.load_full();
+    let Some(entry) = p.client(client_id).filter(|e| e.client.enabled).cloned() else {
+        return Ok(None);
+    };
+    drop(p);
+    super::client_jwks::published_keys(state, &entry, jwt)
+        .await
+        .map_err(|_| {
+            metrics::counter!(crate::telemetry::REQUEST_OBJECT_FAILURES, "reason" => "jwks_unavailable")
+                .increment(1);
+            invalid("the client's keys could not be fetched from its jwksUri")
+        })
 }
 
 /// A failure and its reason for metrics (a fixed set of labels).
@@ -64,6 +90,7 @@ fn resolve_inner(
     client_id: Option<&str>,
     issuer: &str,
     now: UnixTime,
+    remote: &[ClientKey],
 ) -> Result<PageParams, Failure> {
     let request = |e| ("request", e);
     let claim = |e| ("claims", e);
@@ -88,12 +115,13 @@ fn resolve_inner(
         .filter(|c| c.client.enabled)
         .ok_or_else(|| OAuthError::invalid_client("the client is unknown or disabled"))
         .map_err(request)?;
-    if !entry.secrets.has_keys() {
+    if !entry.secrets.has_keys() && entry.client.jwks_uri.is_none() {
         return Err(("no_keys", invalid(
-            "the client has no registered keys (JsonWebKey secrets) to verify a request object with",
+            "the client has no registered keys (JsonWebKey secrets or a jwksUri) to verify a request object with",
         )));
     }
-    let verified = verify_with_client_keys(jwt, entry.secrets.live_keys(now)).map_err(|e| {
+    let keys = entry.secrets.live_keys(now).chain(remote);
+    let verified = verify_with_client_keys(jwt, keys).map_err(|e| {
         match e {
             JoseError::AlgorithmNotAllowed(_) => ("alg", invalid(
                 "the request object's alg is not allowed: sign it with a registered key (RS256, PS256, ES256 or EdDSA); none, HMAC and unsigned objects are refused",
