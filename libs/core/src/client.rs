@@ -83,6 +83,25 @@ pub enum AccessTokenType {
     Reference = 1,
 }
 
+/// `profile`: a security profile the client is held to. The profile does not switch
+/// behaviour on behind the operator's back: a client that sets it must set every flag the
+/// profile demands (a client that does not is a `400` naming the flag), so reading the
+/// client shows what is enforced. The profile adds only the rules no flag expresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ClientProfile {
+    /// The FAPI 2.0 Security Profile: pushed authorization requests, PKCE S256, the code
+    /// flow only, `private_key_jwt` with the issuer identifier (a string) as the only
+    /// accepted assertion audience, authorization codes of at most 60 seconds, https
+    /// redirect URIs, refresh tokens that are not rotated (so a lost response loses
+    /// nothing), no tokens through the browser.
+    #[serde(rename = "fapi2")]
+    Fapi2,
+}
+
+/// The longest authorization code lifetime the FAPI 2.0 profile allows, in seconds.
+pub const FAPI2_MAX_CODE_LIFETIME: u32 = 60;
+
 /// A claim attached to a client (`claims`), emitted into its access tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -263,6 +282,11 @@ pub struct Client<S = StoredSecret> {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
     pub require_pushed_authorization: bool,
+    /// A security profile the client is held to (`"fapi2"`: the FAPI 2.0 Security
+    /// Profile); null: none. See [`ClientProfile`]: the client must set the flags the
+    /// profile demands.
+    #[serde(default)]
+    pub profile: Option<ClientProfile>,
     /// Whether access tokens may be transmitted through the browser.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
@@ -444,6 +468,7 @@ impl<S> Client<S> {
             allow_plain_text_pkce: false,
             require_request_object: false,
             require_pushed_authorization: false,
+            profile: None,
             allow_access_tokens_via_browser: false,
             always_send_client_claims: false,
             client_claims_prefix: None,
@@ -501,6 +526,7 @@ impl<S> Client<S> {
             allow_plain_text_pkce,
             require_request_object,
             require_pushed_authorization,
+            profile,
             allow_access_tokens_via_browser,
             always_send_client_claims,
             client_claims_prefix,
@@ -555,6 +581,7 @@ impl<S> Client<S> {
             allow_plain_text_pkce,
             require_request_object,
             require_pushed_authorization,
+            profile,
             allow_access_tokens_via_browser,
             always_send_client_claims,
             client_claims_prefix,
@@ -1011,6 +1038,9 @@ impl Client<SecretInput> {
             check_name(&mut c, &format!("allowedScopes[{i}]"), s);
         }
         check_unsupported(&mut c, self);
+        if self.profile == Some(ClientProfile::Fapi2) {
+            self.check_fapi2(&mut c);
+        }
         for (i, claim) in self.claims.iter().enumerate() {
             let name = self.claim_name(claim);
             c.check(
@@ -1025,6 +1055,57 @@ impl Client<SecretInput> {
             );
         }
         c.finish()
+    }
+}
+
+impl Client<SecretInput> {
+    /// The flags the FAPI 2.0 Security Profile demands, each refused by name when missing.
+    fn check_fapi2(&self, c: &mut Collector) {
+        const WHY: &str = "profile fapi2";
+        for g in &self.allowed_grant_types {
+            c.check(
+                !matches!(g, GrantType::Implicit | GrantType::Hybrid),
+                "allowedGrantTypes",
+                format!("{WHY}: the code flow only (no implicit or hybrid)"),
+            );
+        }
+        for (ok, field, rule) in [
+            (self.require_pushed_authorization, "requirePushedAuthorization", "must be true (authorization requests are pushed, RFC 9126)"),
+            (self.require_pkce, "requirePkce", "must be true"),
+            (!self.allow_plain_text_pkce, "allowPlainTextPkce", "must be false (S256 only)"),
+            (!self.allow_access_tokens_via_browser, "allowAccessTokensViaBrowser", "must be false"),
+            (self.require_client_secret, "requireClientSecret", "must be true (a confidential client)"),
+            (
+                self.authorization_code_lifetime <= FAPI2_MAX_CODE_LIFETIME,
+                "authorizationCodeLifetime",
+                "must be at most 60 seconds",
+            ),
+            (
+                !self.allow_offline_access || self.refresh_token_usage == TokenUsage::ReUse,
+                "refreshTokenUsage",
+                "must be 0 (ReUse) when allowOfflineAccess is true: a rotated refresh token is lost when its response is",
+            ),
+        ] {
+            c.check(ok, field, format!("{WHY}: {rule}"));
+        }
+        let keys = self.jwks_uri.is_some()
+            || (!self.client_secrets.is_empty()
+                && self
+                    .client_secrets
+                    .iter()
+                    .all(|s| s.kind == crate::secret::JSON_WEB_KEY));
+        c.check(
+            keys,
+            "clientSecrets",
+            format!("{WHY}: the client authenticates with private_key_jwt: JsonWebKey secrets or a jwksUri, no shared secret"),
+        );
+        for (i, u) in self.redirect_uris.iter().enumerate() {
+            c.check(
+                u.starts_with("https://"),
+                format!("redirectUris[{i}]"),
+                format!("{WHY}: must be an https URI"),
+            );
+        }
     }
 }
 

@@ -22,6 +22,9 @@ enum Class {
     Effect(&'static str),
     /// Validation refuses it (the feature is missing), naming the field.
     Refused,
+    /// It takes effect when the other members given are set too (a profile that demands
+    /// other flags); alone it is refused, naming those flags.
+    EffectWith(&'static str, fn() -> Value),
 }
 use Class::*;
 
@@ -69,8 +72,23 @@ fn walk(
             .unwrap_or_else(|| panic!("{model}.{field}: give a sample value"));
         let mut body: Map<String, Value> = base.as_object().cloned().unwrap_or_default();
         body.insert(field.clone(), sample.clone());
+        if let EffectWith(at, others) = class {
+            assert!(
+                validate(&Value::Object(body.clone())).is_err(),
+                "{model}.{field} = {sample} alone is accepted, yet listed as needing others ({at})"
+            );
+            for (k, v) in others().as_object().cloned().unwrap_or_default() {
+                body.insert(k, v);
+            }
+        }
         let body = Value::Object(body);
         match (class, validate(&body)) {
+            (EffectWith(_, _), Ok(read)) => {
+                assert_ne!(&read[field], default, "{model}.{field}");
+            }
+            (EffectWith(at, _), Err(e)) => {
+                panic!("{model}.{field} = {sample} with its companions is refused, yet listed as ({at}): {e:?}")
+            }
             (Effect(_), Ok(read)) => {
                 assert_ne!(
                     &read[field], default,
@@ -237,6 +255,17 @@ fn every_client_field_takes_effect_or_is_refused() {
             "requirePushedAuthorization",
             None,
             Effect("http::authorize: a request not pushed to /oauth2/par is refused"),
+        ),
+        (
+            "profile",
+            Some(json!("fapi2")),
+            EffectWith(
+                "validation demands the FAPI 2.0 flags; client_auth: the assertion aud is the issuer only",
+                || {
+                    json!({"requirePushedAuthorization": true, "authorizationCodeLifetime": 60,
+                           "jwksUri": "https://walk.example/jwks"})
+                },
+            ),
         ),
         (
             "allowAccessTokensViaBrowser",

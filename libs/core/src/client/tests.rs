@@ -297,3 +297,68 @@ fn logout_uris_are_absolute_http_urls_without_fragments() {
         }
     }
 }
+
+#[test]
+fn the_fapi2_profile_names_every_flag_it_demands() {
+    let good = serde_json::json!({
+        "clientId": "bank", "profile": "fapi2",
+        "allowedGrantTypes": ["authorization_code"],
+        "redirectUris": ["https://bank.example/cb"],
+        "requirePushedAuthorization": true, "authorizationCodeLifetime": 60,
+        "jwksUri": "https://bank.example/jwks",
+        "allowOfflineAccess": true, "refreshTokenUsage": 0,
+    });
+    assert_eq!(rules(good.clone()), vec![]);
+    for (patch, field) in [
+        (
+            serde_json::json!({"requirePushedAuthorization": false}),
+            "requirePushedAuthorization",
+        ),
+        (
+            serde_json::json!({"authorizationCodeLifetime": 61}),
+            "authorizationCodeLifetime",
+        ),
+        (serde_json::json!({"requirePkce": false}), "requirePkce"),
+        (
+            serde_json::json!({"allowPlainTextPkce": true}),
+            "allowPlainTextPkce",
+        ),
+        (
+            serde_json::json!({"refreshTokenUsage": 1}),
+            "refreshTokenUsage",
+        ),
+        (
+            serde_json::json!({"allowAccessTokensViaBrowser": true}),
+            "allowAccessTokensViaBrowser",
+        ),
+        (
+            serde_json::json!({"allowedGrantTypes": ["hybrid"]}),
+            "allowedGrantTypes",
+        ),
+        (
+            serde_json::json!({"redirectUris": ["http://127.0.0.1/cb"]}),
+            "redirectUris[0]",
+        ),
+        (
+            serde_json::json!({"jwksUri": null, "clientSecrets": [{"value": "a-long-generated-secret"}]}),
+            "clientSecrets",
+        ),
+    ] {
+        let mut body = good.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let got = rules(body);
+        assert!(
+            got.iter()
+                .any(|(f, r)| f == field && r.contains("profile fapi2")),
+            "{patch}: {got:?}"
+        );
+    }
+    // Keys as JsonWebKey secrets qualify as well as a jwksUri.
+    let mut body = good;
+    body["jwksUri"] = serde_json::Value::Null;
+    body["clientSecrets"] = serde_json::json!([{"type": "JsonWebKey",
+        "value": r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#}]);
+    assert_eq!(rules(body), vec![]);
+}

@@ -225,7 +225,8 @@ fn authenticate_inner(
                 "client_assertion_type must be {JWT_BEARER_ASSERTION}"
             ))));
         }
-        // Built only for an assertion: a shared secret (the hot path) allocates none.
+        // Built only for an assertion: a shared secret (the hot path) allocates none. The
+        // issuer identifier comes first.
         let audiences = [
             issuer.as_str().to_owned(),
             issuer.endpoint("/oauth2/token"),
@@ -335,7 +336,11 @@ fn assertion_client(
             "the client assertion's iss and sub must both be the client_id",
         ));
     }
+    // FAPI 2.0 Security Profile section 5.3.2.1: only the issuer identifier, as a string.
+    let fapi2 = entry.client.profile == Some(signet_core::client::ClientProfile::Fapi2);
     let aud_ok = match claims.get("aud") {
+        Some(Value::String(a)) if fapi2 => a == &audiences[0],
+        Some(Value::Array(_)) if fapi2 => false,
         Some(Value::String(a)) => audiences.contains(a),
         Some(Value::Array(list)) => list
             .iter()
@@ -344,9 +349,11 @@ fn assertion_client(
         _ => false,
     };
     if !aud_ok {
-        return Err(bad_assertion(
-            "the client assertion's aud must be the issuer identifier or the token endpoint URL",
-        ));
+        return Err(bad_assertion(if fapi2 {
+            "the client assertion's aud must be the issuer identifier, as a string (profile fapi2)"
+        } else {
+            "the client assertion's aud must be the issuer identifier or the token endpoint URL"
+        }));
     }
     let time = |name| claims.get(name).and_then(Value::as_i64);
     let exp = time("exp")
