@@ -263,6 +263,12 @@ pub struct Client<S = StoredSecret> {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
     pub require_pushed_authorization: bool,
+    /// Whether every token request must carry a DPoP proof (RFC 9449), so every access
+    /// token is DPoP-bound (IdentityServer's `requireDPoP`); a request without one is
+    /// refused with `invalid_dpop_proof`.
+    #[serde(default, rename = "requireDPoP")]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
+    pub require_dpop: bool,
     /// Whether access tokens may be transmitted through the browser.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
@@ -436,6 +442,7 @@ impl<S> Client<S> {
             allow_plain_text_pkce: false,
             require_request_object: false,
             require_pushed_authorization: false,
+            require_dpop: false,
             allow_access_tokens_via_browser: false,
             always_send_client_claims: false,
             client_claims_prefix: None,
@@ -492,6 +499,7 @@ impl<S> Client<S> {
             allow_plain_text_pkce,
             require_request_object,
             require_pushed_authorization,
+            require_dpop,
             allow_access_tokens_via_browser,
             always_send_client_claims,
             client_claims_prefix,
@@ -545,6 +553,7 @@ impl<S> Client<S> {
             allow_plain_text_pkce,
             require_request_object,
             require_pushed_authorization,
+            require_dpop,
             allow_access_tokens_via_browser,
             always_send_client_claims,
             client_claims_prefix,

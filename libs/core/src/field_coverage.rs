@@ -239,6 +239,11 @@ fn every_client_field_takes_effect_or_is_refused() {
             Effect("http::authorize: a request not pushed to /oauth2/par is refused"),
         ),
         (
+            "requireDPoP",
+            None,
+            Effect("http::token: a token request without a DPoP proof is refused"),
+        ),
+        (
             "allowAccessTokensViaBrowser",
             None,
             Effect("authorize: response types with token"),
@@ -530,7 +535,7 @@ fn every_user_field_takes_effect() {
 fn fields_of_newer_reference_versions_are_refused_by_name() {
     // IdentityServer fields this model does not have (yet) are unknown members: refused,
     // naming the member, never dropped.
-    for field in ["requireDPoP", "cibaLifetime"] {
+    for field in ["cibaLifetime"] {
         let body = json!({"clientId": "walk", field: true});
         let e = client(&body).unwrap_err();
         assert_eq!(e.errors.len(), 1, "{e:?}");

@@ -166,6 +166,8 @@ pub struct Inner {
     outbound: std::sync::OnceLock<signet_outbound::Outbound>,
     /// The durable queue of back-channel logout deliveries, once the node has opened it.
     logout_queue: std::sync::OnceLock<Arc<dyn signet_eventlog::queue::WorkQueue>>,
+    /// The cluster-shared DPoP nonce key, as this node last read it.
+    pub dpop_nonces: crate::http::dpop::NonceKeys,
 }
 
 pub struct ClusterStatus {
@@ -219,6 +221,7 @@ impl AppState {
             key_admin: std::sync::OnceLock::new(),
             outbound: std::sync::OnceLock::new(),
             logout_queue: std::sync::OnceLock::new(),
+            dpop_nonces: Default::default(),
         }));
         state.refresh_signers();
         state

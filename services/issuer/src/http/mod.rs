@@ -11,6 +11,7 @@ pub mod client_auth;
 pub mod cors;
 pub mod device;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod form;
 #[cfg(test)]
