@@ -196,7 +196,9 @@ pub struct AuthorizeRequest {
 
 /// Whether `s` can be a JWK SHA-256 thumbprint (RFC 7638): 43 base64url characters.
 pub fn valid_jkt(s: &str) -> bool {
-    s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl AuthorizeRequest {
@@ -478,18 +480,17 @@ pub fn check_request(
             OAuthError::invalid_request("code_challenge is required (PKCE, RFC 7636)"),
         ));
     }
-    let dpop_jkt = match params.get("dpop_jkt") {
-        None => None,
-        Some(jkt) if valid_jkt(jkt) => Some(jkt.to_owned()),
-        Some(_) => {
-            return Err(fail(
+    let dpop_jkt =
+        match params.get("dpop_jkt") {
+            None => None,
+            Some(jkt) if valid_jkt(jkt) => Some(jkt.to_owned()),
+            Some(_) => return Err(fail(
                 mode,
                 OAuthError::invalid_request(
                     "dpop_jkt must be a JWK SHA-256 thumbprint (RFC 7638): 43 base64url characters",
                 ),
-            ))
-        }
-    };
+            )),
+        };
     let prompt = match params.get("prompt") {
         None => Prompt::default(),
         Some(s) => Prompt::parse(s).ok_or_else(|| {

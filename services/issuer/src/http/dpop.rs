@@ -68,7 +68,12 @@ impl NonceKeys {
         // First writer wins: whoever inserted first, every node reads the same key.
         state
             .store
-            .insert(Namespace::ReplayGuard, NONCE_KEY_ENTRY, &fresh, NONCE_KEY_TTL)
+            .insert(
+                Namespace::ReplayGuard,
+                NONCE_KEY_ENTRY,
+                &fresh,
+                NONCE_KEY_TTL,
+            )
             .await
             .or_unavailable()?;
         let bytes = state
@@ -169,7 +174,10 @@ pub async fn check(
         }
     }
     // RFC 9449 section 11.1: a proof is accepted once, at any node.
-    let key = format!("dpop:{}", digest_key(&format!("{}:{}", proof.jkt, proof.jti)));
+    let key = format!(
+        "dpop:{}",
+        digest_key(&format!("{}:{}", proof.jkt, proof.jti))
+    );
     let ttl = Duration::from_secs((MAX_PROOF_AGE + MAX_PROOF_FUTURE + 1) as u64);
     let fresh = state
         .store

@@ -72,8 +72,10 @@ async fn grant(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response,
                     scope,
                     token_type,
                 } => {
-                    client_credentials::store_reference(state, &claims, lifetime, &scope, token_type)
-                        .await
+                    client_credentials::store_reference(
+                        state, &claims, lifetime, &scope, token_type,
+                    )
+                    .await
                 }
             }
         }

@@ -238,10 +238,7 @@ async fn issue_tokens(
         family_grant.dpop_jkt = jkt
             .filter(|_| !client.client.require_client_secret)
             .map(str::to_owned);
-        Some(
-            super::refresh_token::issue(state, p, client, &family_grant, &user.claims, now)
-                .await?,
-        )
+        Some(super::refresh_token::issue(state, p, client, &family_grant, &user.claims, now).await?)
     } else {
         None
     };
