@@ -187,6 +187,7 @@ pub async fn access_token(
 /// claims the granted API scopes and their resources name (`userClaims`) come from
 /// `user_claims`: the user's current claims, or at a refresh without
 /// `updateAccessTokenClaimsOnRefresh` those of the grant.
+#[allow(clippy::too_many_arguments)] // the grant, its family, and its DPoP key
 pub async fn access_token_in_family(
     state: &AppState,
     p: &Projection,

@@ -183,6 +183,7 @@ pub async fn grant(
 /// The token response for a user's grant (a redeemed code or an approved device code): an
 /// access token, a refresh token when `offline_access` was granted to a client that allows
 /// it, and an ID token for OpenID Connect grants.
+#[allow(clippy::too_many_arguments)] // the grant, what narrows it, and its DPoP key
 pub async fn tokens(
     state: &AppState,
     p: &Projection,
