@@ -594,6 +594,53 @@ async fn a_code_bound_with_dpop_jkt_and_a_public_clients_refresh_tokens_need_the
         &format!("{}/resources", s.issuer),
     )?;
     assert_eq!(claims["cnf"]["jkt"], jkt);
+    // A proof with a pushed request binds its code to the proof's key (RFC 9449 section
+    // 10.1); a dpop_jkt naming another key is refused.
+    let par = format!("{}/oauth2/par", s.issuer);
+    let pushed = |proof: String, extra: Option<(&'static str, String)>| {
+        let mut form = vec![
+            ("client_id", "spa".to_owned()),
+            ("response_type", "code".to_owned()),
+            ("scope", "openid".to_owned()),
+            ("redirect_uri", REDIRECT.to_owned()),
+            ("nonce", "n".to_owned()),
+            ("code_challenge", PKCE_CHALLENGE.to_owned()),
+            ("code_challenge_method", "S256".to_owned()),
+        ];
+        form.extend(extra);
+        let req = http.post(&par).header("DPoP", proof).form(&form);
+        async move {
+            let r = req.send().await?;
+            anyhow::Ok((r.status().as_u16(), r.json::<Value>().await?))
+        }
+    };
+    let (st, b) = pushed(
+        key.proof("POST", &par, None, None),
+        Some(("dpop_jkt", other.jkt())),
+    )
+    .await?;
+    assert_eq!(
+        (st, b["error"].as_str()),
+        (400, Some("invalid_dpop_proof")),
+        "{b}"
+    );
+    let (st, b) = pushed(key.proof("POST", &par, None, None), None).await?;
+    assert_eq!(st, 201, "{b}");
+    let mut u = url::Url::parse(&format!("{}/oauth2/authorize", s.issuer))?;
+    u.query_pairs_mut()
+        .append_pair("client_id", "spa")
+        .append_pair("request_uri", b["request_uri"].as_str().unwrap());
+    let r = Browser::new()
+        .sign_in(u.as_str(), "pia", "pia's password 1")
+        .await?;
+    assert_eq!(r.status, 302, "{}", r.body);
+    let c = params_of(&r.location()?, false)["code"].clone();
+    let (st, _, b) = send(redeem(c), Some(other.proof("POST", &htu, None, None))).await?;
+    assert_eq!(
+        (st, b["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{b}"
+    );
     Ok(())
 }
 
