@@ -430,6 +430,23 @@ async fn bad_proofs_are_refused_with_invalid_dpop_proof() -> anyhow::Result<()> 
         metrics.contains("signet_dpop_proof_failures_total{reason=\"iat\"}"),
         "{metrics}"
     );
+    // The admin API takes bearer tokens only: a DPoP-bound admin token is refused there.
+    let admin = Some(("signet-admin", s.admin_secret.as_str()));
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("scope", "signet.admin"),
+    ];
+    let proof = key.proof("POST", &htu, None, None);
+    let (st, _, b) = token_with(&http, &s.issuer, admin, &form, &[&proof]).await?;
+    assert_eq!((st, b["token_type"].as_str()), (200, Some("DPoP")), "{b}");
+    let r = http
+        .get(format!("{}/Client", s.admin))
+        .bearer_auth(b["access_token"].as_str().unwrap())
+        .send()
+        .await?;
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await?;
+    assert!(body.to_string().contains("DPoP-bound"), "{body}");
     Ok(())
 }
 
