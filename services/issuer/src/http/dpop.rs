@@ -219,3 +219,35 @@ pub async fn add_nonce(state: &AppState, headers: &mut HeaderMap, now: i64) {
         Err(e) => tracing::warn!(error = %e, "no DPoP nonce could be made"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonces_depend_on_the_window_and_the_key_only() {
+        let a = hmac::Key::new(hmac::HMAC_SHA256, &[1; 32]);
+        let b = hmac::Key::new(hmac::HMAC_SHA256, &[2; 32]);
+        let n = nonce_for(&a, 100);
+        assert_eq!(n, nonce_for(&a, 100), "every node derives the same nonce");
+        assert_ne!(n, nonce_for(&a, 101));
+        assert_ne!(n, nonce_for(&b, 100));
+        assert_eq!(n.len(), 32);
+        assert!(n
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+
+    #[test]
+    fn exactly_one_dpop_header_is_read() {
+        let mut h = HeaderMap::new();
+        assert_eq!(proof_header(&h).unwrap(), None);
+        h.append(DPOP, HeaderValue::from_static("a.b.c"));
+        assert_eq!(proof_header(&h).unwrap(), Some("a.b.c"));
+        h.append(DPOP, HeaderValue::from_static("d.e.f"));
+        assert_eq!(
+            proof_header(&h).unwrap_err().code,
+            ErrorCode::InvalidDpopProof
+        );
+    }
+}
