@@ -1,6 +1,8 @@
 #!/bin/sh
-# client_credentials throughput with private_key_jwt (ES256 assertions) beside a shared
-# secret, in the same run, on one `signet serve` (issue 14; loadtests/RESULTS.md).
+# client_credentials throughput with private_key_jwt (ES256 assertions) and with a shared
+# secret plus a DPoP proof (ES256, RFC 9449) per request, beside a shared secret alone, in
+# the same run, on one `signet serve` (issue 14; loadtests/RESULTS.md). SKIP_PK=1 leaves
+# private_key_jwt out.
 # The server is pinned to CPU 0 and wrk (1 thread, 32 connections, closed loop) to CPU 1,
 # both in the real-time class as `signet-loadtests compare --boost` does; each scenario
 # runs ROUNDS times for SECONDS, alternating. Reported per run: requests/s and requests per
@@ -40,6 +42,11 @@ run() { # name, then env for the script
 }
 for r in $(seq 1 "$ROUNDS"); do
   run shared_secret PK_BASIC="$BASIC"
-  python3 "$HERE/setup.py" mint $ISSUER "$DIR/key.pem" $((SECONDS_ * 6000)) "$DIR/bodies"
-  run private_key_jwt PK_BODIES="$DIR/bodies"
+  if [ -z "${SKIP_PK:-}" ]; then
+    python3 "$HERE/setup.py" mint $ISSUER "$DIR/key.pem" $((SECONDS_ * 6000)) "$DIR/bodies"
+    run private_key_jwt PK_BODIES="$DIR/bodies"
+  fi
+  # Proofs are good for 60 s after minting: minted just before their run.
+  python3 "$HERE/setup.py" mint-dpop $ISSUER $((SECONDS_ * 6000)) "$DIR/proofs"
+  run dpop_shared_secret PK_BASIC="$BASIC" PK_PROOFS="$DIR/proofs"
 done

@@ -9,8 +9,13 @@ and writes
 (unique jti, exp 280 s ahead), one per line. Each assertion is accepted once,
 so the wrk script (`bodies.lua`) sends each line once.
 
+`mint-dpop` writes DPoP proofs (RFC 9449) for POST ISSUER/oauth2/token, one per line, each
+with its own jti and iat now, signed with a fresh P-256 key: the shared-secret client's
+requests carry one each (a proof is accepted once, and for 60 seconds after its iat).
+
 usage: setup.py register ISSUER ADMIN_BASE ADMIN_SECRET KEY_PEM   (prints the Basic value)
        setup.py mint ISSUER KEY_PEM COUNT OUT
+       setup.py mint-dpop ISSUER COUNT OUT
 Needs python3 with `cryptography`. run.sh beside it drives the whole measurement.
 """
 import base64
@@ -98,8 +103,28 @@ def mint(issuer, key_pem, count, out):
                     "&client_assertion=" + jws + "\n")
 
 
+def es256(key, signing_input):
+    r, s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    return signing_input + "." + b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+
+def mint_dpop(issuer, count, out):
+    key = ec.generate_private_key(ec.SECP256R1())
+    jwk = jwk_of(key)
+    public = {k: jwk[k] for k in ("kty", "crv", "x", "y")}
+    header = b64(json.dumps({"typ": "dpop+jwt", "alg": "ES256", "jwk": public}).encode())
+    iat = int(time.time())
+    with open(out, "w") as f:
+        for i in range(count):
+            claims = {"jti": "dp-%d-%d" % (time.time_ns(), i), "htm": "POST",
+                      "htu": issuer + "/oauth2/token", "iat": iat}
+            f.write(es256(key, header + "." + b64(json.dumps(claims).encode())) + "\n")
+
+
 def main():
-    if sys.argv[1] == "register":
+    if sys.argv[1] == "mint-dpop":
+        mint_dpop(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    elif sys.argv[1] == "register":
         register(*sys.argv[2:6])
     else:
         mint(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])

@@ -1,7 +1,8 @@
 //! The FAPI 2.0 Security Profile switch (`profile: "fapi2"`, issue 14 item 7) on `serve`: a
 //! client that sets it must set every flag the profile demands (each missing one is a 400
-//! naming it), and then signs a user in with a pushed request, PKCE and `private_key_jwt`
-//! whose only accepted audience is the issuer identifier, as a string.
+//! naming it), and then signs a user in with a pushed request, PKCE, `private_key_jwt`
+//! whose only accepted audience is the issuer identifier (a string), and DPoP: its access
+//! token is refused by a `libs/verify` resource server without the proof.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -9,6 +10,7 @@ use signet_jose::Algorithm;
 use signet_tests::browser::{params_of, Browser, PKCE_CHALLENGE, PKCE_VERIFIER};
 use signet_tests::{verify_jwt, Serve, ServeOptions};
 
+use super::dpop::{DpopKey, ExampleResourceServer};
 use super::high_security::{claims, ClientKeyPair, ASSERTION_TYPE};
 use super::par::{authorize_url, push};
 
@@ -22,8 +24,8 @@ pub fn fapi2_client(id: &str, key: &ClientKeyPair) -> Value {
         "allowedGrantTypes": ["authorization_code"],
         "clientSecrets": [{"type": "JsonWebKey", "value": key.public_jwk()}],
         "requirePushedAuthorization": true, "authorizationCodeLifetime": 60,
-        "requireConsent": false, "redirectUris": [REDIRECT],
-        "allowedScopes": ["openid", "profile"],
+        "requireDPoP": true, "requireConsent": false, "redirectUris": [REDIRECT],
+        "allowedScopes": ["openid", "profile", "orders.read"],
     })
 }
 
@@ -44,7 +46,7 @@ fn with_aud(
 fn pushed_request() -> Vec<(&'static str, String)> {
     vec![
         ("response_type", "code".to_owned()),
-        ("scope", "openid profile".to_owned()),
+        ("scope", "openid profile orders.read".to_owned()),
         ("redirect_uri", REDIRECT.to_owned()),
         ("state", "fapi-state".to_owned()),
         ("nonce", "n".to_owned()),
@@ -63,10 +65,19 @@ async fn a_fapi2_client_signs_in_with_par_pkce_and_private_key_jwt() -> anyhow::
         json!({"username": "pia", "password": PASSWORD, "claims": {"name": "Pia"}}),
     )
     .await?;
+    s.create("/Resource/ApiScope", json!({"name": "orders.read"}))
+        .await?;
+    s.create(
+        "/Resource/ApiResource",
+        json!({"name": "orders-api", "scopes": ["orders.read"]}),
+    )
+    .await?;
+    let dpop = DpopKey::new(Algorithm::ES256);
 
     // The profile demands its flags: each missing one is named.
     for (field, value) in [
         ("requirePushedAuthorization", json!(false)),
+        ("requireDPoP", json!(false)),
         ("authorizationCodeLifetime", json!(300)),
         ("redirectUris", json!(["http://127.0.0.1:1/cb"])),
         ("allowedGrantTypes", json!(["implicit"])),
@@ -149,13 +160,55 @@ async fn a_fapi2_client_signs_in_with_par_pkce_and_private_key_jwt() -> anyhow::
     // The token endpoint URL as audience is refused here too (and the code survives it:
     // the client is not authenticated, so nothing is consumed).
     let form = with_aud(redeem.clone(), &key, "bank", json!(token_url));
-    let r = http.post(&token_url).form(&form).send().await?;
+    let r = http
+        .post(&token_url)
+        .header("DPoP", dpop.proof("POST", &token_url, None, None))
+        .form(&form)
+        .send()
+        .await?;
     assert_eq!(r.status(), 401);
-    let form = with_aud(redeem, &key, "bank", json!(s.issuer));
+    // requireDPoP: without a proof the code is not redeemed.
+    let form = with_aud(redeem.clone(), &key, "bank", json!(s.issuer));
     let r = http.post(&token_url).form(&form).send().await?;
+    let status = r.status();
+    let refused: Value = r.json().await?;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"], "invalid_dpop_proof", "{refused}");
+    let form = with_aud(redeem, &key, "bank", json!(s.issuer));
+    let r = http
+        .post(&token_url)
+        .header("DPoP", dpop.proof("POST", &token_url, None, None))
+        .form(&form)
+        .send()
+        .await?;
     let status = r.status();
     let tokens: Value = r.json().await?;
     assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["token_type"], "DPoP", "{tokens}");
+    let access = tokens["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let at = verify_jwt(&access, &s.jwks().await?, &s.issuer, "orders-api")?;
+    assert_eq!(at["cnf"]["jkt"], dpop.jkt(), "{at}");
+
+    // A resource server (libs/verify) takes the token only with its proof.
+    let rs = ExampleResourceServer::start(&s.issuer, "orders-api").await?;
+    let orders = format!("{}/orders", rs.base);
+    let call = |auth: String, proof: Option<String>| {
+        let mut req = http.get(&orders).header("Authorization", auth);
+        if let Some(p) = proof {
+            req = req.header("DPoP", p);
+        }
+        async move { anyhow::Ok(req.send().await?.status().as_u16()) }
+    };
+    let proof = dpop.proof("GET", &orders, Some(&access), None);
+    assert_eq!(call(format!("DPoP {access}"), Some(proof)).await?, 200);
+    assert_eq!(call(format!("Bearer {access}"), None).await?, 401);
+    assert_eq!(call(format!("DPoP {access}"), None).await?, 401);
+    let thief = DpopKey::new(Algorithm::ES256);
+    let stolen = thief.proof("GET", &orders, Some(&access), None);
+    assert_eq!(call(format!("DPoP {access}"), Some(stolen)).await?, 401);
     let id = verify_jwt(
         tokens["id_token"].as_str().unwrap_or_default(),
         &s.jwks().await?,

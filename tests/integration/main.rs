@@ -11,6 +11,7 @@ mod client_credentials;
 mod cluster;
 mod device;
 mod discovery;
+mod dpop;
 mod fapi;
 mod faults;
 mod first_run;

@@ -188,6 +188,17 @@ pub struct AuthorizeRequest {
     /// RFC 8707 `resource` values: API resource names the access token is narrowed to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
+    /// RFC 9449 section 10 `dpop_jkt`: the thumbprint of the key the code is bound to; the
+    /// token request must carry a DPoP proof made with that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
+}
+
+/// Whether `s` can be a JWK SHA-256 thumbprint (RFC 7638): 43 base64url characters.
+pub fn valid_jkt(s: &str) -> bool {
+    s.len() == 43
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl AuthorizeRequest {
@@ -469,6 +480,17 @@ pub fn check_request(
             OAuthError::invalid_request("code_challenge is required (PKCE, RFC 7636)"),
         ));
     }
+    let dpop_jkt =
+        match params.get("dpop_jkt") {
+            None => None,
+            Some(jkt) if valid_jkt(jkt) => Some(jkt.to_owned()),
+            Some(_) => return Err(fail(
+                mode,
+                OAuthError::invalid_request(
+                    "dpop_jkt must be a JWK SHA-256 thumbprint (RFC 7638): 43 base64url characters",
+                ),
+            )),
+        };
     let prompt = match params.get("prompt") {
         None => Prompt::default(),
         Some(s) => Prompt::parse(s).ok_or_else(|| {
@@ -504,6 +526,7 @@ pub fn check_request(
         login_hint: params.get("login_hint").map(str::to_owned),
         ui_locales: params.get("ui_locales").map(str::to_owned),
         resources,
+        dpop_jkt,
     })
 }
 

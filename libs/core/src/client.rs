@@ -91,7 +91,7 @@ pub enum AccessTokenType {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ClientProfile {
     /// The FAPI 2.0 Security Profile: pushed authorization requests, PKCE S256, the code
-    /// flow only, `private_key_jwt` with the issuer identifier (a string) as the only
+    /// flow only, DPoP-bound (sender-constrained) tokens, `private_key_jwt` with the issuer identifier (a string) as the only
     /// accepted assertion audience, authorization codes of at most 60 seconds, https
     /// redirect URIs, refresh tokens that are not rotated (so a lost response loses
     /// nothing), no tokens through the browser.
@@ -287,6 +287,12 @@ pub struct Client<S = StoredSecret> {
     /// profile demands.
     #[serde(default)]
     pub profile: Option<ClientProfile>,
+    /// Whether every token request must carry a DPoP proof (RFC 9449), so every access
+    /// token is DPoP-bound (IdentityServer's `requireDPoP`); a request without one is
+    /// refused with `invalid_dpop_proof`.
+    #[serde(default, rename = "requireDPoP")]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
+    pub require_dpop: bool,
     /// Whether access tokens may be transmitted through the browser.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(default = false))]
@@ -469,6 +475,7 @@ impl<S> Client<S> {
             require_request_object: false,
             require_pushed_authorization: false,
             profile: None,
+            require_dpop: false,
             allow_access_tokens_via_browser: false,
             always_send_client_claims: false,
             client_claims_prefix: None,
@@ -527,6 +534,7 @@ impl<S> Client<S> {
             require_request_object,
             require_pushed_authorization,
             profile,
+            require_dpop,
             allow_access_tokens_via_browser,
             always_send_client_claims,
             client_claims_prefix,
@@ -582,6 +590,7 @@ impl<S> Client<S> {
             require_request_object,
             require_pushed_authorization,
             profile,
+            require_dpop,
             allow_access_tokens_via_browser,
             always_send_client_claims,
             client_claims_prefix,
@@ -1072,6 +1081,11 @@ impl Client<SecretInput> {
         for (ok, field, rule) in [
             (self.require_pushed_authorization, "requirePushedAuthorization", "must be true (authorization requests are pushed, RFC 9126)"),
             (self.require_pkce, "requirePkce", "must be true"),
+            (
+                self.require_dpop,
+                "requireDPoP",
+                "must be true (sender-constrained tokens: every token request carries a DPoP proof)",
+            ),
             (!self.allow_plain_text_pkce, "allowPlainTextPkce", "must be false (S256 only)"),
             (!self.allow_access_tokens_via_browser, "allowAccessTokensViaBrowser", "must be false"),
             (self.require_client_secret, "requireClientSecret", "must be true (a confidential client)"),

@@ -58,6 +58,12 @@ pub enum ErrorCode {
     /// RFC 8707 section 2: a `resource` is invalid, unknown, or not usable with the
     /// requested scopes.
     InvalidTarget,
+    /// RFC 9449 section 5: the DPoP proof is missing where required, malformed, badly
+    /// signed, for another request, too old or replayed.
+    InvalidDpopProof,
+    /// RFC 9449 section 8: the DPoP proof must carry the server's nonce (given in the
+    /// `DPoP-Nonce` header of the answer).
+    UseDpopNonce,
 }
 
 impl ErrorCode {
@@ -86,6 +92,8 @@ impl ErrorCode {
             ErrorCode::SlowDown => "slow_down",
             ErrorCode::ExpiredToken => "expired_token",
             ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
         }
     }
 }

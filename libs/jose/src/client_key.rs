@@ -186,7 +186,31 @@ impl ClientKey {
         }
     }
 
-    fn verify(&self, alg: Algorithm, signed: &[u8], signature: &[u8]) -> bool {
+    /// The JWK SHA-256 thumbprint (RFC 7638 section 3), base64url: the hash of the
+    /// required members in lexicographic order, without whitespace.
+    pub fn thumbprint(&self) -> String {
+        let canonical = match &self.material {
+            Material::Rsa { n, e } => format!(
+                r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+                crate::b64url(e),
+                crate::b64url(n)
+            ),
+            Material::P256(point) => format!(
+                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+                crate::b64url(&point[1..33]),
+                crate::b64url(&point[33..])
+            ),
+            Material::Ed25519(x) => format!(
+                r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+                crate::b64url(x)
+            ),
+        };
+        crate::b64url(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes()).as_ref(),
+        )
+    }
+
+    pub(crate) fn verify(&self, alg: Algorithm, signed: &[u8], signature: &[u8]) -> bool {
         match (&self.material, alg) {
             (Material::Rsa { n, e }, Algorithm::RS256 | Algorithm::PS256) => {
                 let params = if alg == Algorithm::RS256 {

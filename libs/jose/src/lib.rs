@@ -10,6 +10,7 @@
 
 mod alg;
 mod client_key;
+mod dpop;
 mod jwk;
 mod key;
 mod sign;
@@ -17,6 +18,10 @@ mod verify;
 
 pub use alg::{Algorithm, UnknownAlgorithm};
 pub use client_key::{verify_with_client_keys, ClientKey, ClientKeyError};
+pub use dpop::{
+    access_token_hash, normalize_htu, verify_proof, DpopError, DpopProof, ProofCheck,
+    DPOP_ALGORITHMS, DPOP_TYP,
+};
 pub use jwk::{Jwk, Jwks};
 pub use key::{generate_pkcs8, SigningKey};
 pub use sign::{b64url, JwsSigner};

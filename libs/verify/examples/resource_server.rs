@@ -8,6 +8,8 @@
 //!     --issuer http://127.0.0.1:8080 --audience orders-api --listen 127.0.0.1:9000 \
 //!     [--nats nats://127.0.0.1:4222] [--introspection-secret SECRET] [--scope orders.read]
 //! curl -i -H "Authorization: Bearer $TOKEN" http://127.0.0.1:9000/orders
+//! # a DPoP-bound token (RFC 9449) goes with a proof for GET http://127.0.0.1:9000/orders:
+//! curl -i -H "Authorization: DPoP $TOKEN" -H "DPoP: $PROOF" http://127.0.0.1:9000/orders
 //! ```
 
 use std::net::SocketAddr;
@@ -43,6 +45,10 @@ struct Args {
     introspection_secret: Option<String>,
     #[arg(long, default_value = "127.0.0.1:9000")]
     listen: SocketAddr,
+    /// The origin clients address this server at, for DPoP proofs' `htu` (default:
+    /// `http://` plus the request's Host header).
+    #[arg(long)]
+    public_origin: Option<String>,
 }
 
 #[tokio::main]
@@ -74,9 +80,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tracing::warn!(error = %e, "the issuer's keys are not available yet");
     }
 
-    let protected = Router::new()
-        .route("/orders", get(orders))
-        .layer(BearerAuthLayer::new(verifier).require_scopes([args.scope.clone()]));
+    let mut auth = BearerAuthLayer::new(verifier).require_scopes([args.scope.clone()]);
+    if let Some(origin) = &args.public_origin {
+        auth = auth.public_origin(origin);
+    }
+    let protected = Router::new().route("/orders", get(orders)).layer(auth);
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(

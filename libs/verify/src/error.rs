@@ -54,6 +54,17 @@ pub enum VerifyError {
     /// section 2.6): the reason names the rule.
     #[error("not a valid logout token: {0}")]
     NotALogoutToken(&'static str),
+    /// The token is DPoP-bound (`cnf.jkt`) but was presented as a bearer token (RFC 9449
+    /// section 7.2).
+    #[error("the token is DPoP-bound: present it with Authorization: DPoP and a proof")]
+    DpopBound,
+    /// `Authorization: DPoP` with a token that is not DPoP-bound.
+    #[error("the token is not DPoP-bound")]
+    NotDpopBound,
+    /// The DPoP proof is missing, malformed, for another request, too old, replayed, or
+    /// made with another key than the token's (RFC 9449 section 7.1).
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(String),
 }
 
 impl VerifyError {
@@ -75,6 +86,7 @@ impl VerifyError {
         match self {
             VerifyError::MissingToken => None,
             VerifyError::InsufficientScope { .. } => Some("insufficient_scope"),
+            VerifyError::InvalidDpopProof(_) => Some("invalid_dpop_proof"),
             e if e.status() == http::StatusCode::SERVICE_UNAVAILABLE => None,
             _ => Some("invalid_token"),
         }

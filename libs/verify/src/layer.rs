@@ -36,6 +36,8 @@ pub struct BearerAuthLayer {
     verifier: Verifier,
     scopes: Arc<[String]>,
     realm: Arc<str>,
+    /// `scheme://host[:port]` the clients address, for DPoP's `htu`.
+    public_origin: Option<Arc<str>>,
 }
 
 impl BearerAuthLayer {
@@ -46,7 +48,75 @@ impl BearerAuthLayer {
             verifier,
             scopes: Arc::from([]),
             realm,
+            public_origin: None,
         }
+    }
+
+    /// The origin (`https://api.example.com`) clients address this server at: a DPoP
+    /// proof's `htu` must be this origin plus the request's path (RFC 9449 section 4.3).
+    /// Without it the origin is `http://` plus the request's `Host` header, which is right
+    /// only for a plain-http server reached directly: set it behind TLS or a proxy.
+    pub fn public_origin(mut self, origin: impl AsRef<str>) -> Self {
+        self.public_origin = Some(Arc::from(origin.as_ref().trim_end_matches('/')));
+        self
+    }
+
+    /// Verifies the request's token: `Authorization: Bearer` (a DPoP-bound token is
+    /// refused there), or `Authorization: DPoP` with exactly one `DPoP` proof header for
+    /// this `method` and `path` (RFC 9449 section 7).
+    pub async fn authenticate_request(
+        &self,
+        method: &http::Method,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Result<Claims, AuthError> {
+        let Some(Credentials::Dpop(token)) = credentials(headers).map_err(AuthError::Request)?
+        else {
+            return self.authenticate(headers).await;
+        };
+        let mut proofs = headers.get_all(DPOP_HEADER).iter();
+        let proof = match (proofs.next(), proofs.next()) {
+            (Some(p), None) => p.to_str().map_err(|_| {
+                AuthError::Token(VerifyError::InvalidDpopProof(
+                    "the DPoP header is not visible ASCII".into(),
+                ))
+            })?,
+            (None, _) => {
+                return Err(AuthError::Token(VerifyError::InvalidDpopProof(
+                    "the request has no DPoP header".into(),
+                )))
+            }
+            (Some(_), Some(_)) => {
+                return Err(AuthError::Token(VerifyError::InvalidDpopProof(
+                    "send exactly one DPoP header".into(),
+                )))
+            }
+        };
+        let origin = match &self.public_origin {
+            Some(o) => o.to_string(),
+            None => {
+                let host = headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .ok_or_else(|| AuthError::Request("the request has no Host header".into()))?;
+                format!("http://{host}")
+            }
+        };
+        let url = format!("{origin}{path}");
+        let request = crate::verifier::DpopRequest {
+            proof,
+            method: method.as_str(),
+            url: &url,
+        };
+        let claims = self
+            .verifier
+            .verify_dpop(token, &request)
+            .await
+            .map_err(AuthError::Token)?;
+        claims
+            .require_scopes(&self.scopes)
+            .map_err(AuthError::Token)?;
+        Ok(claims)
     }
 
     /// Also demands every one of `scopes` (403 `insufficient_scope` otherwise).
@@ -125,7 +195,11 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
         Box::pin(async move {
-            match layer.authenticate(req.headers()).await {
+            let path = req.uri().path().to_owned();
+            match layer
+                .authenticate_request(req.method(), &path, req.headers())
+                .await
+            {
                 Ok(claims) => {
                     req.extensions_mut().insert(claims);
                     inner.call(req).await
@@ -159,9 +233,27 @@ impl AuthError {
     }
 }
 
+/// The request header carrying a DPoP proof.
+const DPOP_HEADER: &str = "dpop";
+
+enum Credentials<'h> {
+    Bearer(&'h str),
+    Dpop(&'h str),
+}
+
 /// The bearer token of `Authorization: Bearer <token>` (scheme case-insensitive); `None`
 /// without the header or with another scheme (the request carries no bearer token).
 fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, String> {
+    Ok(match credentials(headers)? {
+        Some(Credentials::Bearer(t)) => Some(t),
+        _ => None,
+    })
+}
+
+/// The token of `Authorization: Bearer <token>` or `Authorization: DPoP <token>` (RFC 9449
+/// section 7.1; schemes case-insensitive); `None` without the header or with another
+/// scheme.
+fn credentials(headers: &HeaderMap) -> Result<Option<Credentials<'_>>, String> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -173,7 +265,8 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, String> {
         .to_str()
         .map_err(|_| "the Authorization header is not visible ASCII".to_owned())?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let dpop = scheme.eq_ignore_ascii_case("dpop");
+    if !scheme.eq_ignore_ascii_case("bearer") && !dpop {
         // Another scheme carries no bearer token: answered like a missing token.
         return Ok(None);
     }
@@ -190,7 +283,11 @@ fn bearer_token(headers: &HeaderMap) -> Result<Option<&str>, String> {
     if !ok {
         return Err("the bearer token has characters a token cannot have".into());
     }
-    Ok(Some(token))
+    Ok(Some(if dpop {
+        Credentials::Dpop(token)
+    } else {
+        Credentials::Bearer(token)
+    }))
 }
 
 /// Text fit for a quoted-string of a challenge (RFC 6750 section 3: `%x20-21 / %x23-5B /
@@ -210,12 +307,28 @@ fn rejection(realm: &str, error: &AuthError) -> Response {
         AuthError::Request(d) => (Some("invalid_request"), d.clone()),
         AuthError::Token(e) => (e.oauth_error(), e.to_string()),
     };
-    let mut challenge = format!("Bearer realm=\"{}\"", quotable(realm));
+    // RFC 9449 section 7.1: DPoP errors are answered with a DPoP challenge naming the
+    // algorithms a proof may use.
+    let dpop = matches!(
+        error,
+        AuthError::Token(
+            VerifyError::InvalidDpopProof(_) | VerifyError::DpopBound | VerifyError::NotDpopBound
+        )
+    );
+    let scheme = if dpop { "DPoP" } else { "Bearer" };
+    let mut challenge = format!("{scheme} realm=\"{}\"", quotable(realm));
     if let Some(code) = code {
         challenge.push_str(&format!(
             ", error=\"{code}\", error_description=\"{}\"",
             quotable(&description)
         ));
+    }
+    if dpop {
+        let algs: Vec<&str> = signet_jose::DPOP_ALGORITHMS
+            .iter()
+            .map(|a| a.as_str())
+            .collect();
+        challenge.push_str(&format!(", algs=\"{}\"", algs.join(" ")));
     }
     if let AuthError::Token(VerifyError::InsufficientScope { required }) = error {
         challenge.push_str(&format!(", scope=\"{}\"", quotable(&required.join(" "))));

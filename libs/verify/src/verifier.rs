@@ -35,6 +35,70 @@ pub struct LogoutClaims {
     pub sid: Option<String>,
 }
 
+/// What a resource server passes to [`Verifier::verify_dpop`]: the request's `DPoP`
+/// header, its method and its URL as the client addressed it (scheme, host, port, path).
+#[derive(Debug, Clone, Copy)]
+pub struct DpopRequest<'a> {
+    pub proof: &'a str,
+    pub method: &'a str,
+    pub url: &'a str,
+}
+
+/// The default age a DPoP proof may have (its `iat` in the past), in seconds.
+pub const DEFAULT_DPOP_MAX_AGE: Duration = Duration::from_secs(60);
+/// The default bound of the DPoP replay cache, in proofs.
+pub const DEFAULT_DPOP_REPLAY_CAPACITY: usize = 100_000;
+/// How far ahead a proof's `iat` may be (the leeway, at most this), in seconds.
+const DPOP_MAX_FUTURE: i64 = 5;
+
+/// The `cnf.jkt` of a token's claims (RFC 9449 section 6).
+fn bound_jkt(claims: &Claims) -> Option<&str> {
+    claims
+        .raw
+        .get("cnf")
+        .and_then(|c| c.get("jkt"))
+        .and_then(Value::as_str)
+}
+
+fn refuse_bound(claims: Claims) -> Result<Claims, VerifyError> {
+    if bound_jkt(&claims).is_some() {
+        return Err(VerifyError::DpopBound);
+    }
+    Ok(claims)
+}
+
+/// The `jti`s of DPoP proofs seen, until their proofs expire. Bounded: when full after
+/// expired entries are dropped, new proofs are refused (failing closed, never forgetting a
+/// live proof).
+#[derive(Debug)]
+struct ReplayCache {
+    seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    capacity: usize,
+}
+
+impl ReplayCache {
+    fn record(&self, key: &str, now: i64, ttl: i64) -> Result<(), VerifyError> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(exp) = seen.get(key) {
+            if *exp >= now {
+                return Err(VerifyError::InvalidDpopProof(
+                    "the proof was already used: each jti is accepted once".into(),
+                ));
+            }
+        }
+        if seen.len() >= self.capacity {
+            seen.retain(|_, exp| *exp >= now);
+            if seen.len() >= self.capacity {
+                return Err(VerifyError::InvalidDpopProof(
+                    "too many recent proofs to remember; retry shortly".into(),
+                ));
+            }
+        }
+        seen.insert(key.to_owned(), now + ttl);
+        Ok(())
+    }
+}
+
 /// The default clock leeway for `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 /// The longest token this crate looks at.
@@ -54,9 +118,24 @@ pub struct VerifierBuilder {
     require_caught_up: bool,
     http: Option<reqwest::Client>,
     http_timeout: Duration,
+    dpop_max_age: Duration,
+    dpop_replay_capacity: usize,
 }
 
 impl VerifierBuilder {
+    /// How old a DPoP proof may be (default 60 s).
+    pub fn dpop_max_age(mut self, age: Duration) -> Self {
+        self.dpop_max_age = age;
+        self
+    }
+
+    /// How many DPoP proofs the replay cache remembers at most (default 100 000); when
+    /// full of live proofs, new ones are refused.
+    pub fn dpop_replay_capacity(mut self, capacity: usize) -> Self {
+        self.dpop_replay_capacity = capacity.max(1);
+        self
+    }
+
     /// Which algorithms are accepted (default: all four Signet signs with: RS256, PS256,
     /// ES256, EdDSA). `none` and HMAC are never accepted.
     pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
@@ -169,6 +248,11 @@ impl VerifierBuilder {
                 introspector,
                 revocations: self.revocations,
                 require_caught_up: self.require_caught_up,
+                dpop_max_age: i64::try_from(self.dpop_max_age.as_secs()).unwrap_or(i64::MAX),
+                dpop_replay: ReplayCache {
+                    seen: Default::default(),
+                    capacity: self.dpop_replay_capacity,
+                },
             }),
         })
     }
@@ -183,6 +267,8 @@ struct Inner {
     introspector: Option<Introspector>,
     revocations: Option<Revocations>,
     require_caught_up: bool,
+    dpop_max_age: i64,
+    dpop_replay: ReplayCache,
 }
 
 /// Verifies access tokens for one audience of one issuer. Cheap to clone; share one.
@@ -246,6 +332,8 @@ impl Verifier {
             require_caught_up: true,
             http: None,
             http_timeout: Duration::from_secs(10),
+            dpop_max_age: DEFAULT_DPOP_MAX_AGE,
+            dpop_replay_capacity: DEFAULT_DPOP_REPLAY_CAPACITY,
         }
     }
 
@@ -296,7 +384,59 @@ impl Verifier {
 
     /// Verifies a bearer token: a JWT locally, anything else through introspection (when
     /// configured).
+    ///
+    /// A DPoP-bound token (`cnf.jkt`, RFC 9449 section 6) is refused here
+    /// ([`VerifyError::DpopBound`]): it is only good with its proof,
+    /// [`verify_dpop`](Self::verify_dpop).
     pub async fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
+        let claims = self.verify_any(token).await?;
+        refuse_bound(claims)
+    }
+
+    /// Verifies a DPoP-bound access token presented with `Authorization: DPoP` and its
+    /// proof (RFC 9449 section 7): the token as [`verify`](Self::verify) does, then the
+    /// proof (`typ`, an asymmetric `alg`, its public `jwk`, the signature, `htm` = the
+    /// request's method, `htu` = its URL without query and fragment, `iat` within
+    /// [`dpop_max_age`](VerifierBuilder::dpop_max_age) past and the leeway ahead, `ath` =
+    /// the token's hash), that the proof's key is the token's `cnf.jkt`, and that the
+    /// proof's `jti` was not seen before by this verifier (an in-memory cache per process,
+    /// bounded by [`dpop_replay_capacity`](VerifierBuilder::dpop_replay_capacity); several
+    /// processes behind a load balancer each keep their own, so a proof could be replayed
+    /// once per process within its short window).
+    pub async fn verify_dpop(
+        &self,
+        token: &str,
+        request: &DpopRequest<'_>,
+    ) -> Result<Claims, VerifyError> {
+        let claims = self.verify_any(token).await?;
+        let jkt = bound_jkt(&claims).ok_or(VerifyError::NotDpopBound)?;
+        let now = unix_now();
+        let proof = signet_jose::verify_proof(
+            request.proof,
+            &signet_jose::ProofCheck {
+                method: request.method,
+                url: request.url,
+                now,
+                max_age: self.inner.dpop_max_age,
+                max_future: self.inner.leeway.min(DPOP_MAX_FUTURE),
+                access_token: Some(token),
+            },
+        )
+        .map_err(|e| VerifyError::InvalidDpopProof(e.to_string()))?;
+        if proof.jkt != jkt {
+            return Err(VerifyError::InvalidDpopProof(
+                "the proof is made with another key than the token is bound to".into(),
+            ));
+        }
+        self.inner.dpop_replay.record(
+            &format!("{}:{}", proof.jkt, proof.jti),
+            now,
+            self.inner.dpop_max_age + DPOP_MAX_FUTURE,
+        )?;
+        Ok(claims)
+    }
+
+    async fn verify_any(&self, token: &str) -> Result<Claims, VerifyError> {
         if token.is_empty() {
             return Err(VerifyError::MissingToken);
         }
@@ -304,7 +444,7 @@ impl Verifier {
             return Err(VerifyError::Malformed("the token is too long".into()));
         }
         if looks_like_jwt(token) {
-            self.verify_jwt(token).await
+            self.verify_jwt_any(token).await
         } else if self.inner.introspector.is_some() {
             self.introspect(token).await
         } else {
@@ -408,7 +548,12 @@ impl Verifier {
     /// Verifies a JWT access token (RFC 9068): `alg` in the allow-list, a key of the
     /// issuer's JWKS, the signature, `typ` `at+jwt`, `iss`, `aud`, `exp`, `nbf`, and the
     /// revocation set.
+    /// A DPoP-bound token is refused ([`VerifyError::DpopBound`]).
     pub async fn verify_jwt(&self, token: &str) -> Result<Claims, VerifyError> {
+        refuse_bound(self.verify_jwt_any(token).await?)
+    }
+
+    async fn verify_jwt_any(&self, token: &str) -> Result<Claims, VerifyError> {
         let verified = self.verify_signature(token).await?;
         let typ_ok = verified.typ.as_deref().is_some_and(|t| {
             t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt")

@@ -273,7 +273,7 @@ fn bench_token_endpoint(c: &mut Criterion) {
         group.bench_function("grant", |b| {
             b.iter(|| {
                 matches!(
-                    grant(&state, &p, &entry, black_box(&form), now()).expect("grant"),
+                    grant(&state, &p, &entry, black_box(&form), None, now()).expect("grant"),
                     signet_issuer::http::grants::client_credentials::Issued::Response(_)
                 )
             })
@@ -383,7 +383,7 @@ fn bench_token_endpoint(c: &mut Criterion) {
         })
     });
     group.bench_function("token_response", |b| {
-        b.iter(|| token_response(black_box(&signed), 3600, &decided.scopes))
+        b.iter(|| token_response(black_box(&signed), "Bearer", 3600, &decided.scopes))
     });
     group.finish();
 

@@ -185,6 +185,9 @@ pub struct NodeConfig {
     /// The polling interval devices are told (RFC 8628 `interval`,
     /// `--device-poll-interval`).
     pub device_poll_interval: Duration,
+    /// DPoP proofs at the token endpoint must carry a server nonce (RFC 9449 section 8,
+    /// `--dpop-nonce`).
+    pub dpop_nonce: bool,
 }
 
 /// How back-channel logout deliveries are retried.
@@ -263,6 +266,7 @@ impl NodeConfig {
             backchannel: BackchannelConfig::default(),
             require_pushed_authorization_requests: false,
             device_poll_interval: Duration::from_secs(5),
+            dpop_nonce: false,
         }
     }
 }

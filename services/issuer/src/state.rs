@@ -168,6 +168,8 @@ pub struct Inner {
     pub client_jwks: crate::http::client_jwks::JwksCache,
     /// The durable queue of back-channel logout deliveries, once the node has opened it.
     logout_queue: std::sync::OnceLock<Arc<dyn signet_eventlog::queue::WorkQueue>>,
+    /// The cluster-shared DPoP nonce key, as this node last read it.
+    pub dpop_nonces: crate::http::dpop::NonceKeys,
 }
 
 pub struct ClusterStatus {
@@ -222,6 +224,7 @@ impl AppState {
             outbound: std::sync::OnceLock::new(),
             client_jwks: Default::default(),
             logout_queue: std::sync::OnceLock::new(),
+            dpop_nonces: Default::default(),
         }));
         state.refresh_signers();
         state

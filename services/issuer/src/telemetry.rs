@@ -29,6 +29,7 @@ pub const SIGNING_DURATION: &str = "signet_token_signing_duration_seconds";
 pub const CLIENT_AUTH_FAILURES: &str = "signet_client_auth_failures_total";
 pub const REQUEST_OBJECT_FAILURES: &str = "signet_request_object_failures_total";
 pub const CLIENT_JWKS_FETCHES: &str = "signet_client_jwks_fetches_total";
+pub const DPOP_FAILURES: &str = "signet_dpop_proof_failures_total";
 pub const EVENTLOG_APPLIED: &str = "signet_eventlog_applied_sequence";
 pub const EVENTLOG_HEAD: &str = "signet_eventlog_head_sequence";
 pub const EVENTLOG_LAG: &str = "signet_eventlog_lag_events";
@@ -137,6 +138,10 @@ fn describe() {
     describe_counter!(
         CLIENT_JWKS_FETCHES,
         "Fetches of clients' jwksUri key sets (cache misses, stale sets and unknown kids)"
+    );
+    describe_counter!(
+        DPOP_FAILURES,
+        "Refused DPoP proofs (RFC 9449) at the token and userinfo endpoints, by reason"
     );
     describe_counter!(
         REQUEST_OBJECT_FAILURES,

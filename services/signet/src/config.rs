@@ -134,6 +134,11 @@ pub struct NodeArgs {
     /// `requirePushedAuthorization` must push [default: false]
     #[arg(long, env = "SIGNET_REQUIRE_PUSHED_AUTHORIZATION_REQUESTS")]
     pub require_pushed_authorization_requests: bool,
+    /// DPoP proofs at the token endpoint must carry a server nonce (RFC 9449 section 8):
+    /// a proof without one is answered `use_dpop_nonce` with a `DPoP-Nonce` header; nonces
+    /// rotate every 5 minutes and are valid at every node [default: false]
+    #[arg(long, env = "SIGNET_DPOP_NONCE")]
+    pub dpop_nonce: bool,
 }
 
 /// `2s`, `250ms` or a bare number of seconds.
@@ -268,6 +273,7 @@ pub struct FileConfig {
     pub backchannel_retry_base: Option<String>,
     pub backchannel_max_attempts: Option<u32>,
     pub require_pushed_authorization_requests: Option<bool>,
+    pub dpop_nonce: Option<bool>,
     pub nats: Option<String>,
     pub stream: Option<String>,
     pub replicas: Option<usize>,
@@ -353,6 +359,9 @@ impl NodeArgs {
             || file.require_pushed_authorization_requests.unwrap_or(false)
         {
             config.require_pushed_authorization_requests = true;
+        }
+        if self.dpop_nonce || file.dpop_nonce.unwrap_or(false) {
+            config.dpop_nonce = true;
         }
         if let Some(secs) = self.session_lifetime.or(file.session_lifetime) {
             anyhow::ensure!(

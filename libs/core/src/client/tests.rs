@@ -305,7 +305,7 @@ fn the_fapi2_profile_names_every_flag_it_demands() {
         "allowedGrantTypes": ["authorization_code"],
         "redirectUris": ["https://bank.example/cb"],
         "requirePushedAuthorization": true, "authorizationCodeLifetime": 60,
-        "jwksUri": "https://bank.example/jwks",
+        "jwksUri": "https://bank.example/jwks", "requireDPoP": true,
         "allowOfflineAccess": true, "refreshTokenUsage": 0,
     });
     assert_eq!(rules(good.clone()), vec![]);
@@ -319,6 +319,7 @@ fn the_fapi2_profile_names_every_flag_it_demands() {
             "authorizationCodeLifetime",
         ),
         (serde_json::json!({"requirePkce": false}), "requirePkce"),
+        (serde_json::json!({"requireDPoP": false}), "requireDPoP"),
         (
             serde_json::json!({"allowPlainTextPkce": true}),
             "allowPlainTextPkce",

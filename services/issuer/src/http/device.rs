@@ -409,6 +409,7 @@ async fn decide(
             amr: session.amr.clone(),
             code_challenge: None,
             resources: grant.resources.clone(),
+            dpop_jkt: None,
         }));
         &index
     } else {

@@ -60,6 +60,11 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         "request_parameter_supported": true,
         "request_uri_parameter_supported": false,
         "request_object_signing_alg_values_supported": assertion_algs,
+        // RFC 9449 section 5.1: exactly the algorithms a DPoP proof is verified with.
+        "dpop_signing_alg_values_supported": signet_jose::DPOP_ALGORITHMS
+            .iter()
+            .map(|a| a.as_str())
+            .collect::<Vec<_>>(),
         "scopes_supported": scopes,
     });
     if oidc {

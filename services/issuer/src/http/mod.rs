@@ -12,6 +12,7 @@ pub mod client_jwks;
 pub mod cors;
 pub mod device;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod form;
 #[cfg(test)]

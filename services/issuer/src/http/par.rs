@@ -57,10 +57,14 @@ pub struct Taken {
 }
 
 pub async fn par(State(state): State<AppState>, form: OAuthForm) -> Response {
-    match push(&state, &form).await {
+    let mut r = match push(&state, &form).await {
         Ok(r) => r,
         Err(e) => e.into_response_for(&form.headers),
+    };
+    if state.config.dpop_nonce {
+        super::dpop::add_nonce(&state, r.headers_mut(), now()).await;
     }
+    r
 }
 
 async fn push(state: &AppState, form: &OAuthForm) -> Result<Response, ProtocolError> {
@@ -105,6 +109,21 @@ async fn push(state: &AppState, form: &OAuthForm) -> Result<Response, ProtocolEr
             "this client must send its authorization requests as signed request objects (the request parameter, RFC 9101)",
         )
         .into());
+    }
+    // RFC 9449 section 10.1: a DPoP proof with the push binds the code to its key, as
+    // `dpop_jkt` does (both must then name the same key).
+    if let Some(proof) = super::dpop::proof_header(&form.headers)? {
+        let proof = super::dpop::check(state, proof, "POST", "/oauth2/par", None, now).await?;
+        match page.get("dpop_jkt") {
+            Some(jkt) if jkt != proof.jkt => {
+                return Err(super::dpop::invalid_proof(
+                    "dpop_jkt names another key than the DPoP proof's",
+                )
+                .into())
+            }
+            Some(_) => {}
+            None => page.0.push(("dpop_jkt".to_owned(), proof.jkt)),
+        }
     }
     // RFC 9126 section 2.1: the same checks as the authorization endpoint; errors are
     // answered here, as JSON, never by a redirect.

@@ -21,9 +21,15 @@ pub fn now() -> i64 {
 }
 
 pub async fn token(State(state): State<AppState>, form: OAuthForm) -> Response {
-    grant(&state, &form, now())
+    let now = now();
+    let mut resp = grant(&state, &form, now)
         .await
-        .unwrap_or_else(|e| e.into_response_for(&form.headers))
+        .unwrap_or_else(|e| e.into_response_for(&form.headers));
+    if state.config.dpop_nonce {
+        // RFC 9449 section 8: the nonce to use next, on errors and successes alike.
+        super::dpop::add_nonce(&state, resp.headers_mut(), now).await;
+    }
+    resp
 }
 
 /// Authenticates the client and runs the grant `grant_type` names (parsed once).
@@ -36,6 +42,18 @@ async fn grant(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response,
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
     let projection = state.projection.load();
     let client = authenticate(state, &projection, form, "/oauth2/token", now).await?;
+    // RFC 9449 section 5: a DPoP proof binds the tokens to its key.
+    let proof = match super::dpop::proof_header(&form.headers)? {
+        Some(p) => Some(super::dpop::check(state, p, "POST", "/oauth2/token", None, now).await?),
+        None if client.client.require_dpop => {
+            return Err(super::dpop::invalid_proof(
+                "this client must send a DPoP proof (requireDPoP)",
+            )
+            .into())
+        }
+        None => None,
+    };
+    let jkt = proof.as_ref().map(|p| p.jkt.as_str());
     let Some(grant) = TokenGrantType::parse(grant_type) else {
         return Err(OAuthError::unsupported_grant_type(format!(
             "grant_type {:?} is not supported",
@@ -46,26 +64,32 @@ async fn grant(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response,
     match grant {
         TokenGrantType::ClientCredentials => {
             use grants::client_credentials::{self, Issued};
-            match client_credentials::grant(state, &projection, &client, form, now)? {
+            match client_credentials::grant(state, &projection, &client, form, jkt, now)? {
                 Issued::Response(r) => Ok(r),
                 Issued::Reference {
                     claims,
                     lifetime,
                     scope,
-                } => client_credentials::store_reference(state, &claims, lifetime, &scope).await,
+                    token_type,
+                } => {
+                    client_credentials::store_reference(
+                        state, &claims, lifetime, &scope, token_type,
+                    )
+                    .await
+                }
             }
         }
         TokenGrantType::AuthorizationCode => {
-            grants::authorization_code::grant(state, &projection, &client, form, now).await
+            grants::authorization_code::grant(state, &projection, &client, form, jkt, now).await
         }
         TokenGrantType::RefreshToken => {
-            grants::refresh_token::grant(state, &projection, &client, form, now).await
+            grants::refresh_token::grant(state, &projection, &client, form, jkt, now).await
         }
         TokenGrantType::TokenExchange => {
-            grants::token_exchange::grant(state, &projection, &client, form, now).await
+            grants::token_exchange::grant(state, &projection, &client, form, jkt, now).await
         }
         TokenGrantType::DeviceCode => {
-            grants::device_code::grant(state, &projection, &client, form, now).await
+            grants::device_code::grant(state, &projection, &client, form, jkt, now).await
         }
     }
 }

@@ -40,6 +40,46 @@ pub struct UserGrant {
     /// Tokens from it are for these, or for a subset a token request names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
+    /// The DPoP key (RFC 7638 thumbprint) this grant is bound to: a code's `dpop_jkt`
+    /// (RFC 9449 section 10), a public client's refresh-token family's key (section 5).
+    /// A token request from it must carry a proof made with that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
+}
+
+/// `cnf` of a DPoP-bound access token (RFC 9449 section 6.1), appended to the extra claims.
+pub fn push_cnf(extra: &mut String, jkt: &str) {
+    if !extra.is_empty() {
+        extra.push(',');
+    }
+    extra.push_str("\"cnf\":{\"jkt\":");
+    extra.push_str(&json_str(jkt));
+    extra.push('}');
+}
+
+/// The `token_type` of a token response: `DPoP` for a DPoP-bound access token (RFC 9449
+/// section 5), `Bearer` otherwise.
+pub fn token_type(jkt: Option<&str>) -> &'static str {
+    if jkt.is_some() {
+        "DPoP"
+    } else {
+        "Bearer"
+    }
+}
+
+/// RFC 9449 sections 5 and 10: a grant bound to a DPoP key is used only with a proof
+/// made with that key.
+pub fn check_dpop_binding(grant: &UserGrant, jkt: Option<&str>) -> Result<(), OAuthError> {
+    match (&grant.dpop_jkt, jkt) {
+        (Some(bound), Some(presented)) if crate::http::browser::ct_eq(bound, presented) => Ok(()),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_grant(
+            "the DPoP proof is made with another key than the grant is bound to",
+        )),
+        (Some(_), None) => Err(OAuthError::invalid_grant(
+            "the grant is bound to a DPoP key: send a DPoP proof made with it",
+        )),
+        (None, _) => Ok(()),
+    }
 }
 
 impl UserGrant {
@@ -137,7 +177,7 @@ pub async fn access_token(
     user_claims: &Map<String, Value>,
     now: i64,
 ) -> Result<(String, i64), OAuthError> {
-    access_token_in_family(state, p, client, grant, user_claims, None, now).await
+    access_token_in_family(state, p, client, grant, user_claims, None, None, now).await
 }
 
 /// An access token for the user of `grant`, issued from refresh-token family `family`
@@ -147,6 +187,7 @@ pub async fn access_token(
 /// claims the granted API scopes and their resources name (`userClaims`) come from
 /// `user_claims`: the user's current claims, or at a refresh without
 /// `updateAccessTokenClaimsOnRefresh` those of the grant.
+#[allow(clippy::too_many_arguments)] // the grant, its family, and its DPoP key
 pub async fn access_token_in_family(
     state: &AppState,
     p: &Projection,
@@ -154,6 +195,7 @@ pub async fn access_token_in_family(
     grant: &UserGrant,
     user_claims: &Map<String, Value>,
     family: Option<&str>,
+    jkt: Option<&str>,
     now: i64,
 ) -> Result<(String, i64), OAuthError> {
     let c = &client.client;
@@ -215,6 +257,9 @@ pub async fn access_token_in_family(
     if send_client_claims {
         extra.push(',');
         extra.push_str(&client.claims_json);
+    }
+    if let Some(jkt) = jkt {
+        push_cnf(&mut extra, jkt);
     }
     let lifetime = i64::from(c.access_token_lifetime);
     let claims = AccessTokenClaims {

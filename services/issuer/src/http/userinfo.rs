@@ -45,13 +45,45 @@ fn invalid_token(description: &str) -> Response {
     bearer_error(StatusCode::UNAUTHORIZED, Some("invalid_token"), description)
 }
 
-/// The token from the Authorization header, or (POST) the form body's `access_token`.
+/// An RFC 9449 section 7.1 error: 401 with `WWW-Authenticate: DPoP ...`.
+fn dpop_error(error: &str, description: &str) -> Response {
+    let algs: Vec<&str> = signet_jose::DPOP_ALGORITHMS
+        .iter()
+        .map(|a| a.as_str())
+        .collect();
+    let challenge = format!(
+        "DPoP realm=\"signet\", error=\"{error}\", error_description=\"{}\", algs=\"{}\"",
+        description.replace(['"', '\\'], "'"),
+        algs.join(" ")
+    );
+    let body = serde_json::json!({"error": error, "error_description": description});
+    let mut r = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    super::error::no_store(r.headers_mut());
+    r
+}
+
+/// Whether the Authorization header uses the DPoP scheme (RFC 9449 section 7.1).
+fn is_dpop(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("dpop"))
+}
+
+/// The token from the Authorization header (`Bearer` or `DPoP`), or (POST) the form body's
+/// `access_token`.
 fn bearer<'a>(headers: &'a HeaderMap, form: Option<&'a str>) -> Result<&'a str, Box<Response>> {
     let from_header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .filter(|(scheme, _)| {
+            scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("dpop")
+        })
         .map(|(_, t)| t.trim());
     match (from_header, form) {
         (Some(_), Some(_)) => Err(Box::new(bearer_error(
@@ -70,7 +102,7 @@ fn bearer<'a>(headers: &'a HeaderMap, form: Option<&'a str>) -> Result<&'a str, 
 
 pub async fn userinfo_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match bearer(&headers, None) {
-        Ok(token) => answer(&state, token).await,
+        Ok(token) => answer(&state, &headers, "GET", token).await,
         Err(r) => *r,
     }
 }
@@ -99,12 +131,12 @@ pub async fn userinfo_post(
         .find(|(k, _)| k == "access_token")
         .map(|(_, v)| v.as_str());
     match bearer(&headers, from_form) {
-        Ok(token) => answer(&state, token).await,
+        Ok(token) => answer(&state, &headers, "POST", token).await,
         Err(r) => *r,
     }
 }
 
-async fn answer(state: &AppState, token: &str) -> Response {
+async fn answer(state: &AppState, headers: &HeaderMap, method: &str, token: &str) -> Response {
     let p = state.projection.load();
     // A JWT or reference access token of this issuer, unexpired, not revoked, whose client
     // and user still exist and are enabled (`introspect::identify` checks all of it).
@@ -124,6 +156,52 @@ async fn answer(state: &AppState, token: &str) -> Response {
             );
         }
     };
+    // RFC 9449 section 7: a DPoP-bound token only with `Authorization: DPoP` and a proof
+    // made with its key for this request; a DPoP request only with a bound token.
+    let bound = claims
+        .get("cnf")
+        .and_then(|c| c.get("jkt"))
+        .and_then(|j| j.as_str())
+        .map(str::to_owned);
+    match (bound, is_dpop(headers)) {
+        (Some(_), false) => {
+            return dpop_error(
+                "invalid_token",
+                "the access token is DPoP-bound: send it with Authorization: DPoP and a proof",
+            )
+        }
+        (None, true) => return invalid_token("the access token is not DPoP-bound"),
+        (Some(jkt), true) => {
+            let now = now();
+            let proof = match super::dpop::proof_header(headers) {
+                Ok(Some(proof)) => proof,
+                Ok(None) => return dpop_error("invalid_dpop_proof", "a DPoP proof is required"),
+                Err(e) => return dpop_error(e.code.as_str(), &e.description),
+            };
+            match super::dpop::check(state, proof, method, "/userinfo", Some(token), now).await {
+                Ok(p) if super::browser::ct_eq(&p.jkt, &jkt) => {}
+                Ok(_) => {
+                    return dpop_error(
+                        "invalid_dpop_proof",
+                        "the DPoP proof is made with another key than the token is bound to",
+                    )
+                }
+                Err(e) if e.code == signet_core::oauth::ErrorCode::TemporarilyUnavailable => {
+                    return bearer_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some("temporarily_unavailable"),
+                        "retry shortly",
+                    )
+                }
+                Err(e) => {
+                    let mut r = dpop_error(e.code.as_str(), &e.description);
+                    super::dpop::add_nonce(state, r.headers_mut(), now).await;
+                    return r;
+                }
+            }
+        }
+        (None, false) => {}
+    }
     let Ok(claims) = serde_json::from_value::<Claims>(serde_json::Value::Object(claims)) else {
         return invalid_token("the access token is invalid");
     };

@@ -117,6 +117,10 @@ struct AdminClaims {
     sid: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     auth_time: Option<serde::de::IgnoredAny>,
+    /// A DPoP-bound token's confirmation (RFC 9449 section 6): such a token is not a
+    /// bearer token, and the admin API takes bearer tokens only.
+    #[serde(default)]
+    cnf: Option<serde::de::IgnoredAny>,
 }
 
 impl AdminClaims {
@@ -180,6 +184,11 @@ async fn require_admin(
     }
     let claims: AdminClaims = serde_json::from_slice(&verified.payload)
         .map_err(|_| invalid("the access token is invalid"))?;
+    if claims.cnf.is_some() {
+        return Err(invalid(
+            "the access token is DPoP-bound; the admin API takes bearer tokens only",
+        ));
+    }
     let now = now();
     if claims.iss != state.config.issuer.as_str() {
         return Err(invalid("the access token was issued by another issuer"));

@@ -99,6 +99,7 @@ pub async fn grant(
     p: &Projection,
     client: &ClientEntry,
     form: &OAuthForm,
+    jkt: Option<&str>,
     now: i64,
 ) -> Result<Response, ProtocolError> {
     if !client.allows(GrantType::AuthorizationCode) && !client.allows(GrantType::Hybrid) {
@@ -169,13 +170,20 @@ pub async fn grant(
         }
         (None, None) => {}
     }
+    // RFC 9449 section 10: a code bound with `dpop_jkt` needs a proof with that key.
+    user_tokens::check_dpop_binding(&grant, jkt)?;
     let user = user_tokens::active_user(state, &grant.sub).await?;
-    issue_tokens(state, p, client, &grant, resources, &user, Some(&key), now).await
+    let issue = Issue {
+        code_key: Some(&key),
+        jkt,
+    };
+    issue_tokens(state, p, client, &grant, resources, &user, issue, now).await
 }
 
 /// The token response for a user's grant (a redeemed code or an approved device code): an
 /// access token, a refresh token when `offline_access` was granted to a client that allows
 /// it, and an ID token for OpenID Connect grants.
+#[allow(clippy::too_many_arguments)] // the grant, what narrows it, and its DPoP key
 pub async fn tokens(
     state: &AppState,
     p: &Projection,
@@ -183,9 +191,22 @@ pub async fn tokens(
     grant: &UserGrant,
     resources: Vec<String>,
     user: &signet_core::user::UserRecord,
+    jkt: Option<&str>,
     now: i64,
 ) -> Result<Response, ProtocolError> {
-    issue_tokens(state, p, client, grant, resources, user, None, now).await
+    let issue = Issue {
+        code_key: None,
+        jkt,
+    };
+    issue_tokens(state, p, client, grant, resources, user, issue, now).await
+}
+
+/// Where tokens come from and what they are bound to.
+struct Issue<'a> {
+    /// The redeemed code's store key, if any.
+    code_key: Option<&'a str>,
+    /// The DPoP key of the request's proof, if any.
+    jkt: Option<&'a str>,
 }
 
 /// [`tokens`], remembering the redemption of the code stored under `code_key` (if any):
@@ -198,9 +219,10 @@ async fn issue_tokens(
     grant: &UserGrant,
     resources: Vec<String>,
     user: &signet_core::user::UserRecord,
-    code_key: Option<&str>,
+    issue: Issue<'_>,
     now: i64,
 ) -> Result<Response, ProtocolError> {
+    let Issue { code_key, jkt } = issue;
     // RFC 8707: the access token is for the requested resources (among those granted);
     // the refresh token keeps the whole grant.
     let access_grant = grant.for_resources(p, resources, state.config.default_algorithm)?;
@@ -211,7 +233,13 @@ async fn issue_tokens(
             .iter()
             .any(|s| s == signet_core::commands::OFFLINE_ACCESS)
     {
-        Some(super::refresh_token::issue(state, p, client, grant, &user.claims, now).await?)
+        // RFC 9449 section 5: a public client's refresh tokens are bound to its DPoP key
+        // (a confidential client's are bound to its authentication instead).
+        let mut family_grant = grant.clone();
+        family_grant.dpop_jkt = jkt
+            .filter(|_| !client.client.require_client_secret)
+            .map(str::to_owned);
+        Some(super::refresh_token::issue(state, p, client, &family_grant, &user.claims, now).await?)
     } else {
         None
     };
@@ -253,12 +281,13 @@ async fn issue_tokens(
         &access_grant,
         &user.claims,
         family,
+        jkt,
         now,
     )
     .await?;
     let mut body = json!({
         "access_token": access_token,
-        "token_type": "Bearer",
+        "token_type": user_tokens::token_type(jkt),
         "expires_in": lifetime,
         "scope": access_grant.scopes.join(" "),
     });

@@ -63,6 +63,8 @@ pub enum Issued {
         claims: Vec<u8>,
         lifetime: i64,
         scope: String,
+        /// `DPoP` or `Bearer`.
+        token_type: &'static str,
     },
 }
 
@@ -71,6 +73,7 @@ pub fn grant(
     p: &Projection,
     client: &ClientEntry,
     form: &OAuthForm,
+    jkt: Option<&str>,
     now: i64,
 ) -> Result<Issued, ProtocolError> {
     let c = &client.client;
@@ -111,6 +114,13 @@ pub fn grant(
         None
     };
     let lifetime = i64::from(c.access_token_lifetime);
+    // A DPoP-bound token (RFC 9449 section 6.1): `cnf` after the client's claims.
+    let bound_extra = jkt.map(|jkt| {
+        let mut extra = client.claims_json.clone();
+        crate::http::user_tokens::push_cnf(&mut extra, jkt);
+        extra
+    });
+    let token_type = crate::http::user_tokens::token_type(jkt);
     let claims = AccessTokenClaims {
         iss: state.config.issuer.as_str(),
         sub: &c.client_id,
@@ -120,7 +130,7 @@ pub fn grant(
         iat: now,
         exp: now + lifetime,
         jti: jti.as_deref(),
-        extra_json: &client.claims_json,
+        extra_json: bound_extra.as_deref().unwrap_or(&client.claims_json),
     };
     if c.access_token_type == AccessTokenType::Reference {
         let mut buf = Vec::with_capacity(512);
@@ -129,6 +139,7 @@ pub fn grant(
             claims: buf,
             lifetime,
             scope: grant.scopes.join(" "),
+            token_type,
         });
     }
     let token = CLAIMS.with(|buf| {
@@ -147,6 +158,7 @@ pub fn grant(
     crate::telemetry::token_issued("client_credentials", grant.alg.as_str());
     Ok(Issued::Response(token_response(
         &token,
+        token_type,
         lifetime,
         &grant.scopes,
     )))
@@ -158,6 +170,7 @@ pub async fn store_reference(
     claims: &[u8],
     lifetime: i64,
     scope: &str,
+    token_type: &'static str,
 ) -> Result<Response, ProtocolError> {
     use crate::http::browser::{digest_key, random_token, StoreResult};
     let handle = random_token()?;
@@ -174,15 +187,22 @@ pub async fn store_reference(
         .or_unavailable()?;
     crate::telemetry::token_issued("client_credentials", "reference");
     let scopes: Vec<&str> = scope.split(' ').filter(|s| !s.is_empty()).collect();
-    Ok(token_response(&handle, lifetime, &scopes))
+    Ok(token_response(&handle, token_type, lifetime, &scopes))
 }
 
 /// RFC 6749 section 5.1.
-pub fn token_response(access_token: &str, expires_in: i64, scopes: &[&str]) -> Response {
+pub fn token_response(
+    access_token: &str,
+    token_type: &'static str,
+    expires_in: i64,
+    scopes: &[&str],
+) -> Response {
     let mut body = String::with_capacity(access_token.len() + 96);
     body.push_str("{\"access_token\":\"");
     body.push_str(access_token); // base64url and dots: nothing to escape
-    body.push_str("\",\"token_type\":\"Bearer\",\"expires_in\":");
+    body.push_str("\",\"token_type\":\"");
+    body.push_str(token_type);
+    body.push_str("\",\"expires_in\":");
     // Writing an integer into a String cannot fail.
     let _ = write!(body, "{expires_in}");
     body.push_str(",\"scope\":\"");

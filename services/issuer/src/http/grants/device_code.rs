@@ -34,6 +34,7 @@ pub async fn grant(
     p: &Projection,
     client: &ClientEntry,
     form: &OAuthForm,
+    jkt: Option<&str>,
     now: i64,
 ) -> Result<Response, ProtocolError> {
     if !client.allows(GrantType::DeviceCode) {
@@ -97,6 +98,7 @@ pub async fn grant(
                         &user_grant,
                         resources,
                         &user,
+                        jkt,
                         now,
                     )
                     .await

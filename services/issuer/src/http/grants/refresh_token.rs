@@ -242,6 +242,7 @@ pub async fn grant(
     p: &Projection,
     client: &ClientEntry,
     form: &OAuthForm,
+    jkt: Option<&str>,
     now: i64,
 ) -> Result<Response, ProtocolError> {
     let c = &client.client;
@@ -272,6 +273,8 @@ pub async fn grant(
             }
             let record: RefreshRecord =
                 serde_json::from_slice(&current.value).map_err(|_| invalid())?;
+            // RFC 9449 section 5: a bound family needs a proof with its key.
+            user_tokens::check_dpop_binding(&record.grant, jkt)?;
             if sliding_reuse(client) {
                 let open = state
                     .store
@@ -305,6 +308,11 @@ pub async fn grant(
                     || !resources.is_empty()
                     || !r.grant.resources.is_empty()
             };
+            // RFC 9449 section 5: checked before the rotation, so a request without the
+            // family's key does not use the token up.
+            if let Some(r) = record.as_ref().filter(|r| r.grant.client_id == c.client_id) {
+                user_tokens::check_dpop_binding(&r.grant, jkt)?;
+            }
             if let Some(r) = record
                 .as_ref()
                 .filter(|r| r.grant.client_id == c.client_id && may_refuse(r))
@@ -407,13 +415,14 @@ pub async fn grant(
         &access_grant,
         user_claims,
         Some(family),
+        jkt,
         now,
     )
     .await?;
     let refresh_token = new_token.unwrap_or_else(|| token.to_owned());
     let mut body = json!({
         "access_token": access_token,
-        "token_type": "Bearer",
+        "token_type": user_tokens::token_type(jkt),
         "expires_in": lifetime,
         "scope": grant.scopes.join(" "),
         "refresh_token": refresh_token,

@@ -23,6 +23,7 @@ pub async fn grant(
     p: &Projection,
     client: &ClientEntry,
     form: &OAuthForm,
+    jkt: Option<&str>,
     now: i64,
 ) -> Result<Response, ProtocolError> {
     if !client.allows(GrantType::TokenExchange) {
@@ -107,15 +108,24 @@ pub async fn grant(
         amr: vec!["apikey".into()],
         code_challenge: None,
         resources: Vec::new(),
+        dpop_jkt: None,
     };
     let user = user_tokens::active_user(state, &grant.sub).await?;
-    let (access_token, lifetime) =
-        user_tokens::access_token_in_family(state, p, client, &grant, &user.claims, Some(id), now)
-            .await?;
+    let (access_token, lifetime) = user_tokens::access_token_in_family(
+        state,
+        p,
+        client,
+        &grant,
+        &user.claims,
+        Some(id),
+        jkt,
+        now,
+    )
+    .await?;
     let mut resp = axum::response::IntoResponse::into_response(axum::Json(json!({
         "access_token": access_token,
         "issued_token_type": ACCESS_TOKEN_TYPE,
-        "token_type": "Bearer",
+        "token_type": user_tokens::token_type(jkt),
         "expires_in": lifetime,
         "scope": grant.scopes.join(" "),
     })));
