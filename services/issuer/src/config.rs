@@ -185,6 +185,9 @@ pub struct NodeConfig {
     /// The polling interval devices are told (RFC 8628 `interval`,
     /// `--device-poll-interval`).
     pub device_poll_interval: Duration,
+    /// Serve `/oauth2/register` (RFC 7591/7592) for holders of an initial access token
+    /// (`--dynamic-client-registration`); off: 404 there, and discovery does not name it.
+    pub dynamic_client_registration: bool,
 }
 
 /// How back-channel logout deliveries are retried.
@@ -263,6 +266,7 @@ impl NodeConfig {
             backchannel: BackchannelConfig::default(),
             require_pushed_authorization_requests: false,
             device_poll_interval: Duration::from_secs(5),
+            dynamic_client_registration: false,
         }
     }
 }

@@ -134,6 +134,11 @@ pub struct NodeArgs {
     /// `requirePushedAuthorization` must push [default: false]
     #[arg(long, env = "SIGNET_REQUIRE_PUSHED_AUTHORIZATION_REQUESTS")]
     pub require_pushed_authorization_requests: bool,
+    /// Serve dynamic client registration at /oauth2/register (RFC 7591, managed through
+    /// /oauth2/register/{client_id}, RFC 7592) for holders of an initial access token
+    /// (`/admin/v1/InitialAccessToken`); open registration is not offered [default: false]
+    #[arg(long, env = "SIGNET_DYNAMIC_CLIENT_REGISTRATION")]
+    pub dynamic_client_registration: bool,
 }
 
 /// `2s`, `250ms` or a bare number of seconds.
@@ -268,6 +273,7 @@ pub struct FileConfig {
     pub backchannel_retry_base: Option<String>,
     pub backchannel_max_attempts: Option<u32>,
     pub require_pushed_authorization_requests: Option<bool>,
+    pub dynamic_client_registration: Option<bool>,
     pub nats: Option<String>,
     pub stream: Option<String>,
     pub replicas: Option<usize>,
@@ -353,6 +359,9 @@ impl NodeArgs {
             || file.require_pushed_authorization_requests.unwrap_or(false)
         {
             config.require_pushed_authorization_requests = true;
+        }
+        if self.dynamic_client_registration || file.dynamic_client_registration.unwrap_or(false) {
+            config.dynamic_client_registration = true;
         }
         if let Some(secs) = self.session_lifetime.or(file.session_lifetime) {
             anyhow::ensure!(
@@ -540,6 +549,24 @@ mod tests {
         std::fs::write(&file, "insecure_allow_any_redirect_uri = true\n").unwrap();
         let c = args(&[]).resolve(Some(&file)).unwrap();
         assert_eq!(c.client_policy.redirect_uris, RedirectUriPolicy::AllowAny);
+    }
+
+    #[test]
+    fn dynamic_client_registration_is_off_unless_asked_for() {
+        assert!(!args(&[]).resolve(None).unwrap().dynamic_client_registration);
+        let c = args(&["--dynamic-client-registration"])
+            .resolve(None)
+            .unwrap();
+        assert!(c.dynamic_client_registration);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("signet.toml");
+        std::fs::write(&file, "dynamic_client_registration = true\n").unwrap();
+        assert!(
+            args(&[])
+                .resolve(Some(&file))
+                .unwrap()
+                .dynamic_client_registration
+        );
     }
 
     #[test]

@@ -62,6 +62,9 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         "request_object_signing_alg_values_supported": assertion_algs,
         "scopes_supported": scopes,
     });
+    if state.config.dynamic_client_registration {
+        doc["registration_endpoint"] = json!(issuer.endpoint("/oauth2/register"));
+    }
     if oidc {
         let mut claims: Vec<&str> = p
             .scopes(ScopeKind::Identity)
