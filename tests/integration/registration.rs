@@ -615,3 +615,135 @@ async fn a_registration_at_one_node_works_at_another_and_uses_are_counted_across
     }
     Ok(())
 }
+
+/// The token a `signet admin` run printed (`token: VALUE  (shown once...)`).
+fn printed_token(stdout: &str) -> Option<String> {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("token: "))?;
+    Some(
+        line.trim_start()["token: ".len()..]
+            .split_whitespace()
+            .next()?
+            .to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn signet_admin_and_the_openapi_document_cover_initial_access_tokens() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = serve(dir.path()).await?;
+    let admin = crate::admin_cli::Admin::for_node(&s);
+    let file = dir.path().join("objects.yaml");
+    let objects = "\
+- kind: ApiScope
+  spec: {name: jobs.run}
+- kind: InitialAccessToken
+  spec: {id: ci, description: CI runners, maxUses: 2, lifetime: 3600,
+         allowedGrantTypes: [client_credentials], allowedScopes: [jobs.run]}
+";
+    std::fs::write(&file, objects)?;
+    let out = admin
+        .run(&["apply", "-f", file.to_str().context("path")?])
+        .await;
+    let token = printed_token(out.ok()).with_context(|| format!("no token in {out:?}"))?;
+    // The printed token registers a client.
+    let endpoint = format!("{}/oauth2/register", s.issuer);
+    let body = json!({"grant_types": ["client_credentials"]});
+    let (status, _, answer) =
+        call(s.http(), Method::POST, &endpoint, Some(&token), Some(&body)).await?;
+    assert_eq!(status, 201, "{answer}");
+    // Applying again changes nothing and prints no token; a changed token is refused.
+    let out = admin
+        .run(&["apply", "-f", file.to_str().context("path")?])
+        .await;
+    assert!(printed_token(out.ok()).is_none(), "{out:?}");
+    std::fs::write(&file, objects.replace("maxUses: 2", "maxUses: 3"))?;
+    let out = admin
+        .run(&["apply", "-f", file.to_str().context("path")?])
+        .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("tokens are not replaced"), "{out:?}");
+
+    let out = admin.run(&["initial-access-token", "list"]).await;
+    assert!(
+        out.ok().contains("ci") && out.stdout.contains("CI runners"),
+        "{out:?}"
+    );
+    let out = admin
+        .run(&["initial-access-token", "get", "ci", "-o", "json"])
+        .await;
+    let shown: Value = serde_json::from_str(out.ok())?;
+    assert_eq!(shown["uses"], 1);
+    assert!(shown.get("token").is_none() && !out.stdout.contains(&token));
+    let one = dir.path().join("one.json");
+    std::fs::write(
+        &one,
+        r#"{"id": "nightly", "allowedGrantTypes": ["client_credentials"], "allowedScopes": ["jobs.run"]}"#,
+    )?;
+    let out = admin
+        .run(&[
+            "initial-access-token",
+            "create",
+            "-f",
+            one.to_str().context("path")?,
+        ])
+        .await;
+    let second = printed_token(out.ok()).with_context(|| format!("{out:?}"))?;
+    assert!(second.starts_with("nightly."));
+    let out = admin
+        .run(&[
+            "initial-access-token",
+            "update",
+            "-f",
+            one.to_str().context("path")?,
+        ])
+        .await;
+    out.one_line(2);
+    std::fs::write(&one, r#"{"id": "bad", "maxUses": 0}"#)?;
+    let out = admin
+        .run(&[
+            "initial-access-token",
+            "create",
+            "-f",
+            one.to_str().context("path")?,
+        ])
+        .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("maxUses"), "{out:?}");
+    admin
+        .run(&["initial-access-token", "delete", "ci"])
+        .await
+        .ok();
+    let out = admin.run(&["initial-access-token", "get", "ci"]).await;
+    out.one_line(5);
+
+    // The OpenAPI document describes the resource.
+    let doc: Value = s
+        .http()
+        .get(format!("{}/openapi.json", s.admin))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let paths = &doc["paths"];
+    for (path, methods) in [
+        ("/admin/v1/InitialAccessToken", &["get", "post"][..]),
+        ("/admin/v1/InitialAccessToken/{id}", &["get", "delete"][..]),
+    ] {
+        for m in methods {
+            assert!(paths[path].get(*m).is_some(), "{path} {m}: {paths}");
+        }
+    }
+    let schema = &doc["components"]["schemas"]["InitialAccessTokenInput"]["properties"];
+    for field in [
+        "maxUses",
+        "redirectUriPatterns",
+        "allowPublicClients",
+        "maxAccessTokenLifetime",
+    ] {
+        assert!(schema.get(field).is_some(), "{field}: {schema}");
+    }
+    s.stop().await?;
+    Ok(())
+}
