@@ -747,3 +747,86 @@ async fn signet_admin_and_the_openapi_document_cover_initial_access_tokens() -> 
     s.stop().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn software_statements_from_a_trusted_key_override_the_metadata() -> anyhow::Result<()> {
+    use crate::high_security::{assertion_form, claims, ClientKeyPair};
+    use signet_jose::Algorithm;
+    let dir = tempfile::tempdir()?;
+    let vendor = ClientKeyPair::new(Algorithm::ES256, "vendor-1");
+    let jwks = dir.path().join("vendors.jwks");
+    std::fs::write(
+        &jwks,
+        json!({"keys": [serde_json::from_str::<Value>(&vendor.public_jwk())?]}).to_string(),
+    )?;
+    let s = Serve::start(
+        &dir.path().join("data"),
+        ServeOptions {
+            extra_args: vec![
+                FLAG.into(),
+                "--registration-software-statement-jwks".into(),
+                jwks.to_str().context("path")?.into(),
+            ],
+            ..Default::default()
+        },
+    )
+    .await?;
+    orders_api(&s).await?;
+    let (_, iat) = initial_access_token(
+        &s,
+        json!({"allowedGrantTypes": ["client_credentials"], "allowedScopes": ["orders.read"]}),
+    )
+    .await?;
+    let endpoint = format!("{}/oauth2/register", s.issuer);
+    // The client's own key, for private_key_jwt, comes inside the signed statement.
+    let client_key = ClientKeyPair::new(Algorithm::EdDSA, "app-key");
+    let statement = vendor.sign(&json!({
+        "iss": "https://vendor.example", "client_name": "Signed Name",
+        "grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": {"keys": [serde_json::from_str::<Value>(&client_key.public_jwk())?]},
+        "exp": crate::high_security::now() + 300,
+    }));
+    let body = json!({"client_name": "Plain Name", "token_endpoint_auth_method": "client_secret_basic",
+        "software_statement": statement});
+    let (status, _, answer) =
+        call(s.http(), Method::POST, &endpoint, Some(&iat), Some(&body)).await?;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["client_name"], "Signed Name");
+    assert_eq!(answer["token_endpoint_auth_method"], "private_key_jwt");
+    assert_eq!(answer["software_statement_iss"], "https://vendor.example");
+    assert!(answer.get("client_secret").is_none(), "{answer}");
+    assert_eq!(answer["jwks"]["keys"][0]["kid"], "app-key");
+    let client_id = answer["client_id"].as_str().context("client_id")?;
+    let assertion = client_key.sign(&claims(client_id, &s.issuer));
+    let (status, _, token) = s
+        .token_request(None, &assertion_form(&assertion, "orders.read"))
+        .await?;
+    assert_eq!(
+        status, 200,
+        "the registered key authenticates the client: {token}"
+    );
+
+    // A statement signed by another key, an HMAC one, or an expired one is refused.
+    let stranger = ClientKeyPair::new(Algorithm::ES256, "vendor-1");
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let hmac = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"iss": "https://vendor.example"}),
+        &jsonwebtoken::EncodingKey::from_secret(vendor.public_jwk().as_bytes()),
+    )?;
+    for bad in [
+        stranger.sign(&json!({"iss": "https://vendor.example"})),
+        hmac,
+        vendor.sign(&json!({"iss": "https://vendor.example", "exp": 1})),
+        vendor.sign(&json!({"client_name": "no issuer"})),
+        "not-a-jwt".to_owned(),
+    ] {
+        let body = json!({"grant_types": ["client_credentials"], "software_statement": bad});
+        let (status, _, answer) =
+            call(s.http(), Method::POST, &endpoint, Some(&iat), Some(&body)).await?;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"], "invalid_software_statement", "{answer}");
+    }
+    s.stop().await?;
+    Ok(())
+}

@@ -487,6 +487,13 @@ pub enum RegistrationError {
     /// RFC 7591 section 3.2.2: some metadata is invalid or not allowed.
     #[error("{0}")]
     InvalidClientMetadata(String),
+    /// RFC 7591 section 3.2.2: the software statement is invalid (signature, claims).
+    #[error("{0}")]
+    InvalidSoftwareStatement(String),
+    /// RFC 7591 section 3.2.2: software statements are not accepted here, or not from
+    /// this issuer.
+    #[error("{0}")]
+    UnapprovedSoftwareStatement(String),
 }
 
 impl RegistrationError {
@@ -494,6 +501,8 @@ impl RegistrationError {
         match self {
             RegistrationError::InvalidRedirectUri(_) => "invalid_redirect_uri",
             RegistrationError::InvalidClientMetadata(_) => "invalid_client_metadata",
+            RegistrationError::InvalidSoftwareStatement(_) => "invalid_software_statement",
+            RegistrationError::UnapprovedSoftwareStatement(_) => "unapproved_software_statement",
         }
     }
 
@@ -633,6 +642,51 @@ impl Metadata {
             client_secret: string("client_secret")?,
         })
     }
+}
+
+/// Merges the verified claims of a software statement into the request's metadata (RFC
+/// 7591 section 2.3: they take precedence over the plain values). The JWT's own claims
+/// (`iss`, `iat`, `exp`, `nbf`, `jti`, `aud`) are not metadata and stay out. Answers the
+/// statement's `iss`, which must be present. `now` checks `exp` and `nbf`.
+pub fn merge_software_statement(
+    body: &mut Map<String, Value>,
+    claims: &[u8],
+    now: UnixTime,
+) -> Result<String, RegistrationError> {
+    let invalid = |d: &str| RegistrationError::InvalidSoftwareStatement(d.to_owned());
+    let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(claims) else {
+        return Err(invalid(
+            "the software statement's payload is not a JSON object",
+        ));
+    };
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| invalid("the software statement has no iss"))?
+        .to_owned();
+    if claims
+        .get("exp")
+        .is_some_and(|e| e.as_i64().is_none_or(|e| e <= now))
+    {
+        return Err(invalid("the software statement has expired"));
+    }
+    if claims
+        .get("nbf")
+        .is_some_and(|n| n.as_i64().is_none_or(|n| n > now + 30))
+    {
+        return Err(invalid("the software statement is not valid yet"));
+    }
+    for (k, v) in claims {
+        if !matches!(
+            k.as_str(),
+            "iss" | "iat" | "exp" | "nbf" | "jti" | "aud" | "sub" | "software_statement"
+        ) {
+            body.insert(k, v);
+        }
+    }
+    body.remove("software_statement");
+    Ok(iss)
 }
 
 /// What [`build_client`] decided besides the client.

@@ -139,6 +139,16 @@ pub struct NodeArgs {
     /// (`/admin/v1/InitialAccessToken`); open registration is not offered [default: false]
     #[arg(long, env = "SIGNET_DYNAMIC_CLIENT_REGISTRATION")]
     pub dynamic_client_registration: bool,
+    /// A JWKS file (`{"keys": [...]}`, public RSA 2048+, P-256 or Ed25519 keys) whose
+    /// signed software statements registration accepts (RFC 7591 section 2.3; their claims
+    /// override the plain metadata). Without it a software statement is refused
+    /// (`unapproved_software_statement`)
+    #[arg(
+        long,
+        env = "SIGNET_REGISTRATION_SOFTWARE_STATEMENT_JWKS",
+        value_name = "PATH"
+    )]
+    pub registration_software_statement_jwks: Option<PathBuf>,
 }
 
 /// `2s`, `250ms` or a bare number of seconds.
@@ -274,6 +284,7 @@ pub struct FileConfig {
     pub backchannel_max_attempts: Option<u32>,
     pub require_pushed_authorization_requests: Option<bool>,
     pub dynamic_client_registration: Option<bool>,
+    pub registration_software_statement_jwks: Option<PathBuf>,
     pub nats: Option<String>,
     pub stream: Option<String>,
     pub replicas: Option<usize>,
@@ -362,6 +373,15 @@ impl NodeArgs {
         }
         if self.dynamic_client_registration || file.dynamic_client_registration.unwrap_or(false) {
             config.dynamic_client_registration = true;
+        }
+        if let Some(path) = self
+            .registration_software_statement_jwks
+            .or(file.registration_software_statement_jwks.clone())
+        {
+            config.software_statement_keys = Some(
+                signet_issuer::config::software_statement_keys(&path)
+                    .map_err(anyhow::Error::msg)?,
+            );
         }
         if let Some(secs) = self.session_lifetime.or(file.session_lifetime) {
             anyhow::ensure!(

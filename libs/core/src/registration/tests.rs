@@ -265,3 +265,27 @@ fn initial_access_token_bodies() {
         .unwrap_err();
     assert_eq!(e.errors[0].field, "id");
 }
+
+#[test]
+fn software_statement_claims_take_precedence() {
+    let mut body = json!({"client_name": "Plain", "redirect_uris": ["https://a.example/cb"], "software_statement": "x.y.z"})
+        .as_object()
+        .unwrap()
+        .clone();
+    let claims =
+        json!({"iss": "https://vendor.example", "client_name": "Signed", "exp": 2000, "jti": "1"});
+    let iss = merge_software_statement(&mut body, claims.to_string().as_bytes(), 1000).unwrap();
+    assert_eq!(iss, "https://vendor.example");
+    assert_eq!(body["client_name"], "Signed");
+    assert!(!body.contains_key("software_statement") && !body.contains_key("jti"));
+    for (claims, now) in [
+        (json!({"client_name": "no iss"}), 1000),
+        (json!({"iss": "v", "exp": 999}), 1000),
+        (json!({"iss": "v", "nbf": 5000}), 1000),
+        (json!(["not", "an", "object"]), 1000),
+    ] {
+        let e = merge_software_statement(&mut Map::new(), claims.to_string().as_bytes(), now)
+            .unwrap_err();
+        assert_eq!(e.code(), "invalid_software_statement", "{claims}");
+    }
+}

@@ -165,6 +165,39 @@ async fn metadata_body(req: Request<Body>) -> Result<Map<String, Value>, Registe
     }
 }
 
+/// RFC 7591 section 2.3: a `software_statement` is verified with the configured trusted
+/// keys (asymmetric algorithms only) and its claims override the plain metadata. Answers
+/// its `iss`, or `None` when the body has none.
+fn software_statement(
+    state: &AppState,
+    body: &mut Map<String, Value>,
+) -> Result<Option<String>, RegisterError> {
+    let Some(statement) = body.get("software_statement") else {
+        return Ok(None);
+    };
+    let Some(statement) = statement.as_str().map(str::to_owned) else {
+        return Err(RegistrationError::InvalidSoftwareStatement(
+            "software_statement must be a signed JWT (a string)".into(),
+        )
+        .into());
+    };
+    let Some(keys) = &state.config.software_statement_keys else {
+        return Err(RegistrationError::UnapprovedSoftwareStatement(
+            "this server accepts no software statements".into(),
+        )
+        .into());
+    };
+    let verified = signet_jose::verify_with_client_keys(&statement, keys).map_err(|e| {
+        tracing::info!(error = %e, "software statement refused");
+        RegistrationError::InvalidSoftwareStatement(
+            "the software statement is not signed by a trusted key with an asymmetric algorithm"
+                .into(),
+        )
+    })?;
+    let iss = signet_core::registration::merge_software_statement(body, &verified.payload, now())?;
+    Ok(Some(iss))
+}
+
 fn registration_uri(state: &AppState, client_id: &str) -> String {
     state
         .config
@@ -212,7 +245,8 @@ async fn register_inner(state: &AppState, req: Request<Body>) -> Result<Response
         }
         (entry.token.id.clone(), entry.token.policy.clone())
     };
-    let body = metadata_body(req).await?;
+    let mut body = metadata_body(req).await?;
+    let statement_iss = software_statement(state, &mut body)?;
     let meta = Metadata::from_object(&body)?;
     if meta.client_id.is_some() || meta.client_secret.is_some() {
         return Err(RegistrationError::InvalidClientMetadata(
@@ -231,7 +265,7 @@ async fn register_inner(state: &AppState, req: Request<Body>) -> Result<Response
         token_endpoint_auth_method: built.token_endpoint_auth_method.clone(),
         application_type: built.application_type.clone(),
         issued_at: now(),
-        software_statement_iss: None,
+        software_statement_iss: statement_iss,
     };
     let cmd = Command::RegisterClient {
         client: Box::new(client),
@@ -380,7 +414,8 @@ async fn update_inner(
 ) -> Result<Response, RegisterError> {
     enabled(state)?;
     let old = authorize(state, req.headers(), &client_id)?;
-    let body = metadata_body(req).await?;
+    let mut body = metadata_body(req).await?;
+    let statement_iss = software_statement(state, &mut body)?;
     let meta = Metadata::from_object(&body)?;
     if meta.client_id.as_deref() != Some(client_id.as_str()) {
         return Err(RegistrationError::InvalidClientMetadata(
@@ -414,6 +449,7 @@ async fn update_inner(
     let registration = RegistrationInfo {
         token_endpoint_auth_method: built.token_endpoint_auth_method.clone(),
         application_type: built.application_type.clone(),
+        software_statement_iss: statement_iss,
         ..old
     };
     let actor = Actor(format!("registration:{client_id}"));
