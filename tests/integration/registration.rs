@@ -492,6 +492,30 @@ async fn registrations_that_break_the_rules_are_refused() -> anyhow::Result<()> 
         .admin_call(Method::GET, "/InitialAccessToken/missing", None)
         .await?;
     assert_eq!(status, 404);
+    let (status, _) = s
+        .admin_call(
+            Method::PUT,
+            "/InitialAccessToken",
+            Some(&json!({"id": "missing"})),
+        )
+        .await?;
+    assert_eq!(status, 404);
+    let (status, answer) = s
+        .admin_call(
+            Method::PUT,
+            "/InitialAccessToken",
+            Some(&json!({"description": "no id"})),
+        )
+        .await?;
+    assert_eq!((status, answer["field"].as_str()), (400, Some("id")));
+    let (status, answer) = s
+        .admin_call(
+            Method::PUT,
+            "/InitialAccessToken",
+            Some(&json!({"id": "fixed", "maxUses": 0})),
+        )
+        .await?;
+    assert_eq!((status, answer["field"].as_str()), (400, Some("maxUses")));
     s.stop().await?;
     Ok(())
 }
@@ -653,7 +677,8 @@ async fn signet_admin_and_the_openapi_document_cover_initial_access_tokens() -> 
     let (status, _, answer) =
         call(s.http(), Method::POST, &endpoint, Some(&token), Some(&body)).await?;
     assert_eq!(status, 201, "{answer}");
-    // Applying again changes nothing and prints no token; a changed token is refused.
+    // Applying again changes nothing and prints no token; a change replaces the token,
+    // which keeps its value and its uses.
     let out = admin
         .run(&["apply", "-f", file.to_str().context("path")?])
         .await;
@@ -662,9 +687,11 @@ async fn signet_admin_and_the_openapi_document_cover_initial_access_tokens() -> 
     let out = admin
         .run(&["apply", "-f", file.to_str().context("path")?])
         .await;
-    assert_eq!(out.code, 2, "{out:?}");
-    assert!(out.stderr.contains("tokens are not replaced"), "{out:?}");
-
+    assert!(printed_token(out.ok()).is_none(), "{out:?}");
+    assert!(
+        out.stdout.contains("maxUses"),
+        "the diff names the field: {out:?}"
+    );
     let out = admin.run(&["initial-access-token", "list"]).await;
     assert!(
         out.ok().contains("ci") && out.stdout.contains("CI runners"),
@@ -674,7 +701,13 @@ async fn signet_admin_and_the_openapi_document_cover_initial_access_tokens() -> 
         .run(&["initial-access-token", "get", "ci", "-o", "json"])
         .await;
     let shown: Value = serde_json::from_str(out.ok())?;
-    assert_eq!(shown["uses"], 1);
+    assert_eq!(
+        (shown["uses"].as_u64(), shown["maxUses"].as_u64()),
+        (Some(1), Some(3))
+    );
+    let (status, _, answer) =
+        call(s.http(), Method::POST, &endpoint, Some(&token), Some(&body)).await?;
+    assert_eq!(status, 201, "the replaced token keeps its value: {answer}");
     assert!(shown.get("token").is_none() && !out.stdout.contains(&token));
     let one = dir.path().join("one.json");
     std::fs::write(
@@ -691,6 +724,10 @@ async fn signet_admin_and_the_openapi_document_cover_initial_access_tokens() -> 
         .await;
     let second = printed_token(out.ok()).with_context(|| format!("{out:?}"))?;
     assert!(second.starts_with("nightly."));
+    std::fs::write(
+        &one,
+        r#"{"id": "nightly", "description": "renamed", "allowedScopes": ["jobs.run"]}"#,
+    )?;
     let out = admin
         .run(&[
             "initial-access-token",
@@ -699,7 +736,16 @@ async fn signet_admin_and_the_openapi_document_cover_initial_access_tokens() -> 
             one.to_str().context("path")?,
         ])
         .await;
-    out.one_line(2);
+    out.ok();
+    let (_, nightly) = s
+        .admin_call(Method::GET, "/InitialAccessToken/nightly", None)
+        .await?;
+    assert_eq!(nightly["description"], "renamed");
+    assert_eq!(
+        nightly["allowedGrantTypes"],
+        json!(["authorization_code"]),
+        "replaced, defaults and all"
+    );
     std::fs::write(&one, r#"{"id": "bad", "maxUses": 0}"#)?;
     let out = admin
         .run(&[
@@ -728,7 +774,7 @@ async fn signet_admin_and_the_openapi_document_cover_initial_access_tokens() -> 
         .await?;
     let paths = &doc["paths"];
     for (path, methods) in [
-        ("/admin/v1/InitialAccessToken", &["get", "post"][..]),
+        ("/admin/v1/InitialAccessToken", &["get", "post", "put"][..]),
         ("/admin/v1/InitialAccessToken/{id}", &["get", "delete"][..]),
     ] {
         for m in methods {

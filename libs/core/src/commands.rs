@@ -37,6 +37,8 @@ pub enum Command {
     DeleteScope(ScopeKind, String),
     /// An initial access token, already checked on its own (`into_record`).
     CreateInitialAccessToken(Box<InitialAccessToken>),
+    /// A replacement record, built over the stored one (same value, creation and uses).
+    ReplaceInitialAccessToken(Box<InitialAccessToken>),
     DeleteInitialAccessToken(String),
     /// Takes one use of an initial access token for a registration (refused when it is
     /// gone, expired at `now`, or used up).
@@ -122,6 +124,18 @@ fn check_resource_scopes(
                 format!("ApiScope {s:?} does not exist"),
             ),
         }
+    }
+    c.finish()
+}
+
+fn check_token_scopes(p: &Projection, t: &InitialAccessToken) -> Result<(), ValidationErrors> {
+    let mut c = Collector::default();
+    for (i, s) in t.policy.allowed_scopes.iter().enumerate() {
+        c.check(
+            s == OFFLINE_ACCESS || p.scope(s).is_some(),
+            format!("allowedScopes[{i}]"),
+            format!("scope {s:?} does not exist"),
+        );
     }
     c.finish()
 }
@@ -343,16 +357,21 @@ pub fn decide_with(
                 },
             })
         }
-        Command::CreateInitialAccessToken(t) => {
-            let mut c = Collector::default();
-            for (i, s) in t.policy.allowed_scopes.iter().enumerate() {
-                c.check(
-                    s == OFFLINE_ACCESS || p.scope(s).is_some(),
-                    format!("allowedScopes[{i}]"),
-                    format!("scope {s:?} does not exist"),
-                );
+        Command::ReplaceInitialAccessToken(t) => {
+            check_token_scopes(p, &t)?;
+            if p.initial_access_token(&t.id).is_none() {
+                return Err(CommandError::NotFound(format!(
+                    "initial access token {:?}",
+                    t.id
+                )));
             }
-            c.finish()?;
+            Ok(Decision {
+                expected_version: p.version(Aggregate::InitialAccessToken, &t.id),
+                event: Event::InitialAccessTokenReplaced(t),
+            })
+        }
+        Command::CreateInitialAccessToken(t) => {
+            check_token_scopes(p, &t)?;
             if p.initial_access_token(&t.id).is_some() {
                 return Err(CommandError::AlreadyExists(format!(
                     "initial access token {:?}",

@@ -100,6 +100,9 @@ pub enum Event {
     /// An admin created an initial access token (it holds the SHA-256 of the value).
     #[serde(rename = "initial_access_token.created")]
     InitialAccessTokenCreated(Box<InitialAccessToken>),
+    /// An admin replaced a token's description, expiry, uses or policy (its value stays).
+    #[serde(rename = "initial_access_token.replaced")]
+    InitialAccessTokenReplaced(Box<InitialAccessToken>),
     /// A registration used an initial access token (appended with the token's expected
     /// version, so two nodes cannot both take its last use).
     #[serde(rename = "initial_access_token.used", rename_all = "camelCase")]
@@ -180,7 +183,9 @@ impl Event {
             Event::ClientRegistered(r) | Event::ClientRegistrationReplaced(r) => {
                 (Aggregate::Client, &r.client.client_id)
             }
-            Event::InitialAccessTokenCreated(t) => (Aggregate::InitialAccessToken, &t.id),
+            Event::InitialAccessTokenCreated(t) | Event::InitialAccessTokenReplaced(t) => {
+                (Aggregate::InitialAccessToken, &t.id)
+            }
             Event::InitialAccessTokenUsed { id, .. } | Event::InitialAccessTokenDeleted { id } => {
                 (Aggregate::InitialAccessToken, id)
             }
@@ -210,7 +215,9 @@ impl Event {
                 secrets(&mut r.client.client_secrets);
                 r.registration.token_sha256 = REDACTED.to_owned();
             }
-            Event::InitialAccessTokenCreated(t) => t.sha256 = REDACTED.to_owned(),
+            Event::InitialAccessTokenCreated(t) | Event::InitialAccessTokenReplaced(t) => {
+                t.sha256 = REDACTED.to_owned()
+            }
             // Nothing secret: names, ids, times, and public keys.
             Event::ClientDeleted { .. }
             | Event::ApiResourceDeleted { .. }
@@ -415,7 +422,8 @@ mod tests {
             },
             Event::ClientRegistered(registered.clone()),
             Event::ClientRegistrationReplaced(registered),
-            Event::InitialAccessTokenCreated(iat),
+            Event::InitialAccessTokenCreated(iat.clone()),
+            Event::InitialAccessTokenReplaced(iat),
             Event::InitialAccessTokenUsed {
                 id: "t1".into(),
                 client_id: "web".into(),
@@ -456,6 +464,7 @@ mod tests {
             Event::InitialAccessTokenCreated(_) => 25,
             Event::InitialAccessTokenUsed { .. } => 26,
             Event::InitialAccessTokenDeleted { .. } => 27,
+            Event::InitialAccessTokenReplaced(_) => 28,
         }
     }
 
@@ -465,7 +474,7 @@ mod tests {
         let covered: Vec<usize> = events.iter().map(variant).collect();
         assert_eq!(
             covered,
-            (0..=27).collect::<Vec<_>>(),
+            (0..=28).collect::<Vec<_>>(),
             "one sample per variant"
         );
         let mut secrets_seen = 0;
@@ -485,7 +494,7 @@ mod tests {
             assert_eq!(redacted.aggregate(), e.aggregate());
         }
         // The samples do carry secrets: client, resource, user and API key events.
-        assert_eq!(secrets_seen, 10);
+        assert_eq!(secrets_seen, 11);
         // A secret without a value stays without one (no hash to hide).
         let Event::ClientCreated(c) = events[0].redacted() else {
             unreachable!()

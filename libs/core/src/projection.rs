@@ -368,6 +368,13 @@ impl Projection {
                 self.initial_access_tokens
                     .insert(t.id.clone(), InitialAccessTokenEntry { token: *t, uses: 0 });
             }
+            Event::InitialAccessTokenReplaced(t) => {
+                let entry = self
+                    .initial_access_tokens
+                    .get_mut(&t.id)
+                    .ok_or_else(|| inconsistent("initial access token does not exist".into()))?;
+                entry.token = *t;
+            }
             Event::InitialAccessTokenUsed { id, .. } => {
                 let t = self
                     .initial_access_tokens

@@ -218,6 +218,18 @@ impl InitialAccessTokenInput {
         sha256: String,
         now: UnixTime,
     ) -> Result<InitialAccessToken, ValidationErrors> {
+        self.into_record_at(id, sha256, now, now)
+    }
+
+    /// [`Self::into_record`] for a token created at `created_at` (a replacement keeps its
+    /// creation time, value and uses; `lifetime` counts from creation).
+    pub fn into_record_at(
+        self,
+        id: String,
+        sha256: String,
+        created_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<InitialAccessToken, ValidationErrors> {
         let mut c = Collector::default();
         check_name(&mut c, "id", &id);
         c.check(!id.contains('.'), "id", "must not contain a dot");
@@ -230,9 +242,9 @@ impl InitialAccessTokenInput {
                 let at = at.unix_timestamp();
                 c.check(at > now, "expiresAt", "must be in the future");
                 c.check(
-                    at - now <= i64::from(MAX_IAT_LIFETIME),
+                    at - created_at <= i64::from(MAX_IAT_LIFETIME),
                     "expiresAt",
-                    format!("must be at most {MAX_IAT_LIFETIME} seconds from now"),
+                    format!("must be at most {MAX_IAT_LIFETIME} seconds after creation"),
                 );
                 at
             }
@@ -243,7 +255,7 @@ impl InitialAccessTokenInput {
                     "lifetime",
                     format!("must be 1 to {MAX_IAT_LIFETIME} seconds"),
                 );
-                now + i64::from(l)
+                created_at + i64::from(l)
             }
         };
         c.check(
@@ -266,7 +278,7 @@ impl InitialAccessTokenInput {
             id,
             description: self.description,
             sha256,
-            created_at: now,
+            created_at,
             expires_at,
             max_uses: self.max_uses,
             policy,

@@ -211,17 +211,6 @@ pub fn plan<'a>(
                 }
                 if changes.is_empty() {
                     Action::Unchanged
-                } else if doc.kind == Kind::InitialAccessToken {
-                    let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
-                    problems.push(doc.problem(
-                        fields[0],
-                        format!(
-                            "initial access token {:?} exists with other values ({}); tokens are not replaced: delete it and apply again",
-                            doc.id,
-                            fields.join(", ")
-                        ),
-                    ));
-                    Action::Unchanged
                 } else {
                     Action::Replace(changes)
                 }

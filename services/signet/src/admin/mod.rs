@@ -12,7 +12,7 @@
 //! ```
 //!
 //! `<kind>` is `client`, `api-resource`, `api-scope`, `identity-resource` or
-//! `initial-access-token` (no `update`: create prints the token once, delete ends it). The CLI gets an
+//! `initial-access-token` (create prints the token's value once; update keeps it). The CLI gets an
 //! access token with `client_credentials` (HTTP Basic, scope `signet.admin`) at the token
 //! endpoint, then calls the admin API with it. The secret comes from
 //! `SIGNET_ADMIN_CLIENT_SECRET` or `--client-secret-file`, never from a flag value (flags
@@ -254,8 +254,9 @@ The file (YAML or JSON; `-` reads standard input) holds objects of the form
 as a list, as a YAML multi-document stream (---), or as a JSON array. Every object is
 validated before anything is written. Objects on the server but not in the file are left
 alone. Writes go in dependency order: ApiScope and IdentityResource, ApiResource, Client,
-InitialAccessToken. An InitialAccessToken (its spec needs an id) is created when missing,
-its value printed once; one that exists and differs is refused (tokens are not replaced).
+InitialAccessToken. An InitialAccessToken's spec needs an id; when it is created its value
+is printed once, and a replacement keeps the value (lifetime and expiresAt are not compared:
+change them with `initial-access-token update`).
 
 Secret values are write-only: apply compares what the server shows of a secret (how many,
 description, expiration, type). A spec without clientSecrets/apiSecrets keeps the stored
@@ -321,8 +322,8 @@ pub enum Kind {
     IdentityResource,
     ApiResource,
     Client,
-    /// Dynamic client registration's initial access tokens: created and deleted, never
-    /// replaced; their value is printed once, when created.
+    /// Dynamic client registration's initial access tokens; their value is printed once,
+    /// when created (a replacement keeps it).
     InitialAccessToken,
 }
 
@@ -448,11 +449,6 @@ async fn execute(args: AdminArgs) -> Result<(), Failure> {
         AdminCommand::IdentityResource(k) => (Kind::IdentityResource, k.verb),
         AdminCommand::InitialAccessToken(k) => (Kind::InitialAccessToken, k.verb),
     };
-    if kind == Kind::InitialAccessToken && matches!(verb, Verb::Update { .. }) {
-        return Err(Failure::usage(
-            "an initial access token cannot be changed; delete it and create another",
-        ));
-    }
     // A body from a file is read and checked before connecting, too.
     let body = match &verb {
         Verb::Create { file } => Some(read_single(file, kind, true)?),

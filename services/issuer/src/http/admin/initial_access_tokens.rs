@@ -28,7 +28,10 @@ use crate::state::AppState;
 /// The routes, relative to `/admin/v1`.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/InitialAccessToken", get(list_tokens).post(create_token))
+        .route(
+            "/InitialAccessToken",
+            get(list_tokens).post(create_token).put(replace_token),
+        )
         .route(
             "/InitialAccessToken/{id}",
             get(get_token).delete(delete_token),
@@ -38,7 +41,7 @@ pub fn routes() -> Router<AppState> {
 /// This resource's part of the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(list_tokens, create_token, get_token, delete_token),
+    paths(list_tokens, create_token, replace_token, get_token, delete_token),
     components(schemas(InitialAccessTokenInput, InitialAccessTokenView, CreatedToken, signet_core::registration::RegistrationPolicy)),
     tags((name = "InitialAccessToken", description = "Tokens that let applications register themselves at /oauth2/register (RFC 7591), with the policy their clients stay under."))
 )]
@@ -163,6 +166,57 @@ async fn create_token(
     );
     crate::http::error::no_store(resp.headers_mut());
     Ok(resp)
+}
+
+/// Replaces the token with the body's `id`: description, expiry (`lifetime` counts from
+/// its creation), `maxUses` and policy. Its value, creation time and uses stay; clients it
+/// registered keep the policy they were registered under.
+#[utoipa::path(
+    put,
+    path = "/admin/v1/InitialAccessToken",
+    tag = "InitialAccessToken",
+    request_body(content = InitialAccessTokenInput, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The token as read back (without its value).", body = InitialAccessTokenView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn replace_token(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    body: AdminBody,
+) -> Result<Response, ApiError> {
+    let input: InitialAccessTokenInput = body.parse()?;
+    let Some(id) = input.id.clone() else {
+        return Err(ApiError::Invalid(
+            signet_core::validation::ValidationErrors::single(
+                "id",
+                "is required: it names the token to replace",
+            ),
+        ));
+    };
+    let (sha256, created_at) = {
+        let p = state.projection.load();
+        let existing = p.initial_access_token(&id).ok_or_else(|| {
+            ApiError::NotFound(format!("initial access token {id:?} does not exist"))
+        })?;
+        (existing.token.sha256.clone(), existing.token.created_at)
+    };
+    let record = input.into_record_at(id.clone(), sha256, created_at, now())?;
+    execute(
+        &state,
+        &actor,
+        Command::ReplaceInitialAccessToken(Box::new(record)),
+    )
+    .await?;
+    Ok(Json(view(&state, &id)?).into_response())
 }
 
 /// Deletes an initial access token: it registers nothing more (clients it registered stay).
