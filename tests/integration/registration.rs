@@ -442,9 +442,32 @@ async fn registrations_that_break_the_rules_are_refused() -> anyhow::Result<()> 
         .unwrap_or("")
         .contains("expired"));
 
+    // Every answer is counted by outcome.
+    let metrics = s
+        .http()
+        .get(format!("{}/metrics", s.issuer))
+        .send()
+        .await?
+        .text()
+        .await?;
+    for outcome in [
+        "registered",
+        "invalid_token",
+        "invalid_redirect_uri",
+        "invalid_client_metadata",
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "signet_client_registrations_total{{outcome=\"{outcome}\"}}"
+            )),
+            "{outcome}: {metrics}"
+        );
+    }
+
     // The admin API refuses bad initial access token bodies naming the field.
     for (body, field) in [
         (json!({"bogus": 1}), "bogus"),
+        (json!([null, null]), "body"),
         (json!({"maxUses": 0}), "maxUses"),
         (
             json!({"allowedScopes": ["no.such.scope"]}),

@@ -217,10 +217,16 @@ fn random() -> Result<String, RegisterError> {
 
 /// `POST /oauth2/register` (RFC 7591 section 3.1).
 pub async fn register(State(state): State<AppState>, req: Request<Body>) -> Response {
-    match register_inner(&state, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+    let result = register_inner(&state, req).await;
+    let outcome = match &result {
+        Ok(_) => "registered",
+        Err(RegisterError::Off) => return RegisterError::Off.into_response(),
+        Err(RegisterError::Token(_)) => "invalid_token",
+        Err(RegisterError::Metadata(e)) => e.code(),
+        Err(RegisterError::Protocol(e)) => e.code.as_str(),
+    };
+    metrics::counter!(crate::telemetry::REGISTRATIONS, "outcome" => outcome).increment(1);
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn register_inner(state: &AppState, req: Request<Body>) -> Result<Response, RegisterError> {

@@ -69,6 +69,20 @@ pub fn token_hash(value: &str) -> String {
     SecretDigest::of(value).to_b64url()
 }
 
+/// The body as a token: a JSON object (serde would also take a struct from an array, and
+/// every member has a default), parsed with field-naming errors.
+fn parse_input(body: &AdminBody) -> Result<InitialAccessTokenInput, ApiError> {
+    if !matches!(
+        body.parse::<serde_json::Value>()?,
+        serde_json::Value::Object(_)
+    ) {
+        return Err(ApiError::Invalid(
+            signet_core::validation::ValidationErrors::single("body", "must be a JSON object"),
+        ));
+    }
+    body.parse()
+}
+
 fn view(state: &AppState, id: &str) -> Result<InitialAccessTokenView, ApiError> {
     state
         .projection
@@ -142,7 +156,7 @@ async fn create_token(
     Extension(actor): Extension<Actor>,
     body: AdminBody,
 ) -> Result<Response, ApiError> {
-    let input: InitialAccessTokenInput = body.parse()?;
+    let input = parse_input(&body)?;
     let id = match &input.id {
         Some(id) => id.clone(),
         None => random_token()?.chars().take(16).collect(),
@@ -193,7 +207,7 @@ async fn replace_token(
     Extension(actor): Extension<Actor>,
     body: AdminBody,
 ) -> Result<Response, ApiError> {
-    let input: InitialAccessTokenInput = body.parse()?;
+    let input = parse_input(&body)?;
     let Some(id) = input.id.clone() else {
         return Err(ApiError::Invalid(
             signet_core::validation::ValidationErrors::single(
