@@ -473,6 +473,11 @@ pub fn decide_with(
                     .filter(|r| r.scopes.contains(&name))
                     .map(|r| format!("API resource {:?}", r.name)),
             );
+            users.extend(
+                p.initial_access_tokens()
+                    .filter(|t| t.token.policy.allowed_scopes.contains(&name))
+                    .map(|t| format!("initial access token {:?}", t.token.id)),
+            );
             if !users.is_empty() {
                 return Err(CommandError::InUse(format!(
                     "{} {name:?} is still used by {}",

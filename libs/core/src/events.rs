@@ -462,9 +462,9 @@ mod tests {
             Event::ClientRegistered(_) => 23,
             Event::ClientRegistrationReplaced(_) => 24,
             Event::InitialAccessTokenCreated(_) => 25,
-            Event::InitialAccessTokenUsed { .. } => 26,
-            Event::InitialAccessTokenDeleted { .. } => 27,
-            Event::InitialAccessTokenReplaced(_) => 28,
+            Event::InitialAccessTokenReplaced(_) => 26,
+            Event::InitialAccessTokenUsed { .. } => 27,
+            Event::InitialAccessTokenDeleted { .. } => 28,
         }
     }
 
