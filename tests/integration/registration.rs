@@ -218,6 +218,21 @@ async fn a_backend_registers_itself_gets_tokens_and_manages_its_registration() -
         .await?;
     assert_eq!(status, 200, "the kept secret still works: {body}");
 
+    // Racing updates: each is applied or answered 409, never a 5xx.
+    let racers = (0..8).map(|i| {
+        let mut body = update.clone();
+        body["client_name"] = json!(format!("racer {i}"));
+        let (http, uri, rat) = (http.clone(), config_uri.clone(), rat.clone());
+        async move { call(&http, Method::PUT, &uri, Some(&rat), Some(&body)).await }
+    });
+    let mut applied = 0;
+    for r in futures::future::join_all(racers).await {
+        let (status, _, body) = r?;
+        assert!(status == 200 || status == 409, "{status} {body}");
+        applied += usize::from(status == 200);
+    }
+    assert!(applied >= 1);
+
     // The audit trail: the registration is an event whose actor is the initial access
     // token, with every secret redacted.
     let (_, events) = s.admin_call(Method::GET, "/Events", None).await?;

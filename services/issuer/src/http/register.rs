@@ -48,6 +48,8 @@ pub enum RegisterError {
     Metadata(RegistrationError),
     /// Another protocol error (server_error, temporarily_unavailable).
     Protocol(OAuthError),
+    /// 409 `invalid_request`: a racing write changed the registration first.
+    Conflict,
 }
 
 impl From<RegistrationError> for RegisterError {
@@ -72,6 +74,7 @@ impl From<ApiError> for RegisterError {
                 d,
             )),
             ApiError::NotFound(_) => RegisterError::Token("the client is not registered"),
+            ApiError::Conflict(_) => RegisterError::Conflict,
             other => {
                 tracing::warn!(error = %other, "registration write failed");
                 RegisterError::Protocol(OAuthError::server_error(
@@ -97,6 +100,11 @@ impl IntoResponse for RegisterError {
             RegisterError::Protocol(e) => {
                 return super::error::ProtocolError::from(e).into_response()
             }
+            RegisterError::Conflict => (
+                StatusCode::CONFLICT,
+                "invalid_request",
+                "the registration was changed concurrently; read it again and retry".to_owned(),
+            ),
         };
         let mut resp = (
             status,
@@ -224,6 +232,7 @@ pub async fn register(State(state): State<AppState>, req: Request<Body>) -> Resp
         Err(RegisterError::Token(_)) => "invalid_token",
         Err(RegisterError::Metadata(e)) => e.code(),
         Err(RegisterError::Protocol(e)) => e.code.as_str(),
+        Err(RegisterError::Conflict) => "conflict",
     };
     metrics::counter!(crate::telemetry::REGISTRATIONS, "outcome" => outcome).increment(1);
     result.unwrap_or_else(IntoResponse::into_response)
