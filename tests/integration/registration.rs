@@ -371,6 +371,7 @@ async fn registrations_that_break_the_rules_are_refused() -> anyhow::Result<()> 
     }
     // What the policy allows is registered: a native app on loopback, and a web app with
     // refresh tokens; unknown metadata is ignored and not echoed.
+    let mut flows = Vec::new();
     for body in [
         json!({"application_type": "native", "redirect_uris": ["http://127.0.0.1/cb"],
             "token_endpoint_auth_method": "none", "software_version": "1.2"}),
@@ -393,6 +394,40 @@ async fn registrations_that_break_the_rules_are_refused() -> anyhow::Result<()> 
             assert_eq!(client["allowOfflineAccess"], true);
             assert!(answer["client_secret"].is_string());
         }
+        flows.push((
+            client_id.to_owned(),
+            answer["client_secret"].as_str().map(str::to_owned),
+            body["redirect_uris"][0]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            body["scope"].as_str().unwrap_or("openid").to_owned(),
+        ));
+    }
+    // Both sign a user in with the authorization code flow (PKCE).
+    s.create(
+        "/User",
+        json!({"username": "reggie", "password": "registration-password-1", "claims": {}}),
+    )
+    .await?;
+    for (client_id, secret, redirect, scope) in &flows {
+        let tokens = signet_tests::browser::code_flow(
+            &s.issuer,
+            &s.issuer,
+            client_id,
+            secret.as_deref(),
+            redirect,
+            scope,
+            "reggie",
+            "registration-password-1",
+        )
+        .await?;
+        assert!(tokens["id_token"].is_string(), "{tokens}");
+        assert_eq!(
+            tokens.get("refresh_token").is_some(),
+            scope.contains("offline_access"),
+            "{tokens}"
+        );
     }
 
     // Bad tokens: none, unknown, forged with a known id, an admin access token.
