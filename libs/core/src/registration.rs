@@ -1015,10 +1015,17 @@ pub fn metadata_of(c: &Client, r: &RegistrationInfo) -> Map<String, Value> {
     put("grant_types", Value::from(grants));
     put("response_types", Value::from(responses));
     put("redirect_uris", Value::from(c.redirect_uris.clone()));
-    put(
-        "token_endpoint_auth_method",
-        Value::from(r.token_endpoint_auth_method.clone()),
-    );
+    // From the client as it is now (an admin may have changed its secrets since).
+    let method = if !c.require_client_secret {
+        "none"
+    } else if c.client_secrets.iter().any(|s| s.kind == JSON_WEB_KEY) {
+        "private_key_jwt"
+    } else if r.token_endpoint_auth_method == "client_secret_post" {
+        "client_secret_post"
+    } else {
+        "client_secret_basic"
+    };
+    put("token_endpoint_auth_method", Value::from(method));
     put("application_type", Value::from(r.application_type.clone()));
     put("scope", Value::from(c.allowed_scopes.join(" ")));
     if !c.post_logout_redirect_uris.is_empty() {
