@@ -56,6 +56,9 @@ async fn discovery_under_an_issuer_path() -> anyhow::Result<()> {
             format!("{}/oauth2/authorize", s.issuer)
         );
         assert_eq!(d["authorization_response_iss_parameter_supported"], true);
+        // Dynamic client registration is off unless `--dynamic-client-registration`
+        // (`registration.rs` checks the document with it on).
+        assert!(d.get("registration_endpoint").is_none(), "{doc}");
         assert_eq!(
             d["introspection_endpoint"],
             format!("{}/oauth2/introspect", s.issuer)

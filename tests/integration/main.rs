@@ -26,6 +26,7 @@ mod observability;
 mod par;
 mod proxies;
 mod real_browser;
+mod registration;
 mod request_objects;
 mod resource_indicators;
 mod restart;

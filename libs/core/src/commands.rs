@@ -5,6 +5,7 @@
 use crate::client::{Client, ClientPolicy};
 use crate::events::{Aggregate, Event};
 use crate::projection::Projection;
+use crate::registration::{InitialAccessToken, RegisteredClient, RegistrationInfo};
 use crate::resource::ApiResource;
 use crate::scope::{ScopeKind, ScopeResource};
 use crate::secret::SecretInput;
@@ -34,6 +35,30 @@ pub enum Command {
     CreateScope(ScopeKind, ScopeResource),
     ReplaceScope(ScopeKind, ScopeResource),
     DeleteScope(ScopeKind, String),
+    /// An initial access token, already checked on its own (`into_record`).
+    CreateInitialAccessToken(Box<InitialAccessToken>),
+    /// A replacement record, built over the stored one (same value, creation and uses).
+    ReplaceInitialAccessToken(Box<InitialAccessToken>),
+    DeleteInitialAccessToken(String),
+    /// Takes one use of an initial access token for a registration (refused when it is
+    /// gone, expired at `now`, or used up).
+    UseInitialAccessToken {
+        id: String,
+        client_id: String,
+        now: crate::UnixTime,
+    },
+    /// RFC 7591: a client registers itself.
+    RegisterClient {
+        client: Box<Client<SecretInput>>,
+        registration: Box<RegistrationInfo>,
+    },
+    /// RFC 7592 section 2.2: a registered client replaces its metadata; `keep_secrets`: its
+    /// stored secrets stay.
+    ReplaceRegistration {
+        client: Box<Client<SecretInput>>,
+        registration: Box<RegistrationInfo>,
+        keep_secrets: bool,
+    },
 }
 
 /// What to append: the event, and the version its aggregate must still have.
@@ -54,6 +79,9 @@ pub enum CommandError {
     /// The aggregate is referenced or protected and cannot be removed.
     #[error("{0}")]
     InUse(String),
+    /// An initial access token is gone, expired or used up.
+    #[error("{0}")]
+    Unusable(String),
 }
 
 fn check_client_scopes(
@@ -96,6 +124,18 @@ fn check_resource_scopes(
                 format!("ApiScope {s:?} does not exist"),
             ),
         }
+    }
+    c.finish()
+}
+
+fn check_token_scopes(p: &Projection, t: &InitialAccessToken) -> Result<(), ValidationErrors> {
+    let mut c = Collector::default();
+    for (i, s) in t.policy.allowed_scopes.iter().enumerate() {
+        c.check(
+            s == OFFLINE_ACCESS || p.scope(s).is_some(),
+            format!("allowedScopes[{i}]"),
+            format!("scope {s:?} does not exist"),
+        );
     }
     c.finish()
 }
@@ -317,6 +357,107 @@ pub fn decide_with(
                 },
             })
         }
+        Command::ReplaceInitialAccessToken(t) => {
+            check_token_scopes(p, &t)?;
+            if p.initial_access_token(&t.id).is_none() {
+                return Err(CommandError::NotFound(format!(
+                    "initial access token {:?}",
+                    t.id
+                )));
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::InitialAccessToken, &t.id),
+                event: Event::InitialAccessTokenReplaced(t),
+            })
+        }
+        Command::CreateInitialAccessToken(t) => {
+            check_token_scopes(p, &t)?;
+            if p.initial_access_token(&t.id).is_some() {
+                return Err(CommandError::AlreadyExists(format!(
+                    "initial access token {:?}",
+                    t.id
+                )));
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::InitialAccessToken, &t.id),
+                event: Event::InitialAccessTokenCreated(t),
+            })
+        }
+        Command::DeleteInitialAccessToken(id) => {
+            if p.initial_access_token(&id).is_none() {
+                return Err(CommandError::NotFound(format!(
+                    "initial access token {id:?}"
+                )));
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::InitialAccessToken, &id),
+                event: Event::InitialAccessTokenDeleted { id },
+            })
+        }
+        Command::UseInitialAccessToken { id, client_id, now } => {
+            let t = p.initial_access_token(&id).ok_or_else(|| {
+                CommandError::Unusable("the initial access token is unknown".into())
+            })?;
+            if t.token.expires_at <= now {
+                return Err(CommandError::Unusable(
+                    "the initial access token has expired".into(),
+                ));
+            }
+            if t.token.max_uses.is_some_and(|max| t.uses >= max) {
+                return Err(CommandError::Unusable(
+                    "the initial access token is used up".into(),
+                ));
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::InitialAccessToken, &id),
+                event: Event::InitialAccessTokenUsed { id, client_id },
+            })
+        }
+        Command::RegisterClient {
+            client,
+            registration,
+        } => {
+            client.validate_with(policy)?;
+            check_client_scopes(p, &client)?;
+            if p.client(&client.client_id).is_some() {
+                return Err(CommandError::AlreadyExists(format!(
+                    "client {:?}",
+                    client.client_id
+                )));
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::Client, &client.client_id),
+                event: Event::ClientRegistered(Box::new(RegisteredClient {
+                    client: client.map_secrets(SecretInput::into_stored),
+                    registration: *registration,
+                })),
+            })
+        }
+        Command::ReplaceRegistration {
+            client,
+            registration,
+            keep_secrets,
+        } => {
+            let existing = p
+                .client(&client.client_id)
+                .filter(|e| e.registration.is_some())
+                .ok_or_else(|| CommandError::NotFound(format!("client {:?}", client.client_id)))?;
+            // With the stored secrets kept, the new secret in the body is a placeholder
+            // that only lets the rules see a secret.
+            client.validate_with(policy)?;
+            check_client_scopes(p, &client)?;
+            let mut stored = client.map_secrets(SecretInput::into_stored);
+            if keep_secrets {
+                stored.client_secrets = existing.client.client_secrets.clone();
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::Client, &stored.client_id),
+                event: Event::ClientRegistrationReplaced(Box::new(RegisteredClient {
+                    client: stored,
+                    registration: *registration,
+                })),
+            })
+        }
         Command::DeleteScope(kind, name) => {
             match p.scope(&name) {
                 Some(e) if e.kind == kind => {}
@@ -331,6 +472,11 @@ pub fn decide_with(
                 p.api_resources()
                     .filter(|r| r.scopes.contains(&name))
                     .map(|r| format!("API resource {:?}", r.name)),
+            );
+            users.extend(
+                p.initial_access_tokens()
+                    .filter(|t| t.token.policy.allowed_scopes.contains(&name))
+                    .map(|t| format!("initial access token {:?}", t.token.id)),
             );
             if !users.is_empty() {
                 return Err(CommandError::InUse(format!(

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use signet_jose::Jwk;
 
 use crate::client::Client;
+use crate::registration::{InitialAccessToken, RegisteredClient};
 use crate::resource::ApiResource;
 use crate::scope::ScopeResource;
 use crate::secret::StoredSecret;
@@ -89,6 +90,25 @@ pub enum Event {
     /// User `sub` gave the username up (deleted, renamed, or its write failed).
     #[serde(rename = "username.released")]
     UsernameReleased { name: String, sub: String },
+    /// A client registered itself (RFC 7591) with an initial access token; the
+    /// registration carries the SHA-256 of its registration access token (RFC 7592).
+    #[serde(rename = "client.registered")]
+    ClientRegistered(Box<RegisteredClient>),
+    /// A registered client replaced its metadata (RFC 7592 section 2.2).
+    #[serde(rename = "client.registration_replaced")]
+    ClientRegistrationReplaced(Box<RegisteredClient>),
+    /// An admin created an initial access token (it holds the SHA-256 of the value).
+    #[serde(rename = "initial_access_token.created")]
+    InitialAccessTokenCreated(Box<InitialAccessToken>),
+    /// An admin replaced a token's description, expiry, uses or policy (its value stays).
+    #[serde(rename = "initial_access_token.replaced")]
+    InitialAccessTokenReplaced(Box<InitialAccessToken>),
+    /// A registration used an initial access token (appended with the token's expected
+    /// version, so two nodes cannot both take its last use).
+    #[serde(rename = "initial_access_token.used", rename_all = "camelCase")]
+    InitialAccessTokenUsed { id: String, client_id: String },
+    #[serde(rename = "initial_access_token.deleted")]
+    InitialAccessTokenDeleted { id: String },
 }
 
 /// The aggregate an event belongs to.
@@ -101,6 +121,7 @@ pub enum Aggregate {
     User,
     ApiKey,
     Username,
+    InitialAccessToken,
 }
 
 impl Aggregate {
@@ -113,6 +134,7 @@ impl Aggregate {
             Aggregate::User => "user",
             Aggregate::ApiKey => "api_key",
             Aggregate::Username => "username",
+            Aggregate::InitialAccessToken => "initial_access_token",
         }
     }
 
@@ -158,6 +180,15 @@ impl Event {
             Event::UsernameClaimed { name, .. } | Event::UsernameReleased { name, .. } => {
                 (Aggregate::Username, name)
             }
+            Event::ClientRegistered(r) | Event::ClientRegistrationReplaced(r) => {
+                (Aggregate::Client, &r.client.client_id)
+            }
+            Event::InitialAccessTokenCreated(t) | Event::InitialAccessTokenReplaced(t) => {
+                (Aggregate::InitialAccessToken, &t.id)
+            }
+            Event::InitialAccessTokenUsed { id, .. } | Event::InitialAccessTokenDeleted { id } => {
+                (Aggregate::InitialAccessToken, id)
+            }
         }
     }
 
@@ -180,6 +211,13 @@ impl Event {
             }
             Event::UserCreated(u) | Event::UserReplaced(u) => u.password_hash = REDACTED.to_owned(),
             Event::ApiKeyCreated(k) => k.sha256 = REDACTED.to_owned(),
+            Event::ClientRegistered(r) | Event::ClientRegistrationReplaced(r) => {
+                secrets(&mut r.client.client_secrets);
+                r.registration.token_sha256 = REDACTED.to_owned();
+            }
+            Event::InitialAccessTokenCreated(t) | Event::InitialAccessTokenReplaced(t) => {
+                t.sha256 = REDACTED.to_owned()
+            }
             // Nothing secret: names, ids, times, and public keys.
             Event::ClientDeleted { .. }
             | Event::ApiResourceDeleted { .. }
@@ -198,7 +236,9 @@ impl Event {
             // The name is a SHA-256 of the normalized username, which the user events
             // show anyway.
             | Event::UsernameClaimed { .. }
-            | Event::UsernameReleased { .. } => {}
+            | Event::UsernameReleased { .. }
+            | Event::InitialAccessTokenUsed { .. }
+            | Event::InitialAccessTokenDeleted { .. } => {}
         }
         e
     }
@@ -314,6 +354,27 @@ mod tests {
             expires_at: None,
         });
         let name = || "n".to_owned();
+        let registered = Box::new(crate::registration::RegisteredClient {
+            client: (*client).clone(),
+            registration: crate::registration::RegistrationInfo {
+                token_sha256: "SECRET-registration-token".into(),
+                initial_access_token: "t1".into(),
+                policy: Default::default(),
+                token_endpoint_auth_method: "client_secret_basic".into(),
+                application_type: "web".into(),
+                issued_at: 1,
+                software_statement_iss: None,
+            },
+        });
+        let iat = Box::new(InitialAccessToken {
+            id: "t1".into(),
+            description: None,
+            sha256: "SECRET-iat".into(),
+            created_at: 1,
+            expires_at: 2,
+            max_uses: Some(1),
+            policy: Default::default(),
+        });
         vec![
             Event::ClientCreated(client.clone()),
             Event::ClientReplaced(client),
@@ -359,6 +420,15 @@ mod tests {
                 name: "n1".into(),
                 sub: "u1".into(),
             },
+            Event::ClientRegistered(registered.clone()),
+            Event::ClientRegistrationReplaced(registered),
+            Event::InitialAccessTokenCreated(iat.clone()),
+            Event::InitialAccessTokenReplaced(iat),
+            Event::InitialAccessTokenUsed {
+                id: "t1".into(),
+                client_id: "web".into(),
+            },
+            Event::InitialAccessTokenDeleted { id: "t1".into() },
         ]
     }
 
@@ -389,6 +459,12 @@ mod tests {
             Event::ApiKeyRevoked { .. } => 20,
             Event::UsernameClaimed { .. } => 21,
             Event::UsernameReleased { .. } => 22,
+            Event::ClientRegistered(_) => 23,
+            Event::ClientRegistrationReplaced(_) => 24,
+            Event::InitialAccessTokenCreated(_) => 25,
+            Event::InitialAccessTokenReplaced(_) => 26,
+            Event::InitialAccessTokenUsed { .. } => 27,
+            Event::InitialAccessTokenDeleted { .. } => 28,
         }
     }
 
@@ -398,7 +474,7 @@ mod tests {
         let covered: Vec<usize> = events.iter().map(variant).collect();
         assert_eq!(
             covered,
-            (0..=22).collect::<Vec<_>>(),
+            (0..=28).collect::<Vec<_>>(),
             "one sample per variant"
         );
         let mut secrets_seen = 0;
@@ -418,7 +494,7 @@ mod tests {
             assert_eq!(redacted.aggregate(), e.aggregate());
         }
         // The samples do carry secrets: client, resource, user and API key events.
-        assert_eq!(secrets_seen, 7);
+        assert_eq!(secrets_seen, 11);
         // A secret without a value stays without one (no hash to hide).
         let Event::ClientCreated(c) = events[0].redacted() else {
             unreachable!()

@@ -580,3 +580,102 @@ fn fields_of_newer_reference_versions_are_refused_by_name() {
         assert!(e.errors.iter().all(|e| e.field != "requireDPoP"), "{e:?}");
     }
 }
+
+/// `/InitialAccessToken` bodies are never serialized, so the walk above cannot list their
+/// fields: they are destructured exhaustively instead (a new field fails to compile here),
+/// and each non-default sample must change the stored record (every field takes effect;
+/// where is said beside it). Invalid values are refused naming the field
+/// (`registration::tests::initial_access_token_bodies`).
+#[test]
+fn every_initial_access_token_field_takes_effect() {
+    use crate::registration::{InitialAccessToken, InitialAccessTokenInput};
+    let record = |body: Value| -> InitialAccessToken {
+        let input: InitialAccessTokenInput =
+            from_json(body.to_string().as_bytes()).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+        let id = input.id.clone().unwrap_or_else(|| "generated".into());
+        input
+            .into_record(id, "hash".into(), 1_000)
+            .unwrap_or_else(|e| panic!("{body}: {e:?}"))
+    };
+    let defaults: InitialAccessTokenInput = from_json(b"{}").unwrap();
+    let InitialAccessTokenInput {
+        id: _,
+        description: _,
+        expires_at: _,
+        lifetime: _,
+        max_uses: _,
+        allowed_grant_types: _,
+        allowed_scopes: _,
+        redirect_uri_patterns: _,
+        max_access_token_lifetime: _,
+        max_refresh_token_lifetime: _,
+        allow_confidential_clients: _,
+        allow_public_clients: _,
+    } = defaults;
+    let base = record(json!({}));
+    for (field, sample, effect) in [
+        (
+            "id",
+            json!("named"),
+            "the record's key: the token value's prefix, the URL",
+        ),
+        ("description", json!("walk"), "read back by GET; for admins"),
+        (
+            "expiresAt",
+            json!("1970-01-01T01:00:00Z"),
+            "registration refuses the token after it",
+        ),
+        ("lifetime", json!(60), "expiresAt = creation + lifetime"),
+        (
+            "maxUses",
+            json!(3),
+            "registration refuses the token once used up (register::take_use)",
+        ),
+        (
+            "allowedGrantTypes",
+            json!(["client_credentials"]),
+            "registration::build_client",
+        ),
+        (
+            "allowedScopes",
+            json!(["profile"]),
+            "registration::build_client",
+        ),
+        (
+            "redirectUriPatterns",
+            json!(["https://*.example.com/*"]),
+            "registration::build_client",
+        ),
+        (
+            "maxAccessTokenLifetime",
+            json!(600),
+            "caps the registered client's accessTokenLifetime",
+        ),
+        (
+            "maxRefreshTokenLifetime",
+            json!(600),
+            "caps the registered client's refresh lifetimes",
+        ),
+        (
+            "allowConfidentialClients",
+            json!(false),
+            "registration::build_client",
+        ),
+        (
+            "allowPublicClients",
+            json!(true),
+            "registration::build_client",
+        ),
+    ] {
+        let mut body = json!({});
+        body[field] = sample.clone();
+        if field == "allowConfidentialClients" {
+            body["allowPublicClients"] = json!(true);
+        }
+        let r = record(body);
+        assert_ne!(
+            r, base,
+            "{field} = {sample} changes nothing, yet listed as ({effect})"
+        );
+    }
+}

@@ -23,6 +23,7 @@ pub mod keys;
 pub mod oauth;
 pub mod projection;
 pub mod redirect_uri;
+pub mod registration;
 pub mod resource;
 pub mod scope;
 pub mod secret;

@@ -20,6 +20,7 @@ use signet_jose::{Algorithm, Jwks};
 use crate::client::{Client, GrantType};
 use crate::events::{Aggregate, Event};
 use crate::keys::{KeyState, PublicKeyRecord};
+use crate::registration::{InitialAccessToken, RegistrationInfo};
 use crate::resource::ApiResource;
 use crate::scope::{ScopeKind, ScopeResource};
 use crate::secret::SecretSet;
@@ -41,6 +42,15 @@ pub struct ClientEntry {
     /// Codes, refresh tokens, reference tokens and consents carry it, so a deleted client's
     /// are dead for good, even after a client with the same id is created again.
     pub incarnation: u64,
+    /// Set when the client registered itself (RFC 7591); admin-created clients have none.
+    pub registration: Option<RegistrationInfo>,
+}
+
+/// An initial access token and how many registrations used it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitialAccessTokenEntry {
+    pub token: InitialAccessToken,
+    pub uses: u32,
 }
 
 impl ClientEntry {
@@ -54,6 +64,7 @@ impl ClientEntry {
             claims_json: client_claims_json(&client),
             client,
             incarnation,
+            registration: None,
         }
     }
 
@@ -141,6 +152,7 @@ pub struct Projection {
     resources: BTreeMap<String, Arc<ResourceEntry>>,
     scopes: BTreeMap<String, ScopeEntry>,
     keys: BTreeMap<String, PublicKeyRecord>,
+    initial_access_tokens: BTreeMap<String, InitialAccessTokenEntry>,
     versions: HashMap<String, u64>,
     // Derived.
     audiences: HashMap<String, Vec<Arc<ResourceEntry>>>,
@@ -160,6 +172,11 @@ struct SnapshotData {
     /// Each client's incarnation ([`ClientEntry::incarnation`]).
     #[serde(default)]
     incarnations: BTreeMap<String, u64>,
+    /// The registrations of self-registered clients, by client id.
+    #[serde(default)]
+    registrations: BTreeMap<String, RegistrationInfo>,
+    #[serde(default)]
+    initial_access_tokens: Vec<InitialAccessTokenEntry>,
 }
 
 impl Projection {
@@ -190,6 +207,14 @@ impl Projection {
         let mut v: Vec<&Client> = self.clients.values().map(|e| &e.client).collect();
         v.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         v.into_iter()
+    }
+
+    pub fn initial_access_token(&self, id: &str) -> Option<&InitialAccessTokenEntry> {
+        self.initial_access_tokens.get(id)
+    }
+
+    pub fn initial_access_tokens(&self) -> impl Iterator<Item = &InitialAccessTokenEntry> {
+        self.initial_access_tokens.values()
     }
 
     pub fn api_resource(&self, name: &str) -> Option<&Arc<ResourceEntry>> {
@@ -292,6 +317,7 @@ impl Projection {
         };
         let event_kind = match &event {
             Event::ClientReplaced(_)
+            | Event::ClientRegistrationReplaced(_)
             | Event::ApiResourceReplaced(_)
             | Event::ApiScopeReplaced(_)
             | Event::IdentityResourceReplaced(_) => Change::Replace,
@@ -305,10 +331,64 @@ impl Projection {
                     Change::Replace => self.clients[&c.client_id].incarnation,
                     Change::Create => seq,
                 };
-                self.clients.insert(
-                    c.client_id.clone(),
-                    Arc::new(ClientEntry::with_incarnation(*c, incarnation)),
-                );
+                // An admin's replacement keeps the registration of a registered client.
+                let registration = match event_kind {
+                    Change::Replace => self.clients[&c.client_id].registration.clone(),
+                    Change::Create => None,
+                };
+                let mut entry = ClientEntry::with_incarnation(*c, incarnation);
+                entry.registration = registration;
+                self.clients
+                    .insert(entry.client.client_id.clone(), Arc::new(entry));
+            }
+            Event::ClientRegistered(r) | Event::ClientRegistrationReplaced(r) => {
+                let id = r.client.client_id.clone();
+                let replace = matches!(event_kind, Change::Replace);
+                exists(self.clients.contains_key(&id), replace, "client")?;
+                let incarnation = if replace {
+                    let existing = &self.clients[&id];
+                    if existing.registration.is_none() {
+                        return Err(inconsistent("the client was not registered".into()));
+                    }
+                    existing.incarnation
+                } else {
+                    seq
+                };
+                let r = *r;
+                let mut entry = ClientEntry::with_incarnation(r.client, incarnation);
+                entry.registration = Some(r.registration);
+                self.clients.insert(id, Arc::new(entry));
+            }
+            Event::InitialAccessTokenCreated(t) => {
+                exists(
+                    self.initial_access_tokens.contains_key(&t.id),
+                    false,
+                    "initial access token",
+                )?;
+                self.initial_access_tokens
+                    .insert(t.id.clone(), InitialAccessTokenEntry { token: *t, uses: 0 });
+            }
+            Event::InitialAccessTokenReplaced(t) => {
+                let entry = self
+                    .initial_access_tokens
+                    .get_mut(&t.id)
+                    .ok_or_else(|| inconsistent("initial access token does not exist".into()))?;
+                entry.token = *t;
+            }
+            Event::InitialAccessTokenUsed { id, .. } => {
+                let t = self
+                    .initial_access_tokens
+                    .get_mut(&id)
+                    .ok_or_else(|| inconsistent("initial access token does not exist".into()))?;
+                t.uses = t.uses.saturating_add(1);
+            }
+            Event::InitialAccessTokenDeleted { id } => {
+                exists(
+                    self.initial_access_tokens.contains_key(&id),
+                    true,
+                    "initial access token",
+                )?;
+                self.initial_access_tokens.remove(&id);
             }
             Event::ClientDeleted { client_id } => {
                 exists(self.clients.contains_key(&client_id), true, "client")?;
@@ -456,6 +536,16 @@ impl Projection {
                 .values()
                 .map(|e| (e.client.client_id.clone(), e.incarnation))
                 .collect(),
+            registrations: self
+                .clients
+                .values()
+                .filter_map(|e| {
+                    e.registration
+                        .clone()
+                        .map(|r| (e.client.client_id.clone(), r))
+                })
+                .collect(),
+            initial_access_tokens: self.initial_access_tokens.values().cloned().collect(),
         };
         serde_json::to_vec(&data).unwrap_or_default()
     }
@@ -470,10 +560,14 @@ impl Projection {
         };
         for c in data.clients {
             let incarnation = data.incarnations.get(&c.client_id).copied().unwrap_or(0);
-            p.clients.insert(
-                c.client_id.clone(),
-                Arc::new(ClientEntry::with_incarnation(c, incarnation)),
-            );
+            let registration = data.registrations.get(&c.client_id).cloned();
+            let mut entry = ClientEntry::with_incarnation(c, incarnation);
+            entry.registration = registration;
+            p.clients
+                .insert(entry.client.client_id.clone(), Arc::new(entry));
+        }
+        for t in data.initial_access_tokens {
+            p.initial_access_tokens.insert(t.token.id.clone(), t);
         }
         for r in data.resources {
             let secrets = SecretSet::new(&r.api_secrets);

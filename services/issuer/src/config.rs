@@ -188,6 +188,36 @@ pub struct NodeConfig {
     /// DPoP proofs at the token endpoint must carry a server nonce (RFC 9449 section 8,
     /// `--dpop-nonce`).
     pub dpop_nonce: bool,
+    /// Serve `/oauth2/register` (RFC 7591/7592) for holders of an initial access token
+    /// (`--dynamic-client-registration`); off: 404 there, and discovery does not name it.
+    pub dynamic_client_registration: bool,
+    /// The public keys whose software statements registration accepts (RFC 7591 section
+    /// 2.3, `--registration-software-statement-jwks`); `None`: a software statement is
+    /// refused with `unapproved_software_statement`.
+    pub software_statement_keys: Option<Vec<signet_jose::ClientKey>>,
+}
+
+/// The trusted keys of `--registration-software-statement-jwks`: every key of the JWKS
+/// file must be a public signing key this server can verify with (a bad file stops the
+/// start, with the reason).
+pub fn software_statement_keys(
+    path: &std::path::Path,
+) -> Result<Vec<signet_jose::ClientKey>, String> {
+    let what = format!("registration_software_statement_jwks {}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{what}: {e}"))?;
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{what}: {e}"))?;
+    let keys = doc
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| format!("{what}: a JWKS needs a non-empty \"keys\" array"))?;
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| {
+            signet_jose::ClientKey::parse(&k.to_string())
+                .map_err(|e| format!("{what}: keys[{i}]: {e}"))
+        })
+        .collect()
 }
 
 /// How back-channel logout deliveries are retried.
@@ -267,6 +297,8 @@ impl NodeConfig {
             require_pushed_authorization_requests: false,
             device_poll_interval: Duration::from_secs(5),
             dpop_nonce: false,
+            dynamic_client_registration: false,
+            software_statement_keys: None,
         }
     }
 }

@@ -43,6 +43,8 @@ pub const BUILD_INFO: &str = "signet_build_info";
 pub const LOGIN_FAILURES: &str = "signet_login_failures_total";
 /// Wrong, expired or used user codes entered at the device page.
 pub const DEVICE_CODE_FAILURES: &str = "signet_device_user_code_failures_total";
+/// Answers of `POST /oauth2/register`, by `outcome` (`registered` or the error code).
+pub const REGISTRATIONS: &str = "signet_client_registrations_total";
 pub const REVOCATIONS: &str = "signet_revocations_total";
 pub const BACKCHANNEL_DELIVERED: &str = "signet_backchannel_logout_delivered_total";
 pub const BACKCHANNEL_FAILED: &str = "signet_backchannel_logout_failed_attempts_total";
@@ -108,6 +110,10 @@ fn describe() {
     describe_counter!(
         LOGIN_FAILURES,
         "Failed sign-ins at the login page (wrong username or password, disabled user)"
+    );
+    describe_counter!(
+        REGISTRATIONS,
+        "Dynamic client registrations at /oauth2/register, by outcome (registered or the RFC 7591 error code)"
     );
     describe_counter!(
         DEVICE_CODE_FAILURES,

@@ -139,6 +139,21 @@ pub struct NodeArgs {
     /// rotate every 5 minutes and are valid at every node [default: false]
     #[arg(long, env = "SIGNET_DPOP_NONCE")]
     pub dpop_nonce: bool,
+    /// Serve dynamic client registration at /oauth2/register (RFC 7591, managed through
+    /// /oauth2/register/{client_id}, RFC 7592) for holders of an initial access token
+    /// (`/admin/v1/InitialAccessToken`); open registration is not offered [default: false]
+    #[arg(long, env = "SIGNET_DYNAMIC_CLIENT_REGISTRATION")]
+    pub dynamic_client_registration: bool,
+    /// A JWKS file (`{"keys": [...]}`, public RSA 2048+, P-256 or Ed25519 keys) whose
+    /// signed software statements registration accepts (RFC 7591 section 2.3; their claims
+    /// override the plain metadata). Without it a software statement is refused
+    /// (`unapproved_software_statement`)
+    #[arg(
+        long,
+        env = "SIGNET_REGISTRATION_SOFTWARE_STATEMENT_JWKS",
+        value_name = "PATH"
+    )]
+    pub registration_software_statement_jwks: Option<PathBuf>,
 }
 
 /// `2s`, `250ms` or a bare number of seconds.
@@ -274,6 +289,8 @@ pub struct FileConfig {
     pub backchannel_max_attempts: Option<u32>,
     pub require_pushed_authorization_requests: Option<bool>,
     pub dpop_nonce: Option<bool>,
+    pub dynamic_client_registration: Option<bool>,
+    pub registration_software_statement_jwks: Option<PathBuf>,
     pub nats: Option<String>,
     pub stream: Option<String>,
     pub replicas: Option<usize>,
@@ -362,6 +379,18 @@ impl NodeArgs {
         }
         if self.dpop_nonce || file.dpop_nonce.unwrap_or(false) {
             config.dpop_nonce = true;
+        }
+        if self.dynamic_client_registration || file.dynamic_client_registration.unwrap_or(false) {
+            config.dynamic_client_registration = true;
+        }
+        if let Some(path) = self
+            .registration_software_statement_jwks
+            .or(file.registration_software_statement_jwks.clone())
+        {
+            config.software_statement_keys = Some(
+                signet_issuer::config::software_statement_keys(&path)
+                    .map_err(anyhow::Error::msg)?,
+            );
         }
         if let Some(secs) = self.session_lifetime.or(file.session_lifetime) {
             anyhow::ensure!(
@@ -549,6 +578,24 @@ mod tests {
         std::fs::write(&file, "insecure_allow_any_redirect_uri = true\n").unwrap();
         let c = args(&[]).resolve(Some(&file)).unwrap();
         assert_eq!(c.client_policy.redirect_uris, RedirectUriPolicy::AllowAny);
+    }
+
+    #[test]
+    fn dynamic_client_registration_is_off_unless_asked_for() {
+        assert!(!args(&[]).resolve(None).unwrap().dynamic_client_registration);
+        let c = args(&["--dynamic-client-registration"])
+            .resolve(None)
+            .unwrap();
+        assert!(c.dynamic_client_registration);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("signet.toml");
+        std::fs::write(&file, "dynamic_client_registration = true\n").unwrap();
+        assert!(
+            args(&[])
+                .resolve(Some(&file))
+                .unwrap()
+                .dynamic_client_registration
+        );
     }
 
     #[test]

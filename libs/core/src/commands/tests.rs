@@ -289,3 +289,56 @@ fn replacing_bootstrap_objects_cannot_lock_the_admin_api_out() {
     )
     .unwrap();
 }
+
+#[test]
+fn initial_access_tokens_name_existing_scopes_and_uses_run_out() {
+    use crate::registration::InitialAccessTokenInput;
+    let mut p = base();
+    let token = |body: serde_json::Value| {
+        let input: InitialAccessTokenInput = from_json(body.to_string().as_bytes()).unwrap();
+        Box::new(input.into_record("t1".into(), "h".into(), 1_000).unwrap())
+    };
+    match decide(
+        &p,
+        Command::CreateInitialAccessToken(token(serde_json::json!({"allowedScopes": ["nope"]}))),
+    ) {
+        Err(CommandError::Invalid(e)) => assert_eq!(e.errors[0].field, "allowedScopes[0]"),
+        other => panic!("{other:?}"),
+    }
+    let t =
+        token(serde_json::json!({"allowedScopes": ["api.read"], "maxUses": 1, "lifetime": 100}));
+    apply(&mut p, Command::CreateInitialAccessToken(t.clone())).unwrap();
+    assert!(matches!(
+        decide(&p, Command::CreateInitialAccessToken(t)),
+        Err(CommandError::AlreadyExists(_))
+    ));
+    // The scope the token hands out cannot be deleted under it.
+    match decide(&p, Command::DeleteScope(ScopeKind::Api, "api.read".into())) {
+        Err(CommandError::InUse(m)) => assert!(m.contains("initial access token \"t1\""), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let use_at = |now| Command::UseInitialAccessToken {
+        id: "t1".into(),
+        client_id: "c".into(),
+        now,
+    };
+    assert!(
+        matches!(decide(&p, use_at(1_100)), Err(CommandError::Unusable(_))),
+        "expired at creation + lifetime"
+    );
+    apply(&mut p, use_at(1_050)).unwrap();
+    assert!(
+        matches!(decide(&p, use_at(1_050)), Err(CommandError::Unusable(_))),
+        "used up"
+    );
+    apply(&mut p, Command::DeleteInitialAccessToken("t1".into())).unwrap();
+    assert!(matches!(
+        decide(&p, use_at(1_050)),
+        Err(CommandError::Unusable(_))
+    ));
+    apply(
+        &mut p,
+        Command::DeleteScope(ScopeKind::Api, "api.read".into()),
+    )
+    .unwrap();
+}

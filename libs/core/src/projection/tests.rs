@@ -164,3 +164,71 @@ fn user_events_advance_the_sequence_and_nothing_else() {
     let restored = Projection::from_snapshot(&p.to_snapshot()).unwrap();
     assert_eq!(restored.seq(), 8);
 }
+
+#[test]
+fn registrations_and_initial_access_tokens_fold_and_survive_a_snapshot() {
+    use crate::registration::{InitialAccessToken, RegisteredClient, RegistrationInfo};
+    let token = InitialAccessToken {
+        id: "t1".into(),
+        description: None,
+        sha256: "h".into(),
+        created_at: 1,
+        expires_at: 100,
+        max_uses: Some(2),
+        policy: Default::default(),
+    };
+    let mut client = Client::new("app");
+    client.allowed_grant_types = vec![GrantType::ClientCredentials];
+    let registered = RegisteredClient {
+        client: client.clone(),
+        registration: RegistrationInfo {
+            token_sha256: "rat".into(),
+            initial_access_token: "t1".into(),
+            policy: Default::default(),
+            token_endpoint_auth_method: "client_secret_basic".into(),
+            application_type: "web".into(),
+            issued_at: 5,
+            software_statement_iss: None,
+        },
+    };
+    let mut replaced = client.clone();
+    replaced.client_name = Some("by an admin".into());
+    let p = fold(vec![
+        Event::InitialAccessTokenCreated(Box::new(token.clone())),
+        Event::InitialAccessTokenUsed {
+            id: "t1".into(),
+            client_id: "app".into(),
+        },
+        Event::ClientRegistered(Box::new(registered.clone())),
+        // An admin's replacement keeps the registration.
+        Event::ClientReplaced(Box::new(replaced)),
+    ])
+    .unwrap();
+    let entry = p.client("app").unwrap();
+    assert_eq!(entry.registration.as_ref(), Some(&registered.registration));
+    assert_eq!(entry.incarnation, 3);
+    assert_eq!(p.initial_access_token("t1").unwrap().uses, 1);
+    let q = Projection::from_snapshot(&p.to_snapshot()).unwrap();
+    assert_eq!(
+        q.client("app").unwrap().registration,
+        entry.registration,
+        "registrations survive a snapshot"
+    );
+    assert_eq!(q.initial_access_token("t1"), p.initial_access_token("t1"));
+    // A registration update of an admin-created client, or a use of an unknown token,
+    // contradicts the state.
+    let mut admin_made = fold(vec![Event::ClientCreated(Box::new(client))]).unwrap();
+    let e = Event::ClientRegistrationReplaced(Box::new(registered));
+    assert!(matches!(
+        admin_made.apply(2, &e.subject(), e),
+        Err(ProjectionError::Inconsistent { .. })
+    ));
+    let e = Event::InitialAccessTokenUsed {
+        id: "nope".into(),
+        client_id: "app".into(),
+    };
+    assert!(matches!(
+        admin_made.apply(2, &e.subject(), e),
+        Err(ProjectionError::Inconsistent { .. })
+    ));
+}

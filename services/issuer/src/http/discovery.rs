@@ -67,6 +67,9 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
             .collect::<Vec<_>>(),
         "scopes_supported": scopes,
     });
+    if state.config.dynamic_client_registration {
+        doc["registration_endpoint"] = json!(issuer.endpoint("/oauth2/register"));
+    }
     if oidc {
         let mut claims: Vec<&str> = p
             .scopes(ScopeKind::Identity)

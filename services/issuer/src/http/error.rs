@@ -168,6 +168,7 @@ impl From<CommandError> for ApiError {
             CommandError::AlreadyExists(m) => ApiError::Conflict(format!("{m} already exists")),
             CommandError::NotFound(m) => ApiError::NotFound(format!("{m} does not exist")),
             CommandError::InUse(m) => ApiError::Conflict(m),
+            CommandError::Unusable(m) => ApiError::Conflict(m),
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod introspect;
 pub mod login;
 pub mod logout;
 pub mod par;
+pub mod register;
 pub mod request_object;
 pub mod server;
 pub mod sessions;
@@ -70,6 +71,17 @@ pub fn public_router(state: AppState) -> Router {
             post(par::par).fallback(par::method_not_allowed),
         )
         .route("/oauth2/revoke", post(introspect::revoke))
+        .route(
+            "/oauth2/register",
+            post(register::register).fallback(register::method_not_allowed),
+        )
+        .route(
+            "/oauth2/register/{client_id}",
+            get(register::read)
+                .put(register::update)
+                .delete(register::delete)
+                .fallback(register::method_not_allowed),
+        )
         .route(
             "/oauth2/logout",
             get(logout::logout_get).post(logout::logout_post),

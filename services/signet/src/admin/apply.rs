@@ -25,7 +25,7 @@ use signet_core::commands::OFFLINE_ACCESS;
 
 use super::client::AdminApi;
 use super::spec::{Doc, Problem, Source, Typed};
-use super::{emit, output, Exit, Failure, Kind, OutputFormat};
+use super::{created_token, emit, output, Exit, Failure, Kind, OutputFormat};
 
 /// `apply` flags.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -168,6 +168,12 @@ pub fn plan<'a>(
                     }
                 }
                 (Typed::Client(_), Some(_)) => {}
+                (Typed::InitialAccessToken(_), Some(_)) => {}
+                (Typed::InitialAccessToken(_), None) if name == OFFLINE_ACCESS => {}
+                (Typed::InitialAccessToken(_), None) => problems.push(doc.problem(
+                    field,
+                    format!("scope {name:?} exists neither on the server nor in the file"),
+                )),
                 (Typed::Client(_), None) => problems.push(doc.problem(
                     field,
                     format!("scope {name:?} exists neither on the server nor in the file (add it as an ApiScope or IdentityResource)"),
@@ -281,21 +287,42 @@ pub async fn run(
     for (done, step) in steps.iter().enumerate() {
         let doc = step.doc;
         let result = match step.action {
-            Action::Create => api.create(doc.kind, &doc.id, &doc.body).await.map(|_| ()),
-            Action::Replace(_) => api.replace(doc.kind, &doc.id, &doc.body).await.map(|_| ()),
-            Action::Unchanged => Ok(()),
+            Action::Create => api
+                .create(doc.kind, &doc.id, &doc.body)
+                .await
+                .map(|raw| created_token(doc.kind, &raw)),
+            Action::Replace(_) => api
+                .replace(doc.kind, &doc.id, &doc.body)
+                .await
+                .map(|_| None),
+            Action::Unchanged => Ok(None),
         };
-        if let Err(f) = result {
-            if format == OutputFormat::Json {
-                emit(&output::report(&steps, done, false).to_string());
+        let token = match result {
+            Ok(token) => token,
+            Err(f) => {
+                if format == OutputFormat::Json {
+                    emit(&output::report(&steps, done, false).to_string());
+                }
+                return Err(stopped(f, doc, written, writes));
             }
-            return Err(stopped(f, doc, written, writes));
-        }
+        };
         if step.action != Action::Unchanged {
             written += 1;
         }
         if format == OutputFormat::Table {
             emit(&output::step_lines(step, false));
+        }
+        // A new initial access token's value exists only in this answer: print it (in JSON
+        // mode as a line of its own before the report).
+        if let Some(token) = token {
+            match format {
+                OutputFormat::Table => emit(&format!(
+                    "  token: {token}  (shown once: only its hash is stored)"
+                )),
+                OutputFormat::Json => emit(
+                    &json!({"kind": doc.kind.name(), "id": doc.id, "token": token}).to_string(),
+                ),
+            }
         }
     }
     match format {

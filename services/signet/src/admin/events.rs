@@ -19,7 +19,7 @@ use super::client::{AdminApi, Connection};
 use super::{emit, ConnectionArgs, Exit, Failure};
 
 /// The kinds of object `--aggregate` takes (as the server names them).
-pub const AGGREGATES: [&str; 7] = [
+pub const AGGREGATES: [&str; 8] = [
     "client",
     "api_resource",
     "api_scope",
@@ -27,6 +27,7 @@ pub const AGGREGATES: [&str; 7] = [
     "signing_key",
     "user",
     "api_key",
+    "initial_access_token",
 ];
 /// The first pause of `--follow` after an empty poll.
 const MIN_PAUSE: Duration = Duration::from_millis(200);

@@ -11,7 +11,8 @@
 //! signet admin user sessions ID | logout ID [--sid SID]
 //! ```
 //!
-//! `<kind>` is `client`, `api-resource`, `api-scope` or `identity-resource`. The CLI gets an
+//! `<kind>` is `client`, `api-resource`, `api-scope`, `identity-resource` or
+//! `initial-access-token` (create prints the token's value once; update keeps it). The CLI gets an
 //! access token with `client_credentials` (HTTP Basic, scope `signet.admin`) at the token
 //! endpoint, then calls the admin API with it. The secret comes from
 //! `SIGNET_ADMIN_CLIENT_SECRET` or `--client-secret-file`, never from a flag value (flags
@@ -228,6 +229,10 @@ pub enum AdminCommand {
     /// Identity resources (/admin/v1/Resource/IdentityResource), by name
     #[command(visible_alias = "identity-resources")]
     IdentityResource(KindArgs),
+    /// Initial access tokens for dynamic client registration
+    /// (/admin/v1/InitialAccessToken), by id; `create` prints the token once
+    #[command(visible_alias = "initial-access-tokens")]
+    InitialAccessToken(KindArgs),
     /// Signing keys (/admin/v1/Key), by kid: list, get, rotate, import, revoke
     #[command(visible_alias = "keys")]
     Key(key::KeyArgs),
@@ -244,10 +249,14 @@ pub enum AdminCommand {
 
 const APPLY_HELP: &str = "\
 The file (YAML or JSON; `-` reads standard input) holds objects of the form
-  {kind: Client | ApiResource | ApiScope | IdentityResource, spec: {...admin API body...}}
+  {kind: Client | ApiResource | ApiScope | IdentityResource | InitialAccessToken,
+   spec: {...admin API body...}}
 as a list, as a YAML multi-document stream (---), or as a JSON array. Every object is
 validated before anything is written. Objects on the server but not in the file are left
-alone. Writes go in dependency order: ApiScope and IdentityResource, ApiResource, Client.
+alone. Writes go in dependency order: ApiScope and IdentityResource, ApiResource, Client,
+InitialAccessToken. An InitialAccessToken's spec needs an id; when it is created its value
+is printed once, and a replacement keeps the value (lifetime and expiresAt are not compared:
+change them with `initial-access-token update`).
 
 Secret values are write-only: apply compares what the server shows of a secret (how many,
 description, expiration, type). A spec without clientSecrets/apiSecrets keeps the stored
@@ -313,14 +322,18 @@ pub enum Kind {
     IdentityResource,
     ApiResource,
     Client,
+    /// Dynamic client registration's initial access tokens; their value is printed once,
+    /// when created (a replacement keeps it).
+    InitialAccessToken,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::ApiScope,
         Kind::IdentityResource,
         Kind::ApiResource,
         Kind::Client,
+        Kind::InitialAccessToken,
     ];
 
     /// The name in files and in the admin API's paths.
@@ -330,6 +343,7 @@ impl Kind {
             Kind::ApiResource => "ApiResource",
             Kind::ApiScope => "ApiScope",
             Kind::IdentityResource => "IdentityResource",
+            Kind::InitialAccessToken => "InitialAccessToken",
         }
     }
 
@@ -340,6 +354,7 @@ impl Kind {
             Kind::ApiResource => "api-resource",
             Kind::ApiScope => "api-scope",
             Kind::IdentityResource => "identity-resource",
+            Kind::InitialAccessToken => "initial-access-token",
         }
     }
 
@@ -350,6 +365,7 @@ impl Kind {
             Kind::ApiResource => &["Resource", "ApiResource"],
             Kind::ApiScope => &["Resource", "ApiScope"],
             Kind::IdentityResource => &["Resource", "IdentityResource"],
+            Kind::InitialAccessToken => &["InitialAccessToken"],
         }
     }
 
@@ -357,6 +373,7 @@ impl Kind {
     pub fn id_field(self) -> &'static str {
         match self {
             Kind::Client => "clientId",
+            Kind::InitialAccessToken => "id",
             _ => "name",
         }
     }
@@ -376,6 +393,7 @@ impl Kind {
             Kind::Client => "client",
             Kind::ApiResource => "API resource",
             Kind::ApiScope | Kind::IdentityResource => "scope",
+            Kind::InitialAccessToken => "initial access token",
         }
     }
 
@@ -429,6 +447,7 @@ async fn execute(args: AdminArgs) -> Result<(), Failure> {
         AdminCommand::ApiResource(k) => (Kind::ApiResource, k.verb),
         AdminCommand::ApiScope(k) => (Kind::ApiScope, k.verb),
         AdminCommand::IdentityResource(k) => (Kind::IdentityResource, k.verb),
+        AdminCommand::InitialAccessToken(k) => (Kind::InitialAccessToken, k.verb),
     };
     // A body from a file is read and checked before connecting, too.
     let body = match &verb {
@@ -457,7 +476,14 @@ async fn execute(args: AdminArgs) -> Result<(), Failure> {
             let raw = api.create(kind, &doc.id, &doc.body).await?;
             match format {
                 OutputFormat::Json => emit(&raw),
-                OutputFormat::Table => emit(&format!("{}/{} created", kind.cli_name(), doc.id)),
+                OutputFormat::Table => {
+                    emit(&format!("{}/{} created", kind.cli_name(), doc.id));
+                    if let Some(token) = created_token(kind, &raw) {
+                        emit(&format!(
+                            "token: {token}  (shown once: only its hash is stored)"
+                        ));
+                    }
+                }
             }
         }
         (Verb::Update { .. }, Some(doc)) => {
@@ -493,6 +519,15 @@ fn read_single(file: &Path, kind: Kind, creating: bool) -> Result<spec::Doc, Fai
         }
     }
     Ok(doc)
+}
+
+/// The value of a newly created initial access token, from the server's answer.
+pub fn created_token(kind: Kind, raw: &str) -> Option<String> {
+    if kind != Kind::InitialAccessToken {
+        return None;
+    }
+    let v: Value = serde_json::from_str(raw).ok()?;
+    v.get("token")?.as_str().map(str::to_owned)
 }
 
 /// Writes `text` and a newline to stdout. A closed pipe (`| head`) is not an error.

@@ -23,6 +23,15 @@ fn columns(kind: Kind) -> &'static [(&'static str, &'static str)] {
             ("SCOPES", "scopes"),
             ("SIGNING ALGORITHMS", "allowedAccessTokenSigningAlgorithms"),
         ],
+        Kind::InitialAccessToken => &[
+            ("ID", "id"),
+            ("DESCRIPTION", "description"),
+            ("EXPIRES", "expiresAt"),
+            ("USES", "uses"),
+            ("MAX USES", "maxUses"),
+            ("GRANT TYPES", "allowedGrantTypes"),
+            ("SCOPES", "allowedScopes"),
+        ],
         Kind::ApiScope | Kind::IdentityResource => &[
             ("NAME", "name"),
             ("DISPLAY NAME", "displayName"),

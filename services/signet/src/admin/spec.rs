@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use signet_core::client::{Client, ClientPolicy};
 use signet_core::commands::OFFLINE_ACCESS;
+use signet_core::registration::InitialAccessTokenInput;
 use signet_core::resource::ApiResource;
 use signet_core::scope::ScopeResource;
 use signet_core::secret::{SecretInput, SecretView};
@@ -143,6 +144,7 @@ pub enum Typed {
     Client(Box<Client<SecretInput>>),
     ApiResource(Box<ApiResource<SecretInput>>),
     Scope(ScopeResource),
+    InitialAccessToken(Box<InitialAccessTokenInput>),
 }
 
 /// One valid object of a file.
@@ -197,6 +199,16 @@ impl Doc {
             Typed::Client(c) => serde_json::to_value((**c).clone().map_secrets(secret_view)),
             Typed::ApiResource(r) => serde_json::to_value((**r).clone().map_secrets(secret_view)),
             Typed::Scope(s) => serde_json::to_value(s),
+            // As written, without the expiry (the server shows when it ends, not how it
+            // was asked for).
+            Typed::InitialAccessToken(_) => {
+                let mut body = self.body.clone();
+                if let Some(m) = body.as_object_mut() {
+                    m.remove("lifetime");
+                    m.remove("expiresAt");
+                }
+                Ok(body)
+            }
         };
         let mut v = v.unwrap_or(Value::Null);
         if !self.has_secrets {
@@ -234,6 +246,12 @@ impl Doc {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| (format!("scopes[{i}]"), s.as_str()))
+                .collect(),
+            Typed::InitialAccessToken(t) => t
+                .allowed_scopes
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("allowedScopes[{i}]"), s.as_str()))
                 .collect(),
             Typed::Scope(_) => Vec::new(),
         }
@@ -390,7 +408,7 @@ fn envelope(item: &Value, index: usize) -> Result<(Kind, &Map<String, Value>), V
                 "User objects go in a file of their own: signet admin user apply -f FILE".to_owned()
             }
             Some(v) => format!(
-                "{} is not one of Client, ApiResource, ApiScope, IdentityResource",
+                "{} is not one of Client, ApiResource, ApiScope, IdentityResource, InitialAccessToken",
                 super::compact(v)
             ),
         };
@@ -481,6 +499,32 @@ pub fn check(kind: Kind, spec: &Map<String, Value>, index: usize) -> Result<Doc,
             }
             let id = s.name.clone();
             (Typed::Scope(s), id, result)
+        }
+        Kind::InitialAccessToken => {
+            let t: InitialAccessTokenInput =
+                from_json(&bytes).map_err(|e| to_problems(raw_id.clone(), e))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let id = t.id.clone().unwrap_or_default();
+            // A file names its tokens, so that apply finds them again.
+            let mut result = match &t.id {
+                None => Err(ValidationErrors::single(
+                    "id",
+                    "is required in a file (apply finds the token again by it)",
+                )),
+                Some(_) => Ok(()),
+            };
+            if let Err(e) = t.clone().into_record(id.clone(), String::new(), now) {
+                result = match result {
+                    Ok(()) => Err(e),
+                    Err(mut first) => {
+                        first.errors.extend(e.errors);
+                        Err(first)
+                    }
+                };
+            }
+            (Typed::InitialAccessToken(Box::new(t)), id, result)
         }
     };
     result.map_err(|e| to_problems(Some(id.clone()), e))?;

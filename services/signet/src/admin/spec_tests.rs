@@ -135,7 +135,7 @@ fn every_problem_names_object_kind_id_and_field() {
     let expect = [
         "objects.yaml: object 2 (Client bad-lifetime): accessTokenLifetime: must be a positive number of seconds",
         "objects.yaml: object 3 (Client typo): redirectUri: unknown field `redirectUri`",
-        "objects.yaml: object 4: kind: \"Clients\" is not one of Client, ApiResource, ApiScope, IdentityResource",
+        "objects.yaml: object 4: kind: \"Clients\" is not one of Client, ApiResource, ApiScope, IdentityResource, InitialAccessToken",
         "objects.yaml: object 5 (ApiScope): spec: missing",
         "objects.yaml: object 6 (ApiResource api): apiVersion: unknown member (an object has only kind and spec)",
         "objects.yaml: object 7: must be a mapping with kind and spec",

@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
-use signet_core::commands::{decide_with, Command};
+use signet_core::commands::{decide_with, Command, Decision};
 use signet_core::events::Event;
 use signet_core::projection::Projection;
 use signet_core::redirect_uri::is_localhost_http;
@@ -111,6 +111,16 @@ pub async fn execute(state: &AppState, actor: &Actor, cmd: Command) -> Result<Ev
         }
         decision
     };
+    commit(state, actor, decision).await
+}
+
+/// Appends a decided event with its expected version (a racing writer gets
+/// [`ApiError::Conflict`]) and waits until this node applied it.
+pub async fn commit(
+    state: &AppState,
+    actor: &Actor,
+    decision: Decision,
+) -> Result<Event, ApiError> {
     let event = decision.event;
     let new = NewEvent {
         subject: event.subject(),

@@ -1,6 +1,6 @@
 //! The admin API (`/admin/v1`), shaped after the reference AuthService configuration API:
 //! `/Client`, `/Resource/ApiResource`, `/Resource/ApiScope`, `/Resource/IdentityResource`,
-//! `/User` and a user's `/Session`s; plus `/Key`, the signing keys, `/revocations`, and `/Events`, the audit trail.
+//! `/User` and a user's `/Session`s; `/InitialAccessToken` (dynamic client registration); plus `/Key`, the signing keys, `/revocations`, and `/Events`, the audit trail.
 //!
 //! Every route demands a bearer access token issued by this server with scope
 //! `signet.admin` (RFC 6750), checked here by [`require_admin`]. A write is decided against
@@ -16,6 +16,7 @@
 mod clients;
 pub mod common;
 mod events;
+pub mod initial_access_tokens;
 mod keys;
 pub mod openapi;
 mod resources;
@@ -53,6 +54,10 @@ pub const RESOURCES: &[Resource] = &[
     Resource {
         routes: clients::routes,
         api: clients::Api::openapi,
+    },
+    Resource {
+        routes: initial_access_tokens::routes,
+        api: initial_access_tokens::Api::openapi,
     },
     Resource {
         routes: resources::routes,

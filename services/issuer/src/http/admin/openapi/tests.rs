@@ -142,6 +142,10 @@ async fn document_matches_the_routes() {
             "/admin/v1/Resource/IdentityResource",
             "/admin/v1/Resource/IdentityResource/{name}",
         ),
+        (
+            "/admin/v1/InitialAccessToken",
+            "/admin/v1/InitialAccessToken/{id}",
+        ),
     ] {
         for m in ["GET", "POST", "PUT"] {
             expected.insert(format!("{m} {collection}"));
