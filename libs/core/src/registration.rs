@@ -841,7 +841,9 @@ pub fn build_client(
                 .and_then(Value::as_array)
                 .filter(|k| !k.is_empty())
                 .ok_or_else(|| {
-                    meta_err("private_key_jwt needs jwks with at least one public key, or a jwks_uri")
+                    meta_err(
+                        "private_key_jwt needs jwks with at least one public key, or a jwks_uri",
+                    )
                 })?;
             for (i, k) in keys.iter().enumerate() {
                 let value = k.to_string();

@@ -323,5 +323,8 @@ fn keys_at_a_jwks_uri_and_dpop_binding_map_onto_the_client() {
     let m = meta(json!({"redirect_uris": ["https://a.example/cb"],
         "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "http://a.example/jwks"}));
     let (c, _) = build_client(&m, &policy(), "k", "unused").unwrap();
-    assert!(c.validate().is_err(), "the client rules refuse a plain-http jwksUri");
+    assert!(
+        c.validate().is_err(),
+        "the client rules refuse a plain-http jwksUri"
+    );
 }
