@@ -545,50 +545,52 @@ async fn registrations_that_break_the_rules_are_refused() -> anyhow::Result<()> 
             "{body}: {answer}"
         );
     }
-    let (status, _) = s
-        .admin_call(
+    // The admin API's status codes, in order: a second create is 409, a missing token 404,
+    // a replacement without an id or with a bad field a 400 naming it.
+    for (method, path, body, want, field) in [
+        (
             Method::POST,
             "/InitialAccessToken",
-            Some(&json!({"id": "fixed"})),
-        )
-        .await?;
-    assert_eq!(status, 201);
-    let (status, _) = s
-        .admin_call(
+            Some(json!({"id": "fixed"})),
+            201,
+            None,
+        ),
+        (
             Method::POST,
             "/InitialAccessToken",
-            Some(&json!({"id": "fixed"})),
-        )
-        .await?;
-    assert_eq!(status, 409);
-    let (status, _) = s
-        .admin_call(Method::GET, "/InitialAccessToken/missing", None)
-        .await?;
-    assert_eq!(status, 404);
-    let (status, _) = s
-        .admin_call(
+            Some(json!({"id": "fixed"})),
+            409,
+            None,
+        ),
+        (Method::GET, "/InitialAccessToken/missing", None, 404, None),
+        (
             Method::PUT,
             "/InitialAccessToken",
-            Some(&json!({"id": "missing"})),
-        )
-        .await?;
-    assert_eq!(status, 404);
-    let (status, answer) = s
-        .admin_call(
+            Some(json!({"id": "missing"})),
+            404,
+            None,
+        ),
+        (
             Method::PUT,
             "/InitialAccessToken",
-            Some(&json!({"description": "no id"})),
-        )
-        .await?;
-    assert_eq!((status, answer["field"].as_str()), (400, Some("id")));
-    let (status, answer) = s
-        .admin_call(
+            Some(json!({"description": "no id"})),
+            400,
+            Some("id"),
+        ),
+        (
             Method::PUT,
             "/InitialAccessToken",
-            Some(&json!({"id": "fixed", "maxUses": 0})),
-        )
-        .await?;
-    assert_eq!((status, answer["field"].as_str()), (400, Some("maxUses")));
+            Some(json!({"id": "fixed", "maxUses": 0})),
+            400,
+            Some("maxUses"),
+        ),
+    ] {
+        let (status, answer) = s.admin_call(method.clone(), path, body.as_ref()).await?;
+        assert_eq!(status, want, "{method} {path} {body:?}: {answer}");
+        if let Some(field) = field {
+            assert_eq!(answer["field"].as_str(), Some(field), "{answer}");
+        }
+    }
     s.stop().await?;
     Ok(())
 }
