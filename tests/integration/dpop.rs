@@ -252,6 +252,7 @@ async fn client_credentials_tokens_are_bound_and_a_resource_server_demands_the_p
     let i = s.introspect(("orders-api", API_SECRET), &token).await?;
     assert_eq!(i["active"], true);
     assert_eq!(i["cnf"]["jkt"], key.jkt());
+    assert_eq!(i["token_type"], "DPoP", "RFC 9449 section 6.2: {i}");
     // Without a proof: a plain bearer token, no cnf.
     let (st, _, plain) =
         token_with(&http, &s.issuer, Some(("backend", BACKEND_SECRET)), CC, &[]).await?;

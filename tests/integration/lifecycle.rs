@@ -130,6 +130,13 @@ async fn refresh_rotation_reuse_detection_introspection_and_revocation() -> anyh
     let i = introspect(&s, &at1, None).await?;
     assert_eq!(i["active"], true, "{i}");
     assert_eq!(i["client_id"], "app");
+    assert_eq!(
+        (i["token_type"].as_str(), i["token_use"].as_str()),
+        (Some("Bearer"), Some("access_token")),
+        "{i}"
+    );
+    let i = introspect(&s, &rt1, Some("app")).await?;
+    assert_eq!(i["token_use"], "refresh_token", "{i}");
     assert_eq!(introspect(&s, &at1, Some("other")).await?["active"], false);
     assert_eq!(introspect(&s, &rt1, Some("app")).await?["active"], true);
     assert_eq!(

@@ -370,7 +370,15 @@ async fn introspect_inner(state: &AppState, form: &OAuthForm) -> Result<Response
                 return inactive();
             }
             claims.insert("active".into(), true.into());
-            claims.insert("token_type".into(), "access_token".into());
+            // RFC 7662 section 2.2: the token type of RFC 6749 section 5.1; a DPoP-bound
+            // token is "DPoP" (RFC 9449 section 6.2). Which kind of token it is goes in
+            // `token_use` (as Hydra names it).
+            let dpop = claims.get("cnf").and_then(|c| c.get("jkt")).is_some();
+            claims.insert(
+                "token_type".into(),
+                if dpop { "DPoP" } else { "Bearer" }.into(),
+            );
+            claims.insert("token_use".into(), "access_token".into());
             if reference {
                 claims.insert("token_kind".into(), "reference".into());
             }
@@ -383,7 +391,7 @@ async fn introspect_inner(state: &AppState, form: &OAuthForm) -> Result<Response
             }
             Ok(json_response(json!({
                 "active": true,
-                "token_type": "refresh_token",
+                "token_use": "refresh_token",
                 "client_id": g.client_id,
                 "sub": g.sub,
                 "scope": g.scopes.join(" "),
