@@ -9,6 +9,7 @@ mod bad_input;
 mod channel_logout;
 mod client_credentials;
 mod cluster;
+mod crash;
 mod device;
 mod discovery;
 mod dpop;

@@ -290,6 +290,15 @@ impl Serve {
         Ok(status)
     }
 
+    /// SIGKILL (a crash: no shutdown, nothing flushed) and waits for the process to exit.
+    pub async fn kill(mut self) -> Result<std::process::ExitStatus> {
+        self.child.start_kill()?;
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .context("signet did not exit within 30s of SIGKILL")??;
+        Ok(status)
+    }
+
     /// `POST /oauth2/token` with a form body and optional Basic credentials.
     pub async fn token_request(
         &self,

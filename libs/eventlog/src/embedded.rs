@@ -78,6 +78,8 @@ pub const SNAPSHOT_FILE: &str = "snapshot.bin";
 pub const SNAPSHOT_TMP_FILE: &str = "snapshot.bin.tmp";
 /// The largest record body accepted on append and at open (16 MiB).
 pub const MAX_RECORD_LEN: usize = 16 << 20;
+/// The most appends written (and fsynced) together by one group commit.
+pub const MAX_BATCH: usize = 256;
 
 const LOG_MAGIC: &[u8; 8] = b"SIGNETEV";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"SIGNETSN";
@@ -132,12 +134,16 @@ pub struct MemoryUse {
 
 /// The embedded [`EventLog`]: one append-only, fsynced file in a data directory.
 ///
-/// - Appends are serialised by an async mutex; the write and `fsync` run on the blocking
-///   thread pool. An append is acknowledged only after `sync_data` succeeded. Once an append
-///   has acquired the writer it runs to completion even if the caller's future is dropped, so
-///   a cancelled append is either fully applied or not applied at all.
-/// - If writing or syncing a record fails, the file is truncated back to its previous length
-///   and the in-memory state does not move. If even that truncation fails, the writer refuses
+/// - Appends use **group commit**: each append joins a queue, then takes the writer (an async
+///   mutex); whoever holds the writer takes every queued append (in batches of at most
+///   [`MAX_BATCH`], never waiting for more to arrive), checks each one's
+///   [`ExpectedVersion`] in queue order (an append sees the earlier ones of its batch), and
+///   writes the batch's records with one `write` and one `sync_data` on the blocking thread
+///   pool. Each append is acknowledged only after that `sync_data` succeeded. An append whose
+///   caller went away before a writer took it is dropped unwritten; once taken it runs to
+///   completion, so a cancelled append is either fully applied or not applied at all.
+/// - If writing or syncing a batch fails, the file is truncated back to its previous length,
+///   every append of the batch fails, and the in-memory state does not move. If even that truncation fails, the writer refuses
 ///   further appends (every append returns [`EventLogError::Backend`]) until the log is
 ///   reopened, which repairs or rejects the tail.
 /// - [`EventLog::follow`] streams are served from the cache of newest events (older events
@@ -150,7 +156,16 @@ pub struct MemoryUse {
 pub struct FileLog {
     shared: Arc<Shared>,
     writer: Arc<Mutex<Writer>>,
+    /// Appends waiting for a writer, in arrival order.
+    queue: Arc<std::sync::Mutex<VecDeque<Queued>>>,
     snapshot_lock: Arc<Mutex<()>>,
+}
+
+/// An append in the group-commit queue.
+struct Queued {
+    pending: Pending,
+    expected: ExpectedVersion,
+    reply: tokio::sync::oneshot::Sender<Result<Seq>>,
 }
 
 /// What the log handle, in-flight appends and followers share.
@@ -205,6 +220,8 @@ struct Writer {
     notify: Option<watch::Sender<Seq>>,
     /// Set when a failed append could not be rolled back; appends are refused from then on.
     failed: Option<String>,
+    /// Batches written and synced (each one `write` + one `sync_data`).
+    commits: u64,
     #[cfg(test)]
     fail_next: Option<tests::FailPoint>,
 }
@@ -283,6 +300,7 @@ impl FileLog {
             len,
             notify: Some(notify),
             failed: None,
+            commits: 0,
             #[cfg(test)]
             fail_next: None,
         };
@@ -290,6 +308,7 @@ impl FileLog {
         Ok(Arc::new(FileLog {
             shared,
             writer: Arc::new(Mutex::new(writer)),
+            queue: Arc::new(std::sync::Mutex::new(VecDeque::new())),
             snapshot_lock: Arc::new(Mutex::new(())),
         }))
     }
@@ -548,13 +567,26 @@ impl EventLog for FileLog {
             at_ms: event.at_ms,
             payload,
         };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        lock_queue(&self.queue).push_back(Queued {
+            pending,
+            expected,
+            reply,
+        });
         let writer = Arc::clone(&self.writer).lock_owned().await;
-        let shared = Arc::clone(&self.shared);
-        // The blocking task owns the writer guard: it completes even if this future is
-        // dropped, so the file and the in-memory state never diverge.
-        tokio::task::spawn_blocking(move || append_locked(&shared, writer, pending, expected))
-            .await
-            .map_err(|e| EventLogError::Backend(format!("append task failed: {e}")))?
+        // Whoever holds the writer writes everything queued (this append, unless an earlier
+        // holder already took it with its own batch).
+        if !lock_queue(&self.queue).is_empty() {
+            let shared = Arc::clone(&self.shared);
+            let queue = Arc::clone(&self.queue);
+            // The blocking task owns the writer guard: it completes even if this future is
+            // dropped, so the file and the in-memory state never diverge.
+            tokio::task::spawn_blocking(move || drain_queue(&shared, writer, &queue));
+        }
+        match answer.await {
+            Ok(result) => result,
+            Err(_) => Err(EventLogError::Backend("append task failed".into())),
+        }
     }
 
     async fn last_seq(&self) -> Result<Seq> {
@@ -633,66 +665,136 @@ fn normalize_payload(payload: &[u8]) -> Result<Vec<u8>> {
     Ok(raw.get().as_bytes().to_vec())
 }
 
-/// The critical section of an append, run on the blocking pool while holding the writer.
-fn append_locked(
+fn lock_queue(
+    queue: &std::sync::Mutex<VecDeque<Queued>>,
+) -> std::sync::MutexGuard<'_, VecDeque<Queued>> {
+    // Pushing and draining cannot leave the queue half-changed: ignoring poison is sound.
+    queue.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An error for each append of a failed batch (`io::Error` is not `Clone`).
+fn replicate(e: &EventLogError) -> EventLogError {
+    match e {
+        EventLogError::Io(io) => EventLogError::Io(io::Error::new(io.kind(), io.to_string())),
+        other => EventLogError::Backend(other.to_string()),
+    }
+}
+
+/// Holding the writer, on the blocking pool: writes every queued append, [`MAX_BATCH`] at a
+/// time, until the queue is empty.
+fn drain_queue(
     shared: &Shared,
     mut writer: OwnedMutexGuard<Writer>,
-    pending: Pending,
-    expected: ExpectedVersion,
-) -> Result<Seq> {
-    let writer = &mut *writer;
+    queue: &std::sync::Mutex<VecDeque<Queued>>,
+) {
+    loop {
+        let batch: Vec<Queued> = {
+            let mut q = lock_queue(queue);
+            let n = q.len().min(MAX_BATCH);
+            q.drain(..n).collect()
+        };
+        if batch.is_empty() {
+            return;
+        }
+        append_batch(shared, &mut writer, batch);
+    }
+}
+
+/// One group commit: checks each append in order, writes the accepted ones' frames with one
+/// write and one `sync_data`, then answers every caller.
+fn append_batch(shared: &Shared, writer: &mut Writer, batch: Vec<Queued>) {
+    // A caller that went away before its append was taken: not written (as if cancelled
+    // before it reached the writer).
+    let batch = batch.into_iter().filter(|q| !q.reply.is_closed());
     let Some(file) = writer.file.as_ref() else {
-        return Err(EventLogError::Closed);
+        for q in batch {
+            let _ = q.reply.send(Err(EventLogError::Closed));
+        }
+        return;
     };
     if let Some(reason) = &writer.failed {
-        return Err(EventLogError::Backend(format!(
-            "event log writer is stopped after an unrecoverable write failure ({reason}); \
-             reopen the log"
-        )));
-    }
-
-    let (last, actual) = {
-        let state = shared.read();
-        (state.last_seq(), state.subject_version(&pending.subject))
-    };
-    if let ExpectedVersion::Exact(expected) = expected {
-        if expected != actual {
-            return Err(EventLogError::Conflict {
-                subject: pending.subject,
-                expected,
-                actual,
-            });
+        for q in batch {
+            let _ = q.reply.send(Err(EventLogError::Backend(format!(
+                "event log writer is stopped after an unrecoverable write failure ({reason}); \
+                 reopen the log"
+            ))));
         }
+        return;
     }
-
-    let event = RecordedEvent {
-        seq: last + 1,
-        subject: pending.subject,
-        actor: pending.actor,
-        at_ms: pending.at_ms,
-        payload: pending.payload,
-    };
-    let body = serde_json::to_vec(&event)
-        .map_err(|e| EventLogError::Backend(format!("cannot encode event: {e}")))?;
-    if body.len() > MAX_RECORD_LEN {
-        return Err(EventLogError::Backend(format!(
-            "event of {} bytes exceeds the {MAX_RECORD_LEN}-byte record limit",
-            body.len()
-        )));
-    }
-    let frame = encode_frame(&body);
 
     let before = writer.len;
+    let mut frames: Vec<u8> = Vec::new();
+    // (event, frame offset, caller) of each accepted append, in order.
+    let mut accepted = Vec::new();
+    {
+        let state = shared.read();
+        let mut last = state.last_seq();
+        // Subject versions as the batch's earlier appends leave them.
+        let mut versions: HashMap<String, Seq> = HashMap::new();
+        for q in batch {
+            let Queued {
+                pending,
+                expected,
+                reply,
+            } = q;
+            let actual = versions
+                .get(&pending.subject)
+                .copied()
+                .unwrap_or_else(|| state.subject_version(&pending.subject));
+            if let ExpectedVersion::Exact(expected) = expected {
+                if expected != actual {
+                    let _ = reply.send(Err(EventLogError::Conflict {
+                        subject: pending.subject,
+                        expected,
+                        actual,
+                    }));
+                    continue;
+                }
+            }
+            let event = RecordedEvent {
+                seq: last + 1,
+                subject: pending.subject,
+                actor: pending.actor,
+                at_ms: pending.at_ms,
+                payload: pending.payload,
+            };
+            let body = match serde_json::to_vec(&event) {
+                Ok(body) if body.len() <= MAX_RECORD_LEN => body,
+                Ok(body) => {
+                    let _ = reply.send(Err(EventLogError::Backend(format!(
+                        "event of {} bytes exceeds the {MAX_RECORD_LEN}-byte record limit",
+                        body.len()
+                    ))));
+                    continue;
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(EventLogError::Backend(format!(
+                        "cannot encode event: {e}"
+                    ))));
+                    continue;
+                }
+            };
+            let offset = before + frames.len() as u64;
+            frames.extend_from_slice(&encode_frame(&body));
+            last = event.seq;
+            versions.insert(event.subject.clone(), event.seq);
+            accepted.push((event, offset, reply));
+        }
+    }
+    if accepted.is_empty() {
+        return;
+    }
+
     #[cfg(test)]
     let fail = writer.fail_next.take();
     #[cfg(not(test))]
     let fail = NoFailPoint;
-    if let Err(error) = write_frame(file, &frame, fail) {
+    if let Err(error) = write_frame(file, &frames, fail) {
         // Roll back: no partial record may survive a failed append.
         match truncate(file, before, fail) {
             Ok(()) => {
-                tracing::error!(%error, path = %shared.log_path.display(),
-                    "event log append failed; the record was rolled back");
+                tracing::error!(%error, path = %shared.log_path.display(), appends = accepted.len(),
+                    "event log append failed; the records were rolled back");
             }
             Err(truncate_error) => {
                 tracing::error!(%error, %truncate_error, path = %shared.log_path.display(),
@@ -703,16 +805,31 @@ fn append_locked(
                 ));
             }
         }
-        return Err(error.into());
+        let error = EventLogError::from(error);
+        for (_, _, reply) in accepted {
+            let _ = reply.send(Err(replicate(&error)));
+        }
+        return;
     }
-    writer.len = before + frame.len() as u64;
+    writer.len = before + frames.len() as u64;
+    writer.commits += 1;
 
-    let seq = event.seq;
-    shared.write().push(Arc::new(event), before);
-    if let Some(notify) = &writer.notify {
-        notify.send_replace(seq);
+    let mut replies = Vec::with_capacity(accepted.len());
+    let mut last = 0;
+    {
+        let mut state = shared.write();
+        for (event, offset, reply) in accepted {
+            last = event.seq;
+            replies.push((event.seq, reply));
+            state.push(Arc::new(event), offset);
+        }
     }
-    Ok(seq)
+    if let Some(notify) = &writer.notify {
+        notify.send_replace(last);
+    }
+    for (seq, reply) in replies {
+        let _ = reply.send(Ok(seq));
+    }
 }
 
 /// Stand-in for the test-only fault injection point in non-test builds.

@@ -1024,3 +1024,110 @@ async fn damage_after_open_is_reported_when_an_old_event_is_read() {
     // Event 4 starts an index slot past the damage: still readable.
     assert_eq!(log.read_from(4, 1).await.unwrap()[0].seq, 4);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Group commit
+// ---------------------------------------------------------------------------------------------
+
+/// Waits until `n` appends are queued for a writer.
+async fn queued(log: &FileLog, n: usize) {
+    while lock_queue(&log.queue).len() < n {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_appends_share_one_write_and_check_versions_in_order() {
+    let dir = tempdir().unwrap();
+    let log = open(dir.path());
+    append_n(&log, 1).await;
+    let commits = log.writer.lock().await.commits;
+    // Hold the writer: everything queued meanwhile is one batch.
+    let guard = log.writer.lock().await;
+    let mut tasks = Vec::new();
+    for i in 0..16u64 {
+        let l = Arc::clone(&log);
+        // Every one expects version 1 of SUBJECT: exactly one can win.
+        tasks.push(tokio::spawn(async move {
+            l.append(event(SUBJECT, 100 + i), ExpectedVersion::Exact(1))
+                .await
+        }));
+        queued(&log, 2 * i as usize + 1).await;
+        let l = Arc::clone(&log);
+        tasks.push(tokio::spawn(async move {
+            l.append(event("signet.events.client.other", i), ExpectedVersion::Any)
+                .await
+        }));
+        queued(&log, 2 * i as usize + 2).await;
+    }
+    drop(guard);
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap());
+    }
+    // The first queued append wins (seq 2); the later ones see its version, 2.
+    assert_eq!(results[0].as_ref().ok(), Some(&2));
+    for (i, r) in results.iter().enumerate().skip(1) {
+        if i % 2 == 0 {
+            assert!(
+                matches!(
+                    r,
+                    Err(EventLogError::Conflict {
+                        expected: 1,
+                        actual: 2,
+                        ..
+                    })
+                ),
+                "{i}: {r:?}"
+            );
+        } else {
+            assert!(r.is_ok(), "{i}: {r:?}");
+        }
+    }
+    // Sequences are dense in queue order: 2 for the winner, then 3..=18 for the others.
+    let seqs: Vec<Seq> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    assert_eq!(seqs, (2..=18).collect::<Vec<_>>());
+    assert_eq!(
+        log.writer.lock().await.commits,
+        commits + 1,
+        "one write + sync"
+    );
+    assert_eq!(log.subject_version(SUBJECT).await.unwrap(), 2);
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(log.last_seq().await.unwrap(), 18);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_fails_every_append_of_its_batch() {
+    let dir = tempdir().unwrap();
+    let log = open(dir.path());
+    append_n(&log, 2).await;
+    let len = file_len(dir.path());
+    let mut guard = log.writer.lock().await;
+    guard.fail_next = Some(FailPoint::Sync);
+    let mut tasks = Vec::new();
+    for i in 0..8u64 {
+        let l = Arc::clone(&log);
+        tasks.push(tokio::spawn(async move {
+            l.append(event(SUBJECT, i), ExpectedVersion::Any).await
+        }));
+    }
+    queued(&log, 8).await;
+    drop(guard);
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert!(matches!(r, Err(EventLogError::Io(_))), "{r:?}");
+    }
+    assert_eq!(file_len(dir.path()), len, "nothing of the batch is left");
+    assert_eq!(log.last_seq().await.unwrap(), 2);
+    assert_eq!(
+        log.append(event(SUBJECT, 9), ExpectedVersion::Exact(2))
+            .await
+            .unwrap(),
+        3
+    );
+}

@@ -350,8 +350,12 @@ pub async fn grant(
                 .or_unavailable()?
             {
                 Rotation::Rotated { old_value } => {
-                    let record: RefreshRecord =
-                        serde_json::from_slice(&old_value).map_err(|_| invalid())?;
+                    // The value just read is the one rotated (a one-time family keeps its
+                    // value): parsed once. Should it differ, the rotated one counts.
+                    let record = match record {
+                        Some(r) if old_value == value => r,
+                        _ => serde_json::from_slice(&old_value).map_err(|_| invalid())?,
+                    };
                     (record, Some(next))
                 }
                 Rotation::Reused => {
