@@ -42,6 +42,7 @@ async fn discovery_under_an_issuer_path() -> anyhow::Result<()> {
             d["device_authorization_endpoint"],
             format!("{}/oauth2/device_authorization", s.issuer)
         );
+        assert_eq!(d["resource_indicators_supported"], true, "{doc}");
         assert_eq!(
             d["token_endpoint_auth_methods_supported"],
             serde_json::json!([

@@ -40,6 +40,10 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
             "urn:ietf:params:oauth:grant-type:device_code"
         ],
         "device_authorization_endpoint": issuer.endpoint("/oauth2/device_authorization"),
+        // RFC 8707 resource indicators at the authorization, token, device authorization
+        // and PAR endpoints and in request objects. RFC 8707 registers no metadata for
+        // this: the member is Signet's (RFC 8414 section 2 allows extensions).
+        "resource_indicators_supported": true,
         "introspection_endpoint": issuer.endpoint("/oauth2/introspect"),
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
