@@ -286,6 +286,7 @@ pub struct Client<S = StoredSecret> {
     /// Profile); null: none. See [`ClientProfile`]: the client must set the flags the
     /// profile demands.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(inline))]
     pub profile: Option<ClientProfile>,
     /// Whether every token request must carry a DPoP proof (RFC 9449), so every access
     /// token is DPoP-bound (IdentityServer's `requireDPoP`); a request without one is

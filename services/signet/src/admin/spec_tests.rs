@@ -202,7 +202,7 @@ fn absent_secrets_matter_only_for_creation() {
     let p = d.creation_problem().unwrap();
     assert_eq!(
         rendered(&[p]),
-        ["objects.yaml: object 1 (Client svc): clientSecrets: a client_credentials client needs at least one secret with a value (the object does not exist yet, so the file must hold its secrets)"]
+        ["objects.yaml: object 1 (Client svc): clientSecrets: a client_credentials client needs at least one secret with a value (or a jwksUri) (the object does not exist yet, so the file must hold its secrets)"]
     );
     // An explicit empty list is a real (failing) statement.
     let e = check_all(&yaml(
