@@ -145,16 +145,6 @@ pub async fn authenticate(
 
 type Failure = (&'static str, OAuthError);
 
-/// The payload of a compact JWS, read without checking anything: only to find which
-/// client's keys to verify it with.
-fn unverified_payload(jwt: &str) -> Option<Value> {
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
 /// For a client assertion whose client has a `jwksUri`: the keys published there (cached,
 /// see [`super::client_jwks`]). Nothing for any other request.
 async fn jwks_uri_keys(
@@ -165,7 +155,7 @@ async fn jwks_uri_keys(
     let Some(jwt) = form.get("client_assertion") else {
         return Ok(None);
     };
-    let Some(entry) = unverified_payload(jwt)
+    let Some(entry) = super::client_jwks::unverified_part(jwt, 1)
         .as_ref()
         .and_then(|c| c.get("sub")?.as_str())
         .and_then(|sub| p.client(sub))
@@ -297,7 +287,7 @@ fn assertion_client(
 ) -> Result<(Arc<ClientEntry>, ReplayGuard), Failure> {
     // The client is named by `sub` (= `iss`); the signature is checked before any claim is
     // trusted, so reading it unverified only picks the keys to check with.
-    let unverified = unverified_payload(jwt)
+    let unverified = super::client_jwks::unverified_part(jwt, 1)
         .ok_or_else(|| bad_assertion("the client assertion is not a JWT"))?;
     let sub = unverified
         .get("sub")

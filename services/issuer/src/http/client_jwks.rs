@@ -214,16 +214,22 @@ pub async fn published_keys(
         })
 }
 
+/// Part `index` of a compact JWS (0: the protected header, 1: the payload) as JSON, read
+/// without checking anything: only to pick the client and keys to verify it with.
+pub fn unverified_part(jws: &str, index: usize) -> Option<Value> {
+    use base64::Engine;
+    let part = jws.split('.').nth(index)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// The `kid` in a compact JWS's protected header, when it has one (read unverified: it only
 /// picks the keys to try).
 pub fn header_kid(jws: &str) -> Option<String> {
-    use base64::Engine;
-    let header = jws.split('.').next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
-        .ok()?;
-    let v: Value = serde_json::from_slice(&bytes).ok()?;
-    v.get("kid").and_then(Value::as_str).map(str::to_owned)
+    let header = unverified_part(jws, 0)?;
+    header.get("kid").and_then(Value::as_str).map(str::to_owned)
 }
 
 #[cfg(test)]
