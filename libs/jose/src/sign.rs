@@ -43,7 +43,7 @@ impl JwsSigner {
         }
     }
 
-    pub fn key(&self) -> &SigningKey {
+    pub fn key(&self) -> &Arc<SigningKey> {
         &self.key
     }
 

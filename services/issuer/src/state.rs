@@ -47,8 +47,16 @@ impl Signers {
     /// Until it holds a newly activated key (a lease renewal away, after an immediate
     /// rotation), the node keeps signing with the held key of that algorithm the JWKS
     /// still has (the one just retired), so tokens stay verifiable and requests do not
-    /// fail meanwhile. A revoked key is no longer in the projection and never signs.
-    pub fn new(held: &[Arc<SigningKey>], p: &Projection) -> (Self, Vec<String>) {
+    /// fail meanwhile. The keys of `previous` (the signers this replaces) stand in too:
+    /// the held set may run ahead of the projection (the key manager hands out a new key
+    /// as soon as its events are written, before this node's follower has applied them),
+    /// and the key it just dropped is still the one the projection knows. A revoked key
+    /// is no longer in the projection and never signs.
+    pub fn new(
+        held: &[Arc<SigningKey>],
+        p: &Projection,
+        previous: &Signers,
+    ) -> (Self, Vec<String>) {
         let mut s = Signers::default();
         let mut missing = Vec::new();
         for alg in Algorithm::ALL {
@@ -59,7 +67,8 @@ impl Signers {
                 Some(k) => Some(k),
                 None => {
                     missing.push(active.jwk.kid.clone());
-                    stand_in(held, p, alg)
+                    let previous = previous.access_token(alg).map(|s| s.key());
+                    stand_in(held.iter().chain(previous), p, alg)
                 }
             };
             if let Some(k) = key {
@@ -95,7 +104,7 @@ impl Signers {
 /// The held key of `alg` that best stands in for an active key this node lacks: one the
 /// JWKS still has, active before retired before published, the most recent first.
 fn stand_in<'k>(
-    held: &'k [Arc<SigningKey>],
+    held: impl Iterator<Item = &'k Arc<SigningKey>>,
     p: &Projection,
     alg: Algorithm,
 ) -> Option<&'k Arc<SigningKey>> {
@@ -105,8 +114,7 @@ fn stand_in<'k>(
         KeyState::Retired => 1,
         KeyState::Published => 0,
     };
-    held.iter()
-        .filter(|k| k.alg() == alg)
+    held.filter(|k| k.alg() == alg)
         .filter_map(|k| p.key(k.kid()).map(|r| (k, r)))
         .max_by_key(|(_, r)| (rank(r.state), r.activated_at, r.published_at))
         .map(|(k, _)| k)
@@ -153,6 +161,8 @@ pub struct Inner {
     pub revocations: Arc<crate::revocations::Revocations>,
     /// Private keys this node holds (unsealed from the vault, or leased).
     held_keys: ArcSwap<Vec<Arc<SigningKey>>>,
+    /// Held while the signers are re-picked (see [`AppState::refresh_signers`]).
+    signers_refresh: std::sync::Mutex<()>,
     /// Called when the projection activates a key this node does not hold (cluster: renew
     /// the lease now).
     on_missing_key: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
@@ -216,6 +226,7 @@ impl AppState {
             users,
             revocations,
             held_keys: ArcSwap::from_pointee(held_keys),
+            signers_refresh: std::sync::Mutex::new(()),
             on_missing_key: std::sync::OnceLock::new(),
             applied,
             follower_failed: AtomicBool::new(false),
@@ -242,8 +253,20 @@ impl AppState {
     }
 
     /// Signs with the keys the projection says are active, among those held.
+    ///
+    /// The follower (a new projection) and the key lease (new held keys) both call it; one
+    /// at a time, so that the last to run, which sees both newest values, is also the last
+    /// to store.
     fn refresh_signers(&self) {
-        let (signers, missing) = Signers::new(&self.held_keys.load(), &self.projection.load());
+        let _one_at_a_time = self
+            .signers_refresh
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (signers, missing) = Signers::new(
+            &self.held_keys.load(),
+            &self.projection.load(),
+            &self.signers.load(),
+        );
         self.signers.store(Arc::new(signers));
         if !missing.is_empty() {
             tracing::warn!(kids = ?missing, "active signing keys not held by this node");
@@ -404,7 +427,7 @@ mod tests {
             },
         );
         let held = vec![old.clone()];
-        let (s, missing) = Signers::new(&held, &p);
+        let (s, missing) = Signers::new(&held, &p, &Signers::default());
         assert!(missing.is_empty());
         assert_eq!(s.access_token(Algorithm::ES256).unwrap().key().kid(), "old");
 
@@ -423,10 +446,10 @@ mod tests {
                 at: 3,
             },
         );
-        let (s, missing) = Signers::new(&held, &p);
+        let (s, missing) = Signers::new(&held, &p, &Signers::default());
         assert_eq!(missing, vec!["new".to_owned()]);
         assert_eq!(s.access_token(Algorithm::ES256).unwrap().key().kid(), "old");
-        let (s, missing) = Signers::new(&[old.clone(), new.clone()], &p);
+        let (s, missing) = Signers::new(&[old.clone(), new.clone()], &p, &Signers::default());
         assert!(missing.is_empty());
         assert_eq!(s.access_token(Algorithm::ES256).unwrap().key().kid(), "new");
 
@@ -439,8 +462,60 @@ mod tests {
                 revoked: true,
             },
         );
-        let (s, missing) = Signers::new(&held, &p);
+        let (s, missing) = Signers::new(&held, &p, &Signers::default());
         assert_eq!(missing, vec!["new".to_owned()]);
+        assert!(s.access_token(Algorithm::ES256).is_none());
+    }
+
+    #[test]
+    fn when_the_held_keys_run_ahead_of_the_projection_the_previous_signer_stands_in() {
+        let (old, new) = (key("old"), key("new"));
+        let mut p = Projection::new();
+        let jwk = old.public_jwk().clone();
+        apply(&mut p, Event::SigningKeyPublished { jwk, at: 1 });
+        apply(
+            &mut p,
+            Event::SigningKeyActivated {
+                kid: "old".into(),
+                at: 2,
+            },
+        );
+        let (before, _) = Signers::new(&[old.clone()], &p, &Signers::default());
+
+        // The key manager rotated and handed out only the new key; this node's projection
+        // has not seen the new key's events yet.
+        let (s, missing) = Signers::new(&[new.clone()], &p, &before);
+        assert_eq!(missing, vec!["old".to_owned()]);
+        assert_eq!(s.access_token(Algorithm::ES256).unwrap().key().kid(), "old");
+        assert_eq!(s.id_token(Algorithm::ES256).unwrap().key().kid(), "old");
+
+        // Without the previous signer there is nothing to sign with: the gap this closes.
+        let (s, _) = Signers::new(&[new.clone()], &p, &Signers::default());
+        assert!(s.access_token(Algorithm::ES256).is_none());
+
+        // Once the projection catches up the new key signs; a revoked previous key never
+        // stands in.
+        let jwk = new.public_jwk().clone();
+        apply(&mut p, Event::SigningKeyPublished { jwk, at: 3 });
+        apply(
+            &mut p,
+            Event::SigningKeyActivated {
+                kid: "new".into(),
+                at: 3,
+            },
+        );
+        apply(
+            &mut p,
+            Event::SigningKeyRemoved {
+                kid: "old".into(),
+                at: 3,
+                revoked: true,
+            },
+        );
+        let (s, missing) = Signers::new(&[new.clone()], &p, &before);
+        assert!(missing.is_empty());
+        assert_eq!(s.access_token(Algorithm::ES256).unwrap().key().kid(), "new");
+        let (s, _) = Signers::new(&[], &p, &before);
         assert!(s.access_token(Algorithm::ES256).is_none());
     }
 }
