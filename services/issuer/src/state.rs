@@ -480,17 +480,17 @@ mod tests {
                 at: 2,
             },
         );
-        let (before, _) = Signers::new(&[old.clone()], &p, &Signers::default());
+        let (before, _) = Signers::new(std::slice::from_ref(&old), &p, &Signers::default());
 
         // The key manager rotated and handed out only the new key; this node's projection
         // has not seen the new key's events yet.
-        let (s, missing) = Signers::new(&[new.clone()], &p, &before);
+        let (s, missing) = Signers::new(std::slice::from_ref(&new), &p, &before);
         assert_eq!(missing, vec!["old".to_owned()]);
         assert_eq!(s.access_token(Algorithm::ES256).unwrap().key().kid(), "old");
         assert_eq!(s.id_token(Algorithm::ES256).unwrap().key().kid(), "old");
 
         // Without the previous signer there is nothing to sign with: the gap this closes.
-        let (s, _) = Signers::new(&[new.clone()], &p, &Signers::default());
+        let (s, _) = Signers::new(std::slice::from_ref(&new), &p, &Signers::default());
         assert!(s.access_token(Algorithm::ES256).is_none());
 
         // Once the projection catches up the new key signs; a revoked previous key never
@@ -512,7 +512,7 @@ mod tests {
                 revoked: true,
             },
         );
-        let (s, missing) = Signers::new(&[new.clone()], &p, &before);
+        let (s, missing) = Signers::new(std::slice::from_ref(&new), &p, &before);
         assert!(missing.is_empty());
         assert_eq!(s.access_token(Algorithm::ES256).unwrap().key().kid(), "new");
         let (s, _) = Signers::new(&[], &p, &before);
