@@ -11,7 +11,7 @@ use signet_tests::browser::{params_of, Browser, PKCE_CHALLENGE, PKCE_VERIFIER};
 use signet_tests::{verify_jwt, Serve, ServeOptions};
 
 use super::dpop::{DpopKey, ExampleResourceServer};
-use super::high_security::{claims, ClientKeyPair, ASSERTION_TYPE};
+use super::high_security::{claims, signer_client, ClientKeyPair, ASSERTION_TYPE};
 use super::par::{authorize_url, push};
 
 const REDIRECT: &str = "https://bank.example/cb";
@@ -216,5 +216,226 @@ async fn a_fapi2_client_signs_in_with_par_pkce_and_private_key_jwt() -> anyhow::
         "bank",
     )?;
     assert_eq!(id["nonce"], "n", "{id}");
+    Ok(())
+}
+
+/// Redis's command counts (`INFO commandstats`), without `INFO` itself.
+async fn redis_calls(
+    redis: &signet_tests::redis::RedisServer,
+) -> anyhow::Result<Vec<(String, i64)>> {
+    let info = redis
+        .command(&["INFO", "commandstats"])
+        .await?
+        .text()
+        .unwrap_or_default();
+    Ok(info
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            (name != "info").then(|| (name.to_owned(), calls))
+        })
+        .collect())
+}
+
+/// The commands Redis ran between two [`redis_calls`] readings, per `per` requests.
+fn per_request(before: &[(String, i64)], after: &[(String, i64)], per: i64) -> Vec<(String, f64)> {
+    after
+        .iter()
+        .filter_map(|(name, n)| {
+            let was = before
+                .iter()
+                .find(|(b, _)| b == name)
+                .map_or(0, |(_, b)| *b);
+            (n > &was).then(|| (name.clone(), (n - was) as f64 / per as f64))
+        })
+        .collect()
+}
+
+/// The FAPI 2.0 flow on the cluster (issue 14's "done when"): pushed at node 2, signed in
+/// at node 1, redeemed at node 2 with `private_key_jwt` and a DPoP proof whose `htu` is the
+/// shared issuer's; the token is refused by a resource server without its proof, and the
+/// request URI and the assertion are spent cluster-wide. Then the replay caches' cost:
+/// Redis commands per `client_credentials` grant with a shared secret (none: the hot path
+/// touches no network), with `private_key_jwt`, and with `private_key_jwt` and DPoP,
+/// printed for `loadtests/RESULTS.md` and bounded here.
+#[tokio::test]
+async fn a_fapi2_client_signs_in_across_cluster_nodes() -> anyhow::Result<()> {
+    use signet_tests::cluster::Cluster;
+    use signet_tests::eventually;
+    use std::time::Duration;
+
+    let c = Cluster::start(2).await?;
+    let key = ClientKeyPair::new(Algorithm::ES256, "bank-key");
+    for (path, body) in [
+        (
+            "/User",
+            json!({"username": "pia", "password": PASSWORD, "claims": {"name": "Pia"}}),
+        ),
+        ("/Resource/ApiScope", json!({"name": "orders.read"})),
+        (
+            "/Resource/ApiResource",
+            json!({"name": "orders-api", "scopes": ["orders.read"]}),
+        ),
+        ("/Client", fapi2_client("bank", &key)),
+        ("/Client", signer_client("machine", &key)),
+        (
+            "/Client",
+            json!({"clientId": "shared", "allowedGrantTypes": ["client_credentials"],
+                   "clientSecrets": [{"value": "shared secret 0123456789abcdef"}],
+                   "allowedScopes": ["orders.read"]}),
+        ),
+    ] {
+        let (st, b) = c.admin_call(0, Method::POST, path, Some(&body)).await?;
+        assert_eq!(st, 201, "{path}: {b}");
+    }
+    let node = |i: usize| c.issuers[i].public.clone();
+    let http = reqwest::Client::new();
+
+    // Pushed at node 2 (once it knows the client), with the shared issuer as audience.
+    let (st, _, body) = eventually(Duration::from_secs(10), || async {
+        let form = with_aud(pushed_request(), &key, "bank", json!(c.issuer));
+        let r = push(&http, &node(1), &form).await.ok()?;
+        (r.0 == 201).then_some(r)
+    })
+    .await?;
+    assert_eq!(st, 201, "{body}");
+    let request_uri = body["request_uri"].as_str().unwrap_or_default().to_owned();
+    // The same assertion again, at node 1: its jti is spent cluster-wide.
+    let form = with_aud(pushed_request(), &key, "bank", json!(c.issuer));
+    assert_eq!(push(&http, &node(0), &form).await?.0, 201);
+    let (st, _, b) = push(&http, &node(1), &form).await?;
+    assert_eq!(
+        (st, b["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{b}"
+    );
+
+    // Signed in at node 1 with the request pushed at node 2; the request URI is then spent.
+    eventually(Duration::from_secs(10), || async {
+        let r = Browser::new()
+            .get(&format!("{}/login", node(0)))
+            .await
+            .ok()?;
+        (r.status < 500).then_some(())
+    })
+    .await?;
+    let r = Browser::new()
+        .sign_in(
+            &authorize_url(&node(0), "bank", &request_uri, ""),
+            "pia",
+            PASSWORD,
+        )
+        .await?;
+    assert_eq!(r.status, 302, "{}", r.body);
+    let back = params_of(&r.location()?, false);
+    assert_eq!(back["iss"], c.issuer, "{back:?}");
+    let again = Browser::new()
+        .get(&authorize_url(&node(1), "bank", &request_uri, ""))
+        .await?;
+    assert!(
+        again.status == 400 || params_of(&again.location()?, false).contains_key("error"),
+        "a spent request_uri at node 2: {} {}",
+        again.status,
+        again.body
+    );
+
+    // Redeemed at node 2: the proof's htu is the issuer's token endpoint.
+    let htu = format!("{}/oauth2/token", c.issuer);
+    let dpop = DpopKey::new(Algorithm::ES256);
+    let redeem = vec![
+        ("grant_type", "authorization_code".to_owned()),
+        ("code", back["code"].clone()),
+        ("redirect_uri", REDIRECT.to_owned()),
+        ("code_verifier", PKCE_VERIFIER.to_owned()),
+    ];
+    let r = http
+        .post(format!("{}/oauth2/token", node(1)))
+        .header("DPoP", dpop.proof("POST", &htu, None, None))
+        .form(&with_aud(redeem, &key, "bank", json!(c.issuer)))
+        .send()
+        .await?;
+    let status = r.status();
+    let tokens: Value = r.json().await?;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["token_type"], "DPoP", "{tokens}");
+    let access = tokens["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let at = verify_jwt(&access, &c.jwks(1).await?, &c.issuer, "orders-api")?;
+    assert_eq!(at["cnf"]["jkt"], dpop.jkt(), "{at}");
+
+    let rs = ExampleResourceServer::start(&c.issuer, "orders-api").await?;
+    let orders = format!("{}/orders", rs.base);
+    let proof = dpop.proof("GET", &orders, Some(&access), None);
+    let ok = http
+        .get(&orders)
+        .header("Authorization", format!("DPoP {access}"))
+        .header("DPoP", proof)
+        .send()
+        .await?;
+    assert_eq!(ok.status(), 200);
+    let bare = http
+        .get(&orders)
+        .header("Authorization", format!("DPoP {access}"))
+        .send()
+        .await?;
+    assert_eq!(bare.status(), 401, "no proof");
+    let bearer = http
+        .get(&orders)
+        .header("Authorization", format!("Bearer {access}"))
+        .send()
+        .await?;
+    assert_eq!(bearer.status(), 401, "as a bearer token");
+
+    // The replay caches' cost, in Redis commands per grant at one node.
+    const N: i64 = 20;
+    let cc = |extra: Vec<(&'static str, String)>| {
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("scope", "orders.read".to_owned()),
+        ];
+        form.extend(extra);
+        form
+    };
+    let mut figures = Vec::new();
+    for kind in ["shared secret", "private_key_jwt", "private_key_jwt + DPoP"] {
+        let before = redis_calls(&c.redis).await?;
+        for _ in 0..N {
+            let mut req = http.post(format!("{}/oauth2/token", node(1)));
+            let form = match kind {
+                "shared secret" => {
+                    req = req.basic_auth("shared", Some("shared secret 0123456789abcdef"));
+                    cc(vec![])
+                }
+                _ => with_aud(cc(vec![]), &key, "machine", json!(c.issuer)),
+            };
+            if kind.ends_with("DPoP") {
+                req = req.header("DPoP", dpop.proof("POST", &htu, None, None));
+            }
+            let r = req.form(&form).send().await?;
+            assert_eq!(r.status(), 200, "{kind}: {}", r.text().await?);
+        }
+        let after = redis_calls(&c.redis).await?;
+        let per = per_request(&before, &after, N);
+        eprintln!("redis commands per client_credentials grant, {kind}: {per:?}");
+        // INFO counts the commands a script runs too: the round trips are the EVALSHAs.
+        let round_trips: f64 = per
+            .iter()
+            .filter(|(name, _)| !["exists", "pexpire", "hset"].contains(&name.as_str()))
+            .map(|(_, n)| n)
+            .sum();
+        figures.push((kind, round_trips, per));
+    }
+    // No round trip with a shared secret; one per replay cache (the assertion's jti, the
+    // proof's jti) otherwise, each one script (EXISTS, HSET, PEXPIRE in one EVALSHA).
+    let trips: Vec<f64> = figures.iter().map(|f| f.1).collect();
+    assert_eq!(trips, [0.0, 1.0, 2.0], "{figures:?}");
     Ok(())
 }
