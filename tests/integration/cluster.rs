@@ -888,3 +888,121 @@ async fn reference_tokens_and_api_keys_revoked_at_one_node_stop_at_another() -> 
     .await?;
     Ok(())
 }
+
+/// The stateful grants' Redis round trips (issue 21 item 2), counted from Redis's own
+/// `INFO commandstats` over N grants at one node: an authorization code issued to a
+/// signed-in browser and redeemed, and a refresh-token rotation. Printed for
+/// `loadtests/RESULTS.md`, and bounded here so a change that adds a round trip fails.
+#[tokio::test]
+async fn stateful_grants_cost_a_known_number_of_redis_round_trips() -> anyhow::Result<()> {
+    use signet_tests::browser::{params_of, Browser, PKCE_CHALLENGE, PKCE_VERIFIER};
+    const REDIRECT: &str = "http://127.0.0.1:1/cb";
+    const N: usize = 10;
+
+    let c = Cluster::start(1).await?;
+    for (path, body) in [
+        (
+            "/User",
+            json!({"username": "gus", "password": "gus's password 12", "claims": {}}),
+        ),
+        (
+            "/Client",
+            json!({"clientId": "app", "allowedGrantTypes": ["authorization_code"],
+                "clientSecrets": [{"value": SECRET}], "allowOfflineAccess": true,
+                "requireConsent": false, "redirectUris": [REDIRECT],
+                "allowedScopes": ["openid", "offline_access"]}),
+        ),
+    ] {
+        let (status, resp) = c.admin_call(0, Method::POST, path, Some(&body)).await?;
+        assert_eq!(status, 201, "{path}: {resp}");
+    }
+    let base = c.issuers[0].public.clone();
+    let authorize = format!(
+        "{base}/oauth2/authorize?client_id=app&response_type=code&scope=openid%20offline_access&state=s&nonce=n&redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2Fcb&code_challenge={PKCE_CHALLENGE}&code_challenge_method=S256"
+    );
+    let mut browser = Browser::new();
+    let r = browser
+        .sign_in(&authorize, "gus", "gus's password 12")
+        .await?;
+    assert_eq!(r.status, 302, "{}", r.body);
+    async fn token(
+        http: &reqwest::Client,
+        base: &str,
+        form: &[(&str, String)],
+    ) -> anyhow::Result<String> {
+        let r = http
+            .post(format!("{base}/oauth2/token"))
+            .basic_auth("app", Some(SECRET))
+            .form(form)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await?;
+        anyhow::ensure!(status == 200, "{status}: {body}");
+        Ok(body["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+    // Code flow with the SSO session: authorize (a code) then the token request; then
+    // refresh-token rotations. One round of each first, so Redis has loaded every script
+    // (a first EVALSHA is answered NOSCRIPT, then loaded and sent again).
+    async fn code_flow(
+        b: &mut Browser,
+        http: &reqwest::Client,
+        base: &str,
+        authorize: &str,
+    ) -> anyhow::Result<String> {
+        let r = b.get(authorize).await?;
+        let code = params_of(&r.location()?, false)["code"].clone();
+        let form = [
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code),
+            ("redirect_uri", REDIRECT.to_owned()),
+            ("code_verifier", PKCE_VERIFIER.to_owned()),
+        ];
+        token(http, base, &form).await
+    }
+    let rotate = |refresh_token: String| {
+        let (http, base) = (c.http.clone(), base.clone());
+        async move {
+            let form = [
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token.as_str()),
+            ]
+            .map(|(k, v)| (k, v.to_owned()));
+            token(&http, &base, &form).await
+        }
+    };
+    let mut refresh_token =
+        rotate(code_flow(&mut browser, &c.http, &base, &authorize).await?).await?;
+    let monitor = c.redis.monitor().await?;
+    monitor.take().await?;
+    for _ in 0..N {
+        refresh_token = code_flow(&mut browser, &c.http, &base, &authorize).await?;
+    }
+    let flows = monitor.take().await?;
+    eprintln!("redis commands for {N} authorization_code flows (authorize + token): {flows:?}");
+    for _ in 0..N {
+        refresh_token = rotate(refresh_token).await?;
+    }
+    let rotations = monitor.take().await?;
+    eprintln!("redis commands for {N} refresh_token rotations: {rotations:?}");
+
+    // The code flow: the SSO session read (HGETALL), this client recorded in the session
+    // for logout, the code stored (authorize); the code consumed, the refresh family
+    // created, the redeemed code's record for reuse detection (token): six, all but the
+    // first one script each.
+    assert_eq!(
+        flows.round_trips,
+        [("hgetall".to_owned(), N), ("evalsha".to_owned(), 5 * N)]
+    );
+    // The rotation: the family's current token read (so a refused request, a DPoP key
+    // mismatch or a narrowing that fails, does not use the token up), then the rotation
+    // script: two.
+    assert_eq!(
+        rotations.round_trips,
+        [("hmget".to_owned(), N), ("evalsha".to_owned(), N)]
+    );
+    Ok(())
+}

@@ -219,44 +219,6 @@ async fn a_fapi2_client_signs_in_with_par_pkce_and_private_key_jwt() -> anyhow::
     Ok(())
 }
 
-/// Redis's command counts (`INFO commandstats`), without `INFO` itself.
-async fn redis_calls(
-    redis: &signet_tests::redis::RedisServer,
-) -> anyhow::Result<Vec<(String, i64)>> {
-    let info = redis
-        .command(&["INFO", "commandstats"])
-        .await?
-        .text()
-        .unwrap_or_default();
-    Ok(info
-        .lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            (name != "info").then(|| (name.to_owned(), calls))
-        })
-        .collect())
-}
-
-/// The commands Redis ran between two [`redis_calls`] readings, per `per` requests.
-fn per_request(before: &[(String, i64)], after: &[(String, i64)], per: i64) -> Vec<(String, f64)> {
-    after
-        .iter()
-        .filter_map(|(name, n)| {
-            let was = before
-                .iter()
-                .find(|(b, _)| b == name)
-                .map_or(0, |(_, b)| *b);
-            (n > &was).then(|| (name.clone(), (n - was) as f64 / per as f64))
-        })
-        .collect()
-}
-
 /// The FAPI 2.0 flow on the cluster (issue 14's "done when"): pushed at node 2, signed in
 /// at node 1, redeemed at node 2 with `private_key_jwt` and a DPoP proof whose `htu` is the
 /// shared issuer's; the token is refused by a resource server without its proof, and the
@@ -395,7 +357,7 @@ async fn a_fapi2_client_signs_in_across_cluster_nodes() -> anyhow::Result<()> {
     assert_eq!(bearer.status(), 401, "as a bearer token");
 
     // The replay caches' cost, in Redis commands per grant at one node.
-    const N: i64 = 20;
+    const N: usize = 20;
     let cc = |extra: Vec<(&'static str, String)>| {
         let mut form = vec![
             ("grant_type", "client_credentials".to_owned()),
@@ -404,9 +366,10 @@ async fn a_fapi2_client_signs_in_across_cluster_nodes() -> anyhow::Result<()> {
         form.extend(extra);
         form
     };
+    let monitor = c.redis.monitor().await?;
     let mut figures = Vec::new();
     for kind in ["shared secret", "private_key_jwt", "private_key_jwt + DPoP"] {
-        let before = redis_calls(&c.redis).await?;
+        monitor.take().await?;
         for _ in 0..N {
             let mut req = http.post(format!("{}/oauth2/token", node(1)));
             let form = match kind {
@@ -422,20 +385,12 @@ async fn a_fapi2_client_signs_in_across_cluster_nodes() -> anyhow::Result<()> {
             let r = req.form(&form).send().await?;
             assert_eq!(r.status(), 200, "{kind}: {}", r.text().await?);
         }
-        let after = redis_calls(&c.redis).await?;
-        let per = per_request(&before, &after, N);
-        eprintln!("redis commands per client_credentials grant, {kind}: {per:?}");
-        // INFO counts the commands a script runs too: the round trips are the EVALSHAs.
-        let round_trips: f64 = per
-            .iter()
-            .filter(|(name, _)| !["exists", "pexpire", "hset"].contains(&name.as_str()))
-            .map(|(_, n)| n)
-            .sum();
-        figures.push((kind, round_trips, per));
+        let seen = monitor.take().await?;
+        eprintln!("redis commands for {N} client_credentials grants, {kind}: {seen:?}");
+        figures.push(seen.total_round_trips());
     }
     // No round trip with a shared secret; one per replay cache (the assertion's jti, the
     // proof's jti) otherwise, each one script (EXISTS, HSET, PEXPIRE in one EVALSHA).
-    let trips: Vec<f64> = figures.iter().map(|f| f.1).collect();
-    assert_eq!(trips, [0.0, 1.0, 2.0], "{figures:?}");
+    assert_eq!(figures, [0, N, 2 * N]);
     Ok(())
 }

@@ -213,6 +213,11 @@ impl RedisServer {
         command(self.port, args).await
     }
 
+    /// Starts watching every command this server runs (`MONITOR`).
+    pub async fn monitor(&self) -> Result<Monitor> {
+        Monitor::start(self.port).await
+    }
+
     /// Kills the server (SIGKILL: as abrupt as a crash) and waits for it to exit.
     pub async fn kill(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
@@ -471,5 +476,99 @@ mod tests {
             ))
         );
         assert_eq!(parse_reply(b"$-1\r\n"), Some((Reply::Bulk(None), 5)));
+    }
+}
+
+/// A `MONITOR` connection: the commands a server ran, those sent by clients (one round trip
+/// each) apart from those a script ran.
+pub struct Monitor {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The commands seen in one window, by name: `(name, how many)`.
+#[derive(Debug, Default, PartialEq)]
+pub struct Commands {
+    /// Sent by clients: each one a round trip.
+    pub round_trips: Vec<(String, usize)>,
+    /// Run inside scripts (`EVALSHA`), no round trip of their own.
+    pub in_scripts: Vec<(String, usize)>,
+}
+
+impl Commands {
+    pub fn total_round_trips(&self) -> usize {
+        self.round_trips.iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl Monitor {
+    async fn start(port: u16) -> Result<Monitor> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(b"*1\r\n$7\r\nMONITOR\r\n").await?;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (ok_tx, ok_rx) = tokio::sync::oneshot::channel();
+        let task = {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut ok = Some(ok_tx);
+                let mut lines = tokio::io::BufReader::new(stream);
+                let mut line = String::new();
+                while tokio::io::AsyncBufReadExt::read_line(&mut lines, &mut line)
+                    .await
+                    .is_ok_and(|n| n > 0)
+                {
+                    // `+OK`, then `+<time> [<db> <client>|lua] "<command>" "<arg>"...`
+                    if let Some((source, rest)) =
+                        line.split_once(" [").and_then(|(_, r)| r.split_once("] "))
+                    {
+                        let name = rest.split('"').nth(1).unwrap_or_default().to_lowercase();
+                        let from_script = source.ends_with("lua");
+                        if let Ok(mut s) = seen.lock() {
+                            s.push((name, from_script));
+                        }
+                    } else if let Some(tx) = ok.take() {
+                        let _ = tx.send(());
+                    }
+                    line.clear();
+                }
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(10), ok_rx)
+            .await
+            .context("MONITOR did not answer")??;
+        Ok(Monitor { port, seen, task })
+    }
+
+    /// The commands run since the last call (or since the start), ending with a marker
+    /// command this sends and waits for, so nothing run before the call is missed.
+    pub async fn take(&self) -> Result<Commands> {
+        command(self.port, &["ECHO", "signet-monitor-marker"]).await?;
+        let seen = eventually(Duration::from_secs(10), || async {
+            let mut s = self.seen.lock().ok()?;
+            let end = s.iter().position(|(name, _)| name == "echo")?;
+            let window: Vec<(String, bool)> = s.drain(..=end).collect();
+            Some(window)
+        })
+        .await?;
+        let mut out = Commands::default();
+        for (name, from_script) in &seen[..seen.len() - 1] {
+            let list = if *from_script {
+                &mut out.in_scripts
+            } else {
+                &mut out.round_trips
+            };
+            match list.iter_mut().find(|(n, _)| n == name) {
+                Some((_, count)) => *count += 1,
+                None => list.push((name.clone(), 1)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
