@@ -686,6 +686,7 @@ async fn nonces_and_proofs_are_shared_by_every_cluster_node() -> anyhow::Result<
     use signet_tests::cluster::Cluster;
 
     let c = Cluster::start_with(2, vec!["--dpop-nonce".into()]).await?;
+    let signer = ClientKeyPair::new(Algorithm::ES256, "signer-key");
     for (path, body) in [
         ("/Resource/ApiScope", json!({"name": "orders.read"})),
         (
@@ -696,6 +697,10 @@ async fn nonces_and_proofs_are_shared_by_every_cluster_node() -> anyhow::Result<
             "/Client",
             json!({"clientId": "backend", "allowedGrantTypes": ["client_credentials"],
                    "clientSecrets": [{"value": BACKEND_SECRET}], "allowedScopes": ["orders.read"]}),
+        ),
+        (
+            "/Client",
+            super::high_security::signer_client("signer", &signer),
         ),
     ] {
         let (st, b) = c.admin_call(0, Method::POST, path, Some(&body)).await?;
@@ -757,5 +762,22 @@ async fn nonces_and_proofs_are_shared_by_every_cluster_node() -> anyhow::Result<
         nonce,
         "one nonce per window at every node"
     );
+
+    // A client that authenticates with an assertion answers use_dpop_nonce by sending the
+    // same request again, assertion and all: the refused proof spent nothing.
+    let assertion = signer.sign(&super::high_security::claims("signer", &c.issuer));
+    let form = super::high_security::assertion_form(&assertion, "orders.read");
+    let first = key.proof("POST", &htu, None, None);
+    let (st, h, b) = token_with(&c.http, &node(1), None, &form, &[&first]).await?;
+    assert_eq!(
+        (st, b["error"].as_str()),
+        (400, Some("use_dpop_nonce")),
+        "{b}"
+    );
+    let nonce = h["dpop-nonce"].to_str()?.to_owned();
+    let again = key.proof("POST", &htu, None, Some(&nonce));
+    let (st, _, b) = token_with(&c.http, &node(0), None, &form, &[&again]).await?;
+    assert_eq!(st, 200, "the same assertion after use_dpop_nonce: {b}");
+    assert_eq!(b["token_type"], "DPoP", "{b}");
     Ok(())
 }

@@ -141,6 +141,23 @@ pub async fn check(
     access_token: Option<&str>,
     now: i64,
 ) -> Result<DpopProof, OAuthError> {
+    let proof = verify(state, proof, method, path, access_token, now).await?;
+    spend(state, proof).await
+}
+
+/// [`check`] without the replay record: the proof's signature, claims and nonce. An
+/// endpoint that also authenticates the client verifies the proof first, so a request the
+/// proof alone refuses (most often `use_dpop_nonce`, which the client answers by sending
+/// the same request again) spends nothing, not the client assertion's `jti`; it then
+/// [`spend`]s the proof.
+pub async fn verify(
+    state: &AppState,
+    proof: &str,
+    method: &str,
+    path: &str,
+    access_token: Option<&str>,
+    now: i64,
+) -> Result<DpopProof, OAuthError> {
     let url = state.config.issuer.endpoint(path);
     let checked = verify_proof(
         proof,
@@ -173,7 +190,12 @@ pub async fn check(
             ));
         }
     }
-    // RFC 9449 section 11.1: a proof is accepted once, at any node.
+    Ok(proof)
+}
+
+/// Records a verified proof's `jti` (RFC 9449 section 11.1: a proof is accepted once, at
+/// any node); refuses one already recorded.
+pub async fn spend(state: &AppState, proof: DpopProof) -> Result<DpopProof, OAuthError> {
     let key = format!(
         "dpop:{}",
         digest_key(&format!("{}:{}", proof.jkt, proof.jti))

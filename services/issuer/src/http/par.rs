@@ -70,7 +70,19 @@ pub async fn par(State(state): State<AppState>, form: OAuthForm) -> Response {
 async fn push(state: &AppState, form: &OAuthForm) -> Result<Response, ProtocolError> {
     let now = now();
     let p = state.projection.load();
+    // A DPoP proof is verified before the client authenticates (a refused proof spends no
+    // assertion), and spent once it has.
+    let proof = match super::dpop::proof_header(&form.headers)? {
+        Some(proof) => {
+            Some(super::dpop::verify(state, proof, "POST", "/oauth2/par", None, now).await?)
+        }
+        None => None,
+    };
     let client = authenticate(state, &p, form, "/oauth2/par", now).await?;
+    let proof = match proof {
+        Some(proof) => Some(super::dpop::spend(state, proof).await?),
+        None => None,
+    };
     let client_id = client.client.client_id.clone();
     if form.get("request_uri").is_some() {
         return Err(OAuthError::invalid_request(
@@ -112,8 +124,7 @@ async fn push(state: &AppState, form: &OAuthForm) -> Result<Response, ProtocolEr
     }
     // RFC 9449 section 10.1: a DPoP proof with the push binds the code to its key, as
     // `dpop_jkt` does (both must then name the same key).
-    if let Some(proof) = super::dpop::proof_header(&form.headers)? {
-        let proof = super::dpop::check(state, proof, "POST", "/oauth2/par", None, now).await?;
+    if let Some(proof) = proof {
         match page.get("dpop_jkt") {
             Some(jkt) if jkt != proof.jkt => {
                 return Err(super::dpop::invalid_proof(

@@ -41,10 +41,15 @@ async fn grant(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response,
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
     let projection = state.projection.load();
-    let client = authenticate(state, &projection, form, "/oauth2/token", now).await?;
-    // RFC 9449 section 5: a DPoP proof binds the tokens to its key.
+    // RFC 9449 section 5: a DPoP proof binds the tokens to its key. Verified before the
+    // client authenticates (a refused proof spends no assertion), spent after.
     let proof = match super::dpop::proof_header(&form.headers)? {
-        Some(p) => Some(super::dpop::check(state, p, "POST", "/oauth2/token", None, now).await?),
+        Some(p) => Some(super::dpop::verify(state, p, "POST", "/oauth2/token", None, now).await?),
+        None => None,
+    };
+    let client = authenticate(state, &projection, form, "/oauth2/token", now).await?;
+    let proof = match proof {
+        Some(p) => Some(super::dpop::spend(state, p).await?),
         None if client.client.require_dpop => {
             return Err(super::dpop::invalid_proof(
                 "this client must send a DPoP proof (requireDPoP)",
