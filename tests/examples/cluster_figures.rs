@@ -48,6 +48,7 @@ async fn seed_clients(log: &Arc<JetStreamLog>, from: usize, n: usize) -> anyhow:
             value: Some(format!("seed-secret-{i:06}-0123456789")),
             expiration: None,
             kind: "SharedSecret".into(),
+            sealed: None,
         }];
         let e = Event::ClientCreated(Box::new(c.map_secrets(SecretInput::into_stored)));
         let log = log.clone();

@@ -48,6 +48,7 @@ async fn discovery_under_an_issuer_path() -> anyhow::Result<()> {
             serde_json::json!([
                 "client_secret_basic",
                 "client_secret_post",
+                "client_secret_jwt",
                 "private_key_jwt",
                 "none"
             ])

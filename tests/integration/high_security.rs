@@ -365,15 +365,200 @@ async fn private_key_jwt_authenticates_at_token_introspection_and_revocation() -
     ] {
         let methods = d[k].as_array().unwrap();
         assert!(methods.contains(&json!("private_key_jwt")), "{k}: {d}");
-        assert!(!methods.contains(&json!("client_secret_jwt")), "{k}: {d}");
+        assert!(methods.contains(&json!("client_secret_jwt")), "{k}: {d}");
         let algs = &d[k.replace("methods", "signing_alg_values")];
         assert_eq!(
             algs,
-            &json!(["RS256", "PS256", "ES256", "EdDSA"]),
+            &json!(["RS256", "PS256", "ES256", "EdDSA", "HS256", "HS384", "HS512"]),
             "{k}: {d}"
         );
     }
     Ok(())
+}
+
+/// The shared secret of the `ClientSecretJwt` tests: 48 bytes (HS256 and HS384, not HS512).
+pub const JWT_SECRET: &str = "hmac-secret-0123456789abcdef0123456789abcdefghij";
+
+/// A client that authenticates with `client_secret_jwt`.
+pub fn hmac_client(id: &str) -> Value {
+    json!({"clientId": id, "allowedGrantTypes": ["client_credentials"],
+        "clientSecrets": [{"type": "ClientSecretJwt", "value": JWT_SECRET}],
+        "allowedScopes": ["orders.read"]})
+}
+
+/// An assertion signed by `jsonwebtoken` with an HMAC keyed by `secret`.
+pub fn hmac_sign(alg: jsonwebtoken::Algorithm, secret: &str, claims: &Value) -> String {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// `client_secret_jwt` (RFC 7523 section 2.2, OIDC Core section 9): a client whose secret
+/// is a `ClientSecretJwt` signs its assertions with it (HS256/384/512; a secret shorter
+/// than the hash is refused), at the token and introspection endpoints, sent by the
+/// `oauth2` crate; it never authenticates by sending the secret itself. The secret is
+/// sealed: neither the data directory nor `/Events` holds it, and it survives a restart.
+#[tokio::test]
+async fn client_secret_jwt_authenticates_with_a_sealed_shared_secret() -> anyhow::Result<()> {
+    use jsonwebtoken::Algorithm::{HS256, HS384, HS512};
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(dir.path(), ServeOptions::default()).await?;
+    super::client_credentials::register_backend(&s).await?;
+    s.create("/Client", hmac_client("hmac")).await?;
+    let (_, read) = s.admin_call(Method::GET, "/Client/hmac", None).await?;
+    assert_eq!(
+        read["clientSecrets"],
+        json!([{"type": "ClientSecretJwt", "description": null, "expiration": null}])
+    );
+
+    let token_url = format!("{}/oauth2/token", s.issuer);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let mut issued = String::new();
+    for alg in [HS256, HS384] {
+        let assertion = hmac_sign(alg, JWT_SECRET, &claims("hmac", &s.issuer));
+        let token = BasicClient::new(ClientId::new("hmac".into()))
+            .set_token_uri(TokenUrl::new(token_url.clone())?)
+            .set_auth_type(AuthType::RequestBody)
+            .exchange_client_credentials()
+            .add_scope(Scope::new("orders.read".into()))
+            .add_extra_param("client_assertion_type", ASSERTION_TYPE)
+            .add_extra_param("client_assertion", assertion)
+            .request_async(&http)
+            .await
+            .map_err(|e| anyhow::anyhow!("{alg:?}: {e:?}"))?;
+        let at = verify_jwt(
+            token.access_token().secret(),
+            &s.jwks().await?,
+            &s.issuer,
+            "orders-api",
+        )?;
+        assert_eq!(at["client_id"], "hmac");
+        issued = token.access_token().secret().clone();
+    }
+    // Introspection of its own token, authenticated the same way.
+    let token = issued.as_str();
+    let assertion = hmac_sign(HS256, JWT_SECRET, &claims("hmac", &s.issuer));
+    let (st, b) = post(
+        &s,
+        "/oauth2/introspect",
+        &[
+            ("token", token),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", &assertion),
+        ],
+    )
+    .await?;
+    assert_eq!((st, b["active"].as_bool()), (200, Some(true)), "{b}");
+
+    let refused = |st: u16, body: &Value, want: &str| {
+        assert_eq!(
+            (st, body["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{body}"
+        );
+        let d = body["error_description"].as_str().unwrap_or_default();
+        assert!(d.contains(want), "{want:?} not in {body}");
+    };
+    let once = hmac_sign(HS256, JWT_SECRET, &claims("hmac", &s.issuer));
+    let (st, b) = post(&s, "/oauth2/token", &assertion_form(&once, "orders.read")).await?;
+    assert_eq!(st, 200, "{b}");
+    let (st, b) = post(&s, "/oauth2/token", &assertion_form(&once, "orders.read")).await?;
+    refused(st, &b, "already used");
+    // Another secret; a hash longer than the secret; a public-key alg; the secret sent.
+    let wrong = "another-secret-0123456789abcdef0123456789abcdefg";
+    let forged = hmac_sign(HS256, wrong, &claims("hmac", &s.issuer));
+    let (st, b) = post(&s, "/oauth2/token", &assertion_form(&forged, "orders.read")).await?;
+    refused(st, &b, "authentication failed");
+    let long = hmac_sign(HS512, JWT_SECRET, &claims("hmac", &s.issuer));
+    let (st, b) = post(&s, "/oauth2/token", &assertion_form(&long, "orders.read")).await?;
+    refused(st, &b, "longer secret");
+    let es = ClientKeyPair::new(Algorithm::ES256, "es");
+    let signed = es.sign(&claims("hmac", &s.issuer));
+    let (st, b) = post(&s, "/oauth2/token", &assertion_form(&signed, "orders.read")).await?;
+    refused(st, &b, "HS256");
+    let (st, _, b) = s
+        .token_request(
+            Some(("hmac", JWT_SECRET)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await?;
+    assert_eq!(
+        (st, b["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{b}"
+    );
+    // HMAC is never accepted from a client with public keys (keyed with its public JWK).
+    s.create("/Client", signer_client("signer", &es)).await?;
+    let confused = hmac_sign(HS256, &es.public_jwk(), &claims("signer", &s.issuer));
+    let (st, b) = post(
+        &s,
+        "/oauth2/token",
+        &assertion_form(&confused, "orders.read"),
+    )
+    .await?;
+    refused(st, &b, "HMAC only");
+
+    // Checked when written, naming the field.
+    for (secrets, field) in [
+        (
+            json!([{"type": "ClientSecretJwt", "value": "too-short-0123456789"}]),
+            "clientSecrets[0].value",
+        ),
+        (
+            json!([{"type": "ClientSecretJwt"}]),
+            "clientSecrets[0].value",
+        ),
+        (
+            json!([{"type": "ClientSecretJwt", "value": JWT_SECRET}, {"value": "shared-secret-0123456789"}]),
+            "clientSecrets",
+        ),
+    ] {
+        let mut body = hmac_client("bad");
+        body["clientSecrets"] = secrets;
+        let (st, b) = s.admin_call(Method::POST, "/Client", Some(&body)).await?;
+        assert_eq!(st, 400, "{b}");
+        assert_eq!(b["field"], field, "{b}");
+    }
+
+    // Sealed: not in the data directory, not in the audit trail; a restart keeps it.
+    let (_, events) = s.admin_call(Method::GET, "/Events", None).await?;
+    assert!(!events.to_string().contains(JWT_SECRET), "{events}");
+    s.stop().await?;
+    for entry in walk(dir.path())? {
+        let bytes = std::fs::read(&entry)?;
+        assert!(
+            !bytes
+                .windows(JWT_SECRET.len())
+                .any(|w| w == JWT_SECRET.as_bytes()),
+            "the secret is in {}",
+            entry.display()
+        );
+    }
+    let s = Serve::start(dir.path(), ServeOptions::default()).await?;
+    let again = hmac_sign(HS256, JWT_SECRET, &claims("hmac", &s.issuer));
+    let (st, b) = post(&s, "/oauth2/token", &assertion_form(&again, "orders.read")).await?;
+    assert_eq!(st, 200, "after a restart: {b}");
+    Ok(())
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(walk(&path)?);
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(out)
 }
 
 /// Keys the admin API refuses, naming the field: a private JWK, an unsupported key type,
@@ -453,6 +638,7 @@ async fn an_assertion_used_at_one_node_is_refused_at_another() -> anyhow::Result
             json!({"name": "orders-api", "scopes": ["orders.read"]}),
         ),
         ("/Client", signer_client("signer", &es)),
+        ("/Client", hmac_client("hmac")),
     ] {
         let (st, b) = c.admin_call(0, Method::POST, path, Some(&body)).await?;
         assert_eq!(st, 201, "{b}");
@@ -490,6 +676,21 @@ async fn an_assertion_used_at_one_node_is_refused_at_another() -> anyhow::Result
             .as_str()
             .unwrap_or_default()
             .contains("already used"),
+        "{b}"
+    );
+    // client_secret_jwt: sealed at node 1 (under the cluster secret), opened at node 2.
+    let hmac = |claims: &Value| hmac_sign(jsonwebtoken::Algorithm::HS256, JWT_SECRET, claims);
+    eventually(Duration::from_secs(10), || async {
+        let (st, _) = at(1, hmac(&claims("hmac", &c.issuer))).await.ok()?;
+        (st == 200).then_some(())
+    })
+    .await?;
+    let once = hmac(&claims("hmac", &c.issuer));
+    assert_eq!(at(1, once.clone()).await?.0, 200);
+    let (st, b) = at(0, once).await?;
+    assert_eq!(
+        (st, b["error"].as_str()),
+        (401, Some("invalid_client")),
         "{b}"
     );
     Ok(())

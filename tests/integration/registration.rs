@@ -926,6 +926,24 @@ async fn software_statements_from_a_trusted_key_override_the_metadata() -> anyho
         status, 200,
         "the registered key authenticates the client: {token}"
     );
+    // client_secret_jwt: the issued secret keys the client's HMAC assertions.
+    let body = json!({"grant_types": ["client_credentials"],
+        "token_endpoint_auth_method": "client_secret_jwt"});
+    let (status, _, answer) =
+        call(s.http(), Method::POST, &endpoint, Some(&iat), Some(&body)).await?;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["token_endpoint_auth_method"], "client_secret_jwt");
+    let secret = answer["client_secret"].as_str().context("client_secret")?;
+    let hmac_id = answer["client_id"].as_str().context("client_id")?;
+    let assertion = crate::high_security::hmac_sign(
+        jsonwebtoken::Algorithm::HS256,
+        secret,
+        &claims(hmac_id, &s.issuer),
+    );
+    let (status, _, token) = s
+        .token_request(None, &assertion_form(&assertion, "orders.read"))
+        .await?;
+    assert_eq!(status, 200, "client_secret_jwt after registration: {token}");
 
     // A statement signed by another key, an HMAC one, or an expired one is refused.
     let stranger = ClientKeyPair::new(Algorithm::ES256, "vendor-1");

@@ -115,6 +115,7 @@ pub fn admin_client(secret: String) -> Client<SecretInput> {
         value: Some(secret),
         expiration: None,
         kind: "SharedSecret".to_owned(),
+        sealed: None,
     }];
     c
 }

@@ -721,7 +721,9 @@ pub const MIN_SECRET_LENGTH: usize = 16;
 /// `JsonWebKey`'s value is a public JWK this server can verify with; the certificate types
 /// (mutual TLS) are refused until they are implemented, as is any other type.
 pub fn check_secrets(c: &mut Collector, field: &str, secrets: &[SecretInput], keys: bool) {
-    use crate::secret::{JSON_WEB_KEY, SHARED_SECRET, X509_TYPES};
+    use crate::secret::{
+        CLIENT_SECRET_JWT, JSON_WEB_KEY, MIN_JWT_SECRET_LENGTH, SHARED_SECRET, X509_TYPES,
+    };
     for (i, s) in secrets.iter().enumerate() {
         let value = s.value.as_deref().filter(|v| !v.is_empty());
         match s.kind.as_str() {
@@ -745,7 +747,18 @@ pub fn check_secrets(c: &mut Collector, field: &str, secrets: &[SecretInput], ke
                     }
                 }
             },
-            JSON_WEB_KEY => c.push(
+            CLIENT_SECRET_JWT if keys => match value {
+                None => c.push(
+                    format!("{field}[{i}].value"),
+                    "a ClientSecretJwt secret needs a value: the shared secret the client signs its assertions with",
+                ),
+                Some(v) => c.check(
+                    v.len() >= MIN_JWT_SECRET_LENGTH,
+                    format!("{field}[{i}].value"),
+                    format!("must be at least {MIN_JWT_SECRET_LENGTH} bytes (an HS256 key is as long as its hash, RFC 7518 section 3.2); use a random value, e.g. `openssl rand -base64 48`"),
+                ),
+            },
+            JSON_WEB_KEY | CLIENT_SECRET_JWT => c.push(
                 format!("{field}[{i}].type"),
                 "only \"SharedSecret\" is supported here",
             ),
@@ -755,16 +768,19 @@ pub fn check_secrets(c: &mut Collector, field: &str, secrets: &[SecretInput], ke
             ),
             _ => c.push(
                 format!("{field}[{i}].type"),
-                "must be SharedSecret or JsonWebKey (X509CertificateBase64 and X509Name are not supported yet)",
+                "must be SharedSecret, JsonWebKey or ClientSecretJwt (X509CertificateBase64 and X509Name are not supported yet)",
             ),
         }
     }
     if keys {
-        let jwk = secrets.iter().filter(|s| s.kind == JSON_WEB_KEY).count();
+        let all_or_none = |kind: &str| {
+            let n = secrets.iter().filter(|s| s.kind == kind).count();
+            n == 0 || n == secrets.len()
+        };
         c.check(
-            jwk == 0 || jwk == secrets.len(),
+            all_or_none(JSON_WEB_KEY) && all_or_none(CLIENT_SECRET_JWT),
             field,
-            "a client's secrets are all SharedSecret (client_secret_basic/post) or all JsonWebKey (private_key_jwt), never a mix: the secret types decide how the client authenticates",
+            "a client's secrets are all SharedSecret (client_secret_basic/post), all JsonWebKey (private_key_jwt) or all ClientSecretJwt (client_secret_jwt), never a mix: the secret types decide how the client authenticates",
         );
     }
 }
@@ -981,6 +997,17 @@ impl Client<SecretInput> {
             c.push(
                 "requireClientSecret",
                 "must be true for a client with JsonWebKey secrets (it authenticates with private_key_jwt)",
+            );
+        }
+        if !self.require_client_secret
+            && self
+                .client_secrets
+                .iter()
+                .any(|s| s.kind == crate::secret::CLIENT_SECRET_JWT)
+        {
+            c.push(
+                "requireClientSecret",
+                "must be true for a client with ClientSecretJwt secrets (it authenticates with client_secret_jwt)",
             );
         }
         if let Some(u) = &self.jwks_uri {

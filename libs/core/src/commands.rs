@@ -235,9 +235,12 @@ pub fn decide_with(
                         value: s
                             .sha256
                             .as_ref()
-                            .map(|_| "stored-secret-placeholder".to_owned()),
+                            .or(s.sealed.as_ref())
+                            .map(|_| "stored-secret-placeholder-of-32-characters".to_owned())
+                            .or_else(|| s.jwk.clone()),
                         expiration: s.expiration,
                         kind: s.kind.clone(),
+                        sealed: s.sealed.clone(),
                     })
                     .collect();
                 probe.validate_with(policy)?;

@@ -193,14 +193,20 @@ impl Event {
     }
 
     /// This event with every secret replaced by [`REDACTED`]: the SHA-256 of client and
-    /// API resource secrets, the argon2id hash of a user's password and the SHA-256 of an
+    /// API resource secrets (and the sealed form of a `ClientSecretJwt`), the argon2id hash of a user's password and the SHA-256 of an
     /// API key. Events never hold a secret's plaintext, but a hash of a secret is still
     /// not for showing: an unsalted SHA-256 identifies a key, and any hash invites an
     /// offline guess. Every variant is matched by name, so a new one must be decided here.
     pub fn redacted(&self) -> Event {
         fn secrets(list: &mut [StoredSecret]) {
-            for s in list.iter_mut().filter(|s| s.sha256.is_some()) {
-                s.sha256 = Some(REDACTED.to_owned());
+            for s in list.iter_mut() {
+                if s.sha256.is_some() {
+                    s.sha256 = Some(REDACTED.to_owned());
+                }
+                // A sealed ClientSecretJwt is no plaintext either, but not for showing.
+                if s.sealed.is_some() {
+                    s.sealed = Some(REDACTED.to_owned());
+                }
             }
         }
         let mut e = self.clone();

@@ -32,6 +32,7 @@ pub const REGISTRATION_GRANT_TYPES: &[&str] = &[
 pub const AUTH_METHODS: &[&str] = &[
     "client_secret_basic",
     "client_secret_post",
+    "client_secret_jwt",
     "private_key_jwt",
     "none",
 ];
@@ -831,6 +832,15 @@ pub fn build_client(
             value: Some(new_secret.to_owned()),
             expiration: None,
             kind: SHARED_SECRET.to_owned(),
+            sealed: None,
+        }),
+        // The secret is sealed by the issuer before the command runs (`sealed`).
+        "client_secret_jwt" => secrets.push(SecretInput {
+            description: Some("issued at registration (client_secret_jwt)".into()),
+            value: Some(new_secret.to_owned()),
+            expiration: None,
+            kind: crate::secret::CLIENT_SECRET_JWT.to_owned(),
+            sealed: None,
         }),
         "private_key_jwt" if m.jwks_uri.is_some() => {}
         "private_key_jwt" => {
@@ -858,6 +868,7 @@ pub fn build_client(
                     value: Some(value),
                     expiration: None,
                     kind: JSON_WEB_KEY.to_owned(),
+                    sealed: None,
                 });
             }
         }
@@ -1031,6 +1042,12 @@ pub fn metadata_of(c: &Client, r: &RegistrationInfo) -> Map<String, Value> {
         "none"
     } else if c.client_secrets.iter().any(|s| s.kind == JSON_WEB_KEY) {
         "private_key_jwt"
+    } else if c
+        .client_secrets
+        .iter()
+        .any(|s| s.kind == crate::secret::CLIENT_SECRET_JWT)
+    {
+        "client_secret_jwt"
     } else if r.token_endpoint_auth_method == "client_secret_post" {
         "client_secret_post"
     } else {

@@ -18,6 +18,13 @@ use crate::UnixTime;
 pub const SHARED_SECRET: &str = "SharedSecret";
 /// A client's public key, a JWK written as a JSON string (`private_key_jwt`).
 pub const JSON_WEB_KEY: &str = "JsonWebKey";
+/// A shared secret the client signs its assertions with (`client_secret_jwt`, RFC 7523
+/// section 2.2): never sent, so never compared by value; kept sealed, since verifying an
+/// HMAC needs the secret itself (see the issuer's `sealer`).
+pub const CLIENT_SECRET_JWT: &str = "ClientSecretJwt";
+/// The shortest `ClientSecretJwt` accepted: an HS256 key is at least as long as its hash
+/// output (RFC 7518 section 3.2).
+pub const MIN_JWT_SECRET_LENGTH: usize = 32;
 /// Certificate types (mutual TLS, RFC 8705): not supported yet.
 pub const X509_TYPES: [&str; 2] = ["X509CertificateBase64", "X509Name"];
 
@@ -32,7 +39,7 @@ fn shared_secret() -> String {
     feature = "openapi",
     schema(
         as = Secret,
-        description = "A client or API secret as written. A SharedSecret is stored only as a hash; a JsonWebKey (clients only) is the client's public JWK for private_key_jwt. Values are never read back."
+        description = "A client or API secret as written. A SharedSecret is stored only as a hash; a JsonWebKey (clients only) is the client's public JWK for private_key_jwt; a ClientSecretJwt (clients only, at least 32 bytes) is the shared secret of client_secret_jwt, stored sealed (encrypted), never sent by the client. Values are never read back."
     )
 )]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -50,12 +57,17 @@ pub struct SecretInput {
     /// When the secret stops being accepted (RFC 3339); null: never.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expiration: Option<OffsetDateTime>,
-    /// The secret's type: `SharedSecret` (client_secret_basic/post) or `JsonWebKey`
-    /// (private_key_jwt, clients only). `X509CertificateBase64` and `X509Name` (mutual TLS)
-    /// are refused: not supported yet.
+    /// The secret's type: `SharedSecret` (client_secret_basic/post), `JsonWebKey`
+    /// (private_key_jwt, clients only) or `ClientSecretJwt` (client_secret_jwt, clients
+    /// only). `X509CertificateBase64` and `X509Name` (mutual TLS) are refused: not
+    /// supported yet.
     #[serde(rename = "type", default = "shared_secret")]
     #[cfg_attr(feature = "openapi", schema(default = shared_secret))]
     pub kind: String,
+    /// A `ClientSecretJwt`'s value sealed by the issuer before the command runs (never
+    /// written by an admin).
+    #[serde(skip)]
+    pub sealed: Option<String>,
 }
 
 /// A secret as stored in events: the SHA-256 of the value, base64url.
@@ -76,6 +88,9 @@ pub struct StoredSecret {
     /// `private_key_jwt` assertions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwk: Option<String>,
+    /// A `ClientSecretJwt`'s value, sealed (never the plaintext).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
     #[serde(rename = "type")]
     pub kind: String,
 }
@@ -128,15 +143,16 @@ impl SecretDigest {
 impl SecretInput {
     pub fn into_stored(self) -> StoredSecret {
         let value = self.value.filter(|v| !v.is_empty());
-        let (sha256, jwk) = if self.kind == JSON_WEB_KEY {
-            (None, value)
-        } else {
-            (value.map(|v| SecretDigest::of(&v).encode()), None)
+        let (sha256, jwk, sealed) = match self.kind.as_str() {
+            JSON_WEB_KEY => (None, value, None),
+            CLIENT_SECRET_JWT => (None, None, self.sealed),
+            _ => (value.map(|v| SecretDigest::of(&v).encode()), None, None),
         };
         StoredSecret {
             description: self.description,
             sha256,
             jwk,
+            sealed,
             expiration: self.expiration,
             kind: self.kind,
         }
@@ -159,6 +175,7 @@ impl StoredSecret {
 pub struct SecretSet {
     hashes: Vec<([u8; 32], Option<UnixTime>)>,
     keys: Vec<(ClientKey, Option<UnixTime>)>,
+    sealed: Vec<(String, Option<UnixTime>)>,
 }
 
 impl std::fmt::Debug for SecretDigest {
@@ -189,6 +206,11 @@ impl SecretSet {
                     Some((key, s.expiration.map(|e| e.unix_timestamp())))
                 })
                 .collect(),
+            sealed: secrets
+                .iter()
+                .filter(|s| s.kind == CLIENT_SECRET_JWT)
+                .filter_map(|s| Some((s.sealed.clone()?, s.expiration.map(|e| e.unix_timestamp()))))
+                .collect(),
         }
     }
 
@@ -201,6 +223,20 @@ impl SecretSet {
     /// only.
     pub fn has_keys(&self) -> bool {
         !self.keys.is_empty()
+    }
+
+    /// Whether the client signs assertions with shared secrets: it authenticates with
+    /// `client_secret_jwt` only.
+    pub fn has_jwt_secrets(&self) -> bool {
+        !self.sealed.is_empty()
+    }
+
+    /// The sealed `client_secret_jwt` secrets that have not expired at `now`.
+    pub fn live_jwt_secrets(&self, now: UnixTime) -> impl Iterator<Item = &str> {
+        self.sealed
+            .iter()
+            .filter(move |(_, exp)| exp.is_none_or(|e| now < e))
+            .map(|(s, _)| s.as_str())
     }
 
     /// The public keys that have not expired at `now`.
@@ -229,6 +265,7 @@ pub fn dummy_check(presented: &SecretDigest) {
     let _ = SecretSet {
         hashes: vec![([0u8; 32], None)],
         keys: Vec::new(),
+        sealed: Vec::new(),
     }
     .matches(presented, 0);
 }
@@ -244,6 +281,7 @@ mod tests {
             value: Some("s3cret-value".into()),
             expiration: None,
             kind: shared_secret(),
+            sealed: None,
         };
         let stored = input.into_stored();
         let json = serde_json::to_string(&stored).unwrap();
@@ -260,6 +298,7 @@ mod tests {
             value: Some("v".into()),
             expiration: Some(OffsetDateTime::from_unix_timestamp(100).unwrap()),
             kind: shared_secret(),
+            sealed: None,
         }
         .into_stored();
         let empty = SecretInput {
@@ -267,6 +306,7 @@ mod tests {
             value: Some(String::new()),
             expiration: None,
             kind: shared_secret(),
+            sealed: None,
         }
         .into_stored();
         assert!(empty.sha256.is_none());

@@ -13,6 +13,7 @@ mod client_key;
 mod dpop;
 mod jwk;
 mod key;
+mod shared_secret;
 mod sign;
 mod verify;
 
@@ -24,6 +25,7 @@ pub use dpop::{
 };
 pub use jwk::{Jwk, Jwks};
 pub use key::{generate_pkcs8, SigningKey};
+pub use shared_secret::{is_hmac_signed, verify_with_shared_secrets, HMAC_ALGORITHMS};
 pub use sign::{b64url, JwsSigner};
 pub use verify::{verify_compact, VerifiedJws};
 

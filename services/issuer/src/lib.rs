@@ -12,6 +12,7 @@ pub mod config;
 pub mod http;
 pub mod node;
 pub mod revocations;
+pub mod sealer;
 pub mod state;
 pub mod telemetry;
 pub mod users;

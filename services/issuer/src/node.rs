@@ -254,6 +254,7 @@ fn unreachable_secret() -> signet_core::secret::SecretInput {
         value: None,
         expiration: None,
         kind: "SharedSecret".to_owned(),
+        sealed: None,
     }
 }
 
@@ -417,8 +418,10 @@ impl Node {
         .await?;
 
         let kek_path = kek_file.unwrap_or_else(|| data_dir.join("kek"));
+        let kek = Kek::load_or_create(&kek_path)?;
+        let sealer = crate::sealer::ConfigSealer::from_kek(&kek);
         let keys = Arc::new(KeyManager::new(
-            Kek::load_or_create(&kek_path)?,
+            kek,
             Arc::new(FileVault::open(&data_dir.join("keys"))?),
             log.clone(),
             config.key_policy.clone(),
@@ -452,6 +455,7 @@ impl Node {
             });
         }
         state.set_key_admin(keys.clone());
+        state.set_config_sealer(sealer);
         let queue = signet_eventlog::queue::embedded::RedbQueue::open(
             &data_dir.join("queues").join("backchannel.redb"),
             LOGOUT_QUEUE_LEASE,
@@ -549,6 +553,7 @@ impl Node {
             projection,
             Vec::new(),
         );
+        state.set_config_sealer(crate::sealer::ConfigSealer::from_cluster_secret(&secret));
         let leased = LeasedKeys::new(system_clock());
         let client = LeaseClient::new(nats.clone(), cluster.issuer_id.clone(), secret.clone());
         let renewal = {

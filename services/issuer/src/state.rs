@@ -170,6 +170,8 @@ pub struct Inner {
     follower_failed: AtomicBool,
     /// Cluster mode: the NATS connection and the key lease, for readiness and metrics.
     cluster: std::sync::OnceLock<ClusterStatus>,
+    /// Seals the configuration secrets that must be read back (`client_secret_jwt`).
+    config_sealer: std::sync::OnceLock<crate::sealer::ConfigSealer>,
     /// Key administration (rotate, revoke, import) for the admin API, when available.
     key_admin: std::sync::OnceLock<Arc<dyn signet_keymanager::KeyAdmin>>,
     /// The server's own outbound HTTP (back-channel logout), behind the address guard.
@@ -231,6 +233,7 @@ impl AppState {
             applied,
             follower_failed: AtomicBool::new(false),
             cluster: std::sync::OnceLock::new(),
+            config_sealer: std::sync::OnceLock::new(),
             key_admin: std::sync::OnceLock::new(),
             outbound: std::sync::OnceLock::new(),
             client_jwks: Default::default(),
@@ -308,6 +311,16 @@ impl AppState {
     /// The back-channel logout queue, when this node has one.
     pub fn logout_queue(&self) -> Option<&Arc<dyn signet_eventlog::queue::WorkQueue>> {
         self.0.logout_queue.get()
+    }
+
+    /// Registers the node's sealer of configuration secrets (once).
+    pub fn set_config_sealer(&self, sealer: crate::sealer::ConfigSealer) {
+        let _ = self.0.config_sealer.set(sealer);
+    }
+
+    /// The sealer of configuration secrets, once the node has one.
+    pub fn config_sealer(&self) -> Option<&crate::sealer::ConfigSealer> {
+        self.0.config_sealer.get()
     }
 
     /// The key administration, when this node has one.

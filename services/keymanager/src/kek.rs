@@ -13,6 +13,8 @@ use crate::KeyError;
 
 pub struct Kek {
     key: LessSafeKey,
+    /// Derives purpose-bound keys ([`Kek::derive`]) from the same 32 bytes.
+    derive: aws_lc_rs::hmac::Key,
 }
 
 impl std::fmt::Debug for Kek {
@@ -34,7 +36,16 @@ impl Kek {
             .map_err(|_| KeyError::Crypto("KEK must be 32 bytes"))?;
         Ok(Kek {
             key: LessSafeKey::new(unbound),
+            derive: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, bytes),
         })
+    }
+
+    /// A key of its own for one purpose (`label`), derived from this one (HMAC-SHA256 of the
+    /// label, a PRF): what it seals this KEK cannot open, and the other way round.
+    pub fn derive(&self, label: &str) -> Kek {
+        let bytes = aws_lc_rs::hmac::sign(&self.derive, label.as_bytes());
+        Kek::from_bytes(bytes.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC-SHA256 gives 32 bytes"))
     }
 
     /// Reads the KEK from `path` (32 bytes, base64). When the file is absent, creates it

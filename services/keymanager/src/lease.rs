@@ -144,6 +144,15 @@ impl ClusterSecret {
         })
     }
 
+    /// A key for one purpose (`label`) derived from the cluster secret (HMAC-SHA256 of the
+    /// label): what every node holding the secret can seal and open, such as the client
+    /// secrets `client_secret_jwt` needs.
+    pub fn derive_kek(&self, label: &str) -> crate::Kek {
+        let bytes = hmac::sign(&self.key, label.as_bytes());
+        crate::Kek::from_bytes(bytes.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC-SHA256 gives 32 bytes"))
+    }
+
     /// From base64 text (standard alphabet; surrounding whitespace ignored).
     pub fn from_base64(text: &str) -> Result<Self, KeyError> {
         let bytes = STANDARD

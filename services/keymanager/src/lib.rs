@@ -27,7 +27,7 @@ pub mod service;
 pub mod vault;
 
 pub use admin::{KeyAdmin, NewKey};
-pub use kek::Kek;
+pub use kek::{Kek, Sealed};
 pub use lease::{
     ClusterSecret, Lease, LeaseClient, LeaseError, LeasedKeys, RenewalHandle, LEASE_QUEUE_GROUP,
     LEASE_SUBJECT,

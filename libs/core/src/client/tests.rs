@@ -237,6 +237,7 @@ fn weak_secrets_foreign_secret_types_and_endless_lifetimes_are_refused() {
         value: Some(ec.into()),
         expiration: None,
         kind: "JsonWebKey".into(),
+        sealed: None,
     }
     .into_stored();
     assert!(stored.sha256.is_none());

@@ -142,10 +142,6 @@ fn refusals_name_the_rule() {
             "invalid_client_metadata",
         ),
         (
-            json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "client_secret_jwt"}),
-            "invalid_client_metadata",
-        ),
-        (
             json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "private_key_jwt"}),
             "invalid_client_metadata",
         ),

@@ -120,7 +120,9 @@ pub async fn authenticate(
         }
     };
     let remote = remote.as_deref().map_or(&[][..], Vec::as_slice);
-    let mut result = authenticate_inner(p, form, &state.config.issuer, endpoint, now, remote);
+    let sealer = state.config_sealer();
+    let mut result =
+        authenticate_inner(p, form, &state.config.issuer, endpoint, now, remote, sealer);
     if let Ok((_, Some(guard))) = &result {
         // RFC 7523 section 3: a jti used once is never accepted again, at any node.
         let fresh = state
@@ -184,6 +186,7 @@ fn authenticate_inner(
     endpoint: &str,
     now: UnixTime,
     remote: &[signet_jose::ClientKey],
+    sealer: Option<&crate::sealer::ConfigSealer>,
 ) -> Result<(Arc<ClientEntry>, Option<ReplayGuard>), Failure> {
     let malformed = |e| ("malformed", e);
     let decoded = basic_credentials(&form.headers).map_err(malformed)?;
@@ -222,8 +225,16 @@ fn authenticate_inner(
             issuer.endpoint("/oauth2/token"),
             issuer.endpoint(endpoint),
         ];
-        return assertion_client(p, form.get("client_id"), jwt, &audiences, now, remote)
-            .map(|(e, g)| (e, Some(g)));
+        return assertion_client(
+            p,
+            form.get("client_id"),
+            jwt,
+            &audiences,
+            now,
+            remote,
+            sealer,
+        )
+        .map(|(e, g)| (e, Some(g)));
     }
     let presented = match (basic, form.get("client_id"), form.get("client_secret")) {
         (Some(_), _, Some(_)) => {
@@ -275,8 +286,10 @@ fn bad_assertion(description: &'static str) -> Failure {
     ("invalid_assertion", OAuthError::invalid_client(description))
 }
 
-/// `private_key_jwt` (RFC 7523 section 3): the assertion's signature with one of the
-/// client's live keys first, then its claims. Returns the client and its `jti` to record.
+/// `private_key_jwt` and `client_secret_jwt` (RFC 7523 section 3, OIDC Core section 9):
+/// the assertion's signature with one of the client's live keys (or, for a client with
+/// `ClientSecretJwt` secrets, an HMAC under one of them) first, then its claims. Returns
+/// the client and its `jti` to record.
 fn assertion_client(
     p: &Projection,
     client_id: Option<&str>,
@@ -284,6 +297,7 @@ fn assertion_client(
     audiences: &[String],
     now: UnixTime,
     remote: &[signet_jose::ClientKey],
+    sealer: Option<&crate::sealer::ConfigSealer>,
 ) -> Result<(Arc<ClientEntry>, ReplayGuard), Failure> {
     // The client is named by `sub` (= `iss`); the signature is checked before any claim is
     // trusted, so reading it unverified only picks the keys to check with.
@@ -301,24 +315,49 @@ fn assertion_client(
     let Some(entry) = p.client(sub) else {
         return Err(("unknown_client", OAuthError::invalid_client(FAILED)));
     };
-    if !entry.secrets.has_keys() && entry.client.jwks_uri.is_none() {
-        // A client with shared secrets authenticates with them, never with an assertion.
-        return Err(("wrong_method", OAuthError::invalid_client(FAILED)));
-    }
-    let keys = entry.secrets.live_keys(now).chain(remote);
-    let verified = match verify_with_client_keys(jwt, keys) {
-        Ok(v) => v,
-        Err(JoseError::AlgorithmNotAllowed(_)) => {
+    let payload = if entry.secrets.has_jwt_secrets() {
+        // client_secret_jwt: an HMAC under one of the client's secrets, opened for the
+        // check only. Never a public-key alg: these clients have no keys.
+        if !signet_jose::is_hmac_signed(jwt) {
             return Err(bad_assertion(
-                "the client assertion's alg is not allowed: sign it with a registered key (RS256, PS256, ES256 or EdDSA); none and HMAC (client_secret_jwt) are refused",
-            ))
+                "this client signs its assertions with its shared secret (client_secret_jwt): alg must be HS256, HS384 or HS512",
+            ));
         }
-        Err(_) => return Err(("invalid_assertion", OAuthError::invalid_client(FAILED))),
+        let context = crate::sealer::client_secret_context(sub);
+        let secrets: Vec<Vec<u8>> = entry
+            .secrets
+            .live_jwt_secrets(now)
+            .filter_map(|sealed| sealer?.open(&context, sealed))
+            .collect();
+        match signet_jose::verify_with_shared_secrets(jwt, secrets.iter().map(Vec::as_slice)) {
+            Ok(payload) => payload,
+            Err(JoseError::AlgorithmNotAllowed(_)) => {
+                return Err(bad_assertion(
+                    "the client assertion's alg needs a longer secret: HS384 and HS512 need secrets of at least 48 and 64 bytes",
+                ))
+            }
+            Err(_) => return Err(("invalid_assertion", OAuthError::invalid_client(FAILED))),
+        }
+    } else {
+        if !entry.secrets.has_keys() && entry.client.jwks_uri.is_none() {
+            // A client with shared secrets authenticates with them, never with an assertion.
+            return Err(("wrong_method", OAuthError::invalid_client(FAILED)));
+        }
+        let keys = entry.secrets.live_keys(now).chain(remote);
+        match verify_with_client_keys(jwt, keys) {
+            Ok(v) => v.payload,
+            Err(JoseError::AlgorithmNotAllowed(_)) => {
+                return Err(bad_assertion(
+                    "the client assertion's alg is not allowed: sign it with a registered key (RS256, PS256, ES256 or EdDSA); none is refused, and HMAC only for a client with ClientSecretJwt secrets",
+                ))
+            }
+            Err(_) => return Err(("invalid_assertion", OAuthError::invalid_client(FAILED))),
+        }
     };
     if !entry.client.enabled {
         return Err(("disabled", OAuthError::invalid_client(FAILED)));
     }
-    let claims: Value = serde_json::from_slice(&verified.payload)
+    let claims: Value = serde_json::from_slice(&payload)
         .map_err(|_| bad_assertion("the client assertion's payload is not a JSON object"))?;
     let text = |name| claims.get(name).and_then(Value::as_str);
     if text("iss") != Some(sub) || text("sub") != Some(sub) {

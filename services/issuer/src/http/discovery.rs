@@ -24,15 +24,19 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         .filter(|s| s.enabled && s.show_in_discovery_document)
         .map(|s| s.name.as_str())
         .collect();
-    // private_key_jwt assertions: the asymmetric algorithms of registered client keys
-    // (client_secret_jwt is not offered: shared secrets are stored only as hashes).
-    let assertion_algs: Vec<&str> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
+    // Client assertions: the asymmetric algorithms of registered client keys
+    // (private_key_jwt), then the HMACs of ClientSecretJwt secrets (client_secret_jwt).
+    let assertion_algs: Vec<&str> = Algorithm::ALL
+        .iter()
+        .map(|a| a.as_str())
+        .chain(signet_jose::HMAC_ALGORITHMS)
+        .collect();
     let mut doc = json!({
         "issuer": issuer.as_str(),
         "jwks_uri": issuer.endpoint("/oauth2/jwks"),
         "token_endpoint": issuer.endpoint("/oauth2/token"),
         "authorization_endpoint": issuer.endpoint("/oauth2/authorize"),
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "grant_types_supported": [
             "authorization_code", "implicit", "refresh_token", "client_credentials",
@@ -45,10 +49,10 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         // this: the member is Signet's (RFC 8414 section 2 allows extensions).
         "resource_indicators_supported": true,
         "introspection_endpoint": issuer.endpoint("/oauth2/introspect"),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt"],
         "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "revocation_endpoint": issuer.endpoint("/oauth2/revoke"),
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"],
         "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "response_types_supported": [
             "code", "id_token", "id_token token", "code id_token", "code token",

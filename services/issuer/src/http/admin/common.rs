@@ -99,9 +99,40 @@ fn warn_localhost_redirects(cmd: &Command) {
     }
 }
 
+/// Seals the values of a client command's `ClientSecretJwt` secrets (see
+/// [`crate::sealer`]): the event keeps only the sealed form, never the plaintext.
+fn seal_jwt_secrets(state: &AppState, cmd: &mut Command) -> Result<(), ApiError> {
+    let client = match cmd {
+        Command::CreateClient(c)
+        | Command::ReplaceClient { client: c, .. }
+        | Command::RegisterClient { client: c, .. }
+        | Command::ReplaceRegistration { client: c, .. } => c,
+        _ => return Ok(()),
+    };
+    let context = crate::sealer::client_secret_context(&client.client_id);
+    for s in client
+        .client_secrets
+        .iter_mut()
+        .filter(|s| s.kind == signet_core::secret::CLIENT_SECRET_JWT)
+    {
+        let Some(value) = s.value.as_deref().filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        let sealer = state.config_sealer().ok_or_else(|| {
+            ApiError::Unavailable("this node cannot seal client secrets yet".into())
+        })?;
+        let sealed = sealer
+            .seal(&context, value.as_bytes())
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        s.sealed = Some(sealed);
+    }
+    Ok(())
+}
+
 /// Decides, appends with the expected version, and waits until this node applied it.
-pub async fn execute(state: &AppState, actor: &Actor, cmd: Command) -> Result<Event, ApiError> {
+pub async fn execute(state: &AppState, actor: &Actor, mut cmd: Command) -> Result<Event, ApiError> {
     warn_localhost_redirects(&cmd);
+    seal_jwt_secrets(state, &mut cmd)?;
     let decision = {
         let p = state.projection.load();
         let decision = decide_with(&p, &state.config.client_policy, cmd)?;
