@@ -98,6 +98,25 @@ async fn a_request_object_by_value_signs_in_with_only_its_parameters() -> anyhow
     let algs = doc["request_object_signing_alg_values_supported"].clone();
     assert_eq!(algs, json!(["RS256", "PS256", "ES256", "EdDSA"]), "{doc}");
 
+    // requireRequestObject without keys to verify objects with is refused when written.
+    let (st, b) = s
+        .admin_call(
+            reqwest::Method::POST,
+            "/Client",
+            Some(
+                &json!({"clientId": "keyless", "allowedGrantTypes": ["authorization_code"],
+                "clientSecrets": [{"value": "keyless-secret-0123456789"}],
+                "requireRequestObject": true, "redirectUris": [REDIRECT],
+                "allowedScopes": ["openid"]}),
+            ),
+        )
+        .await?;
+    assert_eq!(
+        (st, b["field"].as_str()),
+        (400, Some("requireRequestObject")),
+        "{b}"
+    );
+
     // requireRequestObject: a plain request goes back with invalid_request.
     let plain = [
         ("client_id", "jar-web"),

@@ -999,6 +999,19 @@ impl Client<SecretInput> {
                 "must be true for a client with JsonWebKey secrets (it authenticates with private_key_jwt)",
             );
         }
+        if self.require_request_object {
+            // Request objects are verified with the client's public keys: without any, no
+            // authorization request of this client could ever pass.
+            c.check(
+                self.jwks_uri.is_some()
+                    || self
+                        .client_secrets
+                        .iter()
+                        .any(|s| s.kind == crate::secret::JSON_WEB_KEY),
+                "requireRequestObject",
+                "needs JsonWebKey secrets or a jwksUri: request objects are signed with the client's keys",
+            );
+        }
         if !self.require_client_secret
             && self
                 .client_secrets

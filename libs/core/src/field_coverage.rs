@@ -249,7 +249,10 @@ fn every_client_field_takes_effect_or_is_refused() {
         (
             "requireRequestObject",
             None,
-            Effect("http::authorize and http::par: a request without a signed request object is refused"),
+            EffectWith(
+                "http::authorize and http::par: a request without a signed request object is refused",
+                || json!({"jwksUri": "https://walk.example/jwks"}),
+            ),
         ),
         (
             "requirePushedAuthorization",

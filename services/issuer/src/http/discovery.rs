@@ -26,9 +26,10 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         .collect();
     // Client assertions: the asymmetric algorithms of registered client keys
     // (private_key_jwt), then the HMACs of ClientSecretJwt secrets (client_secret_jwt).
-    let assertion_algs: Vec<&str> = Algorithm::ALL
+    let key_algs: Vec<&str> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
+    let assertion_algs: Vec<&str> = key_algs
         .iter()
-        .map(|a| a.as_str())
+        .copied()
         .chain(signet_jose::HMAC_ALGORITHMS)
         .collect();
     let mut doc = json!({
@@ -67,7 +68,8 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         // (nothing is fetched from a client's URL).
         "request_parameter_supported": true,
         "request_uri_parameter_supported": false,
-        "request_object_signing_alg_values_supported": assertion_algs,
+        // Request objects are verified with the client's public keys only.
+        "request_object_signing_alg_values_supported": key_algs,
         // RFC 9449 section 5.1: exactly the algorithms a DPoP proof is verified with.
         "dpop_signing_alg_values_supported": signet_jose::DPOP_ALGORITHMS
             .iter()
