@@ -140,7 +140,11 @@ fn split_unescaped(s: &str, sep: char) -> Result<Vec<String>, CertError> {
     while let Some(c) = chars.next() {
         if c == '\\' {
             cur.push(c);
-            cur.push(chars.next().ok_or(CertError::BadDn("it ends with a backslash"))?);
+            cur.push(
+                chars
+                    .next()
+                    .ok_or(CertError::BadDn("it ends with a backslash"))?,
+            );
         } else if c == sep {
             parts.push(std::mem::take(&mut cur));
         } else {
@@ -164,14 +168,19 @@ fn unescape(v: &str) -> Result<String, CertError> {
             bytes.push(b);
             continue;
         }
-        let first = it.next().ok_or(CertError::BadDn("it ends with a backslash"))?;
+        let first = it
+            .next()
+            .ok_or(CertError::BadDn("it ends with a backslash"))?;
         let is_hex = |c: u8| c.is_ascii_hexdigit();
         match it.peek().copied() {
             Some(second) if is_hex(first) && is_hex(second) => {
                 it.next();
                 let pair = [first, second];
-                let text = std::str::from_utf8(&pair).map_err(|_| CertError::BadDn("bad escape"))?;
-                bytes.push(u8::from_str_radix(text, 16).map_err(|_| CertError::BadDn("bad escape"))?);
+                let text =
+                    std::str::from_utf8(&pair).map_err(|_| CertError::BadDn("bad escape"))?;
+                bytes.push(
+                    u8::from_str_radix(text, 16).map_err(|_| CertError::BadDn("bad escape"))?,
+                );
             }
             _ => bytes.push(first),
         }

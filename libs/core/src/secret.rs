@@ -265,10 +265,10 @@ impl SecretSet {
             .iter()
             .filter(|(_, exp)| exp.is_none_or(|e| now < e))
             .find_map(|(secret, _)| match secret {
-                CertSecret::Thumbprint(t) => bool::from(
-                    t.as_bytes().ct_eq(facts.thumbprint.as_bytes()),
-                )
-                .then_some(CertMethod::SelfSigned),
+                CertSecret::Thumbprint(t) => {
+                    bool::from(t.as_bytes().ct_eq(facts.thumbprint.as_bytes()))
+                        .then_some(CertMethod::SelfSigned)
+                }
                 CertSecret::Subject(dn) => {
                     (pki_trusted && *dn == facts.subject).then_some(CertMethod::Pki)
                 }

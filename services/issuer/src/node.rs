@@ -641,17 +641,29 @@ impl Node {
             }
         };
         // The client address reaches handlers (login throttling per address) and logs.
-        let trusted = std::sync::Arc::new(state.config.trusted_proxies.clone());
+        let edge = std::sync::Arc::new(http::server::Edge {
+            trusted: state.config.trusted_proxies.clone(),
+            certs: state.config.cert_policy.clone(),
+        });
+        // TLS (with client certificates requested) on the public listener only: the admin
+        // API stays on its own, usually private, address.
+        let tls = state
+            .config
+            .tls
+            .clone()
+            .map(tokio_rustls::TlsAcceptor::from);
         let public_server = http::server::serve(
             public,
             http::public_router(state.clone()),
-            trusted.clone(),
+            edge.clone(),
+            tls,
             signal(&tx),
         );
         let admin_server = http::server::serve(
             admin,
             http::admin_router(state.clone()),
-            trusted,
+            edge,
+            None,
             signal(&tx),
         );
         let mut servers = tokio::spawn(async move {

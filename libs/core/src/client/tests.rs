@@ -199,7 +199,11 @@ fn weak_secrets_foreign_secret_types_and_endless_lifetimes_are_refused() {
     for (kind, value, errors) in [
         ("X509CertificateBase64", cert, &[][..]),
         ("X509Name", "CN=client,O=Example", &[]),
-        ("X509CertificateBase64", "CN=client", &["clientSecrets[0].value"]),
+        (
+            "X509CertificateBase64",
+            "CN=client",
+            &["clientSecrets[0].value"],
+        ),
         ("X509CertificateBase64", "AAAA", &["clientSecrets[0].value"]),
         ("X509Name", "no dn", &["clientSecrets[0].value"]),
     ] {

@@ -3,9 +3,14 @@
 //! form-urlencoded first) or body parameters (`client_secret_post`), never both; a signed
 //! client assertion (`private_key_jwt`, RFC 7523 sections 2.2 and 3, OIDC Core section 9)
 //! for a client whose secrets are `JsonWebKey`s or who publishes keys at a `jwksUri`
-//! ([`super::client_jwks`]); a public client (`requireClientSecret:
-//! false`) sends only its `client_id`. The secret types decide the method: a client with
-//! keys cannot use a shared secret and a client with shared secrets cannot use an assertion.
+//! ([`super::client_jwks`]); mutual TLS (RFC 8705 section 2) for a client whose secrets are
+//! certificates: its `client_id` in the body and a client certificate
+//! ([`super::client_cert`]) that is the registered one (`X509CertificateBase64`,
+//! `self_signed_tls_client_auth`) or chains to a `--tls-client-ca` root and carries the
+//! registered subject DN (`X509Name`, `tls_client_auth`); a public client
+//! (`requireClientSecret: false`) sends only its `client_id`. The secret types decide the
+//! method: a client with keys or certificates cannot use a shared secret and a client with
+//! shared secrets cannot use an assertion or a certificate.
 //!
 //! Every failure before the client is proven (unknown client, wrong secret, wrong method,
 //! bad signature) is the same `invalid_client` with the same description, and an unknown
@@ -120,7 +125,23 @@ pub async fn authenticate(
         }
     };
     let remote = remote.as_deref().map_or(&[][..], Vec::as_slice);
-    let mut result = authenticate_inner(p, form, &state.config.issuer, endpoint, now, remote);
+    let cert = match super::client_cert::PresentedCert::certificate(form.cert.as_ref()) {
+        Ok(cert) => cert,
+        Err(e) => {
+            metrics::counter!(crate::telemetry::CLIENT_AUTH_FAILURES, "reason" => "bad_certificate")
+                .increment(1);
+            return Err(e);
+        }
+    };
+    let mut result = authenticate_inner(
+        p,
+        form,
+        &state.config.issuer,
+        endpoint,
+        now,
+        remote,
+        cert.map(|c| &**c),
+    );
     if let Ok((_, Some(guard))) = &result {
         // RFC 7523 section 3: a jti used once is never accepted again, at any node.
         let fresh = state
@@ -184,6 +205,7 @@ fn authenticate_inner(
     endpoint: &str,
     now: UnixTime,
     remote: &[signet_jose::ClientKey],
+    cert: Option<&super::client_cert::ClientCertificate>,
 ) -> Result<(Arc<ClientEntry>, Option<ReplayGuard>), Failure> {
     let malformed = |e| ("malformed", e);
     let decoded = basic_credentials(&form.headers).map_err(malformed)?;
@@ -257,8 +279,16 @@ fn authenticate_inner(
         return Err(("unknown_client", OAuthError::invalid_client(FAILED)));
     };
     let ok = match &digest {
-        // A client with keys has no shared secret: nothing matches.
+        // A client with keys or certificates has no shared secret: nothing matches.
         Some(d) => entry.secrets.matches(d, now),
+        // Mutual TLS (RFC 8705 section 2): the certificate is the registered one, or a
+        // trusted CA's with the registered subject.
+        None if entry.secrets.has_certificates() => cert.is_some_and(|c| {
+            entry
+                .secrets
+                .certificate_matches(&c.facts, c.pki_trusted, now)
+                .is_some()
+        }),
         // A public client identifies itself; a confidential one must prove it.
         None => !entry.client.require_client_secret,
     };
