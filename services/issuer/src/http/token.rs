@@ -56,10 +56,14 @@ async fn grant(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response,
     };
     // RFC 8705 section 3: a client certificate binds the access token, whatever the
     // client authentication (checked by `authenticate`: a refused certificate failed it).
+    // With a DPoP proof as well, the token is bound to the DPoP key only: one proof of
+    // possession per token, which every resource server can check with one method.
     let cert = super::client_cert::PresentedCert::certificate(form.cert.as_ref())?;
     let cnf = Cnf {
         jkt: proof.as_ref().map(|p| p.jkt.as_str()),
-        x5t: cert.map(|c| c.facts.thumbprint.as_str()),
+        x5t: cert
+            .filter(|_| proof.is_none())
+            .map(|c| c.facts.thumbprint.as_str()),
     };
     let Some(grant) = TokenGrantType::parse(grant_type) else {
         return Err(OAuthError::unsupported_grant_type(format!(
