@@ -38,7 +38,7 @@ fn shared_secret() -> String {
     feature = "openapi",
     schema(
         as = Secret,
-        description = "A client or API secret as written. A SharedSecret is stored only as a hash; a JsonWebKey (clients only) is the client's public JWK for private_key_jwt. Values are never read back."
+        description = "A client or API secret as written. A SharedSecret is stored only as a hash; a JsonWebKey (clients only) is the client's public JWK for private_key_jwt; an X509CertificateBase64 (clients only) is the client's certificate, DER in base64, for self_signed_tls_client_auth; an X509Name (clients only) is its certificate's subject DN (RFC 4514) for tls_client_auth. Values are never read back."
     )
 )]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
