@@ -628,3 +628,88 @@ async fn the_certificate_header_from_an_untrusted_peer_is_refused() -> anyhow::R
     );
     Ok(())
 }
+
+/// HAProxy on `deploy/haproxy/mtls.cfg` in front of `serve` (all three server lines point
+/// at it): it asks for client certificates, accepts a self-signed one, forwards it in the
+/// header, and drops a header the client wrote itself.
+#[tokio::test]
+async fn haproxy_on_the_deploy_config_forwards_client_certificates() -> anyhow::Result<()> {
+    let pki = Pki::new()?;
+    let dir = tempfile::tempdir()?;
+    let lb_port = signet_tests::free_port();
+    let base = format!("https://127.0.0.1:{lb_port}");
+    let s = Serve::start(
+        dir.path(),
+        ServeOptions {
+            extra_args: vec![
+                "--trusted-proxies".into(),
+                "127.0.0.1".into(),
+                "--mtls-base-url".into(),
+                base.clone(),
+            ],
+            ..Default::default()
+        },
+    )
+    .await?;
+    register_api(&s).await?;
+    s.create(
+        "/Client",
+        machine(
+            "selfie",
+            json!([{"type": "X509CertificateBase64", "value": pki.b64("selfie")}]),
+        ),
+    )
+    .await?;
+    let mut combined = pki.pem("server");
+    combined.extend(std::fs::read(pki.path("server.key"))?);
+    std::fs::write(pki.path("server-combined.pem"), combined)?;
+    let upstream = s.issuer.trim_start_matches("http://").to_owned();
+    let _haproxy = tokio::process::Command::new(signet_tests::lb::haproxy_bin())
+        .arg("-db")
+        .arg("-f")
+        .arg(signet_tests::lb::config_file().with_file_name("mtls.cfg"))
+        .env("SIGNET_MTLS_BIND", format!("127.0.0.1:{lb_port}"))
+        .env("SIGNET_MTLS_CERT", pki.path("server-combined.pem"))
+        .env("SIGNET_MTLS_CLIENT_CA", pki.path("ca.pem"))
+        .env("SIGNET_ISSUER_1_PUBLIC", &upstream)
+        .env("SIGNET_ISSUER_2_PUBLIC", &upstream)
+        .env("SIGNET_ISSUER_3_PUBLIC", &upstream)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("run haproxy (scripts/test.sh installs it)")?;
+    let selfie = pki.client(Some("selfie"))?;
+    signet_tests::eventually(std::time::Duration::from_secs(20), || async {
+        let r = selfie.get(format!("{base}/readyz")).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await?;
+    let (st, body) = token(&selfie, &base, &cc("selfie"), None).await?;
+    assert_eq!(st, 200, "{body}");
+    let t = body["access_token"].as_str().context("token")?;
+    assert_eq!(
+        verify_jwt(t, &s.jwks().await?, &s.issuer, "orders-api")?["cnf"]["x5t#S256"],
+        pki.x5t("selfie")
+    );
+    // Without a certificate, a header the client wrote is dropped by HAProxy.
+    let none = pki.client(None)?;
+    let (st, body) = token(&none, &base, &cc("selfie"), Some(&pki.b64("selfie"))).await?;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    // Discovery points the aliases at HAProxy.
+    let doc: Value = none
+        .get(format!("{base}/.well-known/openid-configuration"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        doc["mtls_endpoint_aliases"]["token_endpoint"],
+        format!("{base}/oauth2/token")
+    );
+    Ok(())
+}
