@@ -95,7 +95,7 @@ pub fn check_certificate_binding(
             .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der))
     });
     match presented {
-        Some(t) if bool::from(subtle_eq(t.as_bytes(), bound.as_bytes())) => Ok(()),
+        Some(t) if subtle_eq(t.as_bytes(), bound.as_bytes()) => Ok(()),
         _ => Err(VerifyError::CertificateMismatch),
     }
 }
