@@ -676,6 +676,38 @@ mod tests {
     }
 
     #[test]
+    fn tls_and_mtls_settings_are_checked() {
+        let err = |argv: &[&str]| format!("{:#}", args(argv).resolve(None).unwrap_err());
+        assert!(err(&["--tls-cert", "c.pem"]).contains("tls_cert and tls_key go together"));
+        assert!(err(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).contains("https URL"));
+        let e = err(&[
+            "--issuer",
+            "https://id.example",
+            "--tls-cert",
+            "/nonexistent/c.pem",
+            "--tls-key",
+            "/nonexistent/k.pem",
+        ]);
+        assert!(e.contains("tls_cert /nonexistent/c.pem"), "{e}");
+        assert!(err(&["--tls-client-ca", "/nonexistent/ca.pem"]).contains("tls_client_ca"));
+        assert!(err(&["--tls-client-cert-header", "bad header"]).contains("tls_client_cert_header"));
+        assert!(err(&["--mtls-base-url", "not a url"]).contains("mtls_base_url"));
+        let c = args(&[]).resolve(None).unwrap();
+        assert!(!c.mtls() && c.tls.is_none());
+        assert_eq!(c.cert_policy.header.as_str(), "x-ssl-client-cert");
+        let c = args(&[
+            "--mtls-base-url",
+            "https://mtls.id.example",
+            "--tls-client-cert-header",
+            "X-Client-Cert",
+        ])
+        .resolve(None)
+        .unwrap();
+        assert!(c.mtls());
+        assert_eq!(c.cert_policy.header.as_str(), "x-client-cert");
+    }
+
+    #[test]
     fn trusted_proxies_come_from_flag_or_file_and_bad_ranges_are_refused() {
         let c = args(&[]).resolve(None).unwrap();
         assert!(c.trusted_proxies.is_empty());
