@@ -361,8 +361,8 @@ async fn mtls_client_authentication_and_certificate_bound_tokens_over_signets_ow
 }
 
 /// Authorizes as `pia` with PKCE; returns the code.
-async fn code(s: &Serve, client: &str) -> anyhow::Result<String> {
-    let mut u = url::Url::parse(&format!("{}/oauth2/authorize", s.issuer))?;
+async fn code(issuer: &str, client: &str) -> anyhow::Result<String> {
+    let mut u = url::Url::parse(&format!("{issuer}/oauth2/authorize"))?;
     u.query_pairs_mut()
         .append_pair("client_id", client)
         .append_pair("redirect_uri", REDIRECT)
@@ -492,7 +492,7 @@ async fn behind_a_trusted_proxy_the_certificate_header_binds_tokens_and_refresh_
                "redirectUris": [REDIRECT], "allowedScopes": ["openid", "profile", "offline_access"]}),
     )
     .await?;
-    let c = code(&s, "app").await?;
+    let c = code(&s.issuer, "app").await?;
     let mine = pki.b64("other");
     let form = [
         ("grant_type", "authorization_code"),
@@ -711,5 +711,86 @@ async fn haproxy_on_the_deploy_config_forwards_client_certificates() -> anyhow::
         doc["mtls_endpoint_aliases"]["token_endpoint"],
         format!("{base}/oauth2/token")
     );
+    Ok(())
+}
+
+/// On the cluster, behind a "proxy" (this process, trusted by both issuers): a public
+/// client's refresh token bound to a certificate at node 0 is refreshed at node 1 with that
+/// certificate only, and a certificate client authenticates at either node.
+#[tokio::test]
+async fn a_certificate_binding_made_at_one_cluster_node_holds_at_another() -> anyhow::Result<()> {
+    use signet_tests::cluster::Cluster;
+    let pki = Pki::new()?;
+    let c = Cluster::start_with(2, vec!["--trusted-proxies".into(), "127.0.0.1".into()]).await?;
+    for (path, body) in [
+        ("/Resource/ApiScope", json!({"name": "orders.read"})),
+        (
+            "/Resource/ApiResource",
+            json!({"name": "orders-api", "scopes": ["orders.read"]}),
+        ),
+        (
+            "/Client",
+            machine(
+                "selfie",
+                json!([{"type": "X509CertificateBase64", "value": pki.b64("selfie")}]),
+            ),
+        ),
+        (
+            "/User",
+            json!({"username": "pia", "password": "pia's password 1", "claims": {"name": "Pia"}}),
+        ),
+        (
+            "/Client",
+            json!({"clientId": "app", "allowedGrantTypes": ["authorization_code"],
+                   "requireClientSecret": false, "requireConsent": false, "allowOfflineAccess": true,
+                   "redirectUris": [REDIRECT], "allowedScopes": ["openid", "profile", "offline_access"]}),
+        ),
+    ] {
+        let (st, b) = c
+            .admin_call(0, reqwest::Method::POST, path, Some(&body))
+            .await?;
+        assert_eq!(st, 201, "{b}");
+    }
+    let node = |i: usize| c.issuers[i].public.clone();
+    let http = reqwest::Client::new();
+    let selfie = pki.b64("selfie");
+    // Node 1 learns the clients from the event stream.
+    let (st, body) = signet_tests::eventually(std::time::Duration::from_secs(10), || async {
+        let r = token(&http, &node(1), &cc("selfie"), Some(&selfie))
+            .await
+            .ok()?;
+        (r.0 == 200).then_some(r)
+    })
+    .await?;
+    assert_eq!(st, 200, "{body}");
+    assert!(body["access_token"].is_string());
+    let c0 = code(&node(0), "app").await?;
+    let mine = pki.b64("other");
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", "app"),
+        ("code", c0.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", PKCE_VERIFIER),
+    ];
+    let (st, body) = token(&http, &node(0), &form, Some(&mine)).await?;
+    assert_eq!(st, 200, "{body}");
+    let refresh = body["refresh_token"]
+        .as_str()
+        .context("refresh")?
+        .to_owned();
+    let again = [
+        ("grant_type", "refresh_token"),
+        ("client_id", "app"),
+        ("refresh_token", refresh.as_str()),
+    ];
+    let (st, body) = token(&http, &node(1), &again, Some(&selfie)).await?;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let (st, body) = token(&http, &node(1), &again, Some(&mine)).await?;
+    assert_eq!(st, 200, "{body}");
     Ok(())
 }
