@@ -794,3 +794,68 @@ async fn a_certificate_binding_made_at_one_cluster_node_holds_at_another() -> an
     assert_eq!(st, 200, "{body}");
     Ok(())
 }
+
+/// `--mtls-listen`: the public endpoints again on a second TLS port that asks for client
+/// certificates, while the main port does not; discovery names the second port in
+/// `mtls_endpoint_aliases`.
+#[tokio::test]
+async fn a_separate_mtls_listener_is_where_certificates_count() -> anyhow::Result<()> {
+    let pki = Pki::new()?;
+    let dir = tempfile::tempdir()?;
+    let path = |f: &str| pki.path(f).display().to_string();
+    let mtls_port = signet_tests::free_port();
+    let s = Serve::start(
+        dir.path(),
+        ServeOptions {
+            https: true,
+            extra_args: vec![
+                "--tls-cert".into(),
+                path("server.pem"),
+                "--tls-key".into(),
+                path("server.key"),
+                "--mtls-listen".into(),
+                format!("127.0.0.1:{mtls_port}"),
+            ],
+            ..Default::default()
+        },
+    )
+    .await?;
+    register_api(&s).await?;
+    s.create(
+        "/Client",
+        machine(
+            "selfie",
+            json!([{"type": "X509CertificateBase64", "value": pki.b64("selfie")}]),
+        ),
+    )
+    .await?;
+    let mtls = format!("https://127.0.0.1:{mtls_port}");
+    let selfie = pki.client(Some("selfie"))?;
+    let doc: Value = selfie
+        .get(format!("{}/.well-known/openid-configuration", s.issuer))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(doc["tls_client_certificate_bound_access_tokens"], true);
+    assert_eq!(
+        doc["mtls_endpoint_aliases"]["token_endpoint"],
+        format!("{mtls}/oauth2/token"),
+        "{doc}"
+    );
+    // The main port never asks, so the client's certificate is not sent there.
+    let (st, body) = token(&selfie, &s.issuer, &cc("selfie"), None).await?;
+    assert_eq!(
+        (st, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    let (st, body) = token(&selfie, &mtls, &cc("selfie"), None).await?;
+    assert_eq!(st, 200, "{body}");
+    let t = body["access_token"].as_str().context("token")?;
+    assert_eq!(
+        verify_jwt(t, &s.jwks().await?, &s.issuer, "orders-api")?["cnf"]["x5t#S256"],
+        pki.x5t("selfie")
+    );
+    Ok(())
+}

@@ -204,6 +204,10 @@ pub struct NodeConfig {
     /// Where a load balancer serves the endpoints with client certificates requested
     /// (`--mtls-base-url`): discovery's `mtls_endpoint_aliases` point there.
     pub mtls_base_url: Option<IssuerUrl>,
+    /// `--mtls-listen`: a second TLS listener for the public endpoints that asks for client
+    /// certificates (the main one then does not), with its TLS configuration.
+    pub mtls_listen: Option<SocketAddr>,
+    pub mtls_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl NodeConfig {
@@ -211,7 +215,7 @@ impl NodeConfig {
     /// load balancer forwards them (`--mtls-base-url`). Discovery offers mutual TLS only
     /// then.
     pub fn mtls(&self) -> bool {
-        self.tls.is_some() || self.mtls_base_url.is_some()
+        (self.tls.is_some() && self.mtls_listen.is_none()) || self.mtls_base_url.is_some()
     }
 }
 
@@ -320,6 +324,8 @@ impl NodeConfig {
             tls: None,
             cert_policy: crate::http::client_cert::CertPolicy::default(),
             mtls_base_url: None,
+            mtls_listen: None,
+            mtls_tls: None,
         }
     }
 }

@@ -135,6 +135,12 @@ pub struct NodeArgs {
     /// names these endpoints in mtls_endpoint_aliases [default: none]
     #[arg(long, env = "SIGNET_MTLS_BASE_URL")]
     pub mtls_base_url: Option<String>,
+    /// With --tls-cert: a second address for the public endpoints that asks for client
+    /// certificates; the --listen one then does not (browsers there are never asked for
+    /// one). Discovery's mtls_endpoint_aliases point here (the issuer's host at this port,
+    /// unless --mtls-base-url says otherwise) [default: none]
+    #[arg(long, env = "SIGNET_MTLS_LISTEN")]
+    pub mtls_listen: Option<SocketAddr>,
     /// Seconds an SSO session lasts from sign-in, whatever clients do (a client's
     /// `userSsoLifetime` may ask for less) [default: 36000 (10 hours)]
     #[arg(long, env = "SIGNET_SESSION_LIFETIME")]
@@ -311,6 +317,7 @@ pub struct FileConfig {
     pub tls_client_ca: Option<PathBuf>,
     pub tls_client_cert_header: Option<String>,
     pub mtls_base_url: Option<String>,
+    pub mtls_listen: Option<SocketAddr>,
     pub session_lifetime: Option<u64>,
     pub allow_private_outbound: Option<bool>,
     pub backchannel_retry_base: Option<String>,
@@ -410,9 +417,21 @@ impl NodeArgs {
                     "with tls_cert, give the issuer: an https URL that names this node"
                 );
                 let files = signet_issuer::http::client_cert::TlsFiles { cert, key };
-                config.tls = Some(signet_issuer::http::client_cert::server_config(&files)?);
+                config.mtls_listen = self.mtls_listen.or(file.mtls_listen);
+                let separate = config.mtls_listen.is_some();
+                config.tls = Some(signet_issuer::http::client_cert::server_config(
+                    &files, !separate,
+                )?);
+                if separate {
+                    config.mtls_tls = Some(signet_issuer::http::client_cert::server_config(
+                        &files, true,
+                    )?);
+                }
             }
-            (None, None) => {}
+            (None, None) => anyhow::ensure!(
+                self.mtls_listen.or(file.mtls_listen).is_none(),
+                "mtls_listen needs tls_cert and tls_key"
+            ),
             _ => anyhow::bail!("tls_cert and tls_key go together"),
         }
         if let Some(path) = self.tls_client_ca.or(file.tls_client_ca.clone()) {
@@ -692,6 +711,7 @@ mod tests {
         assert!(err(&["--tls-client-ca", "/nonexistent/ca.pem"]).contains("tls_client_ca"));
         assert!(err(&["--tls-client-cert-header", "bad header"]).contains("tls_client_cert_header"));
         assert!(err(&["--mtls-base-url", "not a url"]).contains("mtls_base_url"));
+        assert!(err(&["--mtls-listen", "127.0.0.1:9443"]).contains("mtls_listen needs tls_cert"));
         let c = args(&[]).resolve(None).unwrap();
         assert!(!c.mtls() && c.tls.is_none());
         assert_eq!(c.cert_policy.header.as_str(), "x-ssl-client-cert");

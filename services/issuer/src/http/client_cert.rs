@@ -268,9 +268,13 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// The server configuration of the public listener: the certificate chain and key from
-/// PEM files, HTTP/1.1, client certificates requested but optional.
-pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// The server configuration of a public listener: the certificate chain and key from PEM
+/// files, HTTP/1.1, client certificates requested but optional when `client_certs` (not
+/// requested at all otherwise: browsers are never asked for one).
+pub fn server_config(
+    files: &TlsFiles,
+    client_certs: bool,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .map_err(|e| file_err("tls_cert", &files.cert, e))?
         .collect::<Result<_, _>>()
@@ -284,10 +288,15 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsE
     let verifier = Arc::new(AnyClientCert {
         algs: provider.signature_verification_algorithms,
     });
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?;
+    let mut config = if client_certs {
+        builder
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)?
+    } else {
+        builder.with_no_client_auth().with_single_cert(chain, key)?
+    };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
