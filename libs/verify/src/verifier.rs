@@ -755,3 +755,56 @@ impl Verifier {
 fn short(s: &str) -> String {
     s.chars().take(64).collect()
 }
+
+#[cfg(test)]
+mod mtls_tests {
+    use super::*;
+    use base64::Engine;
+
+    fn claims(cnf: Value) -> Claims {
+        let Value::Object(map) = serde_json::json!({"sub": "s", "cnf": cnf}) else {
+            unreachable!()
+        };
+        Claims::from_map(map, crate::TokenKind::Introspected).unwrap()
+    }
+
+    #[test]
+    fn a_certificate_bound_token_needs_its_certificate() {
+        let der = b"certificate bytes";
+        let x5t = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der));
+        let bound = claims(serde_json::json!({"x5t#S256": x5t}));
+        assert!(check_certificate_binding(&bound, Some(der)).is_ok());
+        for other in [Some(&b"other"[..]), None] {
+            assert!(matches!(
+                check_certificate_binding(&bound, other),
+                Err(VerifyError::CertificateMismatch)
+            ));
+        }
+        assert!(matches!(
+            refuse_bound(bound),
+            Err(VerifyError::CertificateMismatch)
+        ));
+        let unbound = claims(serde_json::json!({}));
+        assert!(check_certificate_binding(&unbound, None).is_ok());
+    }
+
+    #[test]
+    fn proxy_headers_decode_from_base64_der_or_url_encoded_pem() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(b"\x30\x03\x02\x01\x01");
+        assert_eq!(
+            certificate_from_header(&b64).unwrap(),
+            b"\x30\x03\x02\x01\x01"
+        );
+        let pem = format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n");
+        let escaped: String = form_urlencoded::byte_serialize(pem.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20");
+        assert_eq!(
+            certificate_from_header(&escaped).unwrap(),
+            b"\x30\x03\x02\x01\x01"
+        );
+        assert!(certificate_from_header("").is_none());
+        assert!(certificate_from_header("%%not base64").is_none());
+    }
+}
