@@ -471,6 +471,24 @@ async fn behind_a_trusted_proxy_the_certificate_header_binds_tokens_and_refresh_
     }
     let (st, body) = token(&http, &s.issuer, &cc("selfie"), Some(&pki.b64("other"))).await?;
     assert_eq!((st, body["error"].as_str()), (401, Some("invalid_client")));
+    // With a DPoP proof as well, the token is bound to the DPoP key only.
+    let key = super::dpop::DpopKey::new(signet_jose::Algorithm::ES256);
+    let proof = key.proof("POST", &format!("{}/oauth2/token", s.issuer), None, None);
+    let r = http
+        .post(format!("{}/oauth2/token", s.issuer))
+        .form(&cc("selfie"))
+        .header(HEADER, pki.b64("selfie"))
+        .header("DPoP", proof)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await?;
+    assert_eq!(body["token_type"], "DPoP");
+    let t = body["access_token"].as_str().context("token")?;
+    assert_eq!(
+        verify_jwt(t, &s.jwks().await?, &s.issuer, "orders-api")?["cnf"],
+        json!({"jkt": key.jkt()})
+    );
     // Bytes that are no certificate: invalid_request, never a 5xx.
     let (st, body) = token(&http, &s.issuer, &cc("selfie"), Some("bm90IGEgY2VydA==")).await?;
     assert_eq!(
