@@ -147,6 +147,11 @@ pub struct ExampleResourceServer {
 impl ExampleResourceServer {
     /// Starts it for tokens of `issuer` with `audience` and waits until it is ready.
     pub async fn start(issuer: &str, audience: &str) -> anyhow::Result<Self> {
+        Self::start_with(issuer, audience, &[]).await
+    }
+
+    /// [`start`](Self::start) with more flags (e.g. `--client-cert-header`).
+    pub async fn start_with(issuer: &str, audience: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let example = signet_tests::signet_bin()
             .parent()
             .map(|d| d.join("examples/resource_server"))
@@ -155,6 +160,7 @@ impl ExampleResourceServer {
         let child = tokio::process::Command::new(&example)
             .args(["--issuer", issuer, "--audience", audience])
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .env_remove("SIGNET_ISSUER")
             .env_remove("SIGNET_NATS_URL")
             .stdout(std::process::Stdio::null())

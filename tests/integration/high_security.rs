@@ -590,15 +590,21 @@ async fn client_keys_are_checked_when_written() -> anyhow::Result<()> {
             "clientSecrets[0].value",
             "private",
         ),
+        // Certificates (mutual TLS, tests/integration/mtls.rs) are checked as certificates.
         (
             json!([{"type": "X509CertificateBase64", "value": "MIIB"}]),
-            "clientSecrets[0].type",
-            "not supported yet",
+            "clientSecrets[0].value",
+            "DER in standard base64",
         ),
         (
-            json!([{"type": "X509Name", "value": "CN=svc"}]),
+            json!([{"type": "X509Name", "value": "svc"}]),
+            "clientSecrets[0].value",
+            "distinguished name",
+        ),
+        (
+            json!([{"type": "X509Certificate", "value": "MIIB"}]),
             "clientSecrets[0].type",
-            "not supported yet",
+            "must be SharedSecret, JsonWebKey, ClientSecretJwt, X509CertificateBase64 or X509Name",
         ),
         (
             json!([{"type": "JsonWebKey", "value": es.public_jwk()},

@@ -23,6 +23,7 @@ mod lifecycle;
 mod loadtests;
 mod logout;
 mod model_fields;
+mod mtls;
 mod observability;
 mod par;
 mod proxies;

@@ -649,8 +649,8 @@ async fn weak_admin_input_is_refused() -> anyhow::Result<()> {
             "clientSecrets[0].value",
         ),
         (
-            backend(json!({"clientSecrets": [{"type": "X509Name", "value": "CN=svc"}]})),
-            "clientSecrets[0].type",
+            backend(json!({"clientSecrets": [{"type": "X509Name", "value": "svc"}]})),
+            "clientSecrets[0].value",
         ),
         (
             backend(json!({"accessTokenLifetime": 2_147_483_647u32})),

@@ -145,6 +145,10 @@ pub struct ServeOptions {
     /// Start without `--issuer`: the node derives it from `--listen` (the URL is the same
     /// `http://127.0.0.1:<port>` when `issuer_path` is empty).
     pub omit_issuer: bool,
+    /// The public listener speaks TLS (`extra_args` carry `--tls-cert`/`--tls-key`): the
+    /// issuer is `https://127.0.0.1:<port>`, and this harness's own client accepts the
+    /// test's certificate without checking it.
+    pub https: bool,
 }
 
 /// A running `signet serve`.
@@ -179,7 +183,8 @@ impl Serve {
 
     async fn try_start(data_dir: &Path, opts: &ServeOptions) -> Result<Serve> {
         let (public_port, admin_port) = opts.ports.unwrap_or_else(|| (free_port(), free_port()));
-        let public = format!("http://127.0.0.1:{public_port}");
+        let scheme = if opts.https { "https" } else { "http" };
+        let public = format!("{scheme}://127.0.0.1:{public_port}");
         let issuer = format!("{public}{}", opts.issuer_path);
         let mut cmd = Command::new(signet_bin());
         cmd.arg("serve").arg("--data-dir").arg(data_dir);
@@ -220,6 +225,7 @@ impl Serve {
         }
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .danger_accept_invalid_certs(opts.https)
             .build()?;
         let ready_url = format!("{issuer}/readyz");
         let ready = wait_http_ready(&http, &ready_url, || {

@@ -718,11 +718,13 @@ pub const MIN_SECRET_LENGTH: usize = 16;
 
 /// Checks the secrets an admin writes. A `SharedSecret`'s value is long enough to resist
 /// guessing (an empty value carries no credential and is allowed). Where `keys` (clients), a
-/// `JsonWebKey`'s value is a public JWK this server can verify with; the certificate types
-/// (mutual TLS) are refused until they are implemented, as is any other type.
+/// `JsonWebKey`'s value is a public JWK this server can verify with, an
+/// `X509CertificateBase64`'s a DER certificate in base64 and an `X509Name`'s an RFC 4514
+/// DN (mutual TLS, RFC 8705); any other type is refused.
 pub fn check_secrets(c: &mut Collector, field: &str, secrets: &[SecretInput], keys: bool) {
     use crate::secret::{
-        CLIENT_SECRET_JWT, JSON_WEB_KEY, MIN_JWT_SECRET_LENGTH, SHARED_SECRET, X509_TYPES,
+        CLIENT_SECRET_JWT, JSON_WEB_KEY, MIN_JWT_SECRET_LENGTH, SHARED_SECRET, X509_CERTIFICATE,
+        X509_NAME, X509_TYPES,
     };
     for (i, s) in secrets.iter().enumerate() {
         let value = s.value.as_deref().filter(|v| !v.is_empty());
@@ -758,29 +760,46 @@ pub fn check_secrets(c: &mut Collector, field: &str, secrets: &[SecretInput], ke
                     format!("must be at least {MIN_JWT_SECRET_LENGTH} bytes (an HS256 key is as long as its hash, RFC 7518 section 3.2); use a random value, e.g. `openssl rand -base64 48`"),
                 ),
             },
-            JSON_WEB_KEY | CLIENT_SECRET_JWT => c.push(
+            X509_CERTIFICATE if keys => {
+                use base64::Engine;
+                let ok = value
+                    .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v.trim()).ok())
+                    .is_some_and(|der| crate::mtls::certificate_facts(&der).is_ok());
+                c.check(
+                    ok,
+                    format!("{field}[{i}].value"),
+                    "an X509CertificateBase64 secret's value is the client's certificate: DER in standard base64 (the PEM body without its BEGIN/END lines and line breaks)",
+                );
+            }
+            X509_NAME if keys => match value.map(crate::mtls::canonical_dn) {
+                None => c.push(
+                    format!("{field}[{i}].value"),
+                    "an X509Name secret needs a value: the subject DN of the client's certificate (RFC 4514, e.g. CN=client,O=Example,C=SE)",
+                ),
+                Some(Err(e)) => c.push(format!("{field}[{i}].value"), e.to_string()),
+                Some(Ok(_)) => {}
+            },
+            t if t == JSON_WEB_KEY || t == CLIENT_SECRET_JWT || X509_TYPES.contains(&t) => c.push(
                 format!("{field}[{i}].type"),
                 "only \"SharedSecret\" is supported here",
             ),
-            t if X509_TYPES.contains(&t) => c.push(
-                format!("{field}[{i}].type"),
-                "is not supported yet (mutual TLS, RFC 8705, is not offered); use SharedSecret or JsonWebKey",
-            ),
             _ => c.push(
                 format!("{field}[{i}].type"),
-                "must be SharedSecret, JsonWebKey or ClientSecretJwt (X509CertificateBase64 and X509Name are not supported yet)",
+                "must be SharedSecret, JsonWebKey, ClientSecretJwt, X509CertificateBase64 or X509Name",
             ),
         }
     }
     if keys {
-        let all_or_none = |kind: &str| {
-            let n = secrets.iter().filter(|s| s.kind == kind).count();
+        let all_or_none = |matching: &dyn Fn(&str) -> bool| {
+            let n = secrets.iter().filter(|s| matching(&s.kind)).count();
             n == 0 || n == secrets.len()
         };
         c.check(
-            all_or_none(JSON_WEB_KEY) && all_or_none(CLIENT_SECRET_JWT),
+            all_or_none(&|k| k == JSON_WEB_KEY)
+                && all_or_none(&|k| k == CLIENT_SECRET_JWT)
+                && all_or_none(&|k| X509_TYPES.contains(&k)),
             field,
-            "a client's secrets are all SharedSecret (client_secret_basic/post), all JsonWebKey (private_key_jwt) or all ClientSecretJwt (client_secret_jwt), never a mix: the secret types decide how the client authenticates",
+            "a client's secrets are all SharedSecret (client_secret_basic/post), all JsonWebKey (private_key_jwt), all ClientSecretJwt (client_secret_jwt) or all X509CertificateBase64/X509Name (mutual TLS), never a mix: the secret types decide how the client authenticates",
         );
     }
 }
@@ -1023,6 +1042,17 @@ impl Client<SecretInput> {
                 "must be true for a client with ClientSecretJwt secrets (it authenticates with client_secret_jwt)",
             );
         }
+        if !self.require_client_secret
+            && self
+                .client_secrets
+                .iter()
+                .any(|s| crate::secret::X509_TYPES.contains(&s.kind.as_str()))
+        {
+            c.push(
+                "requireClientSecret",
+                "must be true for a client with X509CertificateBase64 or X509Name secrets (it authenticates with mutual TLS)",
+            );
+        }
         if let Some(u) = &self.jwks_uri {
             check_jwks_uri(&mut c, u);
             c.check(
@@ -1112,6 +1142,13 @@ impl Client<SecretInput> {
     /// The flags the FAPI 2.0 Security Profile demands, each refused by name when missing.
     fn check_fapi2(&self, c: &mut Collector) {
         const WHY: &str = "profile fapi2";
+        // FAPI 2.0 section 5.3.2.1/5.3.2.2: mutual TLS is both a client authentication and a
+        // sender constraint (its certificate binds the tokens, RFC 8705 section 3).
+        let mtls = !self.client_secrets.is_empty()
+            && self
+                .client_secrets
+                .iter()
+                .all(|s| crate::secret::X509_TYPES.contains(&s.kind.as_str()));
         for g in &self.allowed_grant_types {
             c.check(
                 !matches!(g, GrantType::Implicit | GrantType::Hybrid),
@@ -1123,9 +1160,9 @@ impl Client<SecretInput> {
             (self.require_pushed_authorization, "requirePushedAuthorization", "must be true (authorization requests are pushed, RFC 9126)"),
             (self.require_pkce, "requirePkce", "must be true"),
             (
-                self.require_dpop,
+                self.require_dpop || mtls,
                 "requireDPoP",
-                "must be true (sender-constrained tokens: every token request carries a DPoP proof)",
+                "must be true unless the client authenticates with mutual TLS (sender-constrained tokens: every token request carries a DPoP proof, or the client's certificate binds them)",
             ),
             (!self.allow_plain_text_pkce, "allowPlainTextPkce", "must be false (S256 only)"),
             (!self.allow_access_tokens_via_browser, "allowAccessTokensViaBrowser", "must be false"),
@@ -1150,9 +1187,9 @@ impl Client<SecretInput> {
                     .iter()
                     .all(|s| s.kind == crate::secret::JSON_WEB_KEY));
         c.check(
-            keys,
+            keys || mtls,
             "clientSecrets",
-            format!("{WHY}: the client authenticates with private_key_jwt: JsonWebKey secrets or a jwksUri, no shared secret"),
+            format!("{WHY}: the client authenticates with private_key_jwt (JsonWebKey secrets or a jwksUri) or mutual TLS (X509CertificateBase64 or X509Name secrets), no shared secret"),
         );
         for (i, u) in self.redirect_uris.iter().enumerate() {
             c.check(

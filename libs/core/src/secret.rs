@@ -25,8 +25,14 @@ pub const CLIENT_SECRET_JWT: &str = "ClientSecretJwt";
 /// The shortest `ClientSecretJwt` accepted: an HS256 key is at least as long as its hash
 /// output (RFC 7518 section 3.2).
 pub const MIN_JWT_SECRET_LENGTH: usize = 32;
-/// Certificate types (mutual TLS, RFC 8705): not supported yet.
-pub const X509_TYPES: [&str; 2] = ["X509CertificateBase64", "X509Name"];
+/// A client's certificate, DER in standard base64 (`self_signed_tls_client_auth`, RFC 8705
+/// section 2.2): the presented certificate must be this one.
+pub const X509_CERTIFICATE: &str = "X509CertificateBase64";
+/// A client certificate's subject DN, RFC 4514 (`tls_client_auth`, RFC 8705 section 2.1):
+/// the presented certificate must chain to a trusted CA and carry this subject.
+pub const X509_NAME: &str = "X509Name";
+/// The certificate types (mutual TLS, RFC 8705).
+pub const X509_TYPES: [&str; 2] = [X509_CERTIFICATE, X509_NAME];
 
 fn shared_secret() -> String {
     SHARED_SECRET.to_owned()
@@ -39,7 +45,7 @@ fn shared_secret() -> String {
     feature = "openapi",
     schema(
         as = Secret,
-        description = "A client or API secret as written. A SharedSecret is stored only as a hash; a JsonWebKey (clients only) is the client's public JWK for private_key_jwt; a ClientSecretJwt (clients only, at least 32 bytes) is the shared secret of client_secret_jwt, stored sealed (encrypted), never sent by the client. Values are never read back."
+        description = "A client or API secret as written. A SharedSecret is stored only as a hash; a JsonWebKey (clients only) is the client's public JWK for private_key_jwt; a ClientSecretJwt (clients only, at least 32 bytes) is the shared secret of client_secret_jwt, stored sealed (encrypted), never sent by the client; an X509CertificateBase64 (clients only) is the client's certificate, DER in base64, for self_signed_tls_client_auth; an X509Name (clients only) is its certificate's subject DN (RFC 4514) for tls_client_auth. Values are never read back."
     )
 )]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -47,8 +53,11 @@ pub struct SecretInput {
     /// Description of the secret.
     #[serde(default)]
     pub description: Option<String>,
-    /// The plaintext of a `SharedSecret`, or for a `JsonWebKey` the client's public JWK as a
-    /// JSON string (RSA 2048+ bits, EC P-256 or OKP Ed25519; private members are refused).
+    /// The plaintext of a `SharedSecret`; for a `JsonWebKey` the client's public JWK as a
+    /// JSON string (RSA 2048+ bits, EC P-256 or OKP Ed25519; private members are refused);
+    /// for an `X509CertificateBase64` the client's certificate (DER, standard base64); for
+    /// an `X509Name` the subject DN of the client's certificate (RFC 4514, e.g.
+    /// `CN=client,O=Example,C=SE`).
     /// An empty value (as in the reference's public-client example) carries no credential:
     /// it is kept for its description and never matches anything.
     #[serde(default)]
@@ -58,9 +67,9 @@ pub struct SecretInput {
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expiration: Option<OffsetDateTime>,
     /// The secret's type: `SharedSecret` (client_secret_basic/post), `JsonWebKey`
-    /// (private_key_jwt, clients only) or `ClientSecretJwt` (client_secret_jwt, clients
-    /// only). `X509CertificateBase64` and `X509Name` (mutual TLS) are refused: not
-    /// supported yet.
+    /// (private_key_jwt, clients only), `ClientSecretJwt` (client_secret_jwt, clients
+    /// only), `X509CertificateBase64` (self_signed_tls_client_auth, clients only) or
+    /// `X509Name` (tls_client_auth, clients only).
     #[serde(rename = "type", default = "shared_secret")]
     #[cfg_attr(feature = "openapi", schema(default = shared_secret))]
     pub kind: String,
@@ -91,6 +100,10 @@ pub struct StoredSecret {
     /// A `ClientSecretJwt`'s value, sealed (never the plaintext).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<String>,
+    /// The value of an `X509CertificateBase64` (the certificate, base64 DER) or `X509Name`
+    /// (the subject DN as written) secret: public, kept as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x509: Option<String>,
     #[serde(rename = "type")]
     pub kind: String,
 }
@@ -143,16 +156,23 @@ impl SecretDigest {
 impl SecretInput {
     pub fn into_stored(self) -> StoredSecret {
         let value = self.value.filter(|v| !v.is_empty());
-        let (sha256, jwk, sealed) = match self.kind.as_str() {
-            JSON_WEB_KEY => (None, value, None),
-            CLIENT_SECRET_JWT => (None, None, self.sealed),
-            _ => (value.map(|v| SecretDigest::of(&v).encode()), None, None),
+        let (sha256, jwk, sealed, x509) = match self.kind.as_str() {
+            JSON_WEB_KEY => (None, value, None, None),
+            CLIENT_SECRET_JWT => (None, None, self.sealed, None),
+            k if X509_TYPES.contains(&k) => (None, None, None, value),
+            _ => (
+                value.map(|v| SecretDigest::of(&v).encode()),
+                None,
+                None,
+                None,
+            ),
         };
         StoredSecret {
             description: self.description,
             sha256,
             jwk,
             sealed,
+            x509,
             expiration: self.expiration,
             kind: self.kind,
         }
@@ -176,6 +196,25 @@ pub struct SecretSet {
     hashes: Vec<([u8; 32], Option<UnixTime>)>,
     keys: Vec<(ClientKey, Option<UnixTime>)>,
     sealed: Vec<(String, Option<UnixTime>)>,
+    certs: Vec<(CertSecret, Option<UnixTime>)>,
+}
+
+/// A certificate secret, ready to compare with a presented certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSecret {
+    /// `X509CertificateBase64`: the registered certificate's `x5t#S256`.
+    Thumbprint(String),
+    /// `X509Name`: the subject DN in canonical form ([`crate::mtls::canonical_dn`]).
+    Subject(String),
+}
+
+/// How a client proves itself with a certificate (RFC 8705 section 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertMethod {
+    /// `tls_client_auth`: a certificate from a trusted CA with the registered subject DN.
+    Pki,
+    /// `self_signed_tls_client_auth`: exactly the registered certificate.
+    SelfSigned,
 }
 
 impl std::fmt::Debug for SecretDigest {
@@ -211,7 +250,55 @@ impl SecretSet {
                 .filter(|s| s.kind == CLIENT_SECRET_JWT)
                 .filter_map(|s| Some((s.sealed.clone()?, s.expiration.map(|e| e.unix_timestamp()))))
                 .collect(),
+            certs: secrets
+                .iter()
+                .filter_map(|s| {
+                    // Validated when written; a value that no longer parses is skipped.
+                    let v = s.x509.as_deref()?;
+                    let secret = match s.kind.as_str() {
+                        X509_CERTIFICATE => {
+                            let der = base64::engine::general_purpose::STANDARD
+                                .decode(v.trim())
+                                .ok()?;
+                            crate::mtls::certificate_facts(&der).ok()?;
+                            CertSecret::Thumbprint(crate::mtls::thumbprint(&der))
+                        }
+                        X509_NAME => CertSecret::Subject(crate::mtls::canonical_dn(v).ok()?),
+                        _ => return None,
+                    };
+                    Some((secret, s.expiration.map(|e| e.unix_timestamp())))
+                })
+                .collect(),
         }
+    }
+
+    /// Whether the secrets are certificates: the client authenticates with mutual TLS only.
+    pub fn has_certificates(&self) -> bool {
+        !self.certs.is_empty()
+    }
+
+    /// Which certificate method, if any, a presented certificate passes at `now`: its
+    /// thumbprint equals a registered certificate's (`self_signed_tls_client_auth`), or,
+    /// when it chains to a trusted CA (`pki_trusted`), its canonical subject equals a
+    /// registered DN (`tls_client_auth`).
+    pub fn certificate_matches(
+        &self,
+        facts: &crate::mtls::CertificateFacts,
+        pki_trusted: bool,
+        now: UnixTime,
+    ) -> Option<CertMethod> {
+        self.certs
+            .iter()
+            .filter(|(_, exp)| exp.is_none_or(|e| now < e))
+            .find_map(|(secret, _)| match secret {
+                CertSecret::Thumbprint(t) => {
+                    bool::from(t.as_bytes().ct_eq(facts.thumbprint.as_bytes()))
+                        .then_some(CertMethod::SelfSigned)
+                }
+                CertSecret::Subject(dn) => {
+                    (pki_trusted && *dn == facts.subject).then_some(CertMethod::Pki)
+                }
+            })
     }
 
     /// True when there is no shared secret (a client may still have keys).
@@ -266,6 +353,7 @@ pub fn dummy_check(presented: &SecretDigest) {
         hashes: vec![([0u8; 32], None)],
         keys: Vec::new(),
         sealed: Vec::new(),
+        certs: Vec::new(),
     }
     .matches(presented, 0);
 }

@@ -10,6 +10,11 @@
 //! curl -i -H "Authorization: Bearer $TOKEN" http://127.0.0.1:9000/orders
 //! # a DPoP-bound token (RFC 9449) goes with a proof for GET http://127.0.0.1:9000/orders:
 //! curl -i -H "Authorization: DPoP $TOKEN" -H "DPoP: $PROOF" http://127.0.0.1:9000/orders
+//! # behind a proxy that terminates mutual TLS and forwards the client certificate
+//! # (--client-cert-header X-SSL-Client-Cert): a certificate-bound token (RFC 8705) passes
+//! # only with the certificate it is bound to, base64 DER or URL-encoded PEM:
+//! curl -i -H "Authorization: Bearer $TOKEN" -H "X-SSL-Client-Cert: $(base64 -w0 client.der)" \
+//!     http://127.0.0.1:9000/orders
 //! ```
 
 use std::net::SocketAddr;
@@ -49,6 +54,11 @@ struct Args {
     /// `http://` plus the request's Host header).
     #[arg(long)]
     public_origin: Option<String>,
+    /// The header in which the TLS-terminating proxy in front forwards the client's
+    /// certificate (mutual TLS): certificate-bound tokens then need it. Only for a server
+    /// reachable through that proxy alone (the header is believed as it arrives).
+    #[arg(long)]
+    client_cert_header: Option<String>,
 }
 
 #[tokio::main]
@@ -83,6 +93,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut auth = BearerAuthLayer::new(verifier).require_scopes([args.scope.clone()]);
     if let Some(origin) = &args.public_origin {
         auth = auth.public_origin(origin);
+    }
+    if let Some(name) = &args.client_cert_header {
+        auth = auth.client_cert_header(name.parse()?);
     }
     let protected = Router::new().route("/orders", get(orders)).layer(auth);
     let app = Router::new()

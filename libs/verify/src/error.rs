@@ -65,6 +65,10 @@ pub enum VerifyError {
     /// made with another key than the token's (RFC 9449 section 7.1).
     #[error("invalid DPoP proof: {0}")]
     InvalidDpopProof(String),
+    /// The token is bound to a client certificate (`cnf.x5t#S256`, RFC 8705 section 3)
+    /// and was presented without it or with another one.
+    #[error("the token is bound to a client certificate: present it over mutual TLS")]
+    CertificateMismatch,
 }
 
 impl VerifyError {

@@ -38,6 +38,9 @@ pub struct BearerAuthLayer {
     realm: Arc<str>,
     /// `scheme://host[:port]` the clients address, for DPoP's `htu`.
     public_origin: Option<Arc<str>>,
+    /// The header in which the TLS-terminating proxy in front forwards the client
+    /// certificate (mutual TLS, RFC 8705).
+    client_cert_header: Option<http::HeaderName>,
 }
 
 impl BearerAuthLayer {
@@ -49,7 +52,19 @@ impl BearerAuthLayer {
             scopes: Arc::from([]),
             realm,
             public_origin: None,
+            client_cert_header: None,
         }
+    }
+
+    /// Behind a proxy that terminates mutual TLS: the header in which it forwards the
+    /// client's certificate (base64 DER or URL-encoded PEM, see
+    /// [`crate::certificate_from_header`]). Bearer tokens are then verified with
+    /// [`Verifier::verify_mtls`]: a certificate-bound token passes only with its
+    /// certificate. The proxy must remove the header from what clients send: it is
+    /// believed as it arrives.
+    pub fn client_cert_header(mut self, name: http::HeaderName) -> Self {
+        self.client_cert_header = Some(name);
+        self
     }
 
     /// The origin (`https://api.example.com`) clients address this server at: a DPoP
@@ -140,11 +155,26 @@ impl BearerAuthLayer {
         let token = bearer_token(headers)
             .map_err(AuthError::Request)?
             .ok_or(AuthError::Token(VerifyError::MissingToken))?;
-        let claims = self
-            .verifier
-            .verify(token)
-            .await
-            .map_err(AuthError::Token)?;
+        let claims = match &self.client_cert_header {
+            None => self.verifier.verify(token).await,
+            Some(name) => {
+                let der = match headers.get(name) {
+                    None => None,
+                    Some(v) => Some(
+                        v.to_str()
+                            .ok()
+                            .and_then(crate::certificate_from_header)
+                            .ok_or_else(|| {
+                                AuthError::Request(
+                                    "the client certificate header is malformed".into(),
+                                )
+                            })?,
+                    ),
+                };
+                self.verifier.verify_mtls(token, der.as_deref()).await
+            }
+        }
+        .map_err(AuthError::Token)?;
         claims
             .require_scopes(&self.scopes)
             .map_err(AuthError::Token)?;

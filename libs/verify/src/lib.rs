@@ -84,8 +84,9 @@ pub use layer::{AuthError, BearerAuth, BearerAuthLayer};
 pub use signet_jose::Algorithm;
 pub use subscriber::{RevocationSubscriber, SubscriberOptions};
 pub use verifier::{
-    looks_like_jwt, DpopRequest, LogoutClaims, Verifier, VerifierBuilder, BACKCHANNEL_LOGOUT_EVENT,
-    DEFAULT_DPOP_MAX_AGE, DEFAULT_DPOP_REPLAY_CAPACITY, DEFAULT_LEEWAY, MAX_TOKEN_LEN,
+    certificate_from_header, check_certificate_binding, looks_like_jwt, DpopRequest, LogoutClaims,
+    Verifier, VerifierBuilder, BACKCHANNEL_LOGOUT_EVENT, DEFAULT_DPOP_MAX_AGE,
+    DEFAULT_DPOP_REPLAY_CAPACITY, DEFAULT_LEEWAY, MAX_TOKEN_LEN,
 };
 
 /// Now, in Unix seconds.

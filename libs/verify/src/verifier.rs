@@ -60,11 +60,100 @@ fn bound_jkt(claims: &Claims) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
+/// The `cnf.x5t#S256` of a token's claims (RFC 8705 section 3.1).
+fn bound_x5t(claims: &Claims) -> Option<&str> {
+    claims
+        .raw
+        .get("cnf")
+        .and_then(|c| c.get("x5t#S256"))
+        .and_then(Value::as_str)
+}
+
 fn refuse_bound(claims: Claims) -> Result<Claims, VerifyError> {
     if bound_jkt(&claims).is_some() {
         return Err(VerifyError::DpopBound);
     }
+    if bound_x5t(&claims).is_some() {
+        return Err(VerifyError::CertificateMismatch);
+    }
     Ok(claims)
+}
+
+/// RFC 8705 section 3: a certificate-bound token's `x5t#S256` must be the SHA-256
+/// thumbprint of `cert_der`, the client certificate of the request; an unbound token
+/// passes whatever the certificate.
+pub fn check_certificate_binding(
+    claims: &Claims,
+    cert_der: Option<&[u8]>,
+) -> Result<(), VerifyError> {
+    let Some(bound) = bound_x5t(claims) else {
+        return Ok(());
+    };
+    let presented = cert_der.map(|der| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der))
+    });
+    match presented {
+        Some(t) if subtle_eq(t.as_bytes(), bound.as_bytes()) => Ok(()),
+        _ => Err(VerifyError::CertificateMismatch),
+    }
+}
+
+/// Constant-time equality of two byte strings (their lengths are public).
+fn subtle_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The DER of a client certificate as a TLS-terminating proxy forwards it in a header:
+/// base64 DER (HAProxy `%[ssl_c_der,base64]`) or URL-encoded PEM (nginx
+/// `$ssl_client_escaped_cert`). `None` for anything else (and for an empty value). Read
+/// such a header only from the proxy itself: anyone else can send it.
+pub fn certificate_from_header(value: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let decoded: String = if value.contains('%') {
+        let bytes: Vec<u8> = {
+            let v = value.as_bytes();
+            let hex = |b: u8| char::from(b).to_digit(16);
+            let mut out = Vec::with_capacity(v.len());
+            let mut i = 0;
+            while i < v.len() {
+                match (
+                    v[i],
+                    v.get(i + 1).copied().and_then(hex),
+                    v.get(i + 2).copied().and_then(hex),
+                ) {
+                    (b'%', Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                    }
+                    (b, _, _) => {
+                        out.push(b);
+                        i += 1;
+                    }
+                }
+            }
+            out
+        };
+        String::from_utf8(bytes).ok()?
+    } else {
+        value.to_owned()
+    };
+    let text = decoded.trim();
+    let body: String = if text.starts_with("-----BEGIN CERTIFICATE-----") {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with("-----"))
+            .collect()
+    } else {
+        text.to_owned()
+    };
+    if body.is_empty() {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(body.as_bytes())
+        .ok()
 }
 
 /// The `jti`s of DPoP proofs seen, until their proofs expire. Bounded: when full after
@@ -393,6 +482,25 @@ impl Verifier {
         refuse_bound(claims)
     }
 
+    /// Verifies a bearer token presented over mutual TLS (RFC 8705 section 3):
+    /// `cert_der` is the DER of the client certificate of the request (the TLS
+    /// connection's, or the header of the proxy that terminated it, see
+    /// [`certificate_from_header`]). A certificate-bound token (`cnf.x5t#S256`) passes only
+    /// with that certificate; an unbound token passes as with [`verify`](Self::verify); a
+    /// DPoP-bound token is refused ([`VerifyError::DpopBound`]).
+    pub async fn verify_mtls(
+        &self,
+        token: &str,
+        cert_der: Option<&[u8]>,
+    ) -> Result<Claims, VerifyError> {
+        let claims = self.verify_any(token).await?;
+        if bound_jkt(&claims).is_some() {
+            return Err(VerifyError::DpopBound);
+        }
+        check_certificate_binding(&claims, cert_der)?;
+        Ok(claims)
+    }
+
     /// Verifies a DPoP-bound access token presented with `Authorization: DPoP` and its
     /// proof (RFC 9449 section 7): the token as [`verify`](Self::verify) does, then the
     /// proof (`typ`, an asymmetric `alg`, its public `jwk`, the signature, `htm` = the
@@ -410,6 +518,11 @@ impl Verifier {
     ) -> Result<Claims, VerifyError> {
         let claims = self.verify_any(token).await?;
         let jkt = bound_jkt(&claims).ok_or(VerifyError::NotDpopBound)?;
+        // Signet binds a token to DPoP or to a certificate, never both; one bound to both
+        // (another issuer's) needs the certificate too.
+        if bound_x5t(&claims).is_some() {
+            return Err(VerifyError::CertificateMismatch);
+        }
         let now = unix_now();
         let proof = signet_jose::verify_proof(
             request.proof,
@@ -641,4 +754,57 @@ impl Verifier {
 /// Attacker-chosen text as it may appear in an error.
 fn short(s: &str) -> String {
     s.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod mtls_tests {
+    use super::*;
+    use base64::Engine;
+
+    fn claims(cnf: Value) -> Claims {
+        let Value::Object(map) = serde_json::json!({"sub": "s", "cnf": cnf}) else {
+            unreachable!()
+        };
+        Claims::from_map(map, crate::TokenKind::Introspected).unwrap()
+    }
+
+    #[test]
+    fn a_certificate_bound_token_needs_its_certificate() {
+        let der = b"certificate bytes";
+        let x5t = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der));
+        let bound = claims(serde_json::json!({"x5t#S256": x5t}));
+        assert!(check_certificate_binding(&bound, Some(der)).is_ok());
+        for other in [Some(&b"other"[..]), None] {
+            assert!(matches!(
+                check_certificate_binding(&bound, other),
+                Err(VerifyError::CertificateMismatch)
+            ));
+        }
+        assert!(matches!(
+            refuse_bound(bound),
+            Err(VerifyError::CertificateMismatch)
+        ));
+        let unbound = claims(serde_json::json!({}));
+        assert!(check_certificate_binding(&unbound, None).is_ok());
+    }
+
+    #[test]
+    fn proxy_headers_decode_from_base64_der_or_url_encoded_pem() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(b"\x30\x03\x02\x01\x01");
+        assert_eq!(
+            certificate_from_header(&b64).unwrap(),
+            b"\x30\x03\x02\x01\x01"
+        );
+        let pem = format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n");
+        let escaped: String = form_urlencoded::byte_serialize(pem.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20");
+        assert_eq!(
+            certificate_from_header(&escaped).unwrap(),
+            b"\x30\x03\x02\x01\x01"
+        );
+        assert!(certificate_from_header("").is_none());
+        assert!(certificate_from_header("%%not base64").is_none());
+    }
 }

@@ -273,7 +273,15 @@ fn bench_token_endpoint(c: &mut Criterion) {
         group.bench_function("grant", |b| {
             b.iter(|| {
                 matches!(
-                    grant(&state, &p, &entry, black_box(&form), None, now()).expect("grant"),
+                    grant(
+                        &state,
+                        &p,
+                        &entry,
+                        black_box(&form),
+                        Default::default(),
+                        now()
+                    )
+                    .expect("grant"),
                     signet_issuer::http::grants::client_credentials::Issued::Response(_)
                 )
             })

@@ -195,6 +195,28 @@ pub struct NodeConfig {
     /// 2.3, `--registration-software-statement-jwks`); `None`: a software statement is
     /// refused with `unapproved_software_statement`.
     pub software_statement_keys: Option<Vec<signet_jose::ClientKey>>,
+    /// TLS on the public listener (`--tls-cert`, `--tls-key`): rustls, client certificates
+    /// requested but optional (mutual TLS, RFC 8705). `None`: plain HTTP.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// How client certificates are read: the header a trusted proxy sets
+    /// (`--tls-client-cert-header`) and the roots of `tls_client_auth` (`--tls-client-ca`).
+    pub cert_policy: crate::http::client_cert::CertPolicy,
+    /// Where a load balancer serves the endpoints with client certificates requested
+    /// (`--mtls-base-url`): discovery's `mtls_endpoint_aliases` point there.
+    pub mtls_base_url: Option<IssuerUrl>,
+    /// `--mtls-listen`: a second TLS listener for the public endpoints that asks for client
+    /// certificates (the main one then does not), with its TLS configuration.
+    pub mtls_listen: Option<SocketAddr>,
+    pub mtls_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+impl NodeConfig {
+    /// Whether client certificates can reach this node: it terminates TLS itself, or a
+    /// load balancer forwards them (`--mtls-base-url`). Discovery offers mutual TLS only
+    /// then.
+    pub fn mtls(&self) -> bool {
+        (self.tls.is_some() && self.mtls_listen.is_none()) || self.mtls_base_url.is_some()
+    }
 }
 
 /// The trusted keys of `--registration-software-statement-jwks`: every key of the JWKS
@@ -299,6 +321,11 @@ impl NodeConfig {
             dpop_nonce: false,
             dynamic_client_registration: false,
             software_statement_keys: None,
+            tls: None,
+            cert_policy: crate::http::client_cert::CertPolicy::default(),
+            mtls_base_url: None,
+            mtls_listen: None,
+            mtls_tls: None,
         }
     }
 }

@@ -102,6 +102,8 @@ pub const ROTATION_INTERVAL: Duration = Duration::from_secs(60);
 struct Listeners {
     public: TcpListener,
     admin: TcpListener,
+    /// `--mtls-listen`: the public endpoints again, asking for client certificates.
+    mtls: Option<TcpListener>,
 }
 
 /// A started node: state built, listeners bound, not yet serving.
@@ -109,6 +111,7 @@ pub struct Node {
     state: AppState,
     public: TcpListener,
     admin: TcpListener,
+    mtls: Option<TcpListener>,
     generated_admin_secret: Option<String>,
     _resources: Resources,
 }
@@ -367,6 +370,24 @@ fn settle_issuer(config: &mut NodeConfig, public: &TcpListener) {
     }
 }
 
+/// With `--mtls-listen` and no `--mtls-base-url`, the mTLS endpoint aliases are the
+/// issuer's host at the mTLS listener's port.
+fn settle_mtls(config: &mut NodeConfig, mtls: Option<&TcpListener>) {
+    let (None, Some(port)) = (
+        &config.mtls_base_url,
+        mtls.and_then(|l| l.local_addr().ok()).map(|a| a.port()),
+    ) else {
+        return;
+    };
+    let Ok(mut url) = url::Url::parse(config.issuer.as_str()) else {
+        return;
+    };
+    if url.set_port(Some(port)).is_ok() {
+        config.mtls_base_url =
+            crate::config::IssuerUrl::parse(url.as_str().trim_end_matches('/')).ok();
+    }
+}
+
 /// Start-up warnings about settings meant for development only.
 fn warn_insecure(config: &NodeConfig) {
     if config.client_policy.redirect_uris == signet_core::redirect_uri::RedirectUriPolicy::AllowAny
@@ -385,7 +406,16 @@ impl Node {
         let (public, admin) = bind_both(&config).await?;
         settle_issuer(&mut config, &public);
         warn_insecure(&config);
-        let listeners = Listeners { public, admin };
+        let mtls = match config.mtls_listen {
+            Some(addr) => Some(bind(addr, "--mtls-listen").await?),
+            None => None,
+        };
+        settle_mtls(&mut config, mtls.as_ref());
+        let listeners = Listeners {
+            public,
+            admin,
+            mtls,
+        };
         match config.backend.clone() {
             Backend::Embedded { data_dir, kek_file } => {
                 Self::start_embedded(config, listeners, data_dir, kek_file).await
@@ -396,7 +426,11 @@ impl Node {
 
     async fn start_embedded(
         config: NodeConfig,
-        Listeners { public, admin }: Listeners,
+        Listeners {
+            public,
+            admin,
+            mtls,
+        }: Listeners,
         data_dir: PathBuf,
         kek_file: Option<PathBuf>,
     ) -> Result<Node, NodeError> {
@@ -471,6 +505,7 @@ impl Node {
             state,
             public,
             admin,
+            mtls,
             generated_admin_secret,
             _resources: Resources::Embedded {
                 _lock: lock,
@@ -483,7 +518,11 @@ impl Node {
 
     async fn start_cluster(
         config: NodeConfig,
-        Listeners { public, admin }: Listeners,
+        Listeners {
+            public,
+            admin,
+            mtls,
+        }: Listeners,
         cluster: ClusterSettings,
     ) -> Result<Node, NodeError> {
         let secret = ClusterSecret::load(&cluster.cluster_secret_file)?;
@@ -596,6 +635,7 @@ impl Node {
             state,
             public,
             admin,
+            mtls,
             generated_admin_secret,
             _resources: Resources::Cluster {
                 _renewal: renewal,
@@ -633,6 +673,7 @@ impl Node {
             state,
             public,
             admin,
+            mtls,
             _resources,
             ..
         } = self;
@@ -646,22 +687,53 @@ impl Node {
             }
         };
         // The client address reaches handlers (login throttling per address) and logs.
-        let trusted = std::sync::Arc::new(state.config.trusted_proxies.clone());
+        let edge = std::sync::Arc::new(http::server::Edge {
+            trusted: state.config.trusted_proxies.clone(),
+            certs: state.config.cert_policy.clone(),
+        });
+        // TLS (with client certificates requested) on the public listener only: the admin
+        // API stays on its own, usually private, address.
+        let tls = state
+            .config
+            .tls
+            .clone()
+            .map(tokio_rustls::TlsAcceptor::from);
+        let edge_for_mtls = edge.clone();
         let public_server = http::server::serve(
             public,
             http::public_router(state.clone()),
-            trusted.clone(),
+            edge.clone(),
+            tls,
             signal(&tx),
         );
         let admin_server = http::server::serve(
             admin,
             http::admin_router(state.clone()),
-            trusted,
+            edge,
+            None,
             signal(&tx),
         );
+        // `--mtls-listen`: the public endpoints with client certificates requested.
+        let mtls_server = {
+            let listener = mtls;
+            let tls = state
+                .config
+                .mtls_tls
+                .clone()
+                .map(tokio_rustls::TlsAcceptor::from);
+            let router = http::public_router(state.clone());
+            let edge = edge_for_mtls;
+            let shutdown = signal(&tx);
+            async move {
+                match listener {
+                    Some(l) => http::server::serve(l, router, edge, tls, shutdown).await,
+                    None => Ok(()),
+                }
+            }
+        };
         let mut servers = tokio::spawn(async move {
-            let (a, b) = tokio::join!(public_server, admin_server);
-            a.and(b)
+            let (a, b, c) = tokio::join!(public_server, admin_server, mtls_server);
+            a.and(b).and(c)
         });
         let result = tokio::select! {
             r = &mut servers => r,

@@ -112,6 +112,35 @@ pub struct NodeArgs {
     /// From any other peer the header is ignored [default: none]
     #[arg(long, env = "SIGNET_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
+    /// Serve the public endpoints over TLS with this certificate chain (PEM; the leaf
+    /// first). Client certificates are requested but optional (mutual TLS, RFC 8705); needs
+    /// --tls-key and an https --issuer
+    #[arg(long, env = "SIGNET_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, env = "SIGNET_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that issue client certificates for `tls_client_auth` (subject
+    /// DN, X509Name secrets); without it tls_client_auth is not offered
+    /// (self_signed_tls_client_auth needs no CA)
+    #[arg(long, env = "SIGNET_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// The header in which a trusted proxy (--trusted-proxies) forwards the client's
+    /// certificate: base64 DER or URL-encoded PEM; from any other peer it is refused
+    /// [default: X-SSL-Client-Cert]
+    #[arg(long, env = "SIGNET_TLS_CLIENT_CERT_HEADER")]
+    pub tls_client_cert_header: Option<String>,
+    /// Behind a load balancer that asks for client certificates on its own host: its base
+    /// URL (as --issuer, e.g. https://mtls.id.example). Discovery then offers mutual TLS and
+    /// names these endpoints in mtls_endpoint_aliases [default: none]
+    #[arg(long, env = "SIGNET_MTLS_BASE_URL")]
+    pub mtls_base_url: Option<String>,
+    /// With --tls-cert: a second address for the public endpoints that asks for client
+    /// certificates; the --listen one then does not (browsers there are never asked for
+    /// one). Discovery's mtls_endpoint_aliases point here (the issuer's host at this port,
+    /// unless --mtls-base-url says otherwise) [default: none]
+    #[arg(long, env = "SIGNET_MTLS_LISTEN")]
+    pub mtls_listen: Option<SocketAddr>,
     /// Seconds an SSO session lasts from sign-in, whatever clients do (a client's
     /// `userSsoLifetime` may ask for less) [default: 36000 (10 hours)]
     #[arg(long, env = "SIGNET_SESSION_LIFETIME")]
@@ -283,6 +312,12 @@ pub struct FileConfig {
     pub device_poll_interval: Option<u64>,
     pub insecure_allow_any_redirect_uri: Option<bool>,
     pub trusted_proxies: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub tls_client_cert_header: Option<String>,
+    pub mtls_base_url: Option<String>,
+    pub mtls_listen: Option<SocketAddr>,
     pub session_lifetime: Option<u64>,
     pub allow_private_outbound: Option<bool>,
     pub backchannel_retry_base: Option<String>,
@@ -371,6 +406,48 @@ impl NodeArgs {
         }
         if let Some(spec) = self.trusted_proxies.or(file.trusted_proxies.clone()) {
             config.trusted_proxies = TrustedProxies::parse(&spec).context("trusted_proxies")?;
+        }
+        match (
+            self.tls_cert.or(file.tls_cert.clone()),
+            self.tls_key.or(file.tls_key.clone()),
+        ) {
+            (Some(cert), Some(key)) => {
+                anyhow::ensure!(
+                    !config.issuer_from_listen && config.issuer.as_str().starts_with("https://"),
+                    "with tls_cert, give the issuer: an https URL that names this node"
+                );
+                let files = signet_issuer::http::client_cert::TlsFiles { cert, key };
+                config.mtls_listen = self.mtls_listen.or(file.mtls_listen);
+                let separate = config.mtls_listen.is_some();
+                config.tls = Some(signet_issuer::http::client_cert::server_config(
+                    &files, !separate,
+                )?);
+                if separate {
+                    config.mtls_tls = Some(signet_issuer::http::client_cert::server_config(
+                        &files, true,
+                    )?);
+                }
+            }
+            (None, None) => anyhow::ensure!(
+                self.mtls_listen.or(file.mtls_listen).is_none(),
+                "mtls_listen needs tls_cert and tls_key"
+            ),
+            _ => anyhow::bail!("tls_cert and tls_key go together"),
+        }
+        if let Some(path) = self.tls_client_ca.or(file.tls_client_ca.clone()) {
+            config.cert_policy.roots = Some(signet_issuer::http::client_cert::client_roots(&path)?);
+        }
+        if let Some(name) = self
+            .tls_client_cert_header
+            .or(file.tls_client_cert_header.clone())
+        {
+            config
+                .cert_policy
+                .set_header(&name)
+                .with_context(|| format!("tls_client_cert_header {name:?} is not a header name"))?;
+        }
+        if let Some(url) = self.mtls_base_url.or(file.mtls_base_url.clone()) {
+            config.mtls_base_url = Some(IssuerUrl::parse(&url).context("mtls_base_url")?);
         }
         if self.require_pushed_authorization_requests
             || file.require_pushed_authorization_requests.unwrap_or(false)
@@ -615,6 +692,39 @@ mod tests {
         std::fs::write(&file, "require_pushed_authorization_requests = true\n").unwrap();
         let c = args(&[]).resolve(Some(&file)).unwrap();
         assert!(c.require_pushed_authorization_requests);
+    }
+
+    #[test]
+    fn tls_and_mtls_settings_are_checked() {
+        let err = |argv: &[&str]| format!("{:#}", args(argv).resolve(None).unwrap_err());
+        assert!(err(&["--tls-cert", "c.pem"]).contains("tls_cert and tls_key go together"));
+        assert!(err(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).contains("https URL"));
+        let e = err(&[
+            "--issuer",
+            "https://id.example",
+            "--tls-cert",
+            "/nonexistent/c.pem",
+            "--tls-key",
+            "/nonexistent/k.pem",
+        ]);
+        assert!(e.contains("tls_cert /nonexistent/c.pem"), "{e}");
+        assert!(err(&["--tls-client-ca", "/nonexistent/ca.pem"]).contains("tls_client_ca"));
+        assert!(err(&["--tls-client-cert-header", "bad header"]).contains("tls_client_cert_header"));
+        assert!(err(&["--mtls-base-url", "not a url"]).contains("mtls_base_url"));
+        assert!(err(&["--mtls-listen", "127.0.0.1:9443"]).contains("mtls_listen needs tls_cert"));
+        let c = args(&[]).resolve(None).unwrap();
+        assert!(!c.mtls() && c.tls.is_none());
+        assert_eq!(c.cert_policy.header.as_str(), "x-ssl-client-cert");
+        let c = args(&[
+            "--mtls-base-url",
+            "https://mtls.id.example",
+            "--tls-client-cert-header",
+            "X-Client-Cert",
+        ])
+        .resolve(None)
+        .unwrap();
+        assert!(c.mtls());
+        assert_eq!(c.cert_policy.header.as_str(), "x-client-cert");
     }
 
     #[test]

@@ -187,15 +187,43 @@ fn weak_secrets_foreign_secret_types_and_endless_lifetimes_are_refused() {
             "{value}"
         );
     }
-    for kind in ["X509CertificateBase64", "X509Name", "Other"] {
+    assert_eq!(
+        with(
+            "clientSecrets",
+            serde_json::json!([{"type": "Other", "value": "CN=client,O=Example"}])
+        ),
+        ["clientSecrets[0].type"]
+    );
+    // Mutual TLS (RFC 8705): a DER certificate in base64, or an RFC 4514 subject DN.
+    let cert = crate::mtls::tests::CERT_B64;
+    for (kind, value, errors) in [
+        ("X509CertificateBase64", cert, &[][..]),
+        ("X509Name", "CN=client,O=Example", &[]),
+        (
+            "X509CertificateBase64",
+            "CN=client",
+            &["clientSecrets[0].value"],
+        ),
+        ("X509CertificateBase64", "AAAA", &["clientSecrets[0].value"]),
+        ("X509Name", "no dn", &["clientSecrets[0].value"]),
+    ] {
         assert_eq!(
             with(
                 "clientSecrets",
-                serde_json::json!([{"type": kind, "value": "CN=client,O=Example"}])
+                serde_json::json!([{"type": kind, "value": value}])
             ),
-            ["clientSecrets[0].type"]
+            errors,
+            "{kind} {value}"
         );
     }
+    assert_eq!(
+        with(
+            "clientSecrets",
+            serde_json::json!([{"type": "X509Name", "value": "CN=a"},
+                               {"value": "svc-secret-0123456789"}])
+        ),
+        ["clientSecrets"]
+    );
     assert_eq!(
         with(
             "clientSecrets",
@@ -358,9 +386,24 @@ fn the_fapi2_profile_names_every_flag_it_demands() {
         );
     }
     // Keys as JsonWebKey secrets qualify as well as a jwksUri.
-    let mut body = good;
+    let mut body = good.clone();
     body["jwksUri"] = serde_json::Value::Null;
     body["clientSecrets"] = serde_json::json!([{"type": "JsonWebKey",
         "value": r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#}]);
     assert_eq!(rules(body), vec![]);
+    // Mutual TLS (FAPI 2.0 sections 5.3.2.1 and 5.3.2.2) is both the client authentication
+    // and the sender constraint: no DPoP needed; DPoP alone still needs a non-shared secret.
+    for secret in [
+        serde_json::json!({"type": "X509Name", "value": "CN=bank,O=Bank"}),
+        serde_json::json!({"type": "X509CertificateBase64", "value": crate::mtls::tests::CERT_B64}),
+    ] {
+        let mut body = good.clone();
+        body["jwksUri"] = serde_json::Value::Null;
+        body["requireDPoP"] = false.into();
+        body["clientSecrets"] = serde_json::json!([secret]);
+        assert_eq!(rules(body), vec![], "{secret}");
+    }
+    let mut body = good;
+    body["requireDPoP"] = false.into();
+    assert!(rules(body).iter().any(|(f, _)| f == "requireDPoP"));
 }

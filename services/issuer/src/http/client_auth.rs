@@ -3,9 +3,14 @@
 //! form-urlencoded first) or body parameters (`client_secret_post`), never both; a signed
 //! client assertion (`private_key_jwt`, RFC 7523 sections 2.2 and 3, OIDC Core section 9)
 //! for a client whose secrets are `JsonWebKey`s or who publishes keys at a `jwksUri`
-//! ([`super::client_jwks`]); a public client (`requireClientSecret:
-//! false`) sends only its `client_id`. The secret types decide the method: a client with
-//! keys cannot use a shared secret and a client with shared secrets cannot use an assertion.
+//! ([`super::client_jwks`]); mutual TLS (RFC 8705 section 2) for a client whose secrets are
+//! certificates: its `client_id` in the body and a client certificate
+//! ([`super::client_cert`]) that is the registered one (`X509CertificateBase64`,
+//! `self_signed_tls_client_auth`) or chains to a `--tls-client-ca` root and carries the
+//! registered subject DN (`X509Name`, `tls_client_auth`); a public client
+//! (`requireClientSecret: false`) sends only its `client_id`. The secret types decide the
+//! method: a client with keys or certificates cannot use a shared secret and a client with
+//! shared secrets cannot use an assertion or a certificate.
 //!
 //! Every failure before the client is proven (unknown client, wrong secret, wrong method,
 //! bad signature) is the same `invalid_client` with the same description, and an unknown
@@ -120,9 +125,26 @@ pub async fn authenticate(
         }
     };
     let remote = remote.as_deref().map_or(&[][..], Vec::as_slice);
-    let sealer = state.config_sealer();
-    let mut result =
-        authenticate_inner(p, form, &state.config.issuer, endpoint, now, remote, sealer);
+    let cert = match super::client_cert::PresentedCert::certificate(form.cert.as_ref()) {
+        Ok(cert) => cert,
+        Err(e) => {
+            metrics::counter!(crate::telemetry::CLIENT_AUTH_FAILURES, "reason" => "bad_certificate")
+                .increment(1);
+            return Err(e);
+        }
+    };
+    let mut result = authenticate_inner(
+        p,
+        form,
+        &state.config.issuer,
+        endpoint,
+        now,
+        Evidence {
+            remote,
+            cert: cert.map(|c| &**c),
+            sealer: state.config_sealer(),
+        },
+    );
     if let Ok((_, Some(guard))) = &result {
         // RFC 7523 section 3: a jti used once is never accepted again, at any node.
         let fresh = state
@@ -177,6 +199,15 @@ async fn jwks_uri_keys(
         })
 }
 
+/// What a request brings besides its form: the keys at the client's `jwksUri` (fetched
+/// for an assertion), its TLS client certificate, and the node's sealer (to open
+/// `ClientSecretJwt` secrets).
+struct Evidence<'a> {
+    remote: &'a [signet_jose::ClientKey],
+    cert: Option<&'a super::client_cert::ClientCertificate>,
+    sealer: Option<&'a crate::sealer::ConfigSealer>,
+}
+
 /// The checks of [`authenticate`] that need no store, with the failure's reason for
 /// metrics (a fixed set of labels).
 fn authenticate_inner(
@@ -185,9 +216,13 @@ fn authenticate_inner(
     issuer: &crate::config::IssuerUrl,
     endpoint: &str,
     now: UnixTime,
-    remote: &[signet_jose::ClientKey],
-    sealer: Option<&crate::sealer::ConfigSealer>,
+    evidence: Evidence<'_>,
 ) -> Result<(Arc<ClientEntry>, Option<ReplayGuard>), Failure> {
+    let Evidence {
+        remote,
+        cert,
+        sealer,
+    } = evidence;
     let malformed = |e| ("malformed", e);
     let decoded = basic_credentials(&form.headers).map_err(malformed)?;
     let basic = decoded
@@ -268,8 +303,16 @@ fn authenticate_inner(
         return Err(("unknown_client", OAuthError::invalid_client(FAILED)));
     };
     let ok = match &digest {
-        // A client with keys has no shared secret: nothing matches.
+        // A client with keys or certificates has no shared secret: nothing matches.
         Some(d) => entry.secrets.matches(d, now),
+        // Mutual TLS (RFC 8705 section 2): the certificate is the registered one, or a
+        // trusted CA's with the registered subject.
+        None if entry.secrets.has_certificates() => cert.is_some_and(|c| {
+            entry
+                .secrets
+                .certificate_matches(&c.facts, c.pki_trusted, now)
+                .is_some()
+        }),
         // A public client identifies itself; a confidential one must prove it.
         None => !entry.client.require_client_secret,
     };

@@ -410,6 +410,7 @@ async fn decide(
             code_challenge: None,
             resources: grant.resources.clone(),
             dpop_jkt: None,
+            mtls_x5t: None,
         }));
         &index
     } else {

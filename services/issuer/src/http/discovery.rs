@@ -77,6 +77,9 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
             .collect::<Vec<_>>(),
         "scopes_supported": scopes,
     });
+    if state.config.mtls() {
+        mutual_tls(state, &mut doc, oidc);
+    }
     if state.config.dynamic_client_registration {
         doc["registration_endpoint"] = json!(issuer.endpoint("/oauth2/register"));
     }
@@ -106,6 +109,41 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         doc["claims_supported"] = json!(claims);
     }
     doc
+}
+
+/// Mutual TLS (RFC 8705 section 3.3 and 5), offered when client certificates can reach
+/// this node (`--tls-cert`, or a load balancer at `--mtls-base-url`):
+/// `self_signed_tls_client_auth` always, `tls_client_auth` only with CA roots to check the
+/// chain (`--tls-client-ca`), certificate-bound access tokens, and with `--mtls-base-url`
+/// the endpoints there that take client authentication or a bound token.
+fn mutual_tls(state: &AppState, doc: &mut Value, oidc: bool) {
+    let mut methods = vec!["self_signed_tls_client_auth"];
+    if state.config.cert_policy.roots.is_some() {
+        methods.insert(0, "tls_client_auth");
+    }
+    for member in [
+        "token_endpoint_auth_methods_supported",
+        "introspection_endpoint_auth_methods_supported",
+        "revocation_endpoint_auth_methods_supported",
+    ] {
+        if let Some(list) = doc[member].as_array_mut() {
+            list.extend(methods.iter().map(|m| json!(m)));
+        }
+    }
+    doc["tls_client_certificate_bound_access_tokens"] = json!(true);
+    if let Some(base) = &state.config.mtls_base_url {
+        let mut aliases = json!({
+            "token_endpoint": base.endpoint("/oauth2/token"),
+            "pushed_authorization_request_endpoint": base.endpoint("/oauth2/par"),
+            "introspection_endpoint": base.endpoint("/oauth2/introspect"),
+            "revocation_endpoint": base.endpoint("/oauth2/revoke"),
+            "device_authorization_endpoint": base.endpoint("/oauth2/device_authorization"),
+        });
+        if oidc {
+            aliases["userinfo_endpoint"] = json!(base.endpoint("/userinfo"));
+        }
+        doc["mtls_endpoint_aliases"] = aliases;
+    }
 }
 
 /// `/.well-known/openid-configuration`.

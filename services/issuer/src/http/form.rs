@@ -23,6 +23,8 @@ pub const REPEATABLE: &[&str] = &["resource"];
 pub struct OAuthForm {
     params: Vec<(String, String)>,
     pub headers: axum::http::HeaderMap,
+    /// The client certificate of the request (mutual TLS), if any.
+    pub cert: Option<super::client_cert::PresentedCert>,
 }
 
 impl OAuthForm {
@@ -109,6 +111,7 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
         Ok(OAuthForm {
             params: Self::parse(&bytes)?,
             headers: parts.headers,
+            cert: parts.extensions.get().cloned(),
         })
     }
 }
@@ -127,6 +130,7 @@ mod tests {
         let f = OAuthForm {
             params: OAuthForm::parse(b"grant_type=client_credentials&scope=&x=a%20b").unwrap(),
             headers: Default::default(),
+            cert: None,
         };
         assert_eq!(f.get("grant_type"), Some("client_credentials"));
         assert_eq!(f.get("scope"), None);
@@ -134,6 +138,7 @@ mod tests {
         let f = OAuthForm {
             params: OAuthForm::parse(b"resource=urn%3Aa&resource=urn%3Ab&resource=").unwrap(),
             headers: Default::default(),
+            cert: None,
         };
         assert_eq!(
             f.get_all("resource").collect::<Vec<_>>(),

@@ -8,6 +8,7 @@ pub mod backchannel;
 pub mod browser;
 pub mod client_addr;
 pub mod client_auth;
+pub mod client_cert;
 pub mod client_jwks;
 pub mod cors;
 pub mod device;

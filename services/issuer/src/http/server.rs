@@ -26,6 +26,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
 use super::client_addr::TrustedProxies;
+use super::client_cert::{CertPolicy, PresentedCert};
+
+/// How long a TLS handshake may take.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the server loop tells handlers about who sent a request: the trusted proxies (for
+/// the client's address and certificate header) and how client certificates are read.
+#[derive(Debug, Clone, Default)]
+pub struct Edge {
+    pub trusted: TrustedProxies,
+    pub certs: CertPolicy,
+}
 
 /// How long a client may take to send a request's head (the request line and headers),
 /// counted from when the connection waits for one; a keep-alive connection idle that long
@@ -37,10 +49,14 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// every connection finish the request it is on (idle ones close at once) and returns when
 /// all are gone. Handlers see the peer as `ConnectInfo<SocketAddr>` and the client as
 /// [`super::client_addr::ClientAddr`] (the peer unless it is one of `trusted` proxies).
+/// With `tls`, every connection is TLS first; a client certificate presented in the
+/// handshake reaches handlers as a [`PresentedCert`], as does a certificate header from a
+/// trusted proxy ([`super::client_cert`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    trusted: Arc<TrustedProxies>,
+    edge: Arc<Edge>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -62,23 +78,76 @@ pub async fn serve(
         };
         no_delay(&tcp);
         let router = router.clone();
-        let trusted = trusted.clone();
-        let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-            let mut req = req.map(axum::body::Body::new);
-            let client = trusted.client_addr(peer.ip(), req.headers());
-            req.extensions_mut().insert(ConnectInfo(peer));
-            req.extensions_mut().insert(client);
-            router.clone().oneshot(req)
-        });
-        let connection =
-            graceful.watch(http.serve_connection(TokioIo::new(WriteBatch::new(tcp)), service));
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                // A peer that went away, a malformed request (hyper answered 400), a head
-                // past the timeout: the connection's business, not the server's.
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
+        let certs = edge.certs.clone();
+        let edge = edge.clone();
+        let service = move |tls_cert: Option<PresentedCert>| {
+            let router = router.clone();
+            let edge = edge.clone();
+            hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let mut req = req.map(axum::body::Body::new);
+                let client = edge.trusted.client_addr(peer.ip(), req.headers());
+                // A trusted proxy's header names the client's certificate; otherwise the
+                // handshake's, if any.
+                let cert = edge
+                    .certs
+                    .from_header(&edge.trusted, peer.ip(), req.headers())
+                    .or_else(|| tls_cert.clone());
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(client);
+                if let Some(cert) = cert {
+                    req.extensions_mut().insert(cert);
+                }
+                router.clone().oneshot(req)
+            })
+        };
+        match &tls {
+            None => {
+                let connection = graceful.watch(
+                    http.serve_connection(TokioIo::new(WriteBatch::new(tcp)), service(None)),
+                );
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        // A peer that went away, a malformed request (hyper answered 400),
+                        // a head past the timeout: the connection's business, not the
+                        // server's.
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                });
             }
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let http = http.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                    let stream = match handshake {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let tls_cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.split_first())
+                        .map(|(leaf, rest)| certs.parse(leaf, rest));
+                    let connection = watcher.watch(http.serve_connection(
+                        TokioIo::new(WriteBatch::new(stream)),
+                        service(tls_cert),
+                    ));
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     graceful.shutdown().await;

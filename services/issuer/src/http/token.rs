@@ -11,6 +11,7 @@ use super::client_auth::authenticate;
 use super::error::ProtocolError;
 use super::form::OAuthForm;
 use super::grants;
+use super::user_tokens::Cnf;
 use crate::state::AppState;
 
 pub fn now() -> i64 {
@@ -58,7 +59,17 @@ async fn grant(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response,
         }
         None => None,
     };
-    let jkt = proof.as_ref().map(|p| p.jkt.as_str());
+    // RFC 8705 section 3: a client certificate binds the access token, whatever the
+    // client authentication (checked by `authenticate`: a refused certificate failed it).
+    // With a DPoP proof as well, the token is bound to the DPoP key only: one proof of
+    // possession per token, which every resource server can check with one method.
+    let cert = super::client_cert::PresentedCert::certificate(form.cert.as_ref())?;
+    let cnf = Cnf {
+        jkt: proof.as_ref().map(|p| p.jkt.as_str()),
+        x5t: cert
+            .filter(|_| proof.is_none())
+            .map(|c| c.facts.thumbprint.as_str()),
+    };
     let Some(grant) = TokenGrantType::parse(grant_type) else {
         return Err(OAuthError::unsupported_grant_type(format!(
             "grant_type {:?} is not supported",
@@ -69,7 +80,7 @@ async fn grant(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response,
     match grant {
         TokenGrantType::ClientCredentials => {
             use grants::client_credentials::{self, Issued};
-            match client_credentials::grant(state, &projection, &client, form, jkt, now)? {
+            match client_credentials::grant(state, &projection, &client, form, cnf, now)? {
                 Issued::Response(r) => Ok(r),
                 Issued::Reference {
                     claims,
@@ -85,16 +96,16 @@ async fn grant(state: &AppState, form: &OAuthForm, now: i64) -> Result<Response,
             }
         }
         TokenGrantType::AuthorizationCode => {
-            grants::authorization_code::grant(state, &projection, &client, form, jkt, now).await
+            grants::authorization_code::grant(state, &projection, &client, form, cnf, now).await
         }
         TokenGrantType::RefreshToken => {
-            grants::refresh_token::grant(state, &projection, &client, form, jkt, now).await
+            grants::refresh_token::grant(state, &projection, &client, form, cnf, now).await
         }
         TokenGrantType::TokenExchange => {
-            grants::token_exchange::grant(state, &projection, &client, form, jkt, now).await
+            grants::token_exchange::grant(state, &projection, &client, form, cnf, now).await
         }
         TokenGrantType::DeviceCode => {
-            grants::device_code::grant(state, &projection, &client, form, jkt, now).await
+            grants::device_code::grant(state, &projection, &client, form, cnf, now).await
         }
     }
 }

@@ -45,22 +45,58 @@ pub struct UserGrant {
     /// A token request from it must carry a proof made with that key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
+    /// The client certificate (`x5t#S256`) a public client's refresh-token family is bound
+    /// to (RFC 8705 section 4): a refresh must present that certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtls_x5t: Option<String>,
 }
 
-/// `cnf` of a DPoP-bound access token (RFC 9449 section 6.1), appended to the extra claims.
-pub fn push_cnf(extra: &mut String, jkt: &str) {
+/// What a token request binds its access token to: the key of its DPoP proof (RFC 9449)
+/// and the client certificate it came with (RFC 8705 section 3). With both, the token is
+/// bound to both (`cnf` has `jkt` and `x5t#S256`): a resource server must check each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cnf<'a> {
+    /// The DPoP key's RFC 7638 thumbprint.
+    pub jkt: Option<&'a str>,
+    /// The client certificate's SHA-256 thumbprint.
+    pub x5t: Option<&'a str>,
+}
+
+impl Cnf<'_> {
+    pub fn is_bound(&self) -> bool {
+        self.jkt.is_some() || self.x5t.is_some()
+    }
+}
+
+/// `cnf` of a bound access token (RFC 9449 section 6.1, RFC 8705 section 3.1), appended to
+/// the extra claims; nothing for an unbound one.
+pub fn push_cnf(extra: &mut String, cnf: Cnf<'_>) {
+    if !cnf.is_bound() {
+        return;
+    }
     if !extra.is_empty() {
         extra.push(',');
     }
-    extra.push_str("\"cnf\":{\"jkt\":");
-    extra.push_str(&json_str(jkt));
+    extra.push_str("\"cnf\":{");
+    if let Some(jkt) = cnf.jkt {
+        extra.push_str("\"jkt\":");
+        extra.push_str(&json_str(jkt));
+    }
+    if let Some(x5t) = cnf.x5t {
+        if cnf.jkt.is_some() {
+            extra.push(',');
+        }
+        extra.push_str("\"x5t#S256\":");
+        extra.push_str(&json_str(x5t));
+    }
     extra.push('}');
 }
 
 /// The `token_type` of a token response: `DPoP` for a DPoP-bound access token (RFC 9449
-/// section 5), `Bearer` otherwise.
-pub fn token_type(jkt: Option<&str>) -> &'static str {
-    if jkt.is_some() {
+/// section 5), `Bearer` otherwise (a certificate-bound token is a Bearer token, RFC 8705
+/// section 3).
+pub fn token_type(cnf: Cnf<'_>) -> &'static str {
+    if cnf.jkt.is_some() {
         "DPoP"
     } else {
         "Bearer"
@@ -69,8 +105,23 @@ pub fn token_type(jkt: Option<&str>) -> &'static str {
 
 /// RFC 9449 sections 5 and 10: a grant bound to a DPoP key is used only with a proof
 /// made with that key.
-pub fn check_dpop_binding(grant: &UserGrant, jkt: Option<&str>) -> Result<(), OAuthError> {
-    match (&grant.dpop_jkt, jkt) {
+pub fn check_dpop_binding(grant: &UserGrant, cnf: Cnf<'_>) -> Result<(), OAuthError> {
+    // RFC 8705 section 4: a public client's refresh tokens bound to its certificate.
+    match (&grant.mtls_x5t, cnf.x5t) {
+        (Some(bound), Some(presented)) if crate::http::browser::ct_eq(bound, presented) => {}
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "the client certificate is another than the grant is bound to",
+            ))
+        }
+        (Some(_), None) => {
+            return Err(OAuthError::invalid_grant(
+                "the grant is bound to a client certificate: present it (mutual TLS)",
+            ))
+        }
+        (None, _) => {}
+    }
+    match (&grant.dpop_jkt, cnf.jkt) {
         (Some(bound), Some(presented)) if crate::http::browser::ct_eq(bound, presented) => Ok(()),
         (Some(_), Some(_)) => Err(OAuthError::invalid_grant(
             "the DPoP proof is made with another key than the grant is bound to",
@@ -177,7 +228,17 @@ pub async fn access_token(
     user_claims: &Map<String, Value>,
     now: i64,
 ) -> Result<(String, i64), OAuthError> {
-    access_token_in_family(state, p, client, grant, user_claims, None, None, now).await
+    access_token_in_family(
+        state,
+        p,
+        client,
+        grant,
+        user_claims,
+        None,
+        Cnf::default(),
+        now,
+    )
+    .await
 }
 
 /// An access token for the user of `grant`, issued from refresh-token family `family`
@@ -195,7 +256,7 @@ pub async fn access_token_in_family(
     grant: &UserGrant,
     user_claims: &Map<String, Value>,
     family: Option<&str>,
-    jkt: Option<&str>,
+    cnf: Cnf<'_>,
     now: i64,
 ) -> Result<(String, i64), OAuthError> {
     let c = &client.client;
@@ -258,9 +319,7 @@ pub async fn access_token_in_family(
         extra.push(',');
         extra.push_str(&client.claims_json);
     }
-    if let Some(jkt) = jkt {
-        push_cnf(&mut extra, jkt);
-    }
+    push_cnf(&mut extra, cnf);
     let lifetime = i64::from(c.access_token_lifetime);
     let claims = AccessTokenClaims {
         iss: state.config.issuer.as_str(),

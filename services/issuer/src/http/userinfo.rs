@@ -4,6 +4,7 @@
 //! and is enabled. The answer holds `sub` and the
 //! claims the token's identity scopes release.
 
+use super::client_cert::PresentedCert;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -100,15 +101,23 @@ fn bearer<'a>(headers: &'a HeaderMap, form: Option<&'a str>) -> Result<&'a str, 
     }
 }
 
-pub async fn userinfo_get(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// The request's client certificate (mutual TLS), if any.
+type Cert = Option<axum::Extension<PresentedCert>>;
+
+pub async fn userinfo_get(
+    State(state): State<AppState>,
+    cert: Cert,
+    headers: HeaderMap,
+) -> Response {
     match bearer(&headers, None) {
-        Ok(token) => answer(&state, &headers, "GET", token).await,
+        Ok(token) => answer(&state, &headers, cert, "GET", token).await,
         Err(r) => *r,
     }
 }
 
 pub async fn userinfo_post(
     State(state): State<AppState>,
+    cert: Cert,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -131,12 +140,18 @@ pub async fn userinfo_post(
         .find(|(k, _)| k == "access_token")
         .map(|(_, v)| v.as_str());
     match bearer(&headers, from_form) {
-        Ok(token) => answer(&state, &headers, "POST", token).await,
+        Ok(token) => answer(&state, &headers, cert, "POST", token).await,
         Err(r) => *r,
     }
 }
 
-async fn answer(state: &AppState, headers: &HeaderMap, method: &str, token: &str) -> Response {
+async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    cert: Cert,
+    method: &str,
+    token: &str,
+) -> Response {
     let p = state.projection.load();
     // A JWT or reference access token of this issuer, unexpired, not revoked, whose client
     // and user still exist and are enabled (`introspect::identify` checks all of it).
@@ -201,6 +216,29 @@ async fn answer(state: &AppState, headers: &HeaderMap, method: &str, token: &str
             }
         }
         (None, false) => {}
+    }
+    // RFC 8705 section 3: a certificate-bound token only over a connection (or from a
+    // trusted proxy) with that client certificate.
+    if let Some(x5t) = claims
+        .get("cnf")
+        .and_then(|c| c.get("x5t#S256"))
+        .and_then(|t| t.as_str())
+    {
+        match PresentedCert::certificate(cert.as_ref().map(|c| &c.0)) {
+            Ok(Some(c)) if super::browser::ct_eq(&c.facts.thumbprint, x5t) => {}
+            Ok(_) => {
+                return invalid_token(
+                    "the access token is bound to a client certificate: present it (mutual TLS)",
+                )
+            }
+            Err(e) => {
+                return bearer_error(
+                    StatusCode::BAD_REQUEST,
+                    Some(e.code.as_str()),
+                    &e.description,
+                )
+            }
+        }
     }
     let Ok(claims) = serde_json::from_value::<Claims>(serde_json::Value::Object(claims)) else {
         return invalid_token("the access token is invalid");

@@ -4,6 +4,7 @@
 //! verifier must match the challenge. The answer carries an access token and, for OpenID
 //! Connect requests, an ID token.
 
+use crate::http::user_tokens::Cnf;
 use axum::response::Response;
 use serde_json::json;
 use signet_core::client::GrantType;
@@ -99,7 +100,7 @@ pub async fn grant(
     p: &Projection,
     client: &ClientEntry,
     form: &OAuthForm,
-    jkt: Option<&str>,
+    cnf: Cnf<'_>,
     now: i64,
 ) -> Result<Response, ProtocolError> {
     if !client.allows(GrantType::AuthorizationCode) && !client.allows(GrantType::Hybrid) {
@@ -171,11 +172,11 @@ pub async fn grant(
         (None, None) => {}
     }
     // RFC 9449 section 10: a code bound with `dpop_jkt` needs a proof with that key.
-    user_tokens::check_dpop_binding(&grant, jkt)?;
+    user_tokens::check_dpop_binding(&grant, cnf)?;
     let user = user_tokens::active_user(state, &grant.sub).await?;
     let issue = Issue {
         code_key: Some(&key),
-        jkt,
+        cnf,
     };
     issue_tokens(state, p, client, &grant, resources, &user, issue, now).await
 }
@@ -191,12 +192,12 @@ pub async fn tokens(
     grant: &UserGrant,
     resources: Vec<String>,
     user: &signet_core::user::UserRecord,
-    jkt: Option<&str>,
+    cnf: Cnf<'_>,
     now: i64,
 ) -> Result<Response, ProtocolError> {
     let issue = Issue {
         code_key: None,
-        jkt,
+        cnf,
     };
     issue_tokens(state, p, client, grant, resources, user, issue, now).await
 }
@@ -206,7 +207,7 @@ struct Issue<'a> {
     /// The redeemed code's store key, if any.
     code_key: Option<&'a str>,
     /// The DPoP key of the request's proof, if any.
-    jkt: Option<&'a str>,
+    cnf: Cnf<'a>,
 }
 
 /// [`tokens`], remembering the redemption of the code stored under `code_key` (if any):
@@ -222,7 +223,7 @@ async fn issue_tokens(
     issue: Issue<'_>,
     now: i64,
 ) -> Result<Response, ProtocolError> {
-    let Issue { code_key, jkt } = issue;
+    let Issue { code_key, cnf } = issue;
     // RFC 8707: the access token is for the requested resources (among those granted);
     // the refresh token keeps the whole grant.
     let access_grant = grant.for_resources(p, resources, state.config.default_algorithm)?;
@@ -236,9 +237,10 @@ async fn issue_tokens(
         // RFC 9449 section 5: a public client's refresh tokens are bound to its DPoP key
         // (a confidential client's are bound to its authentication instead).
         let mut family_grant = grant.clone();
-        family_grant.dpop_jkt = jkt
-            .filter(|_| !client.client.require_client_secret)
-            .map(str::to_owned);
+        // RFC 8705 section 4: and to its client certificate, likewise.
+        let public = !client.client.require_client_secret;
+        family_grant.dpop_jkt = cnf.jkt.filter(|_| public).map(str::to_owned);
+        family_grant.mtls_x5t = cnf.x5t.filter(|_| public).map(str::to_owned);
         Some(super::refresh_token::issue(state, p, client, &family_grant, &user.claims, now).await?)
     } else {
         None
@@ -281,13 +283,13 @@ async fn issue_tokens(
         &access_grant,
         &user.claims,
         family,
-        jkt,
+        cnf,
         now,
     )
     .await?;
     let mut body = json!({
         "access_token": access_token,
-        "token_type": user_tokens::token_type(jkt),
+        "token_type": user_tokens::token_type(cnf),
         "expires_in": lifetime,
         "scope": access_grant.scopes.join(" "),
     });

@@ -2,6 +2,7 @@
 //! lookup and secret check already happened; here: the grant decision (`signet-core`), the
 //! claims written into a reused buffer, one signature, and the JSON answer.
 
+use crate::http::user_tokens::Cnf;
 use std::cell::RefCell;
 use std::fmt::Write as _;
 
@@ -73,7 +74,7 @@ pub fn grant(
     p: &Projection,
     client: &ClientEntry,
     form: &OAuthForm,
-    jkt: Option<&str>,
+    cnf: Cnf<'_>,
     now: i64,
 ) -> Result<Issued, ProtocolError> {
     let c = &client.client;
@@ -114,13 +115,14 @@ pub fn grant(
         None
     };
     let lifetime = i64::from(c.access_token_lifetime);
-    // A DPoP-bound token (RFC 9449 section 6.1): `cnf` after the client's claims.
-    let bound_extra = jkt.map(|jkt| {
+    // A DPoP- or certificate-bound token (RFC 9449 section 6.1, RFC 8705 section 3.1):
+    // `cnf` after the client's claims.
+    let bound_extra = cnf.is_bound().then(|| {
         let mut extra = client.claims_json.clone();
-        crate::http::user_tokens::push_cnf(&mut extra, jkt);
+        crate::http::user_tokens::push_cnf(&mut extra, cnf);
         extra
     });
-    let token_type = crate::http::user_tokens::token_type(jkt);
+    let token_type = crate::http::user_tokens::token_type(cnf);
     let claims = AccessTokenClaims {
         iss: state.config.issuer.as_str(),
         sub: &c.client_id,

@@ -11,6 +11,7 @@
 //!   polls, exactly one gets them).
 //! - Past its lifetime: `expired_token`; unknown, used or another client's: `invalid_grant`.
 
+use crate::http::user_tokens::Cnf;
 use std::time::Duration;
 
 use axum::response::Response;
@@ -34,7 +35,7 @@ pub async fn grant(
     p: &Projection,
     client: &ClientEntry,
     form: &OAuthForm,
-    jkt: Option<&str>,
+    cnf: Cnf<'_>,
     now: i64,
 ) -> Result<Response, ProtocolError> {
     if !client.allows(GrantType::DeviceCode) {
@@ -98,7 +99,7 @@ pub async fn grant(
                         &user_grant,
                         resources,
                         &user,
-                        jkt,
+                        cnf,
                         now,
                     )
                     .await

@@ -17,6 +17,7 @@
 //! family's record), or with `updateAccessTokenClaimsOnRefresh` the user's current ones.
 //! Either way the user must still exist and be enabled.
 
+use crate::http::user_tokens::Cnf;
 use std::time::Duration;
 
 use axum::response::Response;
@@ -242,7 +243,7 @@ pub async fn grant(
     p: &Projection,
     client: &ClientEntry,
     form: &OAuthForm,
-    jkt: Option<&str>,
+    cnf: Cnf<'_>,
     now: i64,
 ) -> Result<Response, ProtocolError> {
     let c = &client.client;
@@ -274,7 +275,7 @@ pub async fn grant(
             let record: RefreshRecord =
                 serde_json::from_slice(&current.value).map_err(|_| invalid())?;
             // RFC 9449 section 5: a bound family needs a proof with its key.
-            user_tokens::check_dpop_binding(&record.grant, jkt)?;
+            user_tokens::check_dpop_binding(&record.grant, cnf)?;
             if sliding_reuse(client) {
                 let open = state
                     .store
@@ -311,7 +312,7 @@ pub async fn grant(
             // RFC 9449 section 5: checked before the rotation, so a request without the
             // family's key does not use the token up.
             if let Some(r) = record.as_ref().filter(|r| r.grant.client_id == c.client_id) {
-                user_tokens::check_dpop_binding(&r.grant, jkt)?;
+                user_tokens::check_dpop_binding(&r.grant, cnf)?;
             }
             if let Some(r) = record
                 .as_ref()
@@ -419,14 +420,14 @@ pub async fn grant(
         &access_grant,
         user_claims,
         Some(family),
-        jkt,
+        cnf,
         now,
     )
     .await?;
     let refresh_token = new_token.unwrap_or_else(|| token.to_owned());
     let mut body = json!({
         "access_token": access_token,
-        "token_type": user_tokens::token_type(jkt),
+        "token_type": user_tokens::token_type(cnf),
         "expires_in": lifetime,
         "scope": grant.scopes.join(" "),
         "refresh_token": refresh_token,

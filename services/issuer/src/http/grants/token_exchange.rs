@@ -4,6 +4,7 @@
 //! that user, with the key's scopes or fewer (`scope`). The token carries the key's id as
 //! its `family`, so revoking the key revokes what was exchanged for it.
 
+use crate::http::user_tokens::Cnf;
 use axum::response::Response;
 use serde_json::json;
 use signet_core::client::GrantType;
@@ -23,7 +24,7 @@ pub async fn grant(
     p: &Projection,
     client: &ClientEntry,
     form: &OAuthForm,
-    jkt: Option<&str>,
+    cnf: Cnf<'_>,
     now: i64,
 ) -> Result<Response, ProtocolError> {
     if !client.allows(GrantType::TokenExchange) {
@@ -109,6 +110,7 @@ pub async fn grant(
         code_challenge: None,
         resources: Vec::new(),
         dpop_jkt: None,
+        mtls_x5t: None,
     };
     let user = user_tokens::active_user(state, &grant.sub).await?;
     let (access_token, lifetime) = user_tokens::access_token_in_family(
@@ -118,14 +120,14 @@ pub async fn grant(
         &grant,
         &user.claims,
         Some(id),
-        jkt,
+        cnf,
         now,
     )
     .await?;
     let mut resp = axum::response::IntoResponse::into_response(axum::Json(json!({
         "access_token": access_token,
         "issued_token_type": ACCESS_TOKEN_TYPE,
-        "token_type": user_tokens::token_type(jkt),
+        "token_type": user_tokens::token_type(cnf),
         "expires_in": lifetime,
         "scope": grant.scopes.join(" "),
     })));
