@@ -638,6 +638,48 @@ pub struct UserRecord {
     pub created_at: UnixTime,
     /// Unix seconds.
     pub updated_at: UnixTime,
+    /// The user's TOTP authenticator, once enrolled (its secret sealed, never plain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<TotpFactor>,
+    /// Digests of the unused recovery codes ([`crate::mfa::recovery_digest`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_codes: Vec<String>,
+}
+
+/// An enrolled TOTP authenticator.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TotpFactor {
+    /// The secret sealed with AES-256-GCM under the server's factor key, bound to the
+    /// user's `sub`: base64url of the 12-byte nonce followed by the ciphertext and tag.
+    pub sealed: String,
+    /// Unix seconds.
+    pub enrolled_at: UnixTime,
+}
+
+impl fmt::Debug for TotpFactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpFactor")
+            .field("sealed", &"..")
+            .field("enrolled_at", &self.enrolled_at)
+            .finish()
+    }
+}
+
+/// The second factors of a user as the admin API and the account page show them (never a
+/// secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = UserFactors))]
+#[serde(rename_all = "camelCase")]
+pub struct FactorsView {
+    /// Whether a TOTP authenticator is enrolled.
+    pub totp: bool,
+    /// When it was enrolled, in seconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub totp_enrolled_at: Option<UnixTime>,
+    /// How many recovery codes are left unused.
+    pub recovery_codes: usize,
 }
 
 impl fmt::Debug for UserRecord {
@@ -650,6 +692,8 @@ impl fmt::Debug for UserRecord {
             .field("enabled", &self.enabled)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
+            .field("totp", &self.totp)
+            .field("recovery_codes", &self.recovery_codes.len())
             .finish()
     }
 }
@@ -665,6 +709,8 @@ impl UserRecord {
             enabled: user.enabled,
             created_at: now,
             updated_at: now,
+            totp: None,
+            recovery_codes: Vec::new(),
         }
     }
 
@@ -684,6 +730,17 @@ impl UserRecord {
             enabled: user.enabled,
             created_at: self.created_at,
             updated_at: now,
+            totp: self.totp.clone(),
+            recovery_codes: self.recovery_codes.clone(),
+        }
+    }
+
+    /// The user's second factors, without secrets.
+    pub fn factors(&self) -> FactorsView {
+        FactorsView {
+            totp: self.totp.is_some(),
+            totp_enrolled_at: self.totp.as_ref().map(|t| t.enrolled_at),
+            recovery_codes: self.recovery_codes.len(),
         }
     }
 
@@ -700,6 +757,7 @@ impl UserRecord {
             enabled: self.enabled,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            factors: self.factors(),
         }
     }
 }
@@ -727,6 +785,8 @@ pub struct UserView {
     pub created_at: UnixTime,
     /// When the user was last changed, in seconds since the Unix epoch.
     pub updated_at: UnixTime,
+    /// The user's second factors (never their secrets).
+    pub factors: FactorsView,
 }
 
 #[cfg(test)]

@@ -106,6 +106,8 @@ async fn main() -> anyhow::Result<()> {
                 enabled: true,
                 created_at: now(),
                 updated_at: now(),
+                totp: None,
+                recovery_codes: Vec::new(),
             };
             let event = Event::UserCreated(Box::new(record));
             log.append(

@@ -442,6 +442,8 @@ impl Node {
             projection,
             held,
         );
+        // The KEK file exists now (the key manager created it if it was absent).
+        state.set_factor_key(crate::factors::FactorKey::new(Kek::load_or_create(&kek_path)?));
         {
             // Weak: the key manager lives in the state (as its key administration).
             let state = Arc::downgrade(&state.0);
@@ -549,6 +551,9 @@ impl Node {
             projection,
             Vec::new(),
         );
+        state.set_factor_key(crate::factors::FactorKey::new(Kek::from_bytes(
+            &secret.derive(crate::factors::CLUSTER_LABEL),
+        )?));
         let leased = LeasedKeys::new(system_clock());
         let client = LeaseClient::new(nats.clone(), cluster.issuer_id.clone(), secret.clone());
         let renewal = {

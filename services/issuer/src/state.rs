@@ -170,6 +170,8 @@ pub struct Inner {
     logout_queue: std::sync::OnceLock<Arc<dyn signet_eventlog::queue::WorkQueue>>,
     /// The cluster-shared DPoP nonce key, as this node last read it.
     pub dpop_nonces: crate::http::dpop::NonceKeys,
+    /// Seals users' TOTP secrets at rest ([`crate::factors`]).
+    factor_key: std::sync::OnceLock<crate::factors::FactorKey>,
 }
 
 pub struct ClusterStatus {
@@ -220,6 +222,7 @@ impl AppState {
             applied,
             follower_failed: AtomicBool::new(false),
             cluster: std::sync::OnceLock::new(),
+            factor_key: std::sync::OnceLock::new(),
             key_admin: std::sync::OnceLock::new(),
             outbound: std::sync::OnceLock::new(),
             client_jwks: Default::default(),
@@ -237,6 +240,16 @@ impl AppState {
     }
 
     /// Registers what to do when an active key is not held (once).
+    /// Sets the key that seals users' TOTP secrets (once, at start).
+    pub fn set_factor_key(&self, key: crate::factors::FactorKey) {
+        let _ = self.0.factor_key.set(key);
+    }
+
+    /// The key that seals users' TOTP secrets, once the node set it.
+    pub fn factor_key(&self) -> Option<&crate::factors::FactorKey> {
+        self.0.factor_key.get()
+    }
+
     pub fn on_missing_key(&self, f: impl Fn() + Send + Sync + 'static) {
         let _ = self.0.on_missing_key.set(Box::new(f));
     }

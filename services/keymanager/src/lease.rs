@@ -152,6 +152,16 @@ impl ClusterSecret {
         Self::from_bytes(&bytes)
     }
 
+    /// A 32-byte key for another purpose, derived from the secret (HMAC-SHA-256 of
+    /// `label`): every node holding the secret derives the same key, and no derived key
+    /// reveals the secret or another label's key.
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        let tag = hmac::sign(&self.key, label);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&tag.as_ref()[..32]);
+        out
+    }
+
     /// Reads the secret from `path` (base64 of at least 32 bytes).
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         let err = |reason: String| KeyError::ClusterSecret(format!("{}: {reason}", path.display()));

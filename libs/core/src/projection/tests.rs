@@ -123,6 +123,8 @@ fn user(sub: &str) -> crate::user::UserRecord {
         enabled: true,
         created_at: 1,
         updated_at: 1,
+        totp: None,
+        recovery_codes: Vec::new(),
     }
 }
 

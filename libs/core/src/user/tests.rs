@@ -208,6 +208,7 @@ fn records_events_and_views() {
             "claims",
             "createdAt",
             "enabled",
+            "factors",
             "sub",
             "updatedAt",
             "username"
