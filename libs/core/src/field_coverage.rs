@@ -493,7 +493,7 @@ fn every_scope_field_takes_effect_or_is_refused() {
         ("required", None, Effect("consent page: cannot be de-selected")),
         ("emphasize", None, Effect("consent page: emphasized")),
         ("userClaims", Some(json!(["email"])), Effect("identity: released_claims (ID token, userinfo); API: authorize::access_token_claims")),
-        ("properties", Some(json!({"signet:apiKeys": "true"})), Effect("signet:apiKeys puts the scope on users' API keys; others free-form")),
+        ("properties", Some(json!({"signet:apiKeys": "true"})), Effect("signet:apiKeys puts the scope on users' API keys; requiredAcr sets the level every sign-in must reach; others free-form")),
     ];
     let defaults: ScopeResource = from_json(br#"{"name":"walk"}"#).unwrap();
     walk(

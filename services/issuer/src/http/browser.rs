@@ -120,6 +120,20 @@ pub struct Interaction {
     /// account page `account_page`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub then: Option<String>,
+    /// Set while the sign-in waits for the user's second factor ([`super::second_factor`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_factor: Option<SecondFactor>,
+}
+
+/// A sign-in waiting for a second factor: after a good password, or to step up a session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecondFactor {
+    /// The user whose factor is asked.
+    pub sub: String,
+    /// Step-up: the `sid` of this browser's session, which the factor raises (instead of
+    /// a new session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<String>,
 }
 
 /// The account pages a sign-in can return to.
@@ -162,6 +176,25 @@ pub async fn start_interaction_for(
     Ok((started.id, started.cookie))
 }
 
+/// Stores a new interaction waiting for a second factor (a step-up); returns its id and
+/// the binding cookie.
+pub async fn start_second_factor(
+    state: &AppState,
+    request: Option<AuthorizeRequest>,
+    pending: SecondFactor,
+) -> Result<(String, HeaderValue), OAuthError> {
+    let started = start_with(
+        state,
+        request,
+        None,
+        AccountPage::default(),
+        None,
+        Some(pending),
+    )
+    .await?;
+    Ok((started.id, started.cookie))
+}
+
 /// A stored interaction: its id, the cookie binding it to the browser, its CSRF token.
 pub struct Started {
     pub id: String,
@@ -187,6 +220,17 @@ async fn start(
     account_page: AccountPage,
     then: Option<String>,
 ) -> Result<Started, OAuthError> {
+    start_with(state, request, session, account_page, then, None).await
+}
+
+async fn start_with(
+    state: &AppState,
+    request: Option<AuthorizeRequest>,
+    session: Option<Session>,
+    account_page: AccountPage,
+    then: Option<String>,
+    second_factor: Option<SecondFactor>,
+) -> Result<Started, OAuthError> {
     let id = random_token()?;
     let binding = random_token()?;
     let interaction = Interaction {
@@ -196,6 +240,7 @@ async fn start(
         session,
         account_page,
         then,
+        second_factor,
     };
     save_interaction(state, &id, &interaction).await?;
     let cookie = set_cookie(
@@ -379,6 +424,11 @@ fn templates() -> &'static minijinja::Environment<'static> {
         for (name, text) in [
             ("base.html", include_str!("../../templates/base.html")),
             ("login.html", include_str!("../../templates/login.html")),
+            ("otp.html", include_str!("../../templates/otp.html")),
+            (
+                "security.html",
+                include_str!("../../templates/security.html"),
+            ),
             ("consent.html", include_str!("../../templates/consent.html")),
             ("device.html", include_str!("../../templates/device.html")),
             ("logout.html", include_str!("../../templates/logout.html")),

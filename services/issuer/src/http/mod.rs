@@ -23,6 +23,7 @@ pub mod login;
 pub mod logout;
 pub mod par;
 pub mod register;
+pub mod second_factor;
 pub mod request_object;
 pub mod server;
 pub mod sessions;
@@ -87,6 +88,10 @@ pub fn public_router(state: AppState) -> Router {
             get(logout::logout_get).post(logout::logout_post),
         )
         .route("/login", get(login::login_get).post(login::login_post))
+        .route(
+            "/login/otp",
+            get(second_factor::otp_get).post(second_factor::otp_post),
+        )
         .route(
             "/oauth2/device_authorization",
             post(device::device_authorization).fallback(device::method_not_allowed),
