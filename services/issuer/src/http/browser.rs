@@ -143,6 +143,7 @@ pub enum AccountPage {
     #[default]
     ApiKeys,
     Sessions,
+    Security,
 }
 
 impl AccountPage {
@@ -151,6 +152,7 @@ impl AccountPage {
         match self {
             AccountPage::ApiKeys => "/account/api-keys",
             AccountPage::Sessions => "/account/sessions",
+            AccountPage::Security => "/account/security",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! and the admin API (on the admin listener, under `/admin/v1`).
 
 pub mod account;
+pub mod account_security;
 pub mod admin;
 pub mod authorize;
 pub mod backchannel;
@@ -111,6 +112,22 @@ pub fn public_router(state: AppState) -> Router {
             axum::routing::delete(account::json_revoke),
         )
         .route("/account/sessions", get(account::sessions_get))
+        .route(
+            "/account/security",
+            get(account_security::security_get),
+        )
+        .route(
+            "/account/security/totp",
+            post(account_security::totp_enroll),
+        )
+        .route(
+            "/account/security/totp/remove",
+            post(account_security::totp_remove),
+        )
+        .route(
+            "/account/security/recovery-codes",
+            post(account_security::recovery_regenerate),
+        )
         .route(
             "/account/sessions/{sid}/end",
             post(account::sessions_end_one),
