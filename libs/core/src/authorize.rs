@@ -218,12 +218,13 @@ pub fn requested_acr(
     claims: Option<&str>,
 ) -> Result<Option<RequestedAcr>, OAuthError> {
     use crate::mfa::Level;
-    let mut out: Option<RequestedAcr> = acr_values
-        .and_then(Level::from_acr_values)
-        .map(|level| RequestedAcr {
-            level,
-            essential: false,
-        });
+    let mut out: Option<RequestedAcr> =
+        acr_values
+            .and_then(Level::from_acr_values)
+            .map(|level| RequestedAcr {
+                level,
+                essential: false,
+            });
     if let Some(c) = claims {
         let v: serde_json::Value = serde_json::from_str(c)
             .ok()
@@ -241,7 +242,8 @@ pub fn requested_acr(
             }
             let essential = acr.get("essential").and_then(|e| e.as_bool()) == Some(true);
             if let Some(level) = names.into_iter().filter_map(Level::parse).min() {
-                let stronger = out.is_none_or(|o| level > o.level || (level == o.level && essential));
+                let stronger =
+                    out.is_none_or(|o| level > o.level || (level == o.level && essential));
                 if stronger {
                     out = Some(RequestedAcr { level, essential });
                 }
@@ -568,8 +570,8 @@ pub fn check_request(
             )
         })?),
     };
-    let acr = requested_acr(params.get("acr_values"), params.get("claims"))
-        .map_err(|e| fail(mode, e))?;
+    let acr =
+        requested_acr(params.get("acr_values"), params.get("claims")).map_err(|e| fail(mode, e))?;
     Ok(AuthorizeRequest {
         acr,
         client_id: client.client.client_id.clone(),

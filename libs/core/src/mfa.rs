@@ -109,7 +109,12 @@ pub mod totp {
         let tag = hmac::sign(&key, &counter.to_be_bytes());
         let h = tag.as_ref();
         let offset = (h[h.len() - 1] & 0x0f) as usize;
-        let bin = u32::from_be_bytes([h[offset] & 0x7f, h[offset + 1], h[offset + 2], h[offset + 3]]);
+        let bin = u32::from_be_bytes([
+            h[offset] & 0x7f,
+            h[offset + 1],
+            h[offset + 2],
+            h[offset + 3],
+        ]);
         bin % 10u32.pow(DIGITS)
     }
 
@@ -255,10 +260,7 @@ mod tests {
         assert_eq!(Level::from_acr_values("phr mfa"), Some(Level::Mfa));
         assert_eq!(Level::from_acr_values("urn:other mfa"), Some(Level::Mfa));
         assert_eq!(Level::from_acr_values("urn:other"), None);
-        assert_eq!(
-            with_second_factor(&v(&["pwd"])),
-            v(&["pwd", "otp", "mfa"])
-        );
+        assert_eq!(with_second_factor(&v(&["pwd"])), v(&["pwd", "otp", "mfa"]));
     }
 
     #[test]

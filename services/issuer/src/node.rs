@@ -443,7 +443,9 @@ impl Node {
             held,
         );
         // The KEK file exists now (the key manager created it if it was absent).
-        state.set_factor_key(crate::factors::FactorKey::new(Kek::load_or_create(&kek_path)?));
+        state.set_factor_key(crate::factors::FactorKey::new(Kek::load_or_create(
+            &kek_path,
+        )?));
         {
             // Weak: the key manager lives in the state (as its key administration).
             let state = Arc::downgrade(&state.0);

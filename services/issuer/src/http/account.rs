@@ -108,7 +108,10 @@ fn write_error(state: &AppState, e: ApiError, json: bool) -> Response {
 }
 
 /// The signed-in user of this request (session alive, user enabled).
-pub(super) async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, Response> {
+pub(super) async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, Response> {
     load_session(state, headers)
         .await
         .map_err(|e| oauth_error_page(state, None, e))

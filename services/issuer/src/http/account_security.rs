@@ -62,12 +62,7 @@ struct Shown {
     error: Option<String>,
 }
 
-async fn page(
-    state: &AppState,
-    headers: &HeaderMap,
-    session: &Session,
-    shown: Shown,
-) -> Response {
+async fn page(state: &AppState, headers: &HeaderMap, session: &Session, shown: Shown) -> Response {
     let user = match state.users.by_sub(&session.sub).await {
         Ok(Some(u)) => u,
         Ok(None) => return super::account::to_page(state, AccountPage::Security),
@@ -194,7 +189,13 @@ pub async fn totp_enroll(
         ..Shown::default()
     };
     if user.totp.is_some() {
-        return page(&state, &headers, &session, again("An authenticator is already set up; remove it first.")).await;
+        return page(
+            &state,
+            &headers,
+            &session,
+            again("An authenticator is already set up; remove it first."),
+        )
+        .await;
     }
     let sealed = params.get("secret").unwrap_or_default();
     let Some(secret) = state
@@ -202,7 +203,13 @@ pub async fn totp_enroll(
         .and_then(|k| k.open(&user.sub, sealed))
         .filter(|s| s.len() == totp::SECRET_LEN)
     else {
-        return page(&state, &headers, &session, again("This setup form is not valid any more; scan the new code.")).await;
+        return page(
+            &state,
+            &headers,
+            &session,
+            again("This setup form is not valid any more; scan the new code."),
+        )
+        .await;
     };
     let code: String = params
         .get("code")
@@ -219,7 +226,15 @@ pub async fn totp_enroll(
         None => false,
     };
     if !ok {
-        return page(&state, &headers, &session, again("The code is wrong. Check the time on your device and type the code it shows now.")).await;
+        return page(
+            &state,
+            &headers,
+            &session,
+            again(
+                "The code is wrong. Check the time on your device and type the code it shows now.",
+            ),
+        )
+        .await;
     }
     let (codes, digests) = match new_recovery_codes(&user.sub) {
         Ok(c) => c,

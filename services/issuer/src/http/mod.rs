@@ -24,8 +24,8 @@ pub mod login;
 pub mod logout;
 pub mod par;
 pub mod register;
-pub mod second_factor;
 pub mod request_object;
+pub mod second_factor;
 pub mod server;
 pub mod sessions;
 pub mod token;
@@ -112,10 +112,7 @@ pub fn public_router(state: AppState) -> Router {
             axum::routing::delete(account::json_revoke),
         )
         .route("/account/sessions", get(account::sessions_get))
-        .route(
-            "/account/security",
-            get(account_security::security_get),
-        )
+        .route("/account/security", get(account_security::security_get))
         .route(
             "/account/security/totp",
             post(account_security::totp_enroll),

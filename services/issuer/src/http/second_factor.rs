@@ -270,7 +270,13 @@ pub async fn otp_post(
     };
     let code = params.get("code").unwrap_or_default();
     if code.trim().is_empty() {
-        return code_page(&state, &id, &interaction, Some(WRONG), StatusCode::BAD_REQUEST);
+        return code_page(
+            &state,
+            &id,
+            &interaction,
+            Some(WRONG),
+            StatusCode::BAD_REQUEST,
+        );
     }
     let now = now();
     let verdict = match check_code(&state, &user, code, false, now).await {
@@ -287,8 +293,7 @@ pub async fn otp_post(
     let amr = mfa::with_second_factor(&[mfa::AMR_PWD.to_owned()]);
     match step_up {
         None => {
-            super::login::finish_sign_in(&state, &headers, addr, &id, interaction, &sub, amr)
-                .await
+            super::login::finish_sign_in(&state, &headers, addr, &id, interaction, &sub, amr).await
         }
         Some(sid) => {
             let session = match super::sessions::step_up(&state, &headers, &sid, now).await {

@@ -292,7 +292,10 @@ pub async fn step_up(
         session.levels.insert(Level::Pwd, session.auth_time);
     }
     let reached = session.level();
-    for l in Level::ALL.into_iter().filter(|l| *l <= reached && *l > Level::Pwd) {
+    for l in Level::ALL
+        .into_iter()
+        .filter(|l| *l <= reached && *l > Level::Pwd)
+    {
         session.levels.insert(l, now);
     }
     let bytes = serde_json::to_vec(&session).map_err(|_| OAuthError::server_error("session"))?;
