@@ -32,6 +32,8 @@ pub enum SecurityChange {
     RecoveryCodesRegenerated,
     /// A recovery code was used (and is gone).
     RecoveryCodeUsed,
+    /// The user changed their password (the record carries the new hash).
+    PasswordChanged,
 }
 
 /// The subject prefix of configuration events.

@@ -6,7 +6,9 @@
 //!   single spaces, in one script (UTS 39, so a Cyrillic letter cannot pass for a Latin
 //!   one); they compare by [`username_key`], the PRECIS-normalized form every lookup and
 //!   uniqueness check uses.
-//! - Passwords are [`PASSWORD_MIN`] to [`PASSWORD_MAX`] characters. They are hashed with
+//! - Passwords are [`PASSWORD_MIN`] (or the [`PasswordPolicy`]'s longer minimum) to
+//!   [`PASSWORD_MAX`] characters, and not one of the 10,000 most common passwords
+//!   ([`is_common_password`]) unless the policy allows it. They are hashed with
 //!   argon2id (PHC string, RustCrypto's `argon2` with its default, OWASP-recommended cost)
 //!   before anything stores or sends them; errors never echo them.
 //! - Claims are the standard OIDC claims (OIDC Core section 5.1), type-checked, plus any
@@ -422,13 +424,62 @@ pub fn check_username(c: &mut Collector, field: &str, username: &str) {
     }
 }
 
-/// Password rules. The rule text never contains the password.
-pub fn check_password(c: &mut Collector, field: &str, password: &Password) {
+/// The password policy of a server (`--password-min-length`,
+/// `--allow-common-passwords`): applied wherever a password is set (admin API, account
+/// page), on top of the fixed bounds [`PASSWORD_MIN`] and [`PASSWORD_MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    /// The shortest password accepted, in characters (at least [`PASSWORD_MIN`]).
+    pub min_length: usize,
+    /// Whether passwords on the shipped list of the most common ones are refused.
+    pub refuse_common: bool,
+}
+
+/// The default shortest password of [`PasswordPolicy`].
+pub const DEFAULT_PASSWORD_MIN_LENGTH: usize = 10;
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        PasswordPolicy {
+            min_length: DEFAULT_PASSWORD_MIN_LENGTH,
+            refuse_common: true,
+        }
+    }
+}
+
+/// The 10,000 most common passwords of SecLists' `10k-most-common.txt` (MIT licence, see
+/// `libs/core/data/README.md`), shipped with the server: no network.
+const COMMON_PASSWORDS: &str = include_str!("../data/common-passwords.txt");
+
+/// Whether `password` is on the list of the most common passwords, compared
+/// case-insensitively (`Password` is `password`).
+pub fn is_common_password(password: &str) -> bool {
+    static SET: OnceLock<std::collections::HashSet<String>> = OnceLock::new();
+    let set = SET.get_or_init(|| {
+        COMMON_PASSWORDS
+            .lines()
+            .map(|l| l.trim().to_lowercase())
+            .filter(|l| !l.is_empty())
+            .collect()
+    });
+    set.contains(&password.to_lowercase())
+}
+
+/// Password rules under `policy`. The rule text never contains the password.
+pub fn check_password(
+    c: &mut Collector,
+    field: &str,
+    password: &Password,
+    policy: &PasswordPolicy,
+) {
     let len = password.expose().chars().count();
-    if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&len) {
+    let min = policy.min_length.max(PASSWORD_MIN);
+    if !(min..=PASSWORD_MAX).contains(&len) {
+        c.push(field, format!("must be {min} to {PASSWORD_MAX} characters"));
+    } else if policy.refuse_common && is_common_password(password.expose()) {
         c.push(
             field,
-            format!("must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"),
+            "is one of the most commonly used passwords; choose another",
         );
     }
 }
@@ -584,11 +635,17 @@ impl CheckedUser {
 }
 
 impl NewUser {
-    /// Applies the rules; returns the body with normalized claims.
+    /// Applies the rules with the default password policy.
     pub fn check(self) -> Result<CheckedUser, ValidationErrors> {
+        self.check_with(&PasswordPolicy::default())
+    }
+
+    /// Applies the rules, the password's under `policy`; returns the body with normalized
+    /// claims.
+    pub fn check_with(self, policy: &PasswordPolicy) -> Result<CheckedUser, ValidationErrors> {
         let mut c = Collector::default();
         check_username(&mut c, "username", &self.username);
-        check_password(&mut c, "password", &self.password);
+        check_password(&mut c, "password", &self.password, policy);
         let claims = check_claims(&mut c, &self.claims);
         c.finish()?;
         Ok(CheckedUser {
@@ -601,12 +658,18 @@ impl NewUser {
 }
 
 impl UserReplacement {
-    /// Applies the rules; returns the body with normalized claims.
+    /// Applies the rules with the default password policy.
     pub fn check(self) -> Result<CheckedUser, ValidationErrors> {
+        self.check_with(&PasswordPolicy::default())
+    }
+
+    /// Applies the rules, the password's under `policy`; returns the body with normalized
+    /// claims.
+    pub fn check_with(self, policy: &PasswordPolicy) -> Result<CheckedUser, ValidationErrors> {
         let mut c = Collector::default();
         check_username(&mut c, "username", &self.username);
         if let Some(p) = &self.password {
-            check_password(&mut c, "password", p);
+            check_password(&mut c, "password", p, policy);
         }
         let claims = check_claims(&mut c, &self.claims);
         c.finish()?;

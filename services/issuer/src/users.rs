@@ -424,7 +424,7 @@ pub async fn password_work<T: Send + 'static>(
 }
 
 /// Hashes a password on the blocking pool (argon2id takes tens of milliseconds).
-async fn hash(password: &str) -> Result<String, UserWriteError> {
+pub async fn hash(password: &str) -> Result<String, UserWriteError> {
     let salt = random16()?;
     let password = password.to_owned();
     password_work(move || hash_password(&password, &salt))

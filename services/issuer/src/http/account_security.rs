@@ -8,6 +8,7 @@
 //! | `POST /account/security/totp` | form: confirm an authenticator (`secret`, `code`); shows ten recovery codes once |
 //! | `POST /account/security/totp/remove` | form: remove it and the recovery codes (`code`: a current code, or `password`) |
 //! | `POST /account/security/recovery-codes` | form: ten new recovery codes (`code`: a current TOTP code) |
+//! | `POST /account/security/password` | form: change the password (`current`, `new`, `confirm`), under the server's password policy |
 //!
 //! Enrollment keeps no server state until it is confirmed: the page generates a secret,
 //! shows it (QR code as SVG, and base32) and puts it in the form sealed under the factor
@@ -406,6 +407,94 @@ pub async fn recovery_regenerate(
         recovery_codes: Some(codes),
         message: Some("New recovery codes replace the old ones."),
         error: None,
+    };
+    page(&state, &headers, &session, shown).await
+}
+
+/// `POST /account/security/password` (form: `current`, `new`, `confirm`).
+pub async fn password_change(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (params, session) = match posted_form(&state, &headers, &body).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let user = match current_user(&state, &session.sub).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let refuse = |m: String| Shown {
+        error: Some(m),
+        ..Shown::default()
+    };
+    let current = params.get("current").unwrap_or_default().to_owned();
+    let new = params.get("new").unwrap_or_default().to_owned();
+    if new != params.get("confirm").unwrap_or_default() {
+        return page(
+            &state,
+            &headers,
+            &session,
+            refuse("The new passwords do not match.".into()),
+        )
+        .await;
+    }
+    let mut c = signet_core::validation::Collector::default();
+    signet_core::user::check_password(
+        &mut c,
+        "password",
+        &signet_core::user::Password::new(new.clone()),
+        &state.config.password_policy,
+    );
+    if let Err(v) = c.finish() {
+        let why = v.errors.first().map(|e| e.rule.clone()).unwrap_or_default();
+        return page(
+            &state,
+            &headers,
+            &session,
+            refuse(format!("The new password {why}.")),
+        )
+        .await;
+    }
+    let hash = user.password_hash.clone();
+    let ok =
+        crate::users::password_work(move || signet_core::user::verify_password(&hash, &current))
+            .await
+            .unwrap_or(false);
+    if !ok {
+        return page(
+            &state,
+            &headers,
+            &session,
+            refuse("The current password is wrong.".into()),
+        )
+        .await;
+    }
+    let new_hash = match crate::users::hash(&new).await {
+        Ok(h) => h,
+        Err(e) => return write_failed(&state, e),
+    };
+    let written = state
+        .users
+        .change_security(
+            &actor(&user.sub),
+            &user.sub,
+            SecurityChange::PasswordChanged,
+            |u| {
+                let mut u = u.clone();
+                u.password_hash = new_hash;
+                Ok(u)
+            },
+            PATIENCE,
+        )
+        .await;
+    if let Err(e) = written {
+        return write_failed(&state, e);
+    }
+    let shown = Shown {
+        message: Some("Your password is changed."),
+        ..Shown::default()
     };
     page(&state, &headers, &session, shown).await
 }

@@ -126,6 +126,10 @@ pub fn public_router(state: AppState) -> Router {
             post(account_security::recovery_regenerate),
         )
         .route(
+            "/account/security/password",
+            post(account_security::password_change),
+        )
+        .route(
             "/account/sessions/{sid}/end",
             post(account::sessions_end_one),
         )

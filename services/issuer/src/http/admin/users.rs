@@ -82,7 +82,7 @@ async fn create_user(
     Extension(actor): Extension<Actor>,
     body: AdminBody,
 ) -> Result<Response, ApiError> {
-    let user = from_json::<NewUser>(&body.0)?.check()?;
+    let user = from_json::<NewUser>(&body.0)?.check_with(&state.config.password_policy)?;
     let record = state.users.create(&actor.0, user, APPLY_PATIENCE).await?;
     tracing::info!(sub = %record.sub, actor = %actor.0, "user created");
     let mut resp = (StatusCode::CREATED, Json(record.view())).into_response();
@@ -174,7 +174,7 @@ async fn replace_user(
     body: AdminBody,
 ) -> Result<Json<UserView>, ApiError> {
     let sub = sub_of(path)?;
-    let user = from_json::<UserReplacement>(&body.0)?.check()?;
+    let user = from_json::<UserReplacement>(&body.0)?.check_with(&state.config.password_policy)?;
     if !user.enabled {
         if state.users.by_sub(&sub).await?.is_none() {
             return Err(not_found(&sub));
