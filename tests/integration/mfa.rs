@@ -559,3 +559,127 @@ async fn second_factor_spans_cluster_nodes() -> anyhow::Result<()> {
     assert!(replayed.body.contains("used already"), "{}", replayed.body);
     Ok(())
 }
+
+/// The password policy (`--password-min-length`, the common-password list) at the admin
+/// API and on the account page, and a self-service password change.
+#[tokio::test]
+async fn password_policy_and_self_service_change() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(
+        dir.path(),
+        ServeOptions {
+            extra_args: vec!["--password-min-length".into(), "12".into()],
+            ..ServeOptions::default()
+        },
+    )
+    .await?;
+    for (password, rule) in [
+        ("eleven char", "must be 12 to 1024 characters"),
+        ("Unbelievable", "most commonly used"),
+    ] {
+        let (status, body) = s
+            .admin_call(
+                Method::POST,
+                "/User",
+                Some(&json!({"username": "ola", "password": password})),
+            )
+            .await?;
+        assert_eq!(status, 400, "{body}");
+        let text = body.to_string();
+        assert!(
+            text.contains("\"password\"") && text.contains(rule),
+            "{text}"
+        );
+        assert!(!text.contains(password), "the password is not echoed");
+    }
+    let ola = s
+        .create(
+            "/User",
+            json!({"username": "ola", "password": "ola's password 12"}),
+        )
+        .await?;
+    let sub = ola["sub"].as_str().context("sub")?.to_owned();
+    let (status, body) = s
+        .admin_call(
+            Method::PUT,
+            &format!("/User/{sub}"),
+            Some(&json!({"username": "ola", "password": "contortionist"})),
+        )
+        .await?;
+    assert_eq!(status, 400, "{body}");
+
+    let mut b = Browser::new();
+    let url = format!("{}/account/security", s.issuer);
+    b.sign_in(&url, "ola", "ola's password 12").await?;
+    let page = b.get(&url).await?;
+    let csrf = page.hidden("csrf")?;
+    let action = format!("{url}/password");
+    for (current, new, confirm, says) in [
+        (
+            "ola's password 12",
+            "businessbabe",
+            "businessbabe",
+            "most commonly used",
+        ),
+        ("ola's password 12", "short", "short", "must be 12 to 1024"),
+        (
+            "ola's password 12",
+            "a new password 34",
+            "a new password 35",
+            "do not match",
+        ),
+        (
+            "wrong password 12",
+            "a new password 34",
+            "a new password 34",
+            "current password is wrong",
+        ),
+    ] {
+        let r = b
+            .post_form(
+                &action,
+                &[
+                    ("csrf", &csrf),
+                    ("current", current),
+                    ("new", new),
+                    ("confirm", confirm),
+                ],
+            )
+            .await?;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.body.contains(says), "{says}: {}", r.body);
+    }
+    let forged = b
+        .post_form(
+            &action,
+            &[
+                ("csrf", "x"),
+                ("current", "ola's password 12"),
+                ("new", "a new password 34"),
+                ("confirm", "a new password 34"),
+            ],
+        )
+        .await?;
+    assert_eq!(forged.status, 403);
+    let done = b
+        .post_form(
+            &action,
+            &[
+                ("csrf", &csrf),
+                ("current", "ola's password 12"),
+                ("new", "a new password 34"),
+                ("confirm", "a new password 34"),
+            ],
+        )
+        .await?;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("Your password is changed"));
+    // The new password signs in; the old one does not.
+    let mut fresh = Browser::new();
+    let ok = fresh.sign_in(&url, "ola", "a new password 34").await?;
+    assert_eq!(ok.status, 302, "{}", ok.body);
+    let mut old = Browser::new();
+    let no = old.sign_in(&url, "ola", "ola's password 12").await?;
+    assert!(no.body.contains("The username or password is wrong"));
+    Ok(())
+}
