@@ -683,3 +683,70 @@ async fn password_policy_and_self_service_change() -> anyhow::Result<()> {
     assert!(no.body.contains("The username or password is wrong"));
     Ok(())
 }
+
+/// An administrator removes a user's second factors (`signet admin user reset-factors`,
+/// `DELETE /admin/v1/User/{sub}/factors`): the user signs in with the password alone.
+#[tokio::test]
+async fn admins_reset_a_users_factors() -> anyhow::Result<()> {
+    use crate::admin_cli::Admin;
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(dir.path(), ServeOptions::default()).await?;
+    let zoe = s
+        .create(
+            "/User",
+            json!({"username": "zoe", "password": "zoe's password 12"}),
+        )
+        .await?;
+    let sub = zoe["sub"].as_str().context("sub")?.to_owned();
+    s.create("/Client", public_client("web", json!({}))).await?;
+    let jwks = s.jwks().await?;
+    let mut account = Browser::new();
+    enroll(&mut account, &s.issuer, "zoe", "zoe's password 12").await?;
+    let mut b = Browser::new();
+    let asked = b
+        .sign_in(
+            &authorize_url(&s.issuer, "web", &[]),
+            "zoe",
+            "zoe's password 12",
+        )
+        .await?;
+    assert_eq!(asked.status, 303, "the code page first");
+
+    let admin = Admin::for_node(&s);
+    let out = admin.run(&["user", "reset-factors", "zoe"]).await;
+    assert!(out.ok().contains("second factors removed"), "{out:#?}");
+    let out = admin.run(&["user", "reset-factors", "nobody"]).await;
+    assert!(out.one_line(5).contains("nobody"), "{out:#?}");
+    let (status, _) = s
+        .admin_call(Method::DELETE, "/User/no-such-sub/factors", None)
+        .await?;
+    assert_eq!(status, 404);
+    let (_, view) = s
+        .admin_call(Method::GET, &format!("/User/{sub}"), None)
+        .await?;
+    assert_eq!(view["factors"]["totp"], false, "{view}");
+    let (_, events) = s
+        .admin_call(Method::GET, "/Events?aggregate=user&limit=1000", None)
+        .await?;
+    assert!(events.to_string().contains("factors_reset"));
+
+    let mut c = Browser::new();
+    let r = c
+        .sign_in(
+            &authorize_url(&s.issuer, "web", &[]),
+            "zoe",
+            "zoe's password 12",
+        )
+        .await?;
+    let claims = id_token_of(
+        &reqwest::Client::new(),
+        &s.issuer,
+        &s.issuer,
+        &jwks,
+        "web",
+        &r,
+    )
+    .await?;
+    assert_eq!(claims["acr"], "pwd");
+    Ok(())
+}

@@ -69,6 +69,13 @@ pub enum UserVerb {
         #[arg(value_name = "ID", allow_hyphen_values = true)]
         id: String,
     },
+    /// Remove a user's second factors (TOTP authenticator and recovery codes), for a user
+    /// who lost them: they sign in with the password alone until they enroll again
+    ResetFactors {
+        /// The user's sub or username
+        #[arg(value_name = "ID", allow_hyphen_values = true)]
+        id: String,
+    },
     /// Create the users of a file that are missing and replace those that differ
     Apply {
         /// The file of users (YAML or JSON; `-` reads standard input)
@@ -530,6 +537,20 @@ pub async fn run(conn_args: &ConnectionArgs, verb: UserVerb) -> Result<(), Failu
             .await?;
             if format == OutputFormat::Table {
                 emit(&format!("user/{id} deleted"));
+            }
+        }
+        UserVerb::ResetFactors { id } => {
+            let (_, user) = api.resolve_user(&id).await?;
+            let sub = sub_of(&user)?;
+            api.write_user(
+                Method::DELETE,
+                &["User", &sub, "factors"],
+                None,
+                &format!("reset the factors of user/{id}"),
+            )
+            .await?;
+            if format == OutputFormat::Table {
+                emit(&format!("user/{id}: second factors removed"));
             }
         }
         UserVerb::Apply {
