@@ -378,10 +378,7 @@ async fn totp_enrollment_sign_in_step_up_recovery_and_lockout() -> anyhow::Resul
     let again = account
         .get(&authorize_url(&s.issuer, "web", &[("acr_values", "mfa")]))
         .await?;
-    assert_eq!(
-        params_of(&again.location()?, false).contains_key("code"),
-        true
-    );
+    assert!(params_of(&again.location()?, false).contains_key("code"));
 
     // A fresh sign-in: password, then the code page; acr mfa in the ID token.
     let mut b = Browser::new();
