@@ -747,3 +747,104 @@ async fn admins_reset_a_users_factors() -> anyhow::Result<()> {
     assert_eq!(claims["acr"], "pwd");
     Ok(())
 }
+
+/// `mustChangePassword`: the next sign-in (after every factor) asks for a new password under
+/// the policy before it finishes, and the mark is cleared.
+#[tokio::test]
+async fn a_forced_password_change_comes_before_the_session() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(dir.path(), ServeOptions::default()).await?;
+    let kai = s
+        .create(
+            "/User",
+            json!({"username": "kai", "password": "kai's password 12", "mustChangePassword": true}),
+        )
+        .await?;
+    assert_eq!(kai["mustChangePassword"], true, "{kai}");
+    let sub = kai["sub"].as_str().context("sub")?.to_owned();
+    s.create("/Client", public_client("web", json!({}))).await?;
+    let jwks = s.jwks().await?;
+    let mut b = Browser::new();
+    let asked = b
+        .sign_in(
+            &authorize_url(&s.issuer, "web", &[]),
+            "kai",
+            "kai's password 12",
+        )
+        .await?;
+    assert_eq!(asked.status, 303, "{}", asked.body);
+    let url = asked.location()?.to_string();
+    assert!(url.contains("/login/password?interaction="), "{url}");
+    let page = b.get(&url).await?;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let action = url.split('?').next().unwrap().to_owned();
+    let (interaction, csrf) = (page.hidden("interaction")?, page.hidden("csrf")?);
+    for (new, says) in [
+        ("password", "must be 10 to 1024"),
+        ("Unbelievable", "most commonly used"),
+        ("kai's password 12", "not used here"),
+    ] {
+        let r = b
+            .post_form(
+                &action,
+                &[
+                    ("interaction", &interaction),
+                    ("csrf", &csrf),
+                    ("new", new),
+                    ("confirm", new),
+                ],
+            )
+            .await?;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.body.contains(says), "{says}: {}", r.body);
+    }
+    let forged = b
+        .post_form(
+            &action,
+            &[
+                ("interaction", &interaction),
+                ("csrf", "x"),
+                ("new", "kai's new password 3"),
+                ("confirm", "kai's new password 3"),
+            ],
+        )
+        .await?;
+    assert_eq!(forged.status, 403);
+    let done = b
+        .post_form(
+            &action,
+            &[
+                ("interaction", &interaction),
+                ("csrf", &csrf),
+                ("new", "kai's new password 3"),
+                ("confirm", "kai's new password 3"),
+            ],
+        )
+        .await?;
+    let claims = id_token_of(
+        &reqwest::Client::new(),
+        &s.issuer,
+        &s.issuer,
+        &jwks,
+        "web",
+        &done,
+    )
+    .await?;
+    assert_eq!(claims["acr"], "pwd");
+    let (_, view) = s
+        .admin_call(Method::GET, &format!("/User/{sub}"), None)
+        .await?;
+    assert_eq!(view["mustChangePassword"], false, "{view}");
+    // The next sign-in goes straight through with the new password.
+    let mut c = Browser::new();
+    let r = c
+        .sign_in(
+            &authorize_url(&s.issuer, "web", &[]),
+            "kai",
+            "kai's new password 3",
+        )
+        .await?;
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert!(params_of(&r.location()?, false).contains_key("code"));
+    Ok(())
+}

@@ -382,6 +382,7 @@ mod tests {
             updated_at: 2,
             totp: None,
             recovery_codes: Vec::new(),
+            must_change_password: false,
         });
         let key = Box::new(crate::api_key::ApiKeyRecord {
             id: "k1".into(),
@@ -483,6 +484,7 @@ mod tests {
                         enrolled_at: 2,
                     }),
                     recovery_codes: vec!["SECRET-digest".into()],
+                    must_change_password: false,
                 }),
             },
         ]

@@ -522,18 +522,21 @@ fn every_user_field_takes_effect() {
         "password": "walk-password-1",
         "claims": {"email": "walker@example.com"},
         "enabled": false,
+        "mustChangePassword": true,
     });
     let NewUser {
         username,
         password,
         claims,
         enabled,
+        must_change_password,
     } = from_json(body.to_string().as_bytes()).unwrap();
     let checked = NewUser {
         username,
         password,
         claims,
         enabled,
+        must_change_password,
     }
     .check()
     .unwrap();
@@ -544,18 +547,23 @@ fn every_user_field_takes_effect() {
     );
     assert_eq!(checked.claims["email"], "walker@example.com");
     assert!(!checked.enabled);
+    // mustChangePassword: kept in the record; the sign-in asks for a new password
+    // (login::finish_sign_in) and the change clears it.
+    assert!(checked.must_change_password);
 
     let UserReplacement {
         username,
         password,
         claims,
         enabled,
+        must_change_password,
     } = from_json(body.to_string().as_bytes()).unwrap();
     let checked = UserReplacement {
         username,
         password,
         claims,
         enabled,
+        must_change_password,
     }
     .check()
     .unwrap();
@@ -563,6 +571,7 @@ fn every_user_field_takes_effect() {
     assert!(checked.password.is_some());
     assert_eq!(checked.claims["email"], "walker@example.com");
     assert!(!checked.enabled);
+    assert!(checked.must_change_password);
 }
 
 #[test]

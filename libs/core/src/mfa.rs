@@ -252,7 +252,10 @@ mod tests {
             }
         }
         let secs = start.elapsed().as_secs_f64();
-        println!("{n} verifications in {secs:.3} s: {:.0}/s ({ok} matched)", n as f64 / secs);
+        println!(
+            "{n} verifications in {secs:.3} s: {:.0}/s ({ok} matched)",
+            n as f64 / secs
+        );
     }
 
     #[test]

@@ -289,6 +289,10 @@ pub struct NewUser {
     #[serde(default = "yes")]
     #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub enabled: bool,
+    /// Whether the user must choose a new password at the next sign-in, before it
+    /// finishes (cleared when they do).
+    #[serde(default)]
+    pub must_change_password: bool,
 }
 
 /// The body of `PUT /admin/v1/User/{sub}`: replaces the user's username, claims and
@@ -326,6 +330,10 @@ pub struct UserReplacement {
     #[serde(default = "yes")]
     #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub enabled: bool,
+    /// Whether the user must choose a new password at the next sign-in, before it
+    /// finishes (cleared when they do).
+    #[serde(default)]
+    pub must_change_password: bool,
 }
 
 /// The schema of a user's `claims` in the OpenAPI document (the server reads them as a JSON
@@ -626,6 +634,7 @@ pub struct CheckedUser {
     pub password: Option<Password>,
     pub claims: Map<String, Value>,
     pub enabled: bool,
+    pub must_change_password: bool,
 }
 
 impl CheckedUser {
@@ -653,6 +662,7 @@ impl NewUser {
             password: Some(self.password),
             claims,
             enabled: self.enabled,
+            must_change_password: self.must_change_password,
         })
     }
 }
@@ -678,6 +688,7 @@ impl UserReplacement {
             password: self.password,
             claims,
             enabled: self.enabled,
+            must_change_password: self.must_change_password,
         })
     }
 }
@@ -707,6 +718,9 @@ pub struct UserRecord {
     /// Digests of the unused recovery codes ([`crate::mfa::recovery_digest`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recovery_codes: Vec<String>,
+    /// The next sign-in asks for a new password before it finishes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub must_change_password: bool,
 }
 
 /// An enrolled TOTP authenticator.
@@ -757,6 +771,7 @@ impl fmt::Debug for UserRecord {
             .field("updated_at", &self.updated_at)
             .field("totp", &self.totp)
             .field("recovery_codes", &self.recovery_codes.len())
+            .field("must_change_password", &self.must_change_password)
             .finish()
     }
 }
@@ -774,6 +789,7 @@ impl UserRecord {
             updated_at: now,
             totp: None,
             recovery_codes: Vec::new(),
+            must_change_password: user.must_change_password,
         }
     }
 
@@ -789,6 +805,7 @@ impl UserRecord {
             sub: self.sub.clone(),
             username: user.username,
             password_hash: password_hash.unwrap_or_else(|| self.password_hash.clone()),
+            must_change_password: user.must_change_password,
             claims: user.claims,
             enabled: user.enabled,
             created_at: self.created_at,
@@ -821,6 +838,7 @@ impl UserRecord {
             created_at: self.created_at,
             updated_at: self.updated_at,
             factors: self.factors(),
+            must_change_password: self.must_change_password,
         }
     }
 }
@@ -850,6 +868,8 @@ pub struct UserView {
     pub updated_at: UnixTime,
     /// The user's second factors (never their secrets).
     pub factors: FactorsView,
+    /// Whether the next sign-in asks for a new password.
+    pub must_change_password: bool,
 }
 
 #[cfg(test)]

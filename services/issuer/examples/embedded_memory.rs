@@ -108,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
                 updated_at: now(),
                 totp: None,
                 recovery_codes: Vec::new(),
+                must_change_password: false,
             };
             let event = Event::UserCreated(Box::new(record));
             log.append(

@@ -125,6 +125,7 @@ fn user(sub: &str) -> crate::user::UserRecord {
         updated_at: 1,
         totp: None,
         recovery_codes: Vec::new(),
+        must_change_password: false,
     }
 }
 

@@ -209,6 +209,7 @@ fn records_events_and_views() {
             "createdAt",
             "enabled",
             "factors",
+            "mustChangePassword",
             "sub",
             "updatedAt",
             "username"

@@ -484,6 +484,7 @@ pub async fn password_change(
             |u| {
                 let mut u = u.clone();
                 u.password_hash = new_hash;
+                u.must_change_password = false;
                 Ok(u)
             },
             PATIENCE,

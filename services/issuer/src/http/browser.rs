@@ -123,6 +123,18 @@ pub struct Interaction {
     /// Set while the sign-in waits for the user's second factor ([`super::second_factor`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub second_factor: Option<SecondFactor>,
+    /// Set when every factor is done but the user must choose a new password first
+    /// (`mustChangePassword`, [`super::password_step`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_change: Option<PasswordChange>,
+}
+
+/// A sign-in whose factors are done, waiting for the user's new password.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PasswordChange {
+    pub sub: String,
+    /// How the user signed in, for the session the change opens.
+    pub amr: Vec<String>,
 }
 
 /// A sign-in waiting for a second factor: after a good password, or to step up a session.
@@ -243,6 +255,7 @@ async fn start_with(
         account_page,
         then,
         second_factor,
+        password_change: None,
     };
     save_interaction(state, &id, &interaction).await?;
     let cookie = set_cookie(
@@ -427,6 +440,10 @@ fn templates() -> &'static minijinja::Environment<'static> {
             ("base.html", include_str!("../../templates/base.html")),
             ("login.html", include_str!("../../templates/login.html")),
             ("otp.html", include_str!("../../templates/otp.html")),
+            (
+                "change_password.html",
+                include_str!("../../templates/change_password.html"),
+            ),
             (
                 "security.html",
                 include_str!("../../templates/security.html"),

@@ -342,7 +342,7 @@ pub async fn login_post(
         addr,
         &id,
         interaction,
-        &user.sub,
+        &user,
         vec![signet_core::mfa::AMR_PWD.into()],
     )
     .await;
@@ -352,10 +352,42 @@ pub async fn login_post(
     resp
 }
 
-/// Ends a sign-in whose every step is done: a new session for `sub` with `amr` (the
-/// browser's previous session ended), the interaction ended, and the flow continued (the
-/// client answered, or back to the page the sign-in started from).
+/// Ends a sign-in whose every factor is done. A user who must change their password
+/// (`mustChangePassword`) is sent to the new-password page first (the interaction keeps
+/// how they signed in, and nothing else: the factor steps cannot be replayed). Otherwise:
+/// [`open_session`].
 pub(super) async fn finish_sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    addr: Option<IpAddr>,
+    id: &str,
+    mut interaction: Interaction,
+    user: &signet_core::user::UserRecord,
+    amr: Vec<String>,
+) -> Response {
+    if user.must_change_password {
+        interaction.second_factor = None;
+        interaction.password_change = Some(super::browser::PasswordChange {
+            sub: user.sub.clone(),
+            amr,
+        });
+        if let Err(e) = super::browser::save_interaction(state, id, &interaction).await {
+            return oauth_error_page(state, None, e);
+        }
+        return super::device::see_other(
+            &state
+                .config
+                .issuer
+                .endpoint(&format!("/login/password?interaction={id}")),
+        );
+    }
+    open_session(state, headers, addr, id, interaction, &user.sub, amr).await
+}
+
+/// A new session for `sub` with `amr` (the browser's previous session ended), the
+/// interaction ended, and the flow continued (the client answered, or back to the page the
+/// sign-in started from).
+pub(super) async fn open_session(
     state: &AppState,
     headers: &HeaderMap,
     addr: Option<IpAddr>,

@@ -23,6 +23,7 @@ pub mod introspect;
 pub mod login;
 pub mod logout;
 pub mod par;
+pub mod password_step;
 pub mod register;
 pub mod request_object;
 pub mod second_factor;
@@ -92,6 +93,10 @@ pub fn public_router(state: AppState) -> Router {
         .route(
             "/login/otp",
             get(second_factor::otp_get).post(second_factor::otp_post),
+        )
+        .route(
+            "/login/password",
+            get(password_step::password_get).post(password_step::password_post),
         )
         .route(
             "/oauth2/device_authorization",

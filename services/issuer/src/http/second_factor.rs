@@ -293,7 +293,7 @@ pub async fn otp_post(
     let amr = mfa::with_second_factor(&[mfa::AMR_PWD.to_owned()]);
     match step_up {
         None => {
-            super::login::finish_sign_in(&state, &headers, addr, &id, interaction, &sub, amr).await
+            super::login::finish_sign_in(&state, &headers, addr, &id, interaction, &user, amr).await
         }
         Some(sid) => {
             let session = match super::sessions::step_up(&state, &headers, &sid, now).await {

@@ -436,6 +436,14 @@ pub fn user_changes(doc: &UserDoc, current: &Value, replace_passwords: bool) -> 
     if current.get("enabled") != Some(&enabled) {
         changes.push("enabled".to_owned());
     }
+    let must_change = doc
+        .body
+        .get("mustChangePassword")
+        .cloned()
+        .unwrap_or(Value::Bool(false));
+    if current.get("mustChangePassword") != Some(&must_change) {
+        changes.push("mustChangePassword".to_owned());
+    }
     if replace_passwords && doc.has_password() {
         changes.push("password".to_owned());
     }

@@ -368,6 +368,7 @@ fn user_schemas() {
             "claims",
             "enabled",
             "factors",
+            "mustChangePassword",
             "createdAt",
             "updatedAt"
         ])
