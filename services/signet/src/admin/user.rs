@@ -441,7 +441,12 @@ pub fn user_changes(doc: &UserDoc, current: &Value, replace_passwords: bool) -> 
         .get("mustChangePassword")
         .cloned()
         .unwrap_or(Value::Bool(false));
-    if current.get("mustChangePassword") != Some(&must_change) {
+    // A server from before the field shows none: false.
+    let shown = current
+        .get("mustChangePassword")
+        .cloned()
+        .unwrap_or(Value::Bool(false));
+    if shown != must_change {
         changes.push("mustChangePassword".to_owned());
     }
     if replace_passwords && doc.has_password() {
