@@ -437,6 +437,34 @@ async fn totp_enrollment_sign_in_step_up_recovery_and_lockout() -> anyhow::Resul
         Some("access_denied"),
         "{params:?}"
     );
+    // Pat's password session: a voluntary acr_values=mfa goes on with what was reached (the
+    // ID token says pwd); an essential acr claim for mfa is refused; a claims parameter
+    // that is no JSON object is invalid.
+    let best_effort = p
+        .get(&authorize_url(
+            &s.issuer,
+            "web",
+            &[("acr_values", "mfa"), ("prompt", "none")],
+        ))
+        .await?;
+    let claims = id_token_of(&http, &s.issuer, &s.issuer, &jwks, "web", &best_effort).await?;
+    assert_eq!(claims["acr"], "pwd");
+    let essential =
+        json!({"id_token": {"acr": {"essential": true, "values": ["mfa"]}}}).to_string();
+    for (claims, error) in [
+        (essential.as_str(), "access_denied"),
+        ("[1]", "invalid_request"),
+    ] {
+        let r = p
+            .get(&authorize_url(&s.issuer, "web", &[("claims", claims)]))
+            .await?;
+        let params = params_of(&r.location()?, false);
+        assert_eq!(
+            params.get("error").map(String::as_str),
+            Some(error),
+            "{params:?}"
+        );
+    }
 
     // Brute force: wrong codes lock the user's code step for a while, even for a right code.
     let mut e = Browser::new();
