@@ -22,6 +22,7 @@ mod keys;
 mod lifecycle;
 mod loadtests;
 mod logout;
+mod mfa;
 mod model_fields;
 mod mtls;
 mod observability;

@@ -192,6 +192,65 @@ pub struct AuthorizeRequest {
     /// token request must carry a DPoP proof made with that key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
+    /// The authentication level the request asks for ([`requested_acr`]): from
+    /// `acr_values` (voluntary) or an `acr` member of the `claims` parameter's `id_token`
+    /// (essential when it says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<RequestedAcr>,
+}
+
+/// A level an authorization request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestedAcr {
+    pub level: crate::mfa::Level,
+    /// OIDC Core 5.5.1.1: an essential `acr` must be met, or the request fails; a
+    /// voluntary one (`acr_values`) is met when possible.
+    pub essential: bool,
+}
+
+/// The level a request asks for: the weakest known value of `acr_values` (OIDC Core
+/// 3.1.2.1, any value satisfies), and of the `claims` parameter's `id_token.acr` (`value`
+/// or `values`, OIDC Core 5.5.1.1), the stronger of the two. Unknown values are ignored
+/// (a client may list values of other servers); a `claims` parameter that is not a JSON
+/// object is refused.
+pub fn requested_acr(
+    acr_values: Option<&str>,
+    claims: Option<&str>,
+) -> Result<Option<RequestedAcr>, OAuthError> {
+    use crate::mfa::Level;
+    let mut out: Option<RequestedAcr> =
+        acr_values
+            .and_then(Level::from_acr_values)
+            .map(|level| RequestedAcr {
+                level,
+                essential: false,
+            });
+    if let Some(c) = claims {
+        let v: serde_json::Value = serde_json::from_str(c)
+            .ok()
+            .filter(serde_json::Value::is_object)
+            .ok_or_else(|| {
+                OAuthError::invalid_request("claims must be a JSON object (OIDC Core 5.5)")
+            })?;
+        if let Some(acr) = v.get("id_token").and_then(|t| t.get("acr")) {
+            let mut names: Vec<&str> = Vec::new();
+            if let Some(s) = acr.get("value").and_then(|x| x.as_str()) {
+                names.push(s);
+            }
+            if let Some(list) = acr.get("values").and_then(|x| x.as_array()) {
+                names.extend(list.iter().filter_map(|x| x.as_str()));
+            }
+            let essential = acr.get("essential").and_then(|e| e.as_bool()) == Some(true);
+            if let Some(level) = names.into_iter().filter_map(Level::parse).min() {
+                let stronger =
+                    out.is_none_or(|o| level > o.level || (level == o.level && essential));
+                if stronger {
+                    out = Some(RequestedAcr { level, essential });
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Whether `s` can be a JWK SHA-256 thumbprint (RFC 7638): 43 base64url characters.
@@ -511,7 +570,10 @@ pub fn check_request(
             )
         })?),
     };
+    let acr =
+        requested_acr(params.get("acr_values"), params.get("claims")).map_err(|e| fail(mode, e))?;
     Ok(AuthorizeRequest {
+        acr,
         client_id: client.client.client_id.clone(),
         redirect_uri: redirect_uri.to_owned(),
         redirect_uri_explicit: params.get("redirect_uri").is_some(),

@@ -836,6 +836,19 @@ fn not_yet(feature: &str, default: &str) -> String {
 /// refused when set to anything but its default, naming the field, rather than stored and
 /// ignored (an admin would believe, say, that back-channel logout reaches their app). The
 /// field walk in `field_coverage` proves every field is either here or takes effect.
+/// The client property naming the authentication level (`pwd`, `mfa`, `phr`) every
+/// sign-in for this client must reach ([`crate::mfa::Level`]).
+pub const REQUIRED_ACR_PROPERTY: &str = "requiredAcr";
+
+impl<S> Client<S> {
+    /// The level the client's `requiredAcr` property demands, if any.
+    pub fn required_acr(&self) -> Option<crate::mfa::Level> {
+        self.properties
+            .get(REQUIRED_ACR_PROPERTY)
+            .and_then(|v| crate::mfa::Level::parse(v))
+    }
+}
+
 fn check_unsupported<S>(c: &mut Collector, client: &Client<S>) {
     c.check(
         client.enable_local_login,
@@ -1118,6 +1131,13 @@ impl Client<SecretInput> {
             check_name(&mut c, &format!("allowedScopes[{i}]"), s);
         }
         check_unsupported(&mut c, self);
+        if let Some(v) = self.properties.get(REQUIRED_ACR_PROPERTY) {
+            c.check(
+                crate::mfa::Level::parse(v).is_some(),
+                format!("properties.{REQUIRED_ACR_PROPERTY}"),
+                "must be an authentication level: pwd, mfa or phr",
+            );
+        }
         if self.profile == Some(ClientProfile::Fapi2) {
             self.check_fapi2(&mut c);
         }

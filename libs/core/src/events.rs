@@ -18,6 +18,24 @@ use crate::secret::StoredSecret;
 use crate::user::UserRecord;
 use crate::UnixTime;
 
+/// How a user's sign-in security changed ([`Event::UserSecurityChanged`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityChange {
+    /// A TOTP authenticator was enrolled (with new recovery codes).
+    TotpEnrolled,
+    /// The TOTP authenticator and the recovery codes were removed by the user.
+    TotpRemoved,
+    /// An administrator removed the user's TOTP authenticator and recovery codes.
+    FactorsReset,
+    /// New recovery codes replaced the old ones.
+    RecoveryCodesRegenerated,
+    /// A recovery code was used (and is gone).
+    RecoveryCodeUsed,
+    /// The user changed their password (the record carries the new hash).
+    PasswordChanged,
+}
+
 /// The subject prefix of configuration events.
 pub const SUBJECT_PREFIX: &str = "signet.events";
 
@@ -75,6 +93,14 @@ pub enum Event {
     UserReplaced(Box<UserRecord>),
     #[serde(rename = "user.deleted")]
     UserDeleted { sub: String },
+    /// A user's sign-in security changed (`change` says how): a second factor enrolled or
+    /// removed, recovery codes made or one used. The record carries the TOTP secret only
+    /// sealed and the recovery codes only as digests.
+    #[serde(rename = "user.security_changed")]
+    UserSecurityChanged {
+        change: SecurityChange,
+        user: Box<UserRecord>,
+    },
     /// A user made an API key (the record holds its SHA-256, never the key). Projected
     /// outside memory, with the users.
     #[serde(rename = "api_key.created")]
@@ -174,6 +200,7 @@ impl Event {
             | Event::SigningKeyRetired { kid, .. }
             | Event::SigningKeyRemoved { kid, .. } => (Aggregate::SigningKey, kid),
             Event::UserCreated(u) | Event::UserReplaced(u) => (Aggregate::User, &u.sub),
+            Event::UserSecurityChanged { user, .. } => (Aggregate::User, &user.sub),
             Event::UserDeleted { sub } => (Aggregate::User, sub),
             Event::ApiKeyCreated(k) => (Aggregate::ApiKey, &k.id),
             Event::ApiKeyRevoked { id, .. } => (Aggregate::ApiKey, id),
@@ -215,7 +242,17 @@ impl Event {
             Event::ApiResourceCreated(r) | Event::ApiResourceReplaced(r) => {
                 secrets(&mut r.api_secrets)
             }
-            Event::UserCreated(u) | Event::UserReplaced(u) => u.password_hash = REDACTED.to_owned(),
+            Event::UserCreated(u)
+            | Event::UserReplaced(u)
+            | Event::UserSecurityChanged { user: u, .. } => {
+                u.password_hash = REDACTED.to_owned();
+                if let Some(t) = &mut u.totp {
+                    t.sealed = REDACTED.to_owned();
+                }
+                for c in &mut u.recovery_codes {
+                    *c = REDACTED.to_owned();
+                }
+            }
             Event::ApiKeyCreated(k) => k.sha256 = REDACTED.to_owned(),
             Event::ClientRegistered(r) | Event::ClientRegistrationReplaced(r) => {
                 secrets(&mut r.client.client_secrets);
@@ -349,6 +386,9 @@ mod tests {
             enabled: true,
             created_at: 1,
             updated_at: 2,
+            totp: None,
+            recovery_codes: Vec::new(),
+            must_change_password: false,
         });
         let key = Box::new(crate::api_key::ApiKeyRecord {
             id: "k1".into(),
@@ -435,6 +475,24 @@ mod tests {
                 client_id: "web".into(),
             },
             Event::InitialAccessTokenDeleted { id: "t1".into() },
+            Event::UserSecurityChanged {
+                change: SecurityChange::TotpEnrolled,
+                user: Box::new(UserRecord {
+                    sub: "u1".into(),
+                    username: "alice".into(),
+                    password_hash: "SECRET-$argon2id$x".into(),
+                    claims: Default::default(),
+                    enabled: true,
+                    created_at: 1,
+                    updated_at: 2,
+                    totp: Some(crate::user::TotpFactor {
+                        sealed: "SECRET-sealed".into(),
+                        enrolled_at: 2,
+                    }),
+                    recovery_codes: vec!["SECRET-digest".into()],
+                    must_change_password: false,
+                }),
+            },
         ]
     }
 
@@ -471,6 +529,7 @@ mod tests {
             Event::InitialAccessTokenReplaced(_) => 26,
             Event::InitialAccessTokenUsed { .. } => 27,
             Event::InitialAccessTokenDeleted { .. } => 28,
+            Event::UserSecurityChanged { .. } => 29,
         }
     }
 
@@ -480,7 +539,7 @@ mod tests {
         let covered: Vec<usize> = events.iter().map(variant).collect();
         assert_eq!(
             covered,
-            (0..=28).collect::<Vec<_>>(),
+            (0..=29).collect::<Vec<_>>(),
             "one sample per variant"
         );
         let mut secrets_seen = 0;
@@ -500,7 +559,7 @@ mod tests {
             assert_eq!(redacted.aggregate(), e.aggregate());
         }
         // The samples do carry secrets: client, resource, user and API key events.
-        assert_eq!(secrets_seen, 11);
+        assert_eq!(secrets_seen, 12);
         // A secret without a value stays without one (no hash to hide).
         let Event::ClientCreated(c) = events[0].redacted() else {
             unreachable!()

@@ -496,7 +496,7 @@ fn every_scope_field_takes_effect_or_is_refused() {
         ("required", None, Effect("consent page: cannot be de-selected")),
         ("emphasize", None, Effect("consent page: emphasized")),
         ("userClaims", Some(json!(["email"])), Effect("identity: released_claims (ID token, userinfo); API: authorize::access_token_claims")),
-        ("properties", Some(json!({"signet:apiKeys": "true"})), Effect("signet:apiKeys puts the scope on users' API keys; others free-form")),
+        ("properties", Some(json!({"signet:apiKeys": "true"})), Effect("signet:apiKeys puts the scope on users' API keys; requiredAcr sets the level every sign-in must reach; others free-form")),
     ];
     let defaults: ScopeResource = from_json(br#"{"name":"walk"}"#).unwrap();
     walk(
@@ -525,18 +525,21 @@ fn every_user_field_takes_effect() {
         "password": "walk-password-1",
         "claims": {"email": "walker@example.com"},
         "enabled": false,
+        "mustChangePassword": true,
     });
     let NewUser {
         username,
         password,
         claims,
         enabled,
+        must_change_password,
     } = from_json(body.to_string().as_bytes()).unwrap();
     let checked = NewUser {
         username,
         password,
         claims,
         enabled,
+        must_change_password,
     }
     .check()
     .unwrap();
@@ -547,18 +550,23 @@ fn every_user_field_takes_effect() {
     );
     assert_eq!(checked.claims["email"], "walker@example.com");
     assert!(!checked.enabled);
+    // mustChangePassword: kept in the record; the sign-in asks for a new password
+    // (login::finish_sign_in) and the change clears it.
+    assert!(checked.must_change_password);
 
     let UserReplacement {
         username,
         password,
         claims,
         enabled,
+        must_change_password,
     } = from_json(body.to_string().as_bytes()).unwrap();
     let checked = UserReplacement {
         username,
         password,
         claims,
         enabled,
+        must_change_password,
     }
     .check()
     .unwrap();
@@ -566,6 +574,7 @@ fn every_user_field_takes_effect() {
     assert!(checked.password.is_some());
     assert_eq!(checked.claims["email"], "walker@example.com");
     assert!(!checked.enabled);
+    assert!(checked.must_change_password);
 }
 
 #[test]

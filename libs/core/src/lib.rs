@@ -20,6 +20,7 @@ mod field_coverage;
 pub mod fuzz;
 pub mod grants;
 pub mod keys;
+pub mod mfa;
 pub mod mtls;
 pub mod oauth;
 pub mod projection;

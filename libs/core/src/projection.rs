@@ -474,6 +474,7 @@ impl Projection {
             Event::UserCreated(_)
             | Event::UserReplaced(_)
             | Event::UserDeleted { .. }
+            | Event::UserSecurityChanged { .. }
             | Event::ApiKeyCreated(_)
             | Event::ApiKeyRevoked { .. }
             | Event::UsernameClaimed { .. }

@@ -6,7 +6,9 @@
 //!   single spaces, in one script (UTS 39, so a Cyrillic letter cannot pass for a Latin
 //!   one); they compare by [`username_key`], the PRECIS-normalized form every lookup and
 //!   uniqueness check uses.
-//! - Passwords are [`PASSWORD_MIN`] to [`PASSWORD_MAX`] characters. They are hashed with
+//! - Passwords are [`PASSWORD_MIN`] (or the [`PasswordPolicy`]'s longer minimum) to
+//!   [`PASSWORD_MAX`] characters, and not one of the 10,000 most common passwords
+//!   ([`is_common_password`]) unless the policy allows it. They are hashed with
 //!   argon2id (PHC string, RustCrypto's `argon2` with its default, OWASP-recommended cost)
 //!   before anything stores or sends them; errors never echo them.
 //! - Claims are the standard OIDC claims (OIDC Core section 5.1), type-checked, plus any
@@ -287,6 +289,10 @@ pub struct NewUser {
     #[serde(default = "yes")]
     #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub enabled: bool,
+    /// Whether the user must choose a new password at the next sign-in, before it
+    /// finishes (cleared when they do).
+    #[serde(default)]
+    pub must_change_password: bool,
 }
 
 /// The body of `PUT /admin/v1/User/{sub}`: replaces the user's username, claims and
@@ -324,6 +330,10 @@ pub struct UserReplacement {
     #[serde(default = "yes")]
     #[cfg_attr(feature = "openapi", schema(default = yes))]
     pub enabled: bool,
+    /// Whether the user must choose a new password at the next sign-in, before it
+    /// finishes (cleared when they do).
+    #[serde(default)]
+    pub must_change_password: bool,
 }
 
 /// The schema of a user's `claims` in the OpenAPI document (the server reads them as a JSON
@@ -422,13 +432,62 @@ pub fn check_username(c: &mut Collector, field: &str, username: &str) {
     }
 }
 
-/// Password rules. The rule text never contains the password.
-pub fn check_password(c: &mut Collector, field: &str, password: &Password) {
+/// The password policy of a server (`--password-min-length`,
+/// `--allow-common-passwords`): applied wherever a password is set (admin API, account
+/// page), on top of the fixed bounds [`PASSWORD_MIN`] and [`PASSWORD_MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    /// The shortest password accepted, in characters (at least [`PASSWORD_MIN`]).
+    pub min_length: usize,
+    /// Whether passwords on the shipped list of the most common ones are refused.
+    pub refuse_common: bool,
+}
+
+/// The default shortest password of [`PasswordPolicy`].
+pub const DEFAULT_PASSWORD_MIN_LENGTH: usize = 10;
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        PasswordPolicy {
+            min_length: DEFAULT_PASSWORD_MIN_LENGTH,
+            refuse_common: true,
+        }
+    }
+}
+
+/// The 10,000 most common passwords of SecLists' `10k-most-common.txt` (MIT licence, see
+/// `libs/core/data/README.md`), shipped with the server: no network.
+const COMMON_PASSWORDS: &str = include_str!("../data/common-passwords.txt");
+
+/// Whether `password` is on the list of the most common passwords, compared
+/// case-insensitively (`Password` is `password`).
+pub fn is_common_password(password: &str) -> bool {
+    static SET: OnceLock<std::collections::HashSet<String>> = OnceLock::new();
+    let set = SET.get_or_init(|| {
+        COMMON_PASSWORDS
+            .lines()
+            .map(|l| l.trim().to_lowercase())
+            .filter(|l| !l.is_empty())
+            .collect()
+    });
+    set.contains(&password.to_lowercase())
+}
+
+/// Password rules under `policy`. The rule text never contains the password.
+pub fn check_password(
+    c: &mut Collector,
+    field: &str,
+    password: &Password,
+    policy: &PasswordPolicy,
+) {
     let len = password.expose().chars().count();
-    if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&len) {
+    let min = policy.min_length.max(PASSWORD_MIN);
+    if !(min..=PASSWORD_MAX).contains(&len) {
+        c.push(field, format!("must be {min} to {PASSWORD_MAX} characters"));
+    } else if policy.refuse_common && is_common_password(password.expose()) {
         c.push(
             field,
-            format!("must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"),
+            "is one of the most commonly used passwords; choose another",
         );
     }
 }
@@ -575,6 +634,7 @@ pub struct CheckedUser {
     pub password: Option<Password>,
     pub claims: Map<String, Value>,
     pub enabled: bool,
+    pub must_change_password: bool,
 }
 
 impl CheckedUser {
@@ -584,11 +644,17 @@ impl CheckedUser {
 }
 
 impl NewUser {
-    /// Applies the rules; returns the body with normalized claims.
+    /// Applies the rules with the default password policy.
     pub fn check(self) -> Result<CheckedUser, ValidationErrors> {
+        self.check_with(&PasswordPolicy::default())
+    }
+
+    /// Applies the rules, the password's under `policy`; returns the body with normalized
+    /// claims.
+    pub fn check_with(self, policy: &PasswordPolicy) -> Result<CheckedUser, ValidationErrors> {
         let mut c = Collector::default();
         check_username(&mut c, "username", &self.username);
-        check_password(&mut c, "password", &self.password);
+        check_password(&mut c, "password", &self.password, policy);
         let claims = check_claims(&mut c, &self.claims);
         c.finish()?;
         Ok(CheckedUser {
@@ -596,17 +662,24 @@ impl NewUser {
             password: Some(self.password),
             claims,
             enabled: self.enabled,
+            must_change_password: self.must_change_password,
         })
     }
 }
 
 impl UserReplacement {
-    /// Applies the rules; returns the body with normalized claims.
+    /// Applies the rules with the default password policy.
     pub fn check(self) -> Result<CheckedUser, ValidationErrors> {
+        self.check_with(&PasswordPolicy::default())
+    }
+
+    /// Applies the rules, the password's under `policy`; returns the body with normalized
+    /// claims.
+    pub fn check_with(self, policy: &PasswordPolicy) -> Result<CheckedUser, ValidationErrors> {
         let mut c = Collector::default();
         check_username(&mut c, "username", &self.username);
         if let Some(p) = &self.password {
-            check_password(&mut c, "password", p);
+            check_password(&mut c, "password", p, policy);
         }
         let claims = check_claims(&mut c, &self.claims);
         c.finish()?;
@@ -615,6 +688,7 @@ impl UserReplacement {
             password: self.password,
             claims,
             enabled: self.enabled,
+            must_change_password: self.must_change_password,
         })
     }
 }
@@ -638,6 +712,51 @@ pub struct UserRecord {
     pub created_at: UnixTime,
     /// Unix seconds.
     pub updated_at: UnixTime,
+    /// The user's TOTP authenticator, once enrolled (its secret sealed, never plain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<TotpFactor>,
+    /// Digests of the unused recovery codes ([`crate::mfa::recovery_digest`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_codes: Vec<String>,
+    /// The next sign-in asks for a new password before it finishes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub must_change_password: bool,
+}
+
+/// An enrolled TOTP authenticator.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TotpFactor {
+    /// The secret sealed with AES-256-GCM under the server's factor key, bound to the
+    /// user's `sub`: base64url of the 12-byte nonce followed by the ciphertext and tag.
+    pub sealed: String,
+    /// Unix seconds.
+    pub enrolled_at: UnixTime,
+}
+
+impl fmt::Debug for TotpFactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TotpFactor")
+            .field("sealed", &"..")
+            .field("enrolled_at", &self.enrolled_at)
+            .finish()
+    }
+}
+
+/// The second factors of a user as the admin API and the account page show them (never a
+/// secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = UserFactors))]
+#[serde(rename_all = "camelCase")]
+pub struct FactorsView {
+    /// Whether a TOTP authenticator is enrolled.
+    pub totp: bool,
+    /// When it was enrolled, in seconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub totp_enrolled_at: Option<UnixTime>,
+    /// How many recovery codes are left unused.
+    pub recovery_codes: usize,
 }
 
 impl fmt::Debug for UserRecord {
@@ -650,6 +769,9 @@ impl fmt::Debug for UserRecord {
             .field("enabled", &self.enabled)
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
+            .field("totp", &self.totp)
+            .field("recovery_codes", &self.recovery_codes.len())
+            .field("must_change_password", &self.must_change_password)
             .finish()
     }
 }
@@ -665,6 +787,9 @@ impl UserRecord {
             enabled: user.enabled,
             created_at: now,
             updated_at: now,
+            totp: None,
+            recovery_codes: Vec::new(),
+            must_change_password: user.must_change_password,
         }
     }
 
@@ -680,10 +805,22 @@ impl UserRecord {
             sub: self.sub.clone(),
             username: user.username,
             password_hash: password_hash.unwrap_or_else(|| self.password_hash.clone()),
+            must_change_password: user.must_change_password,
             claims: user.claims,
             enabled: user.enabled,
             created_at: self.created_at,
             updated_at: now,
+            totp: self.totp.clone(),
+            recovery_codes: self.recovery_codes.clone(),
+        }
+    }
+
+    /// The user's second factors, without secrets.
+    pub fn factors(&self) -> FactorsView {
+        FactorsView {
+            totp: self.totp.is_some(),
+            totp_enrolled_at: self.totp.as_ref().map(|t| t.enrolled_at),
+            recovery_codes: self.recovery_codes.len(),
         }
     }
 
@@ -700,6 +837,8 @@ impl UserRecord {
             enabled: self.enabled,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            factors: self.factors(),
+            must_change_password: self.must_change_password,
         }
     }
 }
@@ -727,6 +866,10 @@ pub struct UserView {
     pub created_at: UnixTime,
     /// When the user was last changed, in seconds since the Unix epoch.
     pub updated_at: UnixTime,
+    /// The user's second factors (never their secrets).
+    pub factors: FactorsView,
+    /// Whether the next sign-in asks for a new password.
+    pub must_change_password: bool,
 }
 
 #[cfg(test)]

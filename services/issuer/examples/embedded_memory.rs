@@ -106,6 +106,9 @@ async fn main() -> anyhow::Result<()> {
                 enabled: true,
                 created_at: now(),
                 updated_at: now(),
+                totp: None,
+                recovery_codes: Vec::new(),
+                must_change_password: false,
             };
             let event = Event::UserCreated(Box::new(record));
             log.append(

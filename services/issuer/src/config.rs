@@ -174,6 +174,8 @@ pub struct NodeConfig {
     pub trusted_proxies: crate::http::client_addr::TrustedProxies,
     /// How long an SSO session lasts from sign-in (`--session-lifetime`).
     pub session_lifetime: Duration,
+    /// Rules for new passwords (`--password-min-length`, `--allow-common-passwords`).
+    pub password_policy: signet_core::user::PasswordPolicy,
     /// Outbound HTTP: timeouts, body bound, and whether loopback and private addresses may
     /// be contacted (`--allow-private-outbound`).
     pub outbound: signet_outbound::OutboundConfig,
@@ -314,6 +316,7 @@ impl NodeConfig {
             client_policy: signet_core::client::ClientPolicy::default(),
             trusted_proxies: crate::http::client_addr::TrustedProxies::default(),
             session_lifetime: Duration::from_secs(10 * 60 * 60),
+            password_policy: signet_core::user::PasswordPolicy::default(),
             outbound: signet_outbound::OutboundConfig::default(),
             backchannel: BackchannelConfig::default(),
             require_pushed_authorization_requests: false,

@@ -41,6 +41,8 @@ pub const KEY_LEASE_EXPIRY: &str = "signet_key_lease_expiry_timestamp_seconds";
 pub const NATS_CONNECTED: &str = "signet_nats_connected";
 pub const BUILD_INFO: &str = "signet_build_info";
 pub const LOGIN_FAILURES: &str = "signet_login_failures_total";
+/// Refused second-factor codes (wrong, reused, or while throttled).
+pub const OTP_FAILURES: &str = "signet_otp_failures_total";
 /// Wrong, expired or used user codes entered at the device page.
 pub const DEVICE_CODE_FAILURES: &str = "signet_device_user_code_failures_total";
 /// Answers of `POST /oauth2/register`, by `outcome` (`registered` or the error code).
@@ -110,6 +112,10 @@ fn describe() {
     describe_counter!(
         LOGIN_FAILURES,
         "Failed sign-ins at the login page (wrong username or password, disabled user)"
+    );
+    describe_counter!(
+        OTP_FAILURES,
+        "Refused second-factor codes (TOTP or recovery code: wrong, reused, or while throttled)"
     );
     describe_counter!(
         REGISTRATIONS,

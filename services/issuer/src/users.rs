@@ -39,7 +39,7 @@ use std::time::Duration;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use futures::StreamExt;
 use signet_core::api_key::{self, ApiKeyRecord, NewApiKey};
-use signet_core::events::{Aggregate, Event};
+use signet_core::events::{Aggregate, Event, SecurityChange};
 use signet_core::user::{
     hash_password, sub_from_bytes, username_id, username_key, CheckedUser, PasswordError,
     UserRecord,
@@ -254,7 +254,9 @@ impl Shared {
         }
         let seq = e.seq;
         match event {
-            Event::UserCreated(r) | Event::UserReplaced(r) => {
+            Event::UserCreated(r)
+            | Event::UserReplaced(r)
+            | Event::UserSecurityChanged { user: r, .. } => {
                 let new_key = r.username_key();
                 if let Some((old, _)) = self.record(&r.sub).await? {
                     if old.username_key() != new_key {
@@ -422,7 +424,7 @@ pub async fn password_work<T: Send + 'static>(
 }
 
 /// Hashes a password on the blocking pool (argon2id takes tens of milliseconds).
-async fn hash(password: &str) -> Result<String, UserWriteError> {
+pub async fn hash(password: &str) -> Result<String, UserWriteError> {
     let salt = random16()?;
     let password = password.to_owned();
     password_work(move || hash_password(&password, &salt))
@@ -905,6 +907,35 @@ impl Users {
         if renamed {
             self.release(actor, &old.username, sub, patience).await;
         }
+        Ok(record)
+    }
+
+    /// Changes a user's sign-in security: `change` maps the stored record (at its version)
+    /// to the new one, or refuses with an error; the write appends
+    /// [`Event::UserSecurityChanged`] demanding that version, so two racing changes (two
+    /// nodes taking one recovery code) cannot both land: the second gets
+    /// [`UserWriteError::Conflict`]. Answers once this node applied it.
+    pub async fn change_security(
+        &self,
+        actor: &str,
+        sub: &str,
+        what: SecurityChange,
+        change: impl FnOnce(&UserRecord) -> Result<UserRecord, UserWriteError>,
+        patience: Duration,
+    ) -> Result<UserRecord, UserWriteError> {
+        let (old, version) = self
+            .0
+            .shared
+            .record(sub)
+            .await?
+            .ok_or_else(|| UserWriteError::NotFound(sub.to_owned()))?;
+        let mut record = change(&old)?;
+        record.updated_at = now();
+        let event = Event::UserSecurityChanged {
+            change: what,
+            user: Box::new(record.clone()),
+        };
+        self.append(actor, &event, version, patience).await?;
         Ok(record)
     }
 

@@ -145,6 +145,14 @@ pub struct NodeArgs {
     /// `userSsoLifetime` may ask for less) [default: 36000 (10 hours)]
     #[arg(long, env = "SIGNET_SESSION_LIFETIME")]
     pub session_lifetime: Option<u64>,
+    /// The shortest password accepted wherever a password is set (admin API, account
+    /// page), in characters, 8 to 128 [default: 10]
+    #[arg(long, env = "SIGNET_PASSWORD_MIN_LENGTH")]
+    pub password_min_length: Option<usize>,
+    /// Accept passwords on the shipped list of the 10,000 most common ones (refused by
+    /// default, compared case-insensitively)
+    #[arg(long, env = "SIGNET_ALLOW_COMMON_PASSWORDS")]
+    pub allow_common_passwords: bool,
     /// Let the server's own requests (back-channel logout) reach loopback and private
     /// addresses (127.0.0.0/8, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10,
     /// ::1, fc00::/7). Link-local and cloud metadata addresses are refused regardless
@@ -319,6 +327,8 @@ pub struct FileConfig {
     pub mtls_base_url: Option<String>,
     pub mtls_listen: Option<SocketAddr>,
     pub session_lifetime: Option<u64>,
+    pub password_min_length: Option<usize>,
+    pub allow_common_passwords: Option<bool>,
     pub allow_private_outbound: Option<bool>,
     pub backchannel_retry_base: Option<String>,
     pub backchannel_max_attempts: Option<u32>,
@@ -476,6 +486,16 @@ impl NodeArgs {
             );
             config.session_lifetime = Duration::from_secs(secs);
         }
+        if let Some(n) = self.password_min_length.or(file.password_min_length) {
+            anyhow::ensure!(
+                (signet_core::user::PASSWORD_MIN..=128).contains(&n),
+                "password_min_length must be between {} and 128 characters",
+                signet_core::user::PASSWORD_MIN
+            );
+            config.password_policy.min_length = n;
+        }
+        config.password_policy.refuse_common =
+            !(self.allow_common_passwords || file.allow_common_passwords.unwrap_or(false));
         config.outbound.allow_private =
             self.allow_private_outbound || file.allow_private_outbound.unwrap_or(false);
         if let Some(v) = self

@@ -123,6 +123,9 @@ fn user(sub: &str) -> crate::user::UserRecord {
         enabled: true,
         created_at: 1,
         updated_at: 1,
+        totp: None,
+        recovery_codes: Vec::new(),
+        must_change_password: false,
     }
 }
 

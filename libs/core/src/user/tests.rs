@@ -208,6 +208,8 @@ fn records_events_and_views() {
             "claims",
             "createdAt",
             "enabled",
+            "factors",
+            "mustChangePassword",
             "sub",
             "updatedAt",
             "username"

@@ -55,7 +55,7 @@ use crate::users::UserWriteError;
 const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The CSRF token of a session: only the holder of the session cookie can know it.
-fn csrf_of(headers: &HeaderMap) -> Option<String> {
+pub(super) fn csrf_of(headers: &HeaderMap) -> Option<String> {
     cookie(headers, SESSION_COOKIE).map(|c| digest_key(&format!("csrf\u{0}{c}")))
 }
 
@@ -108,7 +108,10 @@ fn write_error(state: &AppState, e: ApiError, json: bool) -> Response {
 }
 
 /// The signed-in user of this request (session alive, user enabled).
-async fn signed_in(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, Response> {
+pub(super) async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, Response> {
     load_session(state, headers)
         .await
         .map_err(|e| oauth_error_page(state, None, e))
@@ -218,7 +221,7 @@ pub async fn page_get(State(state): State<AppState>, headers: HeaderMap) -> Resp
 }
 
 /// To the login page, returning to the account page `page` afterwards.
-async fn sign_in_first(state: &AppState, page: AccountPage) -> Response {
+pub(super) async fn sign_in_first(state: &AppState, page: AccountPage) -> Response {
     match start_interaction_for(state, None, None, page).await {
         Ok((id, cookie)) => {
             let mut r = StatusCode::FOUND.into_response();
@@ -249,7 +252,7 @@ fn forged(state: &AppState) -> Response {
 
 /// A posted account form: its parameters and the signed-in session, after the form, session
 /// and CSRF checks (each failure is the page to answer with).
-async fn posted_form(
+pub(super) async fn posted_form(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],

@@ -9,15 +9,17 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use signet_core::authorize::{
-    check_client, check_request, AuthorizeRequest, Params, RedirectError, ResponseMode,
+    check_client, check_request, AuthorizeRequest, Params, RedirectError, RequestedAcr,
+    ResponseMode,
 };
+use signet_core::mfa::Level;
 use signet_core::oauth::{ErrorCode, OAuthError};
 use signet_core::projection::{ClientEntry, Projection};
 use signet_store::{Index, Namespace};
 
 use super::browser::{
     digest_key, error_page, load_session, oauth_error_page, random_token, render,
-    start_interaction, PageParams, Session, StoreResult,
+    start_interaction, start_second_factor, PageParams, SecondFactor, Session, StoreResult,
 };
 use super::token::now;
 use super::user_tokens::{self, Alongside, UserGrant};
@@ -235,7 +237,96 @@ pub async fn remember_consent(
         .or_unavailable()
 }
 
-/// After sign-in: ask for consent when needed, else answer the client.
+/// The level a request needs: the client's `requiredAcr` (always essential), and the
+/// request's `acr_values` or essential `acr` claim; the stronger wins.
+fn required_level(request: &AuthorizeRequest, client: &ClientEntry) -> Option<RequestedAcr> {
+    let by_client = client.client.required_acr().map(|level| RequestedAcr {
+        level,
+        essential: true,
+    });
+    match (by_client, request.acr) {
+        (Some(c), Some(r)) if r.level > c.level => Some(r),
+        (Some(c), _) => Some(c),
+        (None, r) => r,
+    }
+}
+
+/// A session below the level the request needs: step it up (only the missing factor is
+/// asked), or, when the user has no factor that reaches the level, answer `access_denied`
+/// if the level is essential (the client's `requiredAcr`, an essential `acr` claim) and
+/// go on with the level reached if it was only asked (`acr_values`; the ID token's `acr`
+/// says what was reached). `prompt=none` cannot show the code page:
+/// `interaction_required`. `None`: nothing to do.
+async fn step_up(
+    state: &AppState,
+    client: &ClientEntry,
+    request: &AuthorizeRequest,
+    session: &Session,
+) -> Option<Response> {
+    let needed = required_level(request, client)?;
+    if session.level() >= needed.level {
+        return None;
+    }
+    let user = match state.users.by_sub(&session.sub).await {
+        Ok(u) => u,
+        Err(e) => {
+            return Some(redirect_error(
+                state,
+                to_redirect(request, super::user_tokens::users_unavailable(e)),
+            ))
+        }
+    };
+    // TOTP reaches `mfa`; nothing reaches `phr` yet (passkeys).
+    let reachable = needed.level == Level::Mfa && user.as_ref().is_some_and(|u| u.totp.is_some());
+    if !reachable {
+        if !needed.essential {
+            return None;
+        }
+        return Some(redirect_error(
+            state,
+            to_redirect(
+                request,
+                OAuthError::new(
+                    ErrorCode::AccessDenied,
+                    format!(
+                        "the user cannot reach the authentication level {} this client requires",
+                        needed.level
+                    ),
+                ),
+            ),
+        ));
+    }
+    if request.prompt.none {
+        return Some(redirect_error(
+            state,
+            to_redirect(
+                request,
+                OAuthError::new(
+                    ErrorCode::InteractionRequired,
+                    "the request needs a second factor, which prompt=none cannot ask",
+                ),
+            ),
+        ));
+    }
+    let pending = SecondFactor {
+        sub: session.sub.clone(),
+        step_up: Some(session.sid.clone()),
+    };
+    let fallback = request.clone();
+    Some(
+        match start_second_factor(state, Some(request.clone()), pending).await {
+            Ok((id, cookie)) => {
+                let mut r = super::second_factor::to_code_page(state, &id);
+                r.headers_mut().append(header::SET_COOKIE, cookie);
+                r
+            }
+            Err(e) => redirect_error(state, to_redirect(&fallback, e)),
+        },
+    )
+}
+
+/// After sign-in: step up a session below the level the request needs, then ask for
+/// consent when needed, else answer the client.
 pub async fn continue_flow(
     state: &AppState,
     p: &Projection,
@@ -244,6 +335,9 @@ pub async fn continue_flow(
     session: Session,
     now: i64,
 ) -> Response {
+    if let Some(r) = step_up(state, client, &request, &session).await {
+        return r;
+    }
     if client.client.require_consent {
         let covered = if request.prompt.consent {
             false

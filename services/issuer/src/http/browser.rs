@@ -120,6 +120,32 @@ pub struct Interaction {
     /// account page `account_page`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub then: Option<String>,
+    /// Set while the sign-in waits for the user's second factor ([`super::second_factor`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub second_factor: Option<SecondFactor>,
+    /// Set when every factor is done but the user must choose a new password first
+    /// (`mustChangePassword`, [`super::password_step`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_change: Option<PasswordChange>,
+}
+
+/// A sign-in whose factors are done, waiting for the user's new password.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PasswordChange {
+    pub sub: String,
+    /// How the user signed in, for the session the change opens.
+    pub amr: Vec<String>,
+}
+
+/// A sign-in waiting for a second factor: after a good password, or to step up a session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecondFactor {
+    /// The user whose factor is asked.
+    pub sub: String,
+    /// Step-up: the `sid` of this browser's session, which the factor raises (instead of
+    /// a new session).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_up: Option<String>,
 }
 
 /// The account pages a sign-in can return to.
@@ -129,6 +155,7 @@ pub enum AccountPage {
     #[default]
     ApiKeys,
     Sessions,
+    Security,
 }
 
 impl AccountPage {
@@ -137,6 +164,7 @@ impl AccountPage {
         match self {
             AccountPage::ApiKeys => "/account/api-keys",
             AccountPage::Sessions => "/account/sessions",
+            AccountPage::Security => "/account/security",
         }
     }
 }
@@ -159,6 +187,25 @@ pub async fn start_interaction_for(
     account_page: AccountPage,
 ) -> Result<(String, HeaderValue), OAuthError> {
     let started = start(state, request, session, account_page, None).await?;
+    Ok((started.id, started.cookie))
+}
+
+/// Stores a new interaction waiting for a second factor (a step-up); returns its id and
+/// the binding cookie.
+pub async fn start_second_factor(
+    state: &AppState,
+    request: Option<AuthorizeRequest>,
+    pending: SecondFactor,
+) -> Result<(String, HeaderValue), OAuthError> {
+    let started = start_with(
+        state,
+        request,
+        None,
+        AccountPage::default(),
+        None,
+        Some(pending),
+    )
+    .await?;
     Ok((started.id, started.cookie))
 }
 
@@ -187,6 +234,17 @@ async fn start(
     account_page: AccountPage,
     then: Option<String>,
 ) -> Result<Started, OAuthError> {
+    start_with(state, request, session, account_page, then, None).await
+}
+
+async fn start_with(
+    state: &AppState,
+    request: Option<AuthorizeRequest>,
+    session: Option<Session>,
+    account_page: AccountPage,
+    then: Option<String>,
+    second_factor: Option<SecondFactor>,
+) -> Result<Started, OAuthError> {
     let id = random_token()?;
     let binding = random_token()?;
     let interaction = Interaction {
@@ -196,6 +254,8 @@ async fn start(
         session,
         account_page,
         then,
+        second_factor,
+        password_change: None,
     };
     save_interaction(state, &id, &interaction).await?;
     let cookie = set_cookie(
@@ -379,6 +439,15 @@ fn templates() -> &'static minijinja::Environment<'static> {
         for (name, text) in [
             ("base.html", include_str!("../../templates/base.html")),
             ("login.html", include_str!("../../templates/login.html")),
+            ("otp.html", include_str!("../../templates/otp.html")),
+            (
+                "change_password.html",
+                include_str!("../../templates/change_password.html"),
+            ),
+            (
+                "security.html",
+                include_str!("../../templates/security.html"),
+            ),
             ("consent.html", include_str!("../../templates/consent.html")),
             ("device.html", include_str!("../../templates/device.html")),
             ("logout.html", include_str!("../../templates/logout.html")),

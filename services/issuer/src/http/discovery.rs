@@ -102,6 +102,11 @@ fn metadata(state: &AppState, oidc: bool) -> Value {
         doc["subject_types_supported"] = json!(["public", "pairwise"]);
         doc["claims_parameter_supported"] = json!(false);
         doc["prompt_values_supported"] = json!(["none", "login", "consent", "select_account"]);
+        // The authentication levels ID tokens' `acr` carries, weakest first.
+        doc["acr_values_supported"] = json!(signet_core::mfa::Level::ALL
+            .iter()
+            .map(|l| l.as_str())
+            .collect::<Vec<_>>());
         doc["id_token_signing_alg_values_supported"] = json!(Algorithm::ALL
             .iter()
             .map(|a| a.as_str())

@@ -318,53 +318,133 @@ pub async fn login_post(
         Ok(c) => c,
         Err(e) => return oauth_error_page(&state, None, e),
     };
+    // A user with a second factor: the password step is done; the code page finishes the
+    // sign-in (the pending step lives in the interaction, in the store, so it may land on
+    // another node).
+    if user.totp.is_some() {
+        let mut interaction = interaction;
+        interaction.second_factor = Some(super::browser::SecondFactor {
+            sub: user.sub.clone(),
+            step_up: None,
+        });
+        if let Err(e) = super::browser::save_interaction(&state, &id, &interaction).await {
+            return oauth_error_page(&state, None, e);
+        }
+        let mut resp = super::second_factor::to_code_page(&state, &id);
+        if let Some(c) = device_cookie {
+            resp.headers_mut().append(header::SET_COOKIE, c);
+        }
+        return resp;
+    }
+    let mut resp = finish_sign_in(
+        &state,
+        &headers,
+        addr,
+        &id,
+        interaction,
+        &user,
+        vec![signet_core::mfa::AMR_PWD.into()],
+    )
+    .await;
+    if let Some(c) = device_cookie {
+        resp.headers_mut().append(header::SET_COOKIE, c);
+    }
+    resp
+}
+
+/// Ends a sign-in whose every factor is done. A user who must change their password
+/// (`mustChangePassword`) is sent to the new-password page first (the interaction keeps
+/// how they signed in, and nothing else: the factor steps cannot be replayed). Otherwise:
+/// [`open_session`].
+pub(super) async fn finish_sign_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    addr: Option<IpAddr>,
+    id: &str,
+    mut interaction: Interaction,
+    user: &signet_core::user::UserRecord,
+    amr: Vec<String>,
+) -> Response {
+    if user.must_change_password {
+        interaction.second_factor = None;
+        interaction.password_change = Some(super::browser::PasswordChange {
+            sub: user.sub.clone(),
+            amr,
+        });
+        if let Err(e) = super::browser::save_interaction(state, id, &interaction).await {
+            return oauth_error_page(state, None, e);
+        }
+        return super::device::see_other(
+            &state
+                .config
+                .issuer
+                .endpoint(&format!("/login/password?interaction={id}")),
+        );
+    }
+    open_session(state, headers, addr, id, interaction, &user.sub, amr).await
+}
+
+/// A new session for `sub` with `amr` (the browser's previous session ended), the
+/// interaction ended, and the flow continued (the client answered, or back to the page the
+/// sign-in started from).
+pub(super) async fn open_session(
+    state: &AppState,
+    headers: &HeaderMap,
+    addr: Option<IpAddr>,
+    id: &str,
+    interaction: Interaction,
+    sub: &str,
+    amr: Vec<String>,
+) -> Response {
     let now = now();
     // One browser, one session: the session this browser had (a sign-in asked again by
     // `prompt=login`, `max_age` or `userSsoLifetime`, or another user) ends the way every
     // session ends, instead of lingering unreachable until it expires with its clients
     // never told.
-    match super::sessions::load_session(&state, &headers).await {
+    match super::sessions::load_session(state, headers).await {
         Ok(Some(previous)) => {
-            if let Err(e) = super::sessions::end(&state, previous, now).await {
-                return oauth_error_page(&state, None, e);
+            if let Err(e) = super::sessions::end(state, previous, now).await {
+                return oauth_error_page(state, None, e);
             }
         }
         Ok(None) => {}
-        Err(e) => return oauth_error_page(&state, None, e),
+        Err(e) => return oauth_error_page(state, None, e),
     }
-    let facts = super::sessions::SignInFacts::of(&headers, addr);
-    let (session, cookie) =
-        match create_session(&state, &user.sub, vec!["pwd".into()], facts, now).await {
-            Ok(s) => s,
-            Err(e) => return oauth_error_page(&state, None, e),
-        };
-    if let Err(e) = end_interaction(&state, &id).await {
-        return oauth_error_page(&state, None, e);
+    let facts = super::sessions::SignInFacts::of(headers, addr);
+    let (session, cookie) = match create_session(state, sub, amr, facts, now).await {
+        Ok(s) => s,
+        Err(e) => return oauth_error_page(state, None, e),
+    };
+    if let Err(e) = end_interaction(state, id).await {
+        return oauth_error_page(state, None, e);
     }
+    let mut resp = continue_interaction(state, interaction, session, now).await;
+    resp.headers_mut().append(header::SET_COOKIE, cookie);
+    resp
+}
+
+/// After the sign-in steps of an (ended) interaction: the client's flow, or back to the
+/// page the sign-in started from.
+pub(super) async fn continue_interaction(
+    state: &AppState,
+    interaction: Interaction,
+    session: super::browser::Session,
+    now: i64,
+) -> Response {
     let account_page = interaction.account_page;
     let Some(request) = interaction.request else {
         // A sign-in for another page (the device page), or for the account pages: back
         // to the one it started from.
-        let mut resp = match &interaction.then {
+        return match &interaction.then {
             Some(path) => super::device::see_other(&state.config.issuer.endpoint(path)),
-            None => super::account::to_page(&state, account_page),
+            None => super::account::to_page(state, account_page),
         };
-        resp.headers_mut().append(header::SET_COOKIE, cookie);
-        if let Some(c) = device_cookie {
-            resp.headers_mut().append(header::SET_COOKIE, c);
-        }
-        return resp;
     };
     let p = state.projection.load();
     let Some(client) = p.client(&request.client_id).cloned() else {
-        return InteractionError::Gone.into_page(&state);
+        return InteractionError::Gone.into_page(state);
     };
-    let mut resp = continue_flow(&state, &p, &client, request, session, now).await;
-    resp.headers_mut().append(header::SET_COOKIE, cookie);
-    if let Some(c) = device_cookie {
-        resp.headers_mut().append(header::SET_COOKIE, c);
-    }
-    resp
+    continue_flow(state, &p, &client, request, session, now).await
 }
 
 /// The scopes of a request as the consent and device pages show them: display name,

@@ -2,6 +2,7 @@
 //! and the admin API (on the admin listener, under `/admin/v1`).
 
 pub mod account;
+pub mod account_security;
 pub mod admin;
 pub mod authorize;
 pub mod backchannel;
@@ -23,8 +24,10 @@ pub mod introspect;
 pub mod login;
 pub mod logout;
 pub mod par;
+pub mod password_step;
 pub mod register;
 pub mod request_object;
+pub mod second_factor;
 pub mod server;
 pub mod sessions;
 pub mod token;
@@ -89,6 +92,14 @@ pub fn public_router(state: AppState) -> Router {
         )
         .route("/login", get(login::login_get).post(login::login_post))
         .route(
+            "/login/otp",
+            get(second_factor::otp_get).post(second_factor::otp_post),
+        )
+        .route(
+            "/login/password",
+            get(password_step::password_get).post(password_step::password_post),
+        )
+        .route(
             "/oauth2/device_authorization",
             post(device::device_authorization).fallback(device::method_not_allowed),
         )
@@ -107,6 +118,23 @@ pub fn public_router(state: AppState) -> Router {
             axum::routing::delete(account::json_revoke),
         )
         .route("/account/sessions", get(account::sessions_get))
+        .route("/account/security", get(account_security::security_get))
+        .route(
+            "/account/security/totp",
+            post(account_security::totp_enroll),
+        )
+        .route(
+            "/account/security/totp/remove",
+            post(account_security::totp_remove),
+        )
+        .route(
+            "/account/security/recovery-codes",
+            post(account_security::recovery_regenerate),
+        )
+        .route(
+            "/account/security/password",
+            post(account_security::password_change),
+        )
         .route(
             "/account/sessions/{sid}/end",
             post(account::sessions_end_one),

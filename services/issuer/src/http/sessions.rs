@@ -23,6 +23,9 @@
 
 use axum::http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use signet_core::mfa::Level;
 use signet_core::oauth::OAuthError;
 use signet_store::{Index, Namespace};
 
@@ -46,6 +49,11 @@ pub struct Session {
     /// The client address at sign-in (after `--trusted-proxies`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// When each level ([`Level`]) was last reached in this session (Unix seconds): a
+    /// step-up raises the level without moving `auth_time`'s password step. Sessions
+    /// written before levels existed reached `pwd` at `auth_time`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub levels: BTreeMap<Level, i64>,
 }
 
 /// How much of a `User-Agent` a session keeps.
@@ -80,6 +88,25 @@ impl SignInFacts {
 }
 
 impl Session {
+    /// The level the session reached (by its `amr`).
+    pub fn level(&self) -> Level {
+        Level::of_amr(&self.amr)
+    }
+
+    /// When `level` was last reached in this session; `None` if it never was.
+    pub fn level_time(&self, level: Level) -> Option<i64> {
+        if self.level() < level {
+            return None;
+        }
+        Some(
+            self.levels
+                .range(level..)
+                .map(|(_, t)| *t)
+                .max()
+                .unwrap_or(self.auth_time),
+        )
+    }
+
     /// How long the session still lives, at least a second.
     pub fn remaining(&self, now: i64) -> std::time::Duration {
         std::time::Duration::from_secs(self.expires_at.saturating_sub(now).max(1) as u64)
@@ -212,7 +239,14 @@ pub async fn create_session(
 ) -> Result<(Session, HeaderValue), OAuthError> {
     let lifetime = state.config.session_lifetime;
     let value = random_token()?;
+    let reached = Level::of_amr(&amr);
+    let levels = Level::ALL
+        .into_iter()
+        .filter(|l| *l <= reached)
+        .map(|l| (l, now))
+        .collect();
     let session = Session {
+        levels,
         sid: random_token()?[..22].to_owned(),
         sub: sub.to_owned(),
         auth_time: now,
@@ -233,6 +267,48 @@ pub async fn create_session(
     }
     let cookie = set_cookie(state, SESSION_COOKIE, &value, lifetime.as_secs());
     Ok((session, cookie))
+}
+
+/// Raises this browser's session after a second factor (step-up): the same session (same
+/// `sid`, same clients, same expiry), its `amr` with the factor added and the new level
+/// reached at `now`. The cookie must still name the session `sid`.
+pub async fn step_up(
+    state: &AppState,
+    headers: &HeaderMap,
+    sid: &str,
+    now: i64,
+) -> Result<Option<Session>, OAuthError> {
+    let Some(value) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let Some(mut session) = load_session(state, headers).await? else {
+        return Ok(None);
+    };
+    if session.sid != sid {
+        return Ok(None);
+    }
+    session.amr = signet_core::mfa::with_second_factor(&session.amr);
+    if session.levels.is_empty() {
+        session.levels.insert(Level::Pwd, session.auth_time);
+    }
+    let reached = session.level();
+    for l in Level::ALL
+        .into_iter()
+        .filter(|l| *l <= reached && *l > Level::Pwd)
+    {
+        session.levels.insert(l, now);
+    }
+    let bytes = serde_json::to_vec(&session).map_err(|_| OAuthError::server_error("session"))?;
+    let ttl = session.remaining(now);
+    let index = [Index::Subject(&session.sub), Index::Session(&session.sid)];
+    for key in [format!("{SID_PREFIX}{}", session.sid), digest_key(value)] {
+        state
+            .store
+            .put(Namespace::Session, &key, &bytes, ttl, &index)
+            .await
+            .or_unavailable()?;
+    }
+    Ok(Some(session))
 }
 
 /// A stored participant entry: JSON, or (written before entries were JSON) the bare

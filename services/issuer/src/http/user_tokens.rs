@@ -295,10 +295,11 @@ pub async fn access_token_in_family(
     let sub = subject_for(client, &grant.redirect_uri, &grant.sub);
     let jti = new_jti()?;
     let mut extra = format!(
-        "\"auth_time\":{},\"sid\":{},\"amr\":{}",
+        "\"auth_time\":{},\"sid\":{},\"amr\":{},\"acr\":{}",
         grant.auth_time,
         json_str(&grant.sid),
-        serde_json::to_string(&grant.amr).unwrap_or_else(|_| "[]".into())
+        serde_json::to_string(&grant.amr).unwrap_or_else(|_| "[]".into()),
+        json_str(signet_core::mfa::Level::of_amr(&grant.amr).as_str())
     );
     if let Some(f) = family {
         extra.push_str(",\"family\":");
@@ -440,6 +441,11 @@ pub async fn id_token(
     set("auth_time", grant.auth_time.into());
     set("sid", grant.sid.clone().into());
     set("amr", grant.amr.clone().into());
+    // OIDC Core section 2: the level the authentication reached, from how it was made.
+    set(
+        "acr",
+        signet_core::mfa::Level::of_amr(&grant.amr).as_str().into(),
+    );
     if let Some(n) = &grant.nonce {
         set("nonce", n.clone().into());
     }

@@ -69,6 +69,13 @@ pub enum UserVerb {
         #[arg(value_name = "ID", allow_hyphen_values = true)]
         id: String,
     },
+    /// Remove a user's second factors (TOTP authenticator and recovery codes), for a user
+    /// who lost them: they sign in with the password alone until they enroll again
+    ResetFactors {
+        /// The user's sub or username
+        #[arg(value_name = "ID", allow_hyphen_values = true)]
+        id: String,
+    },
     /// Create the users of a file that are missing and replace those that differ
     Apply {
         /// The file of users (YAML or JSON; `-` reads standard input)
@@ -429,6 +436,19 @@ pub fn user_changes(doc: &UserDoc, current: &Value, replace_passwords: bool) -> 
     if current.get("enabled") != Some(&enabled) {
         changes.push("enabled".to_owned());
     }
+    let must_change = doc
+        .body
+        .get("mustChangePassword")
+        .cloned()
+        .unwrap_or(Value::Bool(false));
+    // A server from before the field shows none: false.
+    let shown = current
+        .get("mustChangePassword")
+        .cloned()
+        .unwrap_or(Value::Bool(false));
+    if shown != must_change {
+        changes.push("mustChangePassword".to_owned());
+    }
     if replace_passwords && doc.has_password() {
         changes.push("password".to_owned());
     }
@@ -530,6 +550,20 @@ pub async fn run(conn_args: &ConnectionArgs, verb: UserVerb) -> Result<(), Failu
             .await?;
             if format == OutputFormat::Table {
                 emit(&format!("user/{id} deleted"));
+            }
+        }
+        UserVerb::ResetFactors { id } => {
+            let (_, user) = api.resolve_user(&id).await?;
+            let sub = sub_of(&user)?;
+            api.write_user(
+                Method::DELETE,
+                &["User", &sub, "factors"],
+                None,
+                &format!("reset the factors of user/{id}"),
+            )
+            .await?;
+            if format == OutputFormat::Table {
+                emit(&format!("user/{id}: second factors removed"));
             }
         }
         UserVerb::Apply {

@@ -44,6 +44,9 @@ fn apply_compares_what_the_server_shows() {
         user_changes(&doc, &other, false),
         ["username", "claims", "enabled"]
     );
+    let marked = json!({"sub": "s", "username": "ann", "claims": {"email": "a@x.example"},
+        "enabled": true, "mustChangePassword": true});
+    assert_eq!(user_changes(&doc, &marked, false), ["mustChangePassword"]);
 }
 
 #[test]

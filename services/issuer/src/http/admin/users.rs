@@ -34,12 +34,13 @@ pub fn routes() -> Router<AppState> {
             "/User/{sub}",
             get(get_user).put(replace_user).delete(delete_user),
         )
+        .route("/User/{sub}/factors", axum::routing::delete(reset_factors))
 }
 
 /// This resource's part of the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(create_user, find_users, get_user, replace_user, delete_user),
+    paths(create_user, find_users, get_user, replace_user, delete_user, reset_factors),
     tags((name = "User", description = "People who sign in: username, password (write-only, stored as an argon2id hash), OIDC claims, enabled. The server generates each user's `sub`."))
 )]
 pub struct Api;
@@ -82,7 +83,7 @@ async fn create_user(
     Extension(actor): Extension<Actor>,
     body: AdminBody,
 ) -> Result<Response, ApiError> {
-    let user = from_json::<NewUser>(&body.0)?.check()?;
+    let user = from_json::<NewUser>(&body.0)?.check_with(&state.config.password_policy)?;
     let record = state.users.create(&actor.0, user, APPLY_PATIENCE).await?;
     tracing::info!(sub = %record.sub, actor = %actor.0, "user created");
     let mut resp = (StatusCode::CREATED, Json(record.view())).into_response();
@@ -174,7 +175,7 @@ async fn replace_user(
     body: AdminBody,
 ) -> Result<Json<UserView>, ApiError> {
     let sub = sub_of(path)?;
-    let user = from_json::<UserReplacement>(&body.0)?.check()?;
+    let user = from_json::<UserReplacement>(&body.0)?.check_with(&state.config.password_policy)?;
     if !user.enabled {
         if state.users.by_sub(&sub).await?.is_none() {
             return Err(not_found(&sub));
@@ -233,6 +234,52 @@ async fn delete_user(
     }
     tracing::info!(%sub, actor = %actor.0, "user deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes a user's second factors (the TOTP authenticator and the recovery codes), for a
+/// user who lost them: audited as `user.security_changed` (`factors_reset`). The user
+/// signs in with the password alone until they enroll again.
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/User/{sub}/factors",
+    tag = "User",
+    params(("sub" = String, Path, description = "The user's `sub`.")),
+    responses(
+        (status = 200, description = "The factors were removed; the body is the user as read back.", body = UserView),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn reset_factors(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<UserView>, ApiError> {
+    let sub = sub_of(path)?;
+    let record = match state
+        .users
+        .change_security(
+            &actor.0,
+            &sub,
+            signet_core::events::SecurityChange::FactorsReset,
+            |u| {
+                let mut u = u.clone();
+                u.totp = None;
+                u.recovery_codes.clear();
+                Ok(u)
+            },
+            APPLY_PATIENCE,
+        )
+        .await
+    {
+        Err(crate::users::UserWriteError::NotFound(_)) => return Err(not_found(&sub)),
+        other => other?,
+    };
+    tracing::info!(%sub, actor = %actor.0, "user's second factors reset");
+    Ok(Json(record.view()))
 }
 
 /// Disabling or deleting a user ends every token issued for them until now: a `subject`

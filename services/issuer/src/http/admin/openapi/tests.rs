@@ -160,6 +160,7 @@ async fn document_matches_the_routes() {
         "GET /admin/v1/User/{sub}",
         "PUT /admin/v1/User/{sub}",
         "DELETE /admin/v1/User/{sub}",
+        "DELETE /admin/v1/User/{sub}/factors",
         "GET /admin/v1/User/{sub}/Session",
         "DELETE /admin/v1/User/{sub}/Session",
         "GET /admin/v1/User/{sub}/Session/{sid}",
@@ -366,6 +367,8 @@ fn user_schemas() {
             "username",
             "claims",
             "enabled",
+            "factors",
+            "mustChangePassword",
             "createdAt",
             "updatedAt"
         ])
