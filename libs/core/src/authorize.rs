@@ -192,6 +192,10 @@ pub struct AuthorizeRequest {
     /// token request must carry a DPoP proof made with that key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
+    /// The upstream identity provider `acr_values=idp:<scheme>` asks to sign in through
+    /// (IdentityServer's convention); other ACR values are voluntary and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_hint: Option<String>,
 }
 
 /// Whether `s` can be a JWK SHA-256 thumbprint (RFC 7638): 43 base64url characters.
@@ -527,6 +531,12 @@ pub fn check_request(
         ui_locales: params.get("ui_locales").map(str::to_owned),
         resources,
         dpop_jkt,
+        idp_hint: params.get("acr_values").and_then(|v| {
+            v.split(' ')
+                .find_map(|a| a.strip_prefix("idp:"))
+                .filter(|s| crate::identity_provider::valid_scheme(s))
+                .map(str::to_owned)
+        }),
     })
 }
 

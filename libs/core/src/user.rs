@@ -638,6 +638,81 @@ pub struct UserRecord {
     pub created_at: UnixTime,
     /// Unix seconds.
     pub updated_at: UnixTime,
+    /// The upstream identities linked to this user (sign-in through an identity provider).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_logins: Vec<ExternalLogin>,
+}
+
+/// An upstream identity linked to a user: the provider's scheme and the upstream `sub`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExternalLogin {
+    /// The identity provider's scheme.
+    pub scheme: String,
+    /// The user's `sub` at the provider.
+    pub subject: String,
+}
+
+/// The password hash of a user created by an upstream sign-in: no PHC string, so no
+/// password ever matches it (until an admin sets one).
+pub const NO_PASSWORD: &str = "!federated";
+
+/// The `sub` of the user an upstream identity creates: the first 16 bytes of the SHA-256 of
+/// the scheme and the upstream subject, base64url. Deterministic, so that two nodes
+/// creating the same identity's user at once collide on the user's aggregate (one append
+/// wins) instead of making two users.
+pub fn federated_sub(scheme: &str, subject: &str) -> String {
+    use aws_lc_rs::digest::{digest, SHA256};
+    let input = format!("signet-federation\u{0}{scheme}\u{0}{subject}");
+    let d = digest(&SHA256, input.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d.as_ref()[..16]);
+    sub_from_bytes(&b)
+}
+
+/// A user for an upstream identity: `username` and the mapped `claims` under the user
+/// rules; claims that break them are left out (named in the second value, for the log).
+pub fn check_federated(
+    username: String,
+    mut claims: Map<String, Value>,
+) -> Result<(CheckedUser, Vec<String>), ValidationErrors> {
+    let mut dropped = Vec::new();
+    for _ in 0..2 {
+        let mut c = Collector::default();
+        check_username(&mut c, "username", &username);
+        let checked = check_claims(&mut c, &claims);
+        match c.finish() {
+            Ok(()) => {
+                return Ok((
+                    CheckedUser {
+                        username,
+                        password: None,
+                        claims: checked,
+                        enabled: true,
+                    },
+                    dropped,
+                ))
+            }
+            Err(e) => {
+                for f in &e.errors {
+                    if f.field == "username" {
+                        return Err(e);
+                    }
+                    let name = f
+                        .field
+                        .trim_start_matches("claims.")
+                        .split(['.', '['])
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    claims.remove(&name);
+                    dropped.push(name);
+                }
+            }
+        }
+    }
+    Err(ValidationErrors::single("claims", "the upstream claims do not fit"))
 }
 
 impl fmt::Debug for UserRecord {
@@ -665,6 +740,7 @@ impl UserRecord {
             enabled: user.enabled,
             created_at: now,
             updated_at: now,
+            external_logins: Vec::new(),
         }
     }
 
@@ -684,6 +760,7 @@ impl UserRecord {
             enabled: user.enabled,
             created_at: self.created_at,
             updated_at: now,
+            external_logins: self.external_logins.clone(),
         }
     }
 
@@ -700,6 +777,7 @@ impl UserRecord {
             enabled: self.enabled,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            external_logins: self.external_logins.clone(),
         }
     }
 }
@@ -727,6 +805,10 @@ pub struct UserView {
     pub created_at: UnixTime,
     /// When the user was last changed, in seconds since the Unix epoch.
     pub updated_at: UnixTime,
+    /// Read-only: the upstream identities linked to the user (made by sign-ins through an
+    /// identity provider; removed with `DELETE /admin/v1/User/{sub}/ExternalLogin/{scheme}`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub external_logins: Vec<ExternalLogin>,
 }
 
 #[cfg(test)]

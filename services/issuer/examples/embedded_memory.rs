@@ -106,6 +106,7 @@ async fn main() -> anyhow::Result<()> {
                 enabled: true,
                 created_at: now(),
                 updated_at: now(),
+                external_logins: Vec::new(),
             };
             let event = Event::UserCreated(Box::new(record));
             log.append(

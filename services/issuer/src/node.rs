@@ -417,8 +417,10 @@ impl Node {
         .await?;
 
         let kek_path = kek_file.unwrap_or_else(|| data_dir.join("kek"));
+        let kek = Kek::load_or_create(&kek_path)?;
+        let sealing_key = kek.derive_key(http::federation::SEAL_LABEL);
         let keys = Arc::new(KeyManager::new(
-            Kek::load_or_create(&kek_path)?,
+            kek,
             Arc::new(FileVault::open(&data_dir.join("keys"))?),
             log.clone(),
             config.key_policy.clone(),
@@ -452,6 +454,9 @@ impl Node {
             });
         }
         state.set_key_admin(keys.clone());
+        if let Some(sealer) = http::federation::Sealer::new(sealing_key) {
+            state.federation.set_sealer(sealer);
+        }
         let queue = signet_eventlog::queue::embedded::RedbQueue::open(
             &data_dir.join("queues").join("backchannel.redb"),
             LOGOUT_QUEUE_LEASE,
@@ -549,6 +554,11 @@ impl Node {
             projection,
             Vec::new(),
         );
+        if let Some(sealer) =
+            http::federation::Sealer::new(secret.derive_key(http::federation::SEAL_LABEL))
+        {
+            state.federation.set_sealer(sealer);
+        }
         let leased = LeasedKeys::new(system_clock());
         let client = LeaseClient::new(nats.clone(), cluster.issuer_id.clone(), secret.clone());
         let renewal = {

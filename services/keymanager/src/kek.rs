@@ -13,6 +13,8 @@ use crate::KeyError;
 
 pub struct Kek {
     key: LessSafeKey,
+    /// HMAC-SHA-256 keyed with the KEK, for [`Kek::derive_key`].
+    derive: aws_lc_rs::hmac::Key,
 }
 
 impl std::fmt::Debug for Kek {
@@ -34,6 +36,7 @@ impl Kek {
             .map_err(|_| KeyError::Crypto("KEK must be 32 bytes"))?;
         Ok(Kek {
             key: LessSafeKey::new(unbound),
+            derive: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, bytes),
         })
     }
 
@@ -90,6 +93,15 @@ impl Kek {
             }
             Err(e) => Err(err(e.to_string())),
         }
+    }
+
+    /// A 32-byte key for another purpose, named by `label` (HMAC-SHA-256 of the label under
+    /// the KEK): one KEK protects several kinds of secret without reusing the key.
+    pub fn derive_key(&self, label: &[u8]) -> [u8; 32] {
+        let tag = aws_lc_rs::hmac::sign(&self.derive, label);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     /// Seals `plaintext`; `aad` binds it to its context (e.g. the key id and algorithm).

@@ -131,6 +131,15 @@ impl ClusterSecret {
     /// The minimum length of a cluster secret, in bytes.
     pub const MIN_LEN: usize = 32;
 
+    /// A 32-byte key for another purpose shared by the cluster's nodes, named by `label`
+    /// (HMAC-SHA-256 of the label under the secret).
+    pub fn derive_key(&self, label: &[u8]) -> [u8; 32] {
+        let tag = hmac::sign(&self.key, label);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
         if bytes.len() < Self::MIN_LEN {
             return Err(KeyError::ClusterSecret(format!(

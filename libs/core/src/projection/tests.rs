@@ -123,6 +123,7 @@ fn user(sub: &str) -> crate::user::UserRecord {
         enabled: true,
         created_at: 1,
         updated_at: 1,
+        external_logins: Vec::new(),
     }
 }
 

@@ -319,6 +319,7 @@ async fn issue(
         code_challenge: request.code_challenge.clone(),
         resources: request.resources.clone(),
         dpop_jkt: request.dpop_jkt.clone(),
+        idp: session.idp.clone(),
     };
     // The client takes part in the session from now on (it is told when the session ends).
     super::sessions::add_client(

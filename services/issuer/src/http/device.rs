@@ -410,6 +410,7 @@ async fn decide(
             code_challenge: None,
             resources: grant.resources.clone(),
             dpop_jkt: None,
+            idp: session.idp.clone(),
         }));
         &index
     } else {

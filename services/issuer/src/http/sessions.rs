@@ -46,6 +46,9 @@ pub struct Session {
     /// The client address at sign-in (after `--trusted-proxies`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// The upstream identity provider (scheme) the user signed in through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
 }
 
 /// How much of a `User-Agent` a session keeps.
@@ -210,6 +213,18 @@ pub async fn create_session(
     facts: SignInFacts,
     now: i64,
 ) -> Result<(Session, HeaderValue), OAuthError> {
+    create_session_via(state, sub, amr, None, facts, now).await
+}
+
+/// [`create_session`] for a sign-in through the upstream identity provider `idp`.
+pub async fn create_session_via(
+    state: &AppState,
+    sub: &str,
+    amr: Vec<String>,
+    idp: Option<String>,
+    facts: SignInFacts,
+    now: i64,
+) -> Result<(Session, HeaderValue), OAuthError> {
     let lifetime = state.config.session_lifetime;
     let value = random_token()?;
     let session = Session {
@@ -220,6 +235,7 @@ pub async fn create_session(
         expires_at: now.saturating_add(lifetime.as_secs() as i64),
         user_agent: facts.user_agent,
         address: facts.address.map(|a| a.to_string()),
+        idp,
     };
     let bytes = serde_json::to_vec(&session).map_err(|_| OAuthError::server_error("session"))?;
     let index = [Index::Subject(sub), Index::Session(&session.sid)];

@@ -45,6 +45,10 @@ pub struct UserGrant {
     /// A token request from it must carry a proof made with that key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dpop_jkt: Option<String>,
+    /// The upstream identity provider the session came from (its scheme): the ID token's
+    /// `idp` claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
 }
 
 /// `cnf` of a DPoP-bound access token (RFC 9449 section 6.1), appended to the extra claims.
@@ -381,6 +385,9 @@ pub async fn id_token(
     set("auth_time", grant.auth_time.into());
     set("sid", grant.sid.clone().into());
     set("amr", grant.amr.clone().into());
+    if let Some(idp) = &grant.idp {
+        set("idp", idp.clone().into());
+    }
     if let Some(n) = &grant.nonce {
         set("nonce", n.clone().into());
     }

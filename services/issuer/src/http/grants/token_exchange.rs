@@ -109,6 +109,7 @@ pub async fn grant(
         code_challenge: None,
         resources: Vec::new(),
         dpop_jkt: None,
+        idp: None,
     };
     let user = user_tokens::active_user(state, &grant.sub).await?;
     let (access_token, lifetime) = user_tokens::access_token_in_family(
