@@ -334,6 +334,54 @@ pub fn offered<'p>(
         .collect()
 }
 
+/// The origins a provider button's redirect may go to: each offered provider's authority
+/// and, when its discovery document is cached, its authorization endpoint.
+pub fn form_origins(
+    state: &AppState,
+    p: &signet_core::projection::Projection,
+    request: Option<&AuthorizeRequest>,
+) -> Vec<String> {
+    let cache = state
+        .federation
+        .discovery
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let mut out: Vec<String> = Vec::new();
+    for idp in offered(p, request) {
+        let mut urls = vec![idp.authority.clone()];
+        if let Some((_, d)) = cache.get(&idp.authority) {
+            urls.push(d.authorization_endpoint.clone());
+        }
+        for u in urls {
+            if let Ok(u) = url::Url::parse(&u) {
+                let o = u.origin().ascii_serialization();
+                if o != "null" && !out.contains(&o) {
+                    out.push(o);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Adds `origins` to the CSP `form-action` of a page.
+pub fn allow_form_targets(h: &mut HeaderMap, origins: &[String]) {
+    let Some(csp) = h
+        .get(header::CONTENT_SECURITY_POLICY)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    let csp = csp.replacen(
+        "form-action 'self'",
+        &format!("form-action 'self' {}", origins.join(" ")),
+        1,
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+}
+
 /// Starts the upstream sign-in of interaction `id` with provider `scheme`: the redirect to
 /// the provider, or why not (`Err`: the request may go back to the client with it).
 pub async fn begin(
