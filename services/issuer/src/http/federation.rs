@@ -754,3 +754,6 @@ async fn finish(
     resp
 }
 
+
+#[cfg(test)]
+mod tests;

@@ -146,6 +146,10 @@ async fn document_matches_the_routes() {
             "/admin/v1/InitialAccessToken",
             "/admin/v1/InitialAccessToken/{id}",
         ),
+        (
+            "/admin/v1/IdentityProvider",
+            "/admin/v1/IdentityProvider/{scheme}",
+        ),
     ] {
         for m in ["GET", "POST", "PUT"] {
             expected.insert(format!("{m} {collection}"));
@@ -160,6 +164,7 @@ async fn document_matches_the_routes() {
         "GET /admin/v1/User/{sub}",
         "PUT /admin/v1/User/{sub}",
         "DELETE /admin/v1/User/{sub}",
+        "DELETE /admin/v1/User/{sub}/ExternalLogin/{scheme}",
         "GET /admin/v1/User/{sub}/Session",
         "DELETE /admin/v1/User/{sub}/Session",
         "GET /admin/v1/User/{sub}/Session/{sid}",
@@ -367,7 +372,8 @@ fn user_schemas() {
             "claims",
             "enabled",
             "createdAt",
-            "updatedAt"
+            "updatedAt",
+            "externalLogins"
         ])
     );
     let claims = &schemas["UserClaims"]["properties"];
