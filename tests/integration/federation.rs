@@ -579,3 +579,50 @@ async fn the_admin_api_validates_identity_providers_and_never_returns_the_secret
     assert_eq!(status, 404);
     Ok(())
 }
+
+#[tokio::test]
+async fn signet_admin_applies_identity_providers_with_a_write_only_secret() -> anyhow::Result<()> {
+    use crate::admin_cli::Admin;
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(dir.path(), ServeOptions::default()).await?;
+    let admin = Admin::for_node(&s);
+    let file = dir.path().join("idp.yaml");
+    let write = |display: &str, secret: bool| -> std::io::Result<()> {
+        let secret = if secret { "    clientSecret: cli-s3cret-value\n" } else { "" };
+        std::fs::write(
+            &file,
+            format!(
+                "kind: IdentityProvider\nspec:\n    scheme: corp\n    displayName: {display}\n    type: oidc\n    authority: https://login.example.com\n    clientId: signet\n{secret}"
+            ),
+        )
+    };
+    write("Corp", true)?;
+    let path = file.to_str().unwrap_or_default().to_owned();
+    let out = admin.run(&["apply", "-f", &path]).await;
+    assert!(out.ok().contains("created"), "{out:?}");
+    // Unchanged without the secret (the stored one stays), replaced on a visible change.
+    write("Corp", false)?;
+    let out = admin.run(&["apply", "-f", &path]).await;
+    assert!(out.ok().contains("unchanged"), "{out:?}");
+    write("Corp Inc", false)?;
+    let out = admin.run(&["apply", "-f", &path]).await;
+    assert!(out.ok().contains("replaced"), "{out:?}");
+    let out = admin
+        .run(&["identity-provider", "get", "corp", "-o", "json"])
+        .await;
+    let shown: Value = serde_json::from_str(out.ok())?;
+    assert_eq!(shown["displayName"], "Corp Inc");
+    assert_eq!(shown["hasClientSecret"], true, "{shown}");
+    assert!(!out.stdout.contains("s3cret"));
+    // An invalid spec is refused naming the field, before anything is written.
+    std::fs::write(
+        &file,
+        "kind: IdentityProvider\nspec:\n    scheme: corp\n    type: ldap\n    authority: https://a\n    clientId: c\n",
+    )?;
+    let out = admin.run(&["apply", "-f", &path]).await;
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("type"), "{out:?}");
+    let out = admin.run(&["identity-provider", "delete", "corp"]).await;
+    out.ok();
+    Ok(())
+}
