@@ -626,3 +626,99 @@ async fn signet_admin_applies_identity_providers_with_a_write_only_secret() -> a
     out.ok();
     Ok(())
 }
+
+/// On the cluster: the sign-in starts at node 1 and the provider's callback lands at node 2,
+/// which finds the pending sign-in in Redis, opens the client secret node 1 sealed (both
+/// derive the key from the cluster secret) and provisions the user through JetStream.
+#[tokio::test]
+async fn on_the_cluster_the_callback_may_land_at_another_node() -> anyhow::Result<()> {
+    use signet_tests::cluster::Cluster;
+    use std::time::Duration;
+    let up_dir = tempfile::tempdir()?;
+    let (up, up_issuer) = start_upstream(up_dir.path()).await?;
+    let c = Cluster::start_with(2, vec!["--allow-private-outbound".into()]).await?;
+    up.create(
+        "/User",
+        json!({"username": "alice", "password": PASSWORD, "claims": {"name": "Alice Upstream"}}),
+    )
+    .await?;
+    up.create(
+        "/Client",
+        json!({
+            "clientId": "signet-down", "allowedGrantTypes": ["authorization_code"],
+            "clientSecrets": [{"value": UP_SECRET}], "requireConsent": false,
+            "alwaysIncludeUserClaimsInIdToken": true,
+            "redirectUris": [format!("{}/federation/up/callback", c.issuer)],
+            "allowedScopes": ["openid", "profile", "email"]
+        }),
+    )
+    .await?;
+    for (path, body) in [
+        (
+            "/IdentityProvider",
+            json!({"scheme": "up", "displayName": "Upstream Corp", "type": "oidc",
+                   "authority": up_issuer, "clientId": "signet-down", "clientSecret": UP_SECRET}),
+        ),
+        (
+            "/Client",
+            json!({"clientId": "app", "allowedGrantTypes": ["authorization_code"],
+                   "requireClientSecret": false, "requireConsent": false,
+                   "redirectUris": [REDIRECT], "allowedScopes": ["openid", "profile", "email"]}),
+        ),
+    ] {
+        let (status, resp) = c.admin_call(0, Method::POST, path, Some(&body)).await?;
+        assert_eq!(status, 201, "{resp}");
+    }
+    let node2 = c.issuers[1].public.clone();
+    // Node 2 must know the provider before the browser arrives there.
+    signet_tests::eventually(Duration::from_secs(10), || async {
+        let (status, _) = c
+            .admin_call(1, Method::GET, "/IdentityProvider/up", None)
+            .await
+            .ok()?;
+        (status == 200).then_some(())
+    })
+    .await?;
+
+    let mut b = TwoHosts::new();
+    let (login_url, login) = b.follow(&authorize_url(&c.issuer, "app", &[])).await?;
+    assert_eq!(login.status, 200, "{}", login.body);
+    let to_up = b.press(&login_url, &login).await?;
+    let (up_login_url, up_login) = b.follow(to_up.location()?.as_str()).await?;
+    let back = b.upstream_sign_in(&up_login_url, &up_login).await?;
+    let callback = back.location()?.to_string();
+    let at_node2 = callback.replacen(&c.issuer, &node2, 1);
+    assert_ne!(at_node2, callback);
+    let done = b.down.get(&at_node2).await?;
+    assert_eq!(done.status, 302, "{}", done.body);
+    let code = params_of(&done.location()?, false)
+        .remove("code")
+        .context("no code")?;
+    let token: Value = c
+        .http
+        .post(format!("{node2}/oauth2/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "app"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", PKCE_VERIFIER),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = verify_jwt(
+        token["id_token"].as_str().context("id_token")?,
+        &c.jwks(1).await?,
+        &c.issuer,
+        "app",
+    )?;
+    assert_eq!(id["idp"], "up", "{id}");
+    let (status, user) = c
+        .admin_call(0, Method::GET, &format!("/User/{}", id["sub"].as_str().unwrap_or_default()), None)
+        .await?;
+    assert_eq!(status, 200, "{user}");
+    assert_eq!(user["claims"]["name"], "Alice Upstream");
+    Ok(())
+}
