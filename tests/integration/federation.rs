@@ -80,7 +80,10 @@ async fn pair() -> anyhow::Result<Pair> {
     .await?;
     for (id, extra) in [
         ("app", json!({})),
-        ("restricted", json!({"identityProviderRestrictions": ["other"]})),
+        (
+            "restricted",
+            json!({"identityProviderRestrictions": ["other"]}),
+        ),
         (
             "fedonly",
             json!({"identityProviderRestrictions": ["up"], "enableLocalLogin": false}),
@@ -202,7 +205,9 @@ fn button_action(login: &Page) -> Option<String> {
 /// Through the downstream authorize, the upstream sign-in and the callback: the redirect
 /// to the client.
 async fn federated_sign_in(p: &Pair, b: &mut TwoHosts, client: &str) -> anyhow::Result<Page> {
-    let (login_url, login) = b.follow(&authorize_url(&p.down.issuer, client, &[])).await?;
+    let (login_url, login) = b
+        .follow(&authorize_url(&p.down.issuer, client, &[]))
+        .await?;
     assert_eq!(login.status, 200, "{}", login.body);
     assert!(login.body.contains("Upstream Corp"), "{}", login.body);
     let to_up = b.press(&login_url, &login).await?;
@@ -217,8 +222,35 @@ async fn federated_sign_in(p: &Pair, b: &mut TwoHosts, client: &str) -> anyhow::
     Ok(page)
 }
 
+/// Where a successful callback sends the browser: its page moves on by itself (meta
+/// refresh; see `federation::fresh_navigation`) to the client.
+fn landing(page: &Page) -> anyhow::Result<url::Url> {
+    if page.status != 200 {
+        bail!("the callback answered {}: {}", page.status, page.body);
+    }
+    let marker = "id=\"continue\"";
+    let at = page.body.find(marker).context("no continue link")?;
+    let href = page.body[..at]
+        .rsplit_once("href=\"")
+        .context("no href")?
+        .1
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .replace("&#x2f;", "/")
+        .replace("&#x3d;", "=")
+        .replace("&amp;", "&");
+    let u = url::Url::parse(&href)?;
+    assert!(
+        page.body.contains("http-equiv=\"refresh\""),
+        "{}",
+        page.body
+    );
+    Ok(u)
+}
+
 async fn redeem(s: &Serve, client: &str, redirect: &Page) -> anyhow::Result<Value> {
-    let code = params_of(&redirect.location()?, false)
+    let code = params_of(&landing(redirect)?, false)
         .remove("code")
         .context("no code")?;
     let (status, _, body) = s
@@ -245,7 +277,7 @@ async fn a_user_signs_in_through_an_upstream_signet_and_is_provisioned_once() ->
     let p = pair().await?;
     let mut b = TwoHosts::new();
     let done = federated_sign_in(&p, &mut b, "app").await?;
-    assert_eq!(done.status, 302, "{}", done.body);
+    assert!(landing(&done)?.as_str().starts_with(REDIRECT));
     let tokens = redeem(&p.down, "app", &done).await?;
     let jwks = p.down.jwks().await?;
     let id = verify_jwt(
@@ -255,7 +287,11 @@ async fn a_user_signs_in_through_an_upstream_signet_and_is_provisioned_once() ->
         "app",
     )?;
     assert_eq!(id["idp"], "up", "{id}");
-    assert_eq!(id["amr"], json!(["pwd"]), "the upstream's amr is kept: {id}");
+    assert_eq!(
+        id["amr"],
+        json!(["pwd"]),
+        "the upstream's amr is kept: {id}"
+    );
     assert_eq!(id["nonce"], "n-down");
     let sub = id["sub"].as_str().context("sub")?.to_owned();
 
@@ -268,11 +304,10 @@ async fn a_user_signs_in_through_an_upstream_signet_and_is_provisioned_once() ->
     assert_eq!(user["claims"]["name"], "Alice Upstream", "{user}");
     assert_eq!(user["claims"]["email"], "alice@up.example", "{user}");
     assert_eq!(user["externalLogins"][0]["scheme"], "up", "{user}");
-    let up_user = p
-        .up
-        .admin_call(Method::GET, "/User?username=alice", None)
-        .await?
-        .1;
+    let up_user =
+        p.up.admin_call(Method::GET, "/User?username=alice", None)
+            .await?
+            .1;
     assert_eq!(
         user["externalLogins"][0]["subject"], up_user[0]["sub"],
         "linked by the upstream sub: {user}"
@@ -325,7 +360,11 @@ async fn a_user_signs_in_through_an_upstream_signet_and_is_provisioned_once() ->
     let mut b3 = TwoHosts::new();
     let refused = federated_sign_in(&p, &mut b3, "app").await?;
     assert_eq!(refused.status, 400, "{}", refused.body);
-    assert!(refused.body.contains("no longer linked"), "{}", refused.body);
+    assert!(
+        refused.body.contains("no longer linked"),
+        "{}",
+        refused.body
+    );
     Ok(())
 }
 
@@ -398,8 +437,7 @@ async fn restrictions_local_login_acr_values_and_bad_callbacks() -> anyhow::Resu
     let back = b.upstream_sign_in(&up_login_url, &up_login).await?;
     let callback = back.location()?.to_string();
     let done = b.down.get(&callback).await?;
-    assert_eq!(done.status, 302, "{}", done.body);
-    assert!(done.location()?.as_str().starts_with(REDIRECT));
+    assert!(landing(&done)?.as_str().starts_with(REDIRECT));
 
     // The same callback again (a replayed state): a page, not a 5xx.
     let replay = b.down.get(&callback).await?;
@@ -419,7 +457,11 @@ async fn restrictions_local_login_acr_values_and_bad_callbacks() -> anyhow::Resu
     let mut b = TwoHosts::new();
     let r = b
         .down
-        .get(&authorize_url(&p.down.issuer, "app", &[("acr_values", "idp:up")]))
+        .get(&authorize_url(
+            &p.down.issuer,
+            "app",
+            &[("acr_values", "idp:up")],
+        ))
         .await?;
     let (up_login_url, up_login) = b.follow(r.location()?.as_str()).await?;
     let back = b.upstream_sign_in(&up_login_url, &up_login).await?;
@@ -431,7 +473,11 @@ async fn restrictions_local_login_acr_values_and_bad_callbacks() -> anyhow::Resu
     let mut b = TwoHosts::new();
     let r = b
         .down
-        .get(&authorize_url(&p.down.issuer, "app", &[("acr_values", "idp:up")]))
+        .get(&authorize_url(
+            &p.down.issuer,
+            "app",
+            &[("acr_values", "idp:up")],
+        ))
         .await?;
     let state = params_of(&r.location()?, false)["state"].clone();
     let denied = b
@@ -450,7 +496,11 @@ async fn restrictions_local_login_acr_values_and_bad_callbacks() -> anyhow::Resu
     let mut b = TwoHosts::new();
     let r = b
         .down
-        .get(&authorize_url(&p.down.issuer, "app", &[("acr_values", "idp:up")]))
+        .get(&authorize_url(
+            &p.down.issuer,
+            "app",
+            &[("acr_values", "idp:up")],
+        ))
         .await?;
     let state = params_of(&r.location()?, false)["state"].clone();
     let mixed = b
@@ -469,9 +519,14 @@ async fn restrictions_local_login_acr_values_and_bad_callbacks() -> anyhow::Resu
         .await?;
     assert_eq!(status, 204);
     let mut b = TwoHosts::new();
-    let (_, login) = b.follow(&authorize_url(&p.down.issuer, "fedonly", &[])).await?;
+    let (_, login) = b
+        .follow(&authorize_url(&p.down.issuer, "fedonly", &[]))
+        .await?;
     assert!(!login.body.contains("Upstream Corp"), "{}", login.body);
-    assert!(!p.down.logs().contains(UP_SECRET), "the secret never in the logs");
+    assert!(
+        !p.down.logs().contains(UP_SECRET),
+        "the secret never in the logs"
+    );
     Ok(())
 }
 
@@ -502,7 +557,11 @@ async fn an_unreachable_provider_is_a_page_not_a_5xx() -> anyhow::Result<()> {
     .await?;
     let mut b = Browser::new();
     let r = b
-        .get(&authorize_url(&s.issuer, "app", &[("acr_values", "idp:up")]))
+        .get(&authorize_url(
+            &s.issuer,
+            "app",
+            &[("acr_values", "idp:up")],
+        ))
         .await?;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("could not be reached"), "{}", r.body);
@@ -520,7 +579,10 @@ async fn the_admin_api_validates_identity_providers_and_never_returns_the_secret
         (json!({"scheme": "a b"}), "scheme"),
         (json!({"type": "ldap"}), "type"),
         (json!({"type": "saml"}), "type"),
-        (json!({"authority": "http://login.example.com"}), "authority"),
+        (
+            json!({"authority": "http://login.example.com"}),
+            "authority",
+        ),
         (json!({"responseType": "id_token"}), "responseType"),
         (json!({"scopes": ["profile"]}), "scopes"),
         (json!({"claimMappings": {"x": "iss"}}), "claimMappings.x"),
@@ -555,7 +617,11 @@ async fn the_admin_api_validates_identity_providers_and_never_returns_the_secret
     let (status, read) = s
         .admin_call(Method::PUT, "/IdentityProvider", Some(&body))
         .await?;
-    assert_eq!((status, &read["hasClientSecret"]), (200, &json!(true)), "{read}");
+    assert_eq!(
+        (status, &read["hasClientSecret"]),
+        (200, &json!(true)),
+        "{read}"
+    );
     body["clientSecret"] = Value::Null;
     let (_, read) = s
         .admin_call(Method::PUT, "/IdentityProvider", Some(&body))
@@ -588,7 +654,11 @@ async fn signet_admin_applies_identity_providers_with_a_write_only_secret() -> a
     let admin = Admin::for_node(&s);
     let file = dir.path().join("idp.yaml");
     let write = |display: &str, secret: bool| -> std::io::Result<()> {
-        let secret = if secret { "    clientSecret: cli-s3cret-value\n" } else { "" };
+        let secret = if secret {
+            "    clientSecret: cli-s3cret-value\n"
+        } else {
+            ""
+        };
         std::fs::write(
             &file,
             format!(
@@ -690,8 +760,7 @@ async fn on_the_cluster_the_callback_may_land_at_another_node() -> anyhow::Resul
     let at_node2 = callback.replacen(&c.issuer, &node2, 1);
     assert_ne!(at_node2, callback);
     let done = b.down.get(&at_node2).await?;
-    assert_eq!(done.status, 302, "{}", done.body);
-    let code = params_of(&done.location()?, false)
+    let code = params_of(&landing(&done)?, false)
         .remove("code")
         .context("no code")?;
     let token: Value = c
@@ -716,9 +785,148 @@ async fn on_the_cluster_the_callback_may_land_at_another_node() -> anyhow::Resul
     )?;
     assert_eq!(id["idp"], "up", "{id}");
     let (status, user) = c
-        .admin_call(0, Method::GET, &format!("/User/{}", id["sub"].as_str().unwrap_or_default()), None)
+        .admin_call(
+            0,
+            Method::GET,
+            &format!("/User/{}", id["sub"].as_str().unwrap_or_default()),
+            None,
+        )
         .await?;
     assert_eq!(status, 200, "{user}");
     assert_eq!(user["claims"]["name"], "Alice Upstream");
     Ok(())
+}
+
+/// The whole flow in headless Chromium: the provider's button on Signet's login page (the
+/// page's CSP allows the redirect to the provider), the upstream Signet's login page, the
+/// callback (a cross-site navigation: the interaction cookie is SameSite=Lax), and the
+/// relying party with a code.
+#[tokio::test]
+async fn a_person_signs_in_through_the_upstream_with_chromium() -> anyhow::Result<()> {
+    use fantoccini::Locator;
+    use signet_tests::chrome::{relying_party, Chrome};
+    use std::time::Duration;
+    let (d1, d2) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let (up, up_issuer) = start_upstream(d1.path()).await?;
+    let down = Serve::start(
+        d2.path(),
+        ServeOptions {
+            extra_args: vec!["--allow-private-outbound".into()],
+            ..Default::default()
+        },
+    )
+    .await?;
+    let redirect = format!("{}/cb", relying_party().await?);
+    up.create(
+        "/User",
+        json!({"username": "alice", "password": PASSWORD, "claims": {"name": "Alice Upstream"}}),
+    )
+    .await?;
+    up.create(
+        "/Client",
+        json!({
+            "clientId": "signet-down", "allowedGrantTypes": ["authorization_code"],
+            "clientSecrets": [{"value": UP_SECRET}], "requireConsent": false,
+            "redirectUris": [format!("{}/federation/up/callback", down.issuer)],
+            "allowedScopes": ["openid", "profile"]
+        }),
+    )
+    .await?;
+    down.create(
+        "/IdentityProvider",
+        json!({"scheme": "up", "displayName": "Upstream Corp", "type": "oidc",
+               "authority": up_issuer, "clientId": "signet-down", "clientSecret": UP_SECRET,
+               "scopes": ["openid", "profile"]}),
+    )
+    .await?;
+    down.create(
+        "/Client",
+        json!({"clientId": "spa", "allowedGrantTypes": ["authorization_code"],
+               "requireClientSecret": false, "requireConsent": false,
+               "redirectUris": [redirect], "allowedScopes": ["openid", "profile"]}),
+    )
+    .await?;
+    let mut authorize = url::Url::parse(&format!("{}/oauth2/authorize", down.issuer))?;
+    authorize
+        .query_pairs_mut()
+        .append_pair("client_id", "spa")
+        .append_pair("redirect_uri", &redirect)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid profile")
+        .append_pair("state", "s1")
+        .append_pair("code_challenge", PKCE_CHALLENGE)
+        .append_pair("code_challenge_method", "S256");
+    let chrome = Chrome::start().await?;
+    let c = &chrome.client;
+    c.goto(authorize.as_str()).await?;
+    c.find(Locator::Css("button.provider"))
+        .await?
+        .click()
+        .await?;
+    // The upstream's login page.
+    eventually_at(c, &format!("{up_issuer}/login")).await?;
+    signet_tests::eventually(Duration::from_secs(15), || async {
+        c.find(Locator::Css("#password")).await.ok()
+    })
+    .await?;
+    chrome.sign_in("alice", PASSWORD).await?;
+    let landed = match signet_tests::eventually(Duration::from_secs(15), || async {
+        let u = c.current_url().await.ok()?;
+        u.as_str().starts_with(&redirect).then_some(u)
+    })
+    .await
+    {
+        Ok(u) => u,
+        Err(e) => anyhow::bail!(
+            "never reached the relying party ({e}); at {:?}: {}",
+            c.current_url().await,
+            c.source()
+                .await
+                .unwrap_or_default()
+                .split("<main")
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned()
+        ),
+    };
+    let source = c.source().await.unwrap_or_default();
+    chrome.client.close().await?;
+    let params: std::collections::BTreeMap<String, String> =
+        landed.query_pairs().into_owned().collect();
+    assert_eq!(
+        params.get("state").map(String::as_str),
+        Some("s1"),
+        "{source}"
+    );
+    let code = params.get("code").context("a code")?;
+    let token: Value = reqwest::Client::new()
+        .post(format!("{}/oauth2/token", down.issuer))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "spa"),
+            ("code", code),
+            ("redirect_uri", &redirect),
+            ("code_verifier", PKCE_VERIFIER),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = verify_jwt(
+        token["id_token"].as_str().context("id_token")?,
+        &down.jwks().await?,
+        &down.issuer,
+        "spa",
+    )?;
+    assert_eq!(id["idp"], "up");
+    Ok(())
+}
+
+async fn eventually_at(c: &fantoccini::Client, prefix: &str) -> anyhow::Result<()> {
+    signet_tests::eventually(std::time::Duration::from_secs(15), || async {
+        let u = c.current_url().await.ok()?;
+        u.as_str().starts_with(prefix).then_some(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("never reached {prefix}: {e}"))
 }

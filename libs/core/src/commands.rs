@@ -3,8 +3,8 @@
 //! the aggregate version the append must expect. Pure: the caller appends.
 
 use crate::client::{Client, ClientPolicy};
-use crate::identity_provider::IdentityProvider;
 use crate::events::{Aggregate, Event};
+use crate::identity_provider::IdentityProvider;
 use crate::projection::Projection;
 use crate::registration::{InitialAccessToken, RegisteredClient, RegistrationInfo};
 use crate::resource::ApiResource;

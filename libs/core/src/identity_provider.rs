@@ -287,8 +287,9 @@ impl IdentityProviderInput {
         for (i, s) in scopes.iter().enumerate() {
             c.check(
                 !s.is_empty()
-                    && s.bytes()
-                        .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)),
+                    && s.bytes().all(|b| {
+                        b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)
+                    }),
                 format!("scopes[{i}]"),
                 "must be a scope token (RFC 6749 section 3.3)",
             );
@@ -338,9 +339,8 @@ mod tests {
     use super::*;
 
     fn input(v: serde_json::Value) -> Result<IdentityProvider, ValidationErrors> {
-        let i: IdentityProviderInput = serde_json::from_value(v).map_err(|e| {
-            ValidationErrors::single("body", e.to_string())
-        })?;
+        let i: IdentityProviderInput = serde_json::from_value(v)
+            .map_err(|e| ValidationErrors::single("body", e.to_string()))?;
         i.into_record(None)
     }
 
@@ -371,7 +371,14 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             fields(e),
-            ["scheme", "authority", "clientId", "scopes", "claimMappings.x", "responseType"]
+            [
+                "scheme",
+                "authority",
+                "clientId",
+                "scopes",
+                "claimMappings.x",
+                "responseType"
+            ]
         );
         let e = input(serde_json::json!({"scheme": "l", "type": "ldap", "authority": "https://a", "clientId": "c"})).unwrap_err();
         assert_eq!(fields(e), ["type"]);
@@ -385,9 +392,15 @@ mod tests {
         let up = serde_json::json!({"email": "a@b.c", "sub": "x", "groups": ["a"], "name": "A"});
         let up = up.as_object().unwrap();
         let m = p.map_claims(up);
-        assert_eq!(serde_json::Value::Object(m), serde_json::json!({"email": "a@b.c", "name": "A"}));
+        assert_eq!(
+            serde_json::Value::Object(m),
+            serde_json::json!({"email": "a@b.c", "name": "A"})
+        );
         p.claim_mappings = [("name".to_owned(), "nickname".to_owned())].into();
         let m = p.map_claims(up);
-        assert_eq!(serde_json::Value::Object(m), serde_json::json!({"nickname": "A"}));
+        assert_eq!(
+            serde_json::Value::Object(m),
+            serde_json::json!({"nickname": "A"})
+        );
     }
 }

@@ -19,8 +19,8 @@ use signet_jose::{Algorithm, Jwks};
 
 use crate::client::{Client, GrantType};
 use crate::events::{Aggregate, Event};
-use crate::keys::{KeyState, PublicKeyRecord};
 use crate::identity_provider::IdentityProvider;
+use crate::keys::{KeyState, PublicKeyRecord};
 use crate::registration::{InitialAccessToken, RegistrationInfo};
 use crate::resource::ApiResource;
 use crate::scope::{ScopeKind, ScopeResource};

@@ -712,7 +712,10 @@ pub fn check_federated(
             }
         }
     }
-    Err(ValidationErrors::single("claims", "the upstream claims do not fit"))
+    Err(ValidationErrors::single(
+        "claims",
+        "the upstream claims do not fit",
+    ))
 }
 
 impl fmt::Debug for UserRecord {

@@ -41,8 +41,8 @@ use futures::StreamExt;
 use signet_core::api_key::{self, ApiKeyRecord, NewApiKey};
 use signet_core::events::{Aggregate, Event};
 use signet_core::user::{
-    federated_sub, hash_password, sub_from_bytes, ExternalLogin, NO_PASSWORD, username_id, username_key, CheckedUser, PasswordError,
-    UserRecord,
+    federated_sub, hash_password, sub_from_bytes, username_id, username_key, CheckedUser,
+    ExternalLogin, PasswordError, UserRecord, NO_PASSWORD,
 };
 use signet_core::validation::ValidationErrors;
 use signet_eventlog::kv::embedded::RedbKv;
@@ -971,7 +971,11 @@ impl Users {
             }
         };
         if !dropped.is_empty() {
-            tracing::warn!(scheme, ?dropped, "upstream claims that break the user rules were left out");
+            tracing::warn!(
+                scheme,
+                ?dropped,
+                "upstream claims that break the user rules were left out"
+            );
         }
         let mut record = UserRecord::new(sub.clone(), checked, NO_PASSWORD.to_owned(), now());
         record.external_logins.push(link.clone());
@@ -989,7 +993,16 @@ impl Users {
             Err(UserWriteError::Conflict) => {
                 // Another node created it first.
                 self.release(&actor, &username, &sub, patience).await;
-                self.wait_applied(self.0.shared.log.last_seq().await.map_err(UserWriteError::Log)?, patience).await?;
+                self.wait_applied(
+                    self.0
+                        .shared
+                        .log
+                        .last_seq()
+                        .await
+                        .map_err(UserWriteError::Log)?,
+                    patience,
+                )
+                .await?;
                 Ok(self.by_sub(&sub).await?.filter(linked).map(|r| (r, false)))
             }
             Err(e) => Err(e),

@@ -195,10 +195,7 @@ async fn to_provider(state: &AppState, headers: &HeaderMap, request: AuthorizeRe
         account_page: Default::default(),
         then: None,
     };
-    let mut r = match super::federation::begin(state, &with_cookie, &id, &interaction, &scheme).await
-    {
-        Ok(r) | Err(r) => r,
-    };
+    let mut r = super::federation::begin(state, &with_cookie, &id, &interaction, &scheme).await;
     r.headers_mut().append(header::SET_COOKIE, cookie);
     r
 }

@@ -256,7 +256,10 @@ pub fn verify_id_token(
 }
 
 /// A provider's discovery document, from the cache or fetched.
-async fn discover(state: &AppState, idp: &IdentityProvider) -> Result<Arc<Discovery>, FederationError> {
+async fn discover(
+    state: &AppState,
+    idp: &IdentityProvider,
+) -> Result<Arc<Discovery>, FederationError> {
     let fed = &state.federation;
     {
         let cache = fed.discovery.lock().unwrap_or_else(|e| e.into_inner());
@@ -268,7 +271,10 @@ async fn discover(state: &AppState, idp: &IdentityProvider) -> Result<Arc<Discov
     }
     let outbound = state.outbound().ok_or(FederationError::NoOutbound)?;
     let answer = outbound
-        .get(&format!("{}/.well-known/openid-configuration", idp.authority))
+        .get(&format!(
+            "{}/.well-known/openid-configuration",
+            idp.authority
+        ))
         .await?;
     if answer.status != 200 {
         return Err(FederationError::Status(answer.status));
@@ -390,7 +396,19 @@ pub async fn begin(
     id: &str,
     interaction: &Interaction,
     scheme: &str,
-) -> Result<Response, Response> {
+) -> Response {
+    match try_begin(state, headers, id, interaction, scheme).await {
+        Ok(r) | Err(r) => *r,
+    }
+}
+
+async fn try_begin(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    interaction: &Interaction,
+    scheme: &str,
+) -> Result<Box<Response>, Box<Response>> {
     let p = state.projection.load();
     let Some(idp) = offered(&p, interaction.request.as_ref())
         .into_iter()
@@ -400,24 +418,28 @@ pub async fn begin(
         let e = OAuthError::invalid_request(format!(
             "the identity provider {scheme:?} is not available to this client"
         ));
-        return Err(match &interaction.request {
+        return Err(Box::new(match &interaction.request {
             Some(r) => redirect_error(state, to_redirect(r, e)),
             None => oauth_error_page(state, None, e),
-        });
+        }));
     };
     let d = match discover(state, &idp).await {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(scheme, error = %e, "upstream sign-in could not start");
             metrics::counter!(crate::telemetry::FEDERATION_FAILURES).increment(1);
-            return Err(failure_page(state, e.page_text()));
+            return Err(Box::new(failure_page(state, e.page_text())));
         }
     };
     let Some(browser) = cookie(headers, INTERACTION_COOKIE).map(digest_key) else {
-        return Err(InteractionError::Forged.into_page(state));
+        return Err(Box::new(InteractionError::Forged.into_page(state)));
     };
-    let fresh = || random_token().map_err(|e| oauth_error_page(state, None, e));
-    let (state_value, nonce, verifier) = (fresh()?, fresh()?, fresh()?);
+    let page = |e: OAuthError| Box::new(oauth_error_page(state, None, e));
+    let (state_value, nonce, verifier) = (
+        random_token().map_err(page)?,
+        random_token().map_err(page)?,
+        random_token().map_err(page)?,
+    );
     let challenge = signet_jose::b64url(
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref(),
     );
@@ -428,8 +450,8 @@ pub async fn begin(
         verifier,
         browser,
     };
-    let bytes = serde_json::to_vec(&pending)
-        .map_err(|_| oauth_error_page(state, None, OAuthError::server_error("pending")))?;
+    let bytes =
+        serde_json::to_vec(&pending).map_err(|_| page(OAuthError::server_error("pending")))?;
     state
         .store
         .put(
@@ -441,9 +463,13 @@ pub async fn begin(
         )
         .await
         .or_unavailable()
-        .map_err(|e| oauth_error_page(state, None, e))?;
-    let mut u = url::Url::parse(&d.authorization_endpoint)
-        .map_err(|_| failure_page(state, FederationError::Malformed("").page_text()))?;
+        .map_err(page)?;
+    let mut u = url::Url::parse(&d.authorization_endpoint).map_err(|_| {
+        Box::new(failure_page(
+            state,
+            FederationError::Malformed("").page_text(),
+        ))
+    })?;
     u.query_pairs_mut()
         .append_pair("response_type", "code")
         .append_pair("client_id", &idp.client_id)
@@ -459,7 +485,7 @@ pub async fn begin(
         }
     }
     metrics::counter!(crate::telemetry::FEDERATION_STARTS).increment(1);
-    Ok(super::device::see_other(u.as_str()))
+    Ok(Box::new(super::device::see_other(u.as_str())))
 }
 
 /// `POST /federation/{scheme}/start`: a provider's button on the login page (CSRF-checked).
@@ -481,9 +507,7 @@ pub async fn start_post(
             Ok(found) => found,
             Err(e) => return e.into_page(&state),
         };
-    match begin(&state, &headers, &id, &interaction, &scheme).await {
-        Ok(r) | Err(r) => r,
-    }
+    begin(&state, &headers, &id, &interaction, &scheme).await
 }
 
 /// Redeems the code and verifies the ID token: the upstream claims.
@@ -522,10 +546,12 @@ async fn redeem(
     }
     let body: Value = serde_json::from_slice(&answer.body)
         .map_err(|_| FederationError::Malformed("the token response is not JSON"))?;
-    let id_token = body
-        .get("id_token")
-        .and_then(Value::as_str)
-        .ok_or(FederationError::Malformed("the token response has no id_token"))?;
+    let id_token =
+        body.get("id_token")
+            .and_then(Value::as_str)
+            .ok_or(FederationError::Malformed(
+                "the token response has no id_token",
+            ))?;
     let kid = super::client_jwks::header_kid(id_token);
     let want = Expected {
         issuer: &d.issuer,
@@ -579,16 +605,16 @@ pub async fn callback(
         Ok(None) => return fail("unknown or used state"),
         Err(e) => return oauth_error_page(&state, None, e),
     };
-    let same_browser =
-        cookie(headers, INTERACTION_COOKIE).is_some_and(|c| ct_eq(&digest_key(c), &pending.browser));
+    let same_browser = cookie(headers, INTERACTION_COOKIE)
+        .is_some_and(|c| ct_eq(&digest_key(c), &pending.browser));
     if pending.scheme != scheme || !same_browser {
         return fail("state of another provider or browser");
     }
-    let interaction = match load_interaction(&state, headers, Some(&pending.interaction), None).await
-    {
-        Ok(i) => i,
-        Err(e) => return e.into_page(&state),
-    };
+    let interaction =
+        match load_interaction(&state, headers, Some(&pending.interaction), None).await {
+            Ok(i) => i,
+            Err(e) => return e.into_page(&state),
+        };
     let p = state.projection.load();
     let Some(idp) = offered(&p, interaction.request.as_ref())
         .into_iter()
@@ -662,32 +688,36 @@ pub async fn callback(
         _ => vec!["fed".to_owned()],
     };
     let mapped = idp.map_claims(&claims);
-    let user = match state
-        .users
-        .federated(&scheme, &subject, mapped, super::admin::common::APPLY_PATIENCE)
-        .await
-    {
-        Ok(Some((u, created))) => {
-            if created {
-                tracing::info!(scheme, sub = %u.sub, "user created from an upstream identity");
-                metrics::counter!(crate::telemetry::FEDERATION_USERS_CREATED).increment(1);
+    let user =
+        match state
+            .users
+            .federated(
+                &scheme,
+                &subject,
+                mapped,
+                super::admin::common::APPLY_PATIENCE,
+            )
+            .await
+        {
+            Ok(Some((u, created))) => {
+                if created {
+                    tracing::info!(scheme, sub = %u.sub, "user created from an upstream identity");
+                    metrics::counter!(crate::telemetry::FEDERATION_USERS_CREATED).increment(1);
+                }
+                u
             }
-            u
-        }
-        Ok(None) => {
-            return failure_page(
+            Ok(None) => return failure_page(
                 &state,
                 "This account is no longer linked to the sign-in service. Ask an administrator.",
-            )
-        }
-        Err(e) => {
-            tracing::warn!(scheme, error = %e, "upstream user could not be provisioned");
-            return failure_page(
-                &state,
-                "Your account could not be set up. Try again later or ask an administrator.",
-            );
-        }
-    };
+            ),
+            Err(e) => {
+                tracing::warn!(scheme, error = %e, "upstream user could not be provisioned");
+                return failure_page(
+                    &state,
+                    "Your account could not be set up. Try again later or ask an administrator.",
+                );
+            }
+        };
     if !user.enabled {
         return failure_page(&state, "This account is disabled.");
     }
@@ -728,12 +758,19 @@ async fn finish(
         Err(e) => return oauth_error_page(state, None, e),
     }
     let facts = super::sessions::SignInFacts::of(headers, addr);
-    let (session, cookie) =
-        match super::sessions::create_session_via(state, sub, amr, Some(scheme), facts, now).await
-        {
-            Ok(s) => s,
-            Err(e) => return oauth_error_page(state, None, e),
-        };
+    let (session, cookie) = match super::sessions::create_session_via(
+        state,
+        sub,
+        amr,
+        Some(scheme),
+        facts,
+        now,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => return oauth_error_page(state, None, e),
+    };
     if let Err(e) = end_interaction(state, id).await {
         return oauth_error_page(state, None, e);
     }
@@ -750,10 +787,33 @@ async fn finish(
             continue_flow(state, &p, &client, request, session, now).await
         }
     };
+    resp = fresh_navigation(resp);
     resp.headers_mut().append(header::SET_COOKIE, cookie);
     resp
 }
 
+/// A redirect from the callback turned into a page that moves on by itself (meta refresh,
+/// and a link): the callback is the tail of a redirect chain that began with the upstream's
+/// login form, and Chromium checks every redirect of that chain against the upstream
+/// page's CSP `form-action`, which knows Signet's callback but not where Signet sends the
+/// browser next (the client, or the consent page). A new navigation from our own page
+/// starts a chain of its own.
+fn fresh_navigation(resp: Response) -> Response {
+    if !resp.status().is_redirection() {
+        return resp;
+    }
+    let Some(location) = resp
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return resp;
+    };
+    let mut ctx = super::browser::branding(None);
+    ctx["location"] = location.into();
+    super::browser::render("continue.html", StatusCode::OK, ctx)
+}
 
 #[cfg(test)]
 mod tests;

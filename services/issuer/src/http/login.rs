@@ -50,7 +50,8 @@ pub const DEVICE_COOKIE: &str = "signet_device";
 const DEVICE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 const FAILED: &str = "The username or password is wrong.";
-const NO_LOCAL: &str = "This application does not accept passwords: sign in with one of the services below.";
+const NO_LOCAL: &str =
+    "This application does not accept passwords: sign in with one of the services below.";
 const THROTTLED: &str = "Too many sign-in attempts. Wait a few minutes and try again.";
 
 fn query_params(query: Option<String>) -> Option<PageParams> {

@@ -13,8 +13,8 @@ pub mod cors;
 pub mod device;
 pub mod discovery;
 pub mod dpop;
-pub mod federation;
 pub mod error;
+pub mod federation;
 pub mod form;
 #[cfg(test)]
 mod fuzz;
@@ -88,14 +88,8 @@ pub fn public_router(state: AppState) -> Router {
             get(logout::logout_get).post(logout::logout_post),
         )
         .route("/login", get(login::login_get).post(login::login_post))
-        .route(
-            "/federation/{scheme}/start",
-            post(federation::start_post),
-        )
-        .route(
-            "/federation/{scheme}/callback",
-            get(federation::callback),
-        )
+        .route("/federation/{scheme}/start", post(federation::start_post))
+        .route("/federation/{scheme}/callback", get(federation::callback))
         .route(
             "/oauth2/device_authorization",
             post(device::device_authorization).fallback(device::method_not_allowed),

@@ -59,13 +59,18 @@ fn a_good_token_verifies_and_each_broken_rule_is_named() {
     let ok = check(&sign(&k, &claims()), &keys).unwrap();
     assert_eq!(ok["sub"], "u-1");
     // Several audiences with azp = us, and the leeway on exp and iat.
-    let multi = with(json!({"aud": ["other", "signet"], "azp": "signet", "exp": NOW - 30, "iat": NOW + 30}));
+    let multi = with(
+        json!({"aud": ["other", "signet"], "azp": "signet", "exp": NOW - 30, "iat": NOW + 30}),
+    );
     assert!(check(&sign(&k, &multi), &keys).is_ok());
     for (patch, err) in [
         (json!({"iss": "https://evil.example"}), IdTokenError::Issuer),
         (json!({"iss": null}), IdTokenError::Issuer),
         (json!({"aud": "someone-else"}), IdTokenError::Audience),
-        (json!({"aud": ["other", "signet"]}), IdTokenError::AuthorizedParty),
+        (
+            json!({"aud": ["other", "signet"]}),
+            IdTokenError::AuthorizedParty,
+        ),
         (json!({"azp": "other"}), IdTokenError::AuthorizedParty),
         (json!({"nonce": "n-2"}), IdTokenError::Nonce),
         (json!({"nonce": null}), IdTokenError::Nonce),
@@ -75,7 +80,11 @@ fn a_good_token_verifies_and_each_broken_rule_is_named() {
         (json!({"sub": ""}), IdTokenError::Subject),
         (json!({"sub": "x".repeat(256)}), IdTokenError::Subject),
     ] {
-        assert_eq!(check(&sign(&k, &with(patch.clone())), &keys), Err(err), "{patch}");
+        assert_eq!(
+            check(&sign(&k, &with(patch.clone())), &keys),
+            Err(err),
+            "{patch}"
+        );
     }
 }
 
@@ -85,21 +94,36 @@ fn signatures_other_keys_hmac_and_none_are_refused() {
     let token = sign(&k, &claims());
     // Signed by a key the provider does not publish (same kid).
     let stranger = key("k1");
-    assert!(matches!(check(&token, &[public(&stranger)]), Err(IdTokenError::Signature(_))));
+    assert!(matches!(
+        check(&token, &[public(&stranger)]),
+        Err(IdTokenError::Signature(_))
+    ));
     // Unknown kid.
     let other = key("k2");
-    assert!(matches!(check(&token, &[public(&other)]), Err(IdTokenError::Signature(_))));
+    assert!(matches!(
+        check(&token, &[public(&other)]),
+        Err(IdTokenError::Signature(_))
+    ));
     // A tampered payload.
     let mut parts: Vec<&str> = token.split('.').collect();
     let evil = signet_jose::b64url(with(json!({"sub": "admin"})).to_string().as_bytes());
     parts[1] = &evil;
-    assert!(matches!(check(&parts.join("."), &[public(&k)]), Err(IdTokenError::Signature(_))));
+    assert!(matches!(
+        check(&parts.join("."), &[public(&k)]),
+        Err(IdTokenError::Signature(_))
+    ));
     // alg none and HS256 (keyed with anything public) never verify.
     let body = signet_jose::b64url(claims().to_string().as_bytes());
     for header in [json!({"alg": "none"}), json!({"alg": "HS256", "kid": "k1"})] {
         let h = signet_jose::b64url(header.to_string().as_bytes());
         let forged = format!("{h}.{body}.{}", signet_jose::b64url(b"sig"));
-        assert!(matches!(check(&forged, &[public(&k)]), Err(IdTokenError::Signature(_))), "{header}");
+        assert!(
+            matches!(
+                check(&forged, &[public(&k)]),
+                Err(IdTokenError::Signature(_))
+            ),
+            "{header}"
+        );
     }
 }
 
@@ -111,7 +135,11 @@ fn sealed_secrets_open_only_for_their_scheme_and_key() {
     assert_eq!(s.open(&sealed, "corp").as_deref(), Some("top-secret"));
     assert_eq!(s.open(&sealed, "other"), None, "bound to the scheme");
     assert_eq!(Sealer::new([8u8; 32]).unwrap().open(&sealed, "corp"), None);
-    assert_ne!(s.seal("top-secret", "corp").unwrap(), sealed, "a fresh nonce each time");
+    assert_ne!(
+        s.seal("top-secret", "corp").unwrap(),
+        sealed,
+        "a fresh nonce each time"
+    );
     assert_eq!(s.open("!!", "corp"), None);
     assert_eq!(s.open("", "corp"), None);
 }
