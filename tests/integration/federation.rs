@@ -10,6 +10,7 @@ use signet_tests::browser::{params_of, Browser, Page, PKCE_CHALLENGE, PKCE_VERIF
 use signet_tests::{free_port, verify_jwt, Serve, ServeOptions};
 
 const REDIRECT: &str = "http://127.0.0.1:1/cb";
+const LOGGED_OUT: &str = "http://127.0.0.1:1/bye";
 const PASSWORD: &str = "correct horse battery staple";
 const UP_SECRET: &str = "upstream-secret-0123456789";
 
@@ -65,6 +66,7 @@ async fn pair() -> anyhow::Result<Pair> {
             "clientSecrets": [{"value": UP_SECRET}], "requireConsent": false,
             "alwaysIncludeUserClaimsInIdToken": true,
             "redirectUris": [format!("{}/federation/up/callback", down.issuer)],
+            "postLogoutRedirectUris": [format!("{}/federation/up/logged-out", down.issuer)],
             "allowedScopes": ["openid", "profile", "email"]
         }),
     )
@@ -92,7 +94,8 @@ async fn pair() -> anyhow::Result<Pair> {
         let mut body = json!({
             "clientId": id, "allowedGrantTypes": ["authorization_code"],
             "requireClientSecret": false, "requireConsent": false,
-            "redirectUris": [REDIRECT], "allowedScopes": ["openid", "profile", "email"]
+            "redirectUris": [REDIRECT], "postLogoutRedirectUris": [LOGGED_OUT],
+            "allowedScopes": ["openid", "profile", "email"]
         });
         for (k, v) in extra.as_object().unwrap() {
             body[k] = v.clone();
@@ -365,6 +368,54 @@ async fn a_user_signs_in_through_an_upstream_signet_and_is_provisioned_once() ->
         "{}",
         refused.body
     );
+    Ok(())
+}
+
+/// RP-initiated logout of a session that came from the upstream continues at the upstream's
+/// end-session endpoint (with the upstream ID token as hint), which ends the upstream
+/// session and comes back to Signet, which goes on to the client's post-logout URI.
+#[tokio::test]
+async fn signing_out_continues_at_the_upstream_and_comes_back() -> anyhow::Result<()> {
+    let p = pair().await?;
+    let mut b = TwoHosts::new();
+    let done = federated_sign_in(&p, &mut b, "app").await?;
+    let tokens = redeem(&p.down, "app", &done).await?;
+    let hint = tokens["id_token"].as_str().context("id_token")?;
+    let mut u = url::Url::parse(&format!("{}/oauth2/logout", p.down.issuer))?;
+    u.query_pairs_mut()
+        .append_pair("id_token_hint", hint)
+        .append_pair("post_logout_redirect_uri", LOGGED_OUT)
+        .append_pair("state", "bye-state");
+    let r = b.down.get(u.as_str()).await?;
+    assert_eq!(r.status, 302, "{}", r.body);
+    let at_up = r.location()?;
+    assert!(at_up.as_str().starts_with(&p.up_issuer), "{at_up}");
+    let q = params_of(&at_up, false);
+    assert_eq!(q["client_id"], "signet-down");
+    assert!(q["post_logout_redirect_uri"].ends_with("/federation/up/logged-out"));
+    // The upstream ends its session (the hint's sid is the browser's session there) and
+    // sends the browser back; Signet goes on to the client.
+    let r = b.up.get(at_up.as_str()).await?;
+    assert_eq!(r.status, 302, "{}", r.body);
+    let back = r.location()?.to_string();
+    assert!(back.starts_with(&p.down.issuer), "{back}");
+    let r = b.down.get(&back).await?;
+    assert_eq!(r.status, 302, "{}", r.body);
+    let end = r.location()?;
+    assert!(end.as_str().starts_with(LOGGED_OUT), "{end}");
+    assert_eq!(params_of(&end, false)["state"], "bye-state");
+    // Signed out at both: a new authorization request shows the login pages again.
+    let (_, login) = b.follow(&authorize_url(&p.down.issuer, "app", &[])).await?;
+    assert!(login.body.contains("Upstream Corp"), "{}", login.body);
+    let to_up = b.press("", &login).await?;
+    let (up_url, _) = b.follow(to_up.location()?.as_str()).await?;
+    assert!(
+        up_url.contains("/login"),
+        "signed out upstream too: {up_url}"
+    );
+    // The logged-out URL again (a used state): the signed-out page, no redirect.
+    let again = b.down.get(&back).await?;
+    assert_eq!(again.status, 200);
     Ok(())
 }
 

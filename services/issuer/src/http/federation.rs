@@ -30,7 +30,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use signet_core::authorize::{AuthorizeRequest, Params};
@@ -517,7 +517,7 @@ async fn redeem(
     d: &Discovery,
     code: &str,
     pending: &Pending,
-) -> Result<Map<String, Value>, FederationError> {
+) -> Result<(Map<String, Value>, String), FederationError> {
     let outbound = state.outbound().ok_or(FederationError::NoOutbound)?;
     let secret = match &idp.client_secret_sealed {
         Some(sealed) => Some(
@@ -565,7 +565,8 @@ async fn redeem(
         .jwks
         .keys(Some(outbound), &idp.scheme, 0, &d.jwks_uri, kid.as_deref())
         .await?;
-    verify_id_token(id_token, &keys, &want).map_err(FederationError::IdToken)
+    let claims = verify_id_token(id_token, &keys, &want).map_err(FederationError::IdToken)?;
+    Ok((claims, id_token.to_owned()))
 }
 
 /// `GET /federation/{scheme}/callback`: the provider's answer.
@@ -665,7 +666,7 @@ pub async fn callback(
     let Some(code) = params.get("code") else {
         return fail("no code");
     };
-    let claims = match redeem(&state, &idp, &d, code, &pending).await {
+    let (claims, id_token) = match redeem(&state, &idp, &d, code, &pending).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(scheme, error = %e, "upstream sign-in failed");
@@ -721,6 +722,16 @@ pub async fn callback(
     if !user.enabled {
         return failure_page(&state, "This account is disabled.");
     }
+    // RP-initiated logout continues at the provider when it has an end-session endpoint.
+    let upstream_logout =
+        d.end_session_endpoint
+            .clone()
+            .map(|endpoint| super::sessions::UpstreamLogout {
+                scheme: scheme.clone(),
+                end_session_endpoint: endpoint,
+                client_id: idp.client_id.clone(),
+                id_token,
+            });
     finish(
         &state,
         headers,
@@ -729,9 +740,79 @@ pub async fn callback(
         interaction,
         &user.sub,
         amr,
-        scheme,
+        (scheme, upstream_logout),
     )
     .await
+}
+
+/// Where signing out of a session that came from an upstream provider goes next: the
+/// provider's end-session endpoint (OpenID Connect RP-Initiated Logout) with the upstream
+/// ID token as `id_token_hint` and `{issuer}/federation/{scheme}/logged-out` as
+/// `post_logout_redirect_uri`, whose `state` keys (in the store, once, for
+/// [`PENDING_TTL`]) where the browser goes after that: `then`, or the signed-out page.
+pub async fn upstream_logout_url(
+    state: &AppState,
+    upstream: &super::sessions::UpstreamLogout,
+    then: Option<&str>,
+) -> Option<String> {
+    let key = random_token().ok()?;
+    let value = then.unwrap_or_default().as_bytes().to_vec();
+    state
+        .store
+        .put(
+            Namespace::Interaction,
+            &format!("federation-logout:{}", digest_key(&key)),
+            &value,
+            PENDING_TTL,
+            &[],
+        )
+        .await
+        .ok()?;
+    let mut u = url::Url::parse(&upstream.end_session_endpoint).ok()?;
+    u.query_pairs_mut()
+        .append_pair("id_token_hint", &upstream.id_token)
+        .append_pair("client_id", &upstream.client_id)
+        .append_pair(
+            "post_logout_redirect_uri",
+            &state
+                .config
+                .issuer
+                .endpoint(&format!("/federation/{}/logged-out", upstream.scheme)),
+        )
+        .append_pair("state", &key);
+    Some(u.to_string())
+}
+
+/// `GET /federation/{scheme}/logged-out`: back from the provider's end-session endpoint;
+/// on to where the sign-out was going (the client's `post_logout_redirect_uri`), or the
+/// signed-out page.
+pub async fn logged_out(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let params = PageParams::parse(query.unwrap_or_default().as_bytes()).ok();
+    let then = match params.as_ref().and_then(|p| p.get("state")) {
+        Some(key) => state
+            .store
+            .consume(
+                Namespace::Interaction,
+                &format!("federation-logout:{}", digest_key(key)),
+            )
+            .await
+            .ok()
+            .flatten()
+            .and_then(|b| String::from_utf8(b).ok())
+            .filter(|t| !t.is_empty()),
+        None => None,
+    };
+    match then {
+        Some(target) => {
+            let mut r = StatusCode::FOUND.into_response();
+            if let Ok(v) = header::HeaderValue::from_str(&target) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            super::error::no_store(r.headers_mut());
+            r
+        }
+        None => super::browser::render_logged_out(super::browser::branding(None), &[], None),
+    }
 }
 
 /// The sign-in done: the browser's previous session ends, a new one starts, and the
@@ -745,7 +826,7 @@ async fn finish(
     interaction: Interaction,
     sub: &str,
     amr: Vec<String>,
-    scheme: String,
+    idp: (String, Option<super::sessions::UpstreamLogout>),
 ) -> Response {
     let now = now();
     match super::sessions::load_session(state, headers).await {
@@ -758,19 +839,11 @@ async fn finish(
         Err(e) => return oauth_error_page(state, None, e),
     }
     let facts = super::sessions::SignInFacts::of(headers, addr);
-    let (session, cookie) = match super::sessions::create_session_via(
-        state,
-        sub,
-        amr,
-        Some(scheme),
-        facts,
-        now,
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => return oauth_error_page(state, None, e),
-    };
+    let (session, cookie) =
+        match super::sessions::create_session_via(state, sub, amr, Some(idp), facts, now).await {
+            Ok(s) => s,
+            Err(e) => return oauth_error_page(state, None, e),
+        };
     if let Err(e) = end_interaction(state, id).await {
         return oauth_error_page(state, None, e);
     }

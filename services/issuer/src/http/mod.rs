@@ -91,6 +91,10 @@ pub fn public_router(state: AppState) -> Router {
         .route("/federation/{scheme}/start", post(federation::start_post))
         .route("/federation/{scheme}/callback", get(federation::callback))
         .route(
+            "/federation/{scheme}/logged-out",
+            get(federation::logged_out),
+        )
+        .route(
             "/oauth2/device_authorization",
             post(device::device_authorization).fallback(device::method_not_allowed),
         )

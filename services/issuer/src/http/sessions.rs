@@ -49,6 +49,28 @@ pub struct Session {
     /// The upstream identity provider (scheme) the user signed in through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idp: Option<String>,
+    /// Where signing out continues at that provider (RP-initiated logout), when it has an
+    /// `end_session_endpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_logout: Option<UpstreamLogout>,
+}
+
+/// The upstream's end-session endpoint and the ID token it issued (its `id_token_hint`).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UpstreamLogout {
+    pub scheme: String,
+    pub end_session_endpoint: String,
+    pub client_id: String,
+    pub id_token: String,
+}
+
+impl std::fmt::Debug for UpstreamLogout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamLogout")
+            .field("scheme", &self.scheme)
+            .field("end_session_endpoint", &self.end_session_endpoint)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How much of a `User-Agent` a session keeps.
@@ -221,10 +243,14 @@ pub async fn create_session_via(
     state: &AppState,
     sub: &str,
     amr: Vec<String>,
-    idp: Option<String>,
+    idp: Option<(String, Option<UpstreamLogout>)>,
     facts: SignInFacts,
     now: i64,
 ) -> Result<(Session, HeaderValue), OAuthError> {
+    let (idp, upstream_logout) = match idp {
+        Some((scheme, logout)) => (Some(scheme), logout),
+        None => (None, None),
+    };
     let lifetime = state.config.session_lifetime;
     let value = random_token()?;
     let session = Session {
@@ -236,6 +262,7 @@ pub async fn create_session_via(
         user_agent: facts.user_agent,
         address: facts.address.map(|a| a.to_string()),
         idp,
+        upstream_logout,
     };
     let bytes = serde_json::to_vec(&session).map_err(|_| OAuthError::server_error("session"))?;
     let index = [Index::Subject(sub), Index::Session(&session.sid)];
