@@ -981,3 +981,173 @@ async fn eventually_at(c: &fantoccini::Client, prefix: &str) -> anyhow::Result<(
     .await
     .map_err(|e| anyhow::anyhow!("never reached {prefix}: {e}"))
 }
+
+/// A GitHub-shaped OAuth 2.0 provider (no OpenID Connect): `/authorize` answers with a code
+/// at once, `/token` redeems it (checking the PKCE verifier and the client secret, JSON only
+/// when asked with `Accept: application/json`, as GitHub), `/user` answers the user with a
+/// numeric `id` for the bearer token.
+async fn github_like() -> anyhow::Result<String> {
+    use axum::extract::{Query, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Redirect};
+    use axum::routing::{get, post};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    type Shared = Arc<Mutex<Option<String>>>;
+    async fn authorize(
+        State(challenge): State<Shared>,
+        Query(q): Query<HashMap<String, String>>,
+    ) -> impl IntoResponse {
+        *challenge.lock().unwrap() = q.get("code_challenge").cloned();
+        let mut to = url::Url::parse(&q["redirect_uri"]).unwrap();
+        to.query_pairs_mut()
+            .append_pair("code", "gh-code")
+            .append_pair("state", &q["state"]);
+        Redirect::to(to.as_str())
+    }
+    async fn token(
+        State(challenge): State<Shared>,
+        headers: HeaderMap,
+        body: String,
+    ) -> axum::response::Response {
+        let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+        let ok = form.get("code").map(String::as_str) == Some("gh-code")
+            && form.get("client_secret").map(String::as_str) == Some(UP_SECRET)
+            && challenge.lock().unwrap().as_deref()
+                == Some(signet_jose::b64url(digest.as_ref()).as_str());
+        let json = headers
+            .get("accept")
+            .is_some_and(|a| a.as_bytes() == b"application/json");
+        match (ok, json) {
+            (true, true) => {
+                axum::Json(json!({"access_token": "gho_1", "token_type": "bearer", "scope": ""}))
+                    .into_response()
+            }
+            (true, false) => "access_token=gho_1&token_type=bearer".into_response(),
+            (false, _) => axum::Json(json!({"error": "bad_verification_code"})).into_response(),
+        }
+    }
+    async fn user(headers: HeaderMap) -> axum::response::Response {
+        if headers.get("authorization").map(|v| v.as_bytes()) != Some(b"Bearer gho_1") {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        axum::Json(
+            json!({"id": 4242, "login": "octocat", "name": "The Octocat",
+                          "email": "octo@example.com", "amr": ["forged"]}),
+        )
+        .into_response()
+    }
+    let app = axum::Router::new()
+        .route("/authorize", get(authorize))
+        .route("/token", post(token))
+        .route("/user", get(user))
+        .with_state(Shared::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(base)
+}
+
+#[tokio::test]
+async fn a_user_signs_in_through_an_oauth2_only_provider() -> anyhow::Result<()> {
+    let gh = github_like().await?;
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(
+        dir.path(),
+        ServeOptions {
+            extra_args: vec!["--allow-private-outbound".into()],
+            ..Default::default()
+        },
+    )
+    .await?;
+    // The oauth2 shape's own rules.
+    let (status, resp) = s
+        .admin_call(
+            Method::POST,
+            "/IdentityProvider",
+            Some(&json!({"scheme": "gh", "type": "oauth2", "clientId": "c",
+                          "authorizationEndpoint": format!("{gh}/authorize")})),
+        )
+        .await?;
+    assert_eq!(status, 400, "{resp}");
+    assert_eq!(resp["field"], "tokenEndpoint", "{resp}");
+    let created = s
+        .create(
+            "/IdentityProvider",
+            json!({"scheme": "gh", "displayName": "GitHub", "type": "oauth2",
+                   "clientId": "gh-client", "clientSecret": UP_SECRET,
+                   "authorizationEndpoint": format!("{gh}/authorize"),
+                   "tokenEndpoint": format!("{gh}/token"),
+                   "userinfoEndpoint": format!("{gh}/user"),
+                   "subjectClaim": "id", "scopes": ["read:user"],
+                   "claimMappings": {"name": "name", "email": "email", "login": "nickname"}}),
+        )
+        .await?;
+    assert_eq!(created["subjectClaim"], "id", "{created}");
+    s.create(
+        "/Client",
+        json!({"clientId": "app", "allowedGrantTypes": ["authorization_code"],
+               "requireClientSecret": false, "requireConsent": false,
+               "redirectUris": [REDIRECT], "allowedScopes": ["openid", "profile", "email"]}),
+    )
+    .await?;
+    let mut b = Browser::new();
+    let r = b
+        .get(&authorize_url(
+            &s.issuer,
+            "app",
+            &[("acr_values", "idp:gh")],
+        ))
+        .await?;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let to = r.location()?;
+    let q = params_of(&to, false);
+    assert!(!q.contains_key("nonce"), "no OpenID Connect: {to}");
+    assert_eq!(q["scope"], "read:user");
+    let at_gh = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?
+        .get(to.as_str())
+        .send()
+        .await?;
+    let callback = at_gh
+        .headers()
+        .get("location")
+        .context("the provider redirects")?
+        .to_str()?
+        .to_owned();
+    let done = b.get(&callback).await?;
+    let tokens = redeem(&s, "app", &done).await?;
+    let id = verify_jwt(
+        tokens["id_token"].as_str().context("id_token")?,
+        &s.jwks().await?,
+        &s.issuer,
+        "app",
+    )?;
+    assert_eq!(id["idp"], "gh");
+    assert_eq!(
+        id["amr"],
+        json!(["fed"]),
+        "the userinfo's amr is not trusted"
+    );
+    let (_, user) = s
+        .admin_call(
+            Method::GET,
+            &format!("/User/{}", id["sub"].as_str().unwrap_or_default()),
+            None,
+        )
+        .await?;
+    assert_eq!(
+        user["externalLogins"][0],
+        json!({"scheme": "gh", "subject": "4242"})
+    );
+    assert_eq!(user["claims"]["nickname"], "octocat", "{user}");
+    assert_eq!(user["username"], "gh:4242");
+    Ok(())
+}

@@ -408,6 +408,7 @@ mod tests {
             scopes: vec!["openid".into()],
             claim_mappings: Default::default(),
             response_type: "code".into(),
+            oauth2: None,
         });
         vec![
             Event::ClientCreated(client.clone()),

@@ -77,6 +77,20 @@ pub struct IdentityProviderInput {
     /// Only `code`.
     #[serde(default = "code")]
     pub response_type: String,
+    /// `oauth2` only: where the browser is sent to sign in.
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    /// `oauth2` only: where the code is redeemed (the answer must be JSON with an
+    /// `access_token`).
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// `oauth2` only: where the user's claims are read with the access token.
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    /// `oauth2` only: the userinfo member that identifies the user for good (GitHub: `id`;
+    /// never the login or e-mail, which change); a string or an integer.
+    #[serde(default)]
+    pub subject_claim: Option<String>,
 }
 
 impl std::fmt::Debug for IdentityProviderInput {
@@ -118,6 +132,19 @@ pub struct IdentityProvider {
     pub scopes: Vec<String>,
     pub claim_mappings: BTreeMap<String, String>,
     pub response_type: String,
+    /// The OAuth 2.0 endpoints and subject claim of an `oauth2` provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2Endpoints>,
+}
+
+/// Where an OAuth 2.0-only provider (GitHub's shape) signs users in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OAuth2Endpoints {
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub userinfo_endpoint: String,
+    pub subject_claim: String,
 }
 
 impl std::fmt::Debug for IdentityProvider {
@@ -147,6 +174,14 @@ pub struct IdentityProviderView {
     pub scopes: Vec<String>,
     pub claim_mappings: BTreeMap<String, String>,
     pub response_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub userinfo_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_claim: Option<String>,
 }
 
 impl IdentityProvider {
@@ -162,6 +197,13 @@ impl IdentityProvider {
             scopes: self.scopes.clone(),
             claim_mappings: self.claim_mappings.clone(),
             response_type: self.response_type.clone(),
+            authorization_endpoint: self
+                .oauth2
+                .as_ref()
+                .map(|o| o.authorization_endpoint.clone()),
+            token_endpoint: self.oauth2.as_ref().map(|o| o.token_endpoint.clone()),
+            userinfo_endpoint: self.oauth2.as_ref().map(|o| o.userinfo_endpoint.clone()),
+            subject_claim: self.oauth2.as_ref().map(|o| o.subject_claim.clone()),
         }
     }
 
@@ -209,7 +251,7 @@ pub fn valid_scheme(scheme: &str) -> bool {
 }
 
 /// An https URL, or http on a loopback host; no query, fragment or user information.
-fn check_authority(c: &mut Collector, value: &str) {
+fn check_authority(c: &mut Collector, field: &str, value: &str) {
     let ok = url::Url::parse(value).ok().is_some_and(|u| {
         let loopback = match u.host() {
             Some(url::Host::Domain(d)) => d == "localhost",
@@ -226,7 +268,7 @@ fn check_authority(c: &mut Collector, value: &str) {
     });
     c.check(
         ok,
-        "authority",
+        field,
         "must be an absolute https URL without query, fragment or user information (http only on a loopback host)",
     );
 }
@@ -241,13 +283,51 @@ impl IdentityProviderInput {
             "scheme",
             "must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'",
         );
+        let endpoints = [
+            ("authorizationEndpoint", &self.authorization_endpoint),
+            ("tokenEndpoint", &self.token_endpoint),
+            ("userinfoEndpoint", &self.userinfo_endpoint),
+            ("subjectClaim", &self.subject_claim),
+        ];
         match self.provider_type {
-            ProviderType::Oidc => {}
-            ProviderType::Oauth2 => c.push(
-                "type",
-                "oauth2 (an OAuth 2.0-only upstream) is not supported yet; use oidc",
-            ),
-            ProviderType::Ldap => c.push("type", "ldap is not supported yet; use oidc"),
+            ProviderType::Oidc => {
+                match &self.authority {
+                    Some(a) => check_authority(&mut c, "authority", a),
+                    None => c.push("authority", "is required for an oidc provider"),
+                }
+                for (field, v) in endpoints {
+                    c.check(
+                        v.is_none(),
+                        field,
+                        "is only for an oauth2 provider (an oidc one reads its endpoints from discovery)",
+                    );
+                }
+            }
+            ProviderType::Oauth2 => {
+                c.check(
+                    self.authority.is_none(),
+                    "authority",
+                    "is only for an oidc provider (an oauth2 one names its endpoints)",
+                );
+                for (field, v) in &endpoints[..3] {
+                    match v {
+                        Some(u) => check_authority(&mut c, field, u),
+                        None => c.push(*field, "is required for an oauth2 provider"),
+                    }
+                }
+                match &self.subject_claim {
+                    Some(s) => c.check(
+                        !s.is_empty() && s.len() <= 256,
+                        "subjectClaim",
+                        "must be 1 to 256 characters",
+                    ),
+                    None => c.push(
+                        "subjectClaim",
+                        "is required for an oauth2 provider (GitHub: id)",
+                    ),
+                }
+            }
+            ProviderType::Ldap => c.push("type", "ldap is not supported yet; use oidc or oauth2"),
         }
         if let Some(d) = &self.display_name {
             c.check(
@@ -256,17 +336,13 @@ impl IdentityProviderInput {
                 "must be 1 to 200 characters",
             );
         }
-        match &self.authority {
-            Some(a) => check_authority(&mut c, a),
-            None => c.push("authority", "is required for an oidc provider"),
-        }
         match &self.client_id {
             Some(id) => c.check(
                 !id.is_empty() && id.len() <= 512 && !id.chars().any(char::is_control),
                 "clientId",
                 "must be 1 to 512 characters without control characters",
             ),
-            None => c.push("clientId", "is required for an oidc provider"),
+            None => c.push("clientId", "is required"),
         }
         if let Some(s) = &self.client_secret {
             c.check(
@@ -275,12 +351,16 @@ impl IdentityProviderInput {
                 "must be 1 to 4096 bytes",
             );
         }
-        let scopes: Vec<String> = self
-            .scopes
-            .clone()
-            .unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect());
+        let oidc = self.provider_type == ProviderType::Oidc;
+        let scopes: Vec<String> = self.scopes.clone().unwrap_or_else(|| {
+            if oidc {
+                DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect()
+            } else {
+                Vec::new()
+            }
+        });
         c.check(
-            scopes.iter().any(|s| s == "openid"),
+            !oidc || scopes.iter().any(|s| s == "openid"),
             "scopes",
             "must contain openid",
         );
@@ -330,6 +410,15 @@ impl IdentityProviderInput {
             scopes,
             claim_mappings: self.claim_mappings,
             response_type: self.response_type,
+            oauth2: match self.provider_type {
+                ProviderType::Oauth2 => Some(OAuth2Endpoints {
+                    authorization_endpoint: self.authorization_endpoint.unwrap_or_default(),
+                    token_endpoint: self.token_endpoint.unwrap_or_default(),
+                    userinfo_endpoint: self.userinfo_endpoint.unwrap_or_default(),
+                    subject_claim: self.subject_claim.unwrap_or_default(),
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -384,6 +473,45 @@ mod tests {
         assert_eq!(fields(e), ["type"]);
         // http on loopback is allowed (development).
         assert!(input(serde_json::json!({"scheme": "l", "type": "oidc", "authority": "http://127.0.0.1:8080", "clientId": "c"})).is_ok());
+    }
+
+    #[test]
+    fn oauth2_providers_name_their_endpoints_and_oidc_ones_do_not() {
+        let e = input(
+            serde_json::json!({"scheme": "gh", "type": "oauth2", "clientId": "c",
+            "authority": "https://github.com", "tokenEndpoint": "ftp://x"}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            fields(e),
+            [
+                "authority",
+                "authorizationEndpoint",
+                "tokenEndpoint",
+                "userinfoEndpoint",
+                "subjectClaim"
+            ]
+        );
+        let e = input(
+            serde_json::json!({"scheme": "o", "type": "oidc", "clientId": "c",
+            "authority": "https://a", "subjectClaim": "id"}),
+        )
+        .unwrap_err();
+        assert_eq!(fields(e), ["subjectClaim"]);
+        let p = input(
+            serde_json::json!({"scheme": "gh", "type": "oauth2", "clientId": "c",
+            "authorizationEndpoint": "https://github.com/login/oauth/authorize",
+            "tokenEndpoint": "https://github.com/login/oauth/access_token",
+            "userinfoEndpoint": "https://api.github.com/user", "subjectClaim": "id"}),
+        )
+        .unwrap();
+        assert!(p.scopes.is_empty(), "no openid for OAuth 2.0");
+        let o = p.oauth2.as_ref().unwrap();
+        assert_eq!(o.subject_claim, "id");
+        assert_eq!(
+            p.view().token_endpoint.as_deref(),
+            Some("https://github.com/login/oauth/access_token")
+        );
     }
 
     #[test]

@@ -260,6 +260,17 @@ async fn discover(
     state: &AppState,
     idp: &IdentityProvider,
 ) -> Result<Arc<Discovery>, FederationError> {
+    // An OAuth 2.0-only provider names its endpoints: nothing to discover, no issuer.
+    if let Some(o) = &idp.oauth2 {
+        return Ok(Arc::new(Discovery {
+            issuer: String::new(),
+            authorization_endpoint: o.authorization_endpoint.clone(),
+            token_endpoint: o.token_endpoint.clone(),
+            jwks_uri: String::new(),
+            end_session_endpoint: None,
+            authorization_response_iss_parameter_supported: false,
+        }));
+    }
     let fed = &state.federation;
     {
         let cache = fed.discovery.lock().unwrap_or_else(|e| e.into_inner());
@@ -355,6 +366,9 @@ pub fn form_origins(
     let mut out: Vec<String> = Vec::new();
     for idp in offered(p, request) {
         let mut urls = vec![idp.authority.clone()];
+        if let Some(o) = &idp.oauth2 {
+            urls.push(o.authorization_endpoint.clone());
+        }
         if let Some((_, d)) = cache.get(&idp.authority) {
             urls.push(d.authorization_endpoint.clone());
         }
@@ -476,9 +490,11 @@ async fn try_begin(
         .append_pair("redirect_uri", &callback_uri(state, scheme))
         .append_pair("scope", &idp.scopes.join(" "))
         .append_pair("state", &state_value)
-        .append_pair("nonce", &nonce)
         .append_pair("code_challenge", &challenge)
         .append_pair("code_challenge_method", "S256");
+    if idp.oauth2.is_none() {
+        u.query_pairs_mut().append_pair("nonce", &nonce);
+    }
     if let Some(r) = &interaction.request {
         if let Some(l) = &r.ui_locales {
             u.query_pairs_mut().append_pair("ui_locales", l);
@@ -546,6 +562,11 @@ async fn redeem(
     }
     let body: Value = serde_json::from_slice(&answer.body)
         .map_err(|_| FederationError::Malformed("the token response is not JSON"))?;
+    if let Some(o) = &idp.oauth2 {
+        return userinfo(outbound, o, &body)
+            .await
+            .map(|c| (c, String::new()));
+    }
     let id_token =
         body.get("id_token")
             .and_then(Value::as_str)
@@ -567,6 +588,49 @@ async fn redeem(
         .await?;
     let claims = verify_id_token(id_token, &keys, &want).map_err(FederationError::IdToken)?;
     Ok((claims, id_token.to_owned()))
+}
+
+/// An OAuth 2.0-only provider's user: its userinfo answer for the access token of `token`
+/// (a JSON object), with `sub` set from the provider's subject claim (a string, or an
+/// integer as GitHub's `id`).
+async fn userinfo(
+    outbound: &signet_outbound::Outbound,
+    o: &signet_core::identity_provider::OAuth2Endpoints,
+    token: &Value,
+) -> Result<Map<String, Value>, FederationError> {
+    let access_token =
+        token
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or(FederationError::Malformed(
+                "the token response has no access_token",
+            ))?;
+    let answer = outbound
+        .get_bearer(&o.userinfo_endpoint, access_token)
+        .await?;
+    if answer.status != 200 {
+        return Err(FederationError::Status(answer.status));
+    }
+    let mut info: Map<String, Value> = serde_json::from_slice(&answer.body)
+        .map_err(|_| FederationError::Malformed("the userinfo answer is not a JSON object"))?;
+    let sub = match info.get(&o.subject_claim) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+        _ => {
+            return Err(FederationError::Malformed(
+                "the userinfo answer lacks the subject claim",
+            ))
+        }
+    };
+    if sub.is_empty() || sub.len() > 255 {
+        return Err(FederationError::Malformed(
+            "the subject is empty or too long",
+        ));
+    }
+    // Claims the protocol sets are not the provider's to say here.
+    info.remove("amr");
+    info.insert("sub".into(), Value::String(sub));
+    Ok(info)
 }
 
 /// `GET /federation/{scheme}/callback`: the provider's answer.
@@ -656,8 +720,12 @@ pub async fn callback(
         }
     };
     // RFC 9207: the answer names who sent it; required when the provider says it does.
+    // (An OAuth 2.0-only provider has no issuer: each provider has its own callback URL,
+    // which is the mix-up defence there.)
     match params.get("iss") {
-        Some(iss) if iss != d.issuer => return fail("iss is not the provider's issuer (mix-up)"),
+        Some(iss) if idp.oauth2.is_none() && iss != d.issuer => {
+            return fail("iss is not the provider's issuer (mix-up)")
+        }
         None if d.authorization_response_iss_parameter_supported => {
             return fail("iss missing though the provider sends it")
         }
