@@ -578,6 +578,31 @@ async fn restrictions_local_login_acr_values_and_bad_callbacks() -> anyhow::Resu
         !p.down.logs().contains(UP_SECRET),
         "the secret never in the logs"
     );
+    // The metrics counted the starts, the failures and the one user made.
+    let metrics = p
+        .down
+        .http()
+        .get(format!("{}/metrics", p.down.issuer))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    // Four redirects to the provider; five refusals (replay, made-up state, another
+    // browser, access_denied, wrong iss).
+    assert_eq!(value("signet_federation_starts_total"), 4.0, "{metrics}");
+    assert_eq!(value("signet_federation_failures_total"), 5.0, "{metrics}");
+    assert_eq!(
+        value("signet_federation_users_created_total"),
+        1.0,
+        "{metrics}"
+    );
     Ok(())
 }
 
