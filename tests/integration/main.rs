@@ -15,6 +15,7 @@ mod discovery;
 mod dpop;
 mod fapi;
 mod faults;
+mod federation;
 mod first_run;
 mod high_security;
 mod interop;

@@ -197,6 +197,10 @@ pub struct AuthorizeRequest {
     /// (essential when it says so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acr: Option<RequestedAcr>,
+    /// The upstream identity provider `acr_values=idp:<scheme>` asks to sign in through
+    /// (IdentityServer's convention); other ACR values are voluntary and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp_hint: Option<String>,
 }
 
 /// A level an authorization request asks for.
@@ -589,6 +593,12 @@ pub fn check_request(
         ui_locales: params.get("ui_locales").map(str::to_owned),
         resources,
         dpop_jkt,
+        idp_hint: params.get("acr_values").and_then(|v| {
+            v.split(' ')
+                .find_map(|a| a.strip_prefix("idp:"))
+                .filter(|s| crate::identity_provider::valid_scheme(s))
+                .map(str::to_owned)
+        }),
     })
 }
 

@@ -827,11 +827,6 @@ fn check_jwks_uri(c: &mut Collector, u: &str) {
     );
 }
 
-/// The rule of a field whose feature this server does not have yet.
-fn not_yet(feature: &str, default: &str) -> String {
-    format!("is not supported yet ({feature}); leave it at its default ({default})")
-}
-
 /// No accepted field is silently ignored: a field whose feature this server lacks is
 /// refused when set to anything but its default, naming the field, rather than stored and
 /// ignored (an admin would believe, say, that back-channel logout reaches their app). The
@@ -850,19 +845,15 @@ impl<S> Client<S> {
 }
 
 fn check_unsupported<S>(c: &mut Collector, client: &Client<S>) {
-    c.check(
-        client.enable_local_login,
-        "enableLocalLogin",
-        not_yet(
-            "local login is the only sign-in: no external identity providers",
-            "true",
-        ),
-    );
-    c.check(
-        client.identity_provider_restrictions.is_empty(),
-        "identityProviderRestrictions",
-        not_yet("no external identity providers", "[]"),
-    );
+    // Every field has its feature now; identityProviderRestrictions only needs names
+    // that can be schemes (a name of a provider not (yet) created is simply not offered).
+    for (i, s) in client.identity_provider_restrictions.iter().enumerate() {
+        c.check(
+            crate::identity_provider::valid_scheme(s),
+            format!("identityProviderRestrictions[{i}]"),
+            "must be an identity provider scheme: 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'",
+        );
+    }
 }
 
 impl Client<SecretInput> {

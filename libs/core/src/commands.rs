@@ -4,6 +4,7 @@
 
 use crate::client::{Client, ClientPolicy};
 use crate::events::{Aggregate, Event};
+use crate::identity_provider::IdentityProvider;
 use crate::projection::Projection;
 use crate::registration::{InitialAccessToken, RegisteredClient, RegistrationInfo};
 use crate::resource::ApiResource;
@@ -40,6 +41,10 @@ pub enum Command {
     /// A replacement record, built over the stored one (same value, creation and uses).
     ReplaceInitialAccessToken(Box<InitialAccessToken>),
     DeleteInitialAccessToken(String),
+    /// An upstream identity provider, already checked on its own (`into_record`).
+    CreateIdentityProvider(Box<IdentityProvider>),
+    ReplaceIdentityProvider(Box<IdentityProvider>),
+    DeleteIdentityProvider(String),
     /// Takes one use of an initial access token for a registration (refused when it is
     /// gone, expired at `now`, or used up).
     UseInitialAccessToken {
@@ -384,6 +389,43 @@ pub fn decide_with(
             Ok(Decision {
                 expected_version: p.version(Aggregate::InitialAccessToken, &t.id),
                 event: Event::InitialAccessTokenCreated(t),
+            })
+        }
+        Command::CreateIdentityProvider(idp) => {
+            if p.identity_provider(&idp.scheme).is_some() {
+                return Err(CommandError::AlreadyExists(format!(
+                    "identity provider {:?}",
+                    idp.scheme
+                )));
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::IdentityProvider, &idp.scheme),
+                event: Event::IdentityProviderCreated(idp),
+            })
+        }
+        Command::ReplaceIdentityProvider(idp) => {
+            if p.identity_provider(&idp.scheme).is_none() {
+                return Err(CommandError::NotFound(format!(
+                    "identity provider {:?}",
+                    idp.scheme
+                )));
+            }
+            Ok(Decision {
+                expected_version: p.version(Aggregate::IdentityProvider, &idp.scheme),
+                event: Event::IdentityProviderReplaced(idp),
+            })
+        }
+        Command::DeleteIdentityProvider(scheme) => {
+            if p.identity_provider(&scheme).is_none() {
+                return Err(CommandError::NotFound(format!(
+                    "identity provider {scheme:?}"
+                )));
+            }
+            // A client naming it in identityProviderRestrictions keeps the name: the
+            // provider is just not offered any more (nothing half-deleted).
+            Ok(Decision {
+                expected_version: p.version(Aggregate::IdentityProvider, &scheme),
+                event: Event::IdentityProviderDeleted { scheme },
             })
         }
         Command::DeleteInitialAccessToken(id) => {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use signet_jose::Jwk;
 
 use crate::client::Client;
+use crate::identity_provider::IdentityProvider;
 use crate::registration::{InitialAccessToken, RegisteredClient};
 use crate::resource::ApiResource;
 use crate::scope::ScopeResource;
@@ -135,6 +136,13 @@ pub enum Event {
     InitialAccessTokenUsed { id: String, client_id: String },
     #[serde(rename = "initial_access_token.deleted")]
     InitialAccessTokenDeleted { id: String },
+    /// An upstream identity provider was created (its client secret only sealed).
+    #[serde(rename = "identity_provider.created")]
+    IdentityProviderCreated(Box<IdentityProvider>),
+    #[serde(rename = "identity_provider.replaced")]
+    IdentityProviderReplaced(Box<IdentityProvider>),
+    #[serde(rename = "identity_provider.deleted")]
+    IdentityProviderDeleted { scheme: String },
 }
 
 /// The aggregate an event belongs to.
@@ -148,6 +156,7 @@ pub enum Aggregate {
     ApiKey,
     Username,
     InitialAccessToken,
+    IdentityProvider,
 }
 
 impl Aggregate {
@@ -161,6 +170,7 @@ impl Aggregate {
             Aggregate::ApiKey => "api_key",
             Aggregate::Username => "username",
             Aggregate::InitialAccessToken => "initial_access_token",
+            Aggregate::IdentityProvider => "identity_provider",
         }
     }
 
@@ -216,6 +226,10 @@ impl Event {
             Event::InitialAccessTokenUsed { id, .. } | Event::InitialAccessTokenDeleted { id } => {
                 (Aggregate::InitialAccessToken, id)
             }
+            Event::IdentityProviderCreated(p) | Event::IdentityProviderReplaced(p) => {
+                (Aggregate::IdentityProvider, &p.scheme)
+            }
+            Event::IdentityProviderDeleted { scheme } => (Aggregate::IdentityProvider, scheme),
         }
     }
 
@@ -261,6 +275,12 @@ impl Event {
             Event::InitialAccessTokenCreated(t) | Event::InitialAccessTokenReplaced(t) => {
                 t.sha256 = REDACTED.to_owned()
             }
+            // Sealed, but still not for showing.
+            Event::IdentityProviderCreated(p) | Event::IdentityProviderReplaced(p) => {
+                if p.client_secret_sealed.is_some() {
+                    p.client_secret_sealed = Some(REDACTED.to_owned());
+                }
+            }
             // Nothing secret: names, ids, times, and public keys.
             Event::ClientDeleted { .. }
             | Event::ApiResourceDeleted { .. }
@@ -281,7 +301,8 @@ impl Event {
             | Event::UsernameClaimed { .. }
             | Event::UsernameReleased { .. }
             | Event::InitialAccessTokenUsed { .. }
-            | Event::InitialAccessTokenDeleted { .. } => {}
+            | Event::InitialAccessTokenDeleted { .. }
+            | Event::IdentityProviderDeleted { .. } => {}
         }
         e
     }
@@ -389,6 +410,7 @@ mod tests {
             totp: None,
             recovery_codes: Vec::new(),
             must_change_password: false,
+            external_logins: Vec::new(),
         });
         let key = Box::new(crate::api_key::ApiKeyRecord {
             id: "k1".into(),
@@ -420,6 +442,19 @@ mod tests {
             expires_at: 2,
             max_uses: Some(1),
             policy: Default::default(),
+        });
+        let idp = Box::new(IdentityProvider {
+            scheme: "corp".into(),
+            display_name: "Corp".into(),
+            enabled: true,
+            provider_type: crate::identity_provider::ProviderType::Oidc,
+            authority: "https://login.example.com".into(),
+            client_id: "signet".into(),
+            client_secret_sealed: Some("SECRET-sealed".into()),
+            scopes: vec!["openid".into()],
+            claim_mappings: Default::default(),
+            response_type: "code".into(),
+            oauth2: None,
         });
         vec![
             Event::ClientCreated(client.clone()),
@@ -491,7 +526,13 @@ mod tests {
                     }),
                     recovery_codes: vec!["SECRET-digest".into()],
                     must_change_password: false,
+                    external_logins: Vec::new(),
                 }),
+            },
+            Event::IdentityProviderCreated(idp.clone()),
+            Event::IdentityProviderReplaced(idp),
+            Event::IdentityProviderDeleted {
+                scheme: "corp".into(),
             },
         ]
     }
@@ -530,6 +571,9 @@ mod tests {
             Event::InitialAccessTokenUsed { .. } => 27,
             Event::InitialAccessTokenDeleted { .. } => 28,
             Event::UserSecurityChanged { .. } => 29,
+            Event::IdentityProviderCreated(_) => 30,
+            Event::IdentityProviderReplaced(_) => 31,
+            Event::IdentityProviderDeleted { .. } => 32,
         }
     }
 
@@ -539,7 +583,7 @@ mod tests {
         let covered: Vec<usize> = events.iter().map(variant).collect();
         assert_eq!(
             covered,
-            (0..=29).collect::<Vec<_>>(),
+            (0..=32).collect::<Vec<_>>(),
             "one sample per variant"
         );
         let mut secrets_seen = 0;
@@ -559,7 +603,7 @@ mod tests {
             assert_eq!(redacted.aggregate(), e.aggregate());
         }
         // The samples do carry secrets: client, resource, user and API key events.
-        assert_eq!(secrets_seen, 12);
+        assert_eq!(secrets_seen, 14);
         // A secret without a value stays without one (no hash to hide).
         let Event::ClientCreated(c) = events[0].redacted() else {
             unreachable!()

@@ -223,7 +223,7 @@ fn every_client_field_takes_effect_or_is_refused() {
             None,
             Effect("user_tokens and client_credentials: reference tokens"),
         ),
-        ("enableLocalLogin", None, Refused),
+        ("enableLocalLogin", None, Effect("login: the password form hidden and refused")),
         (
             "includeJwtId",
             None,
@@ -368,7 +368,7 @@ fn every_client_field_takes_effect_or_is_refused() {
         (
             "identityProviderRestrictions",
             Some(json!(["Facebook"])),
-            Refused,
+            Effect("login and federation: the providers offered"),
         ),
         (
             "claims",

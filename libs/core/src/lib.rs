@@ -19,6 +19,7 @@ mod field_coverage;
 #[cfg(any(test, feature = "proptest"))]
 pub mod fuzz;
 pub mod grants;
+pub mod identity_provider;
 pub mod keys;
 pub mod mfa;
 pub mod mtls;

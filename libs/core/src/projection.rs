@@ -19,6 +19,7 @@ use signet_jose::{Algorithm, Jwks};
 
 use crate::client::{Client, GrantType};
 use crate::events::{Aggregate, Event};
+use crate::identity_provider::IdentityProvider;
 use crate::keys::{KeyState, PublicKeyRecord};
 use crate::registration::{InitialAccessToken, RegistrationInfo};
 use crate::resource::ApiResource;
@@ -153,6 +154,7 @@ pub struct Projection {
     scopes: BTreeMap<String, ScopeEntry>,
     keys: BTreeMap<String, PublicKeyRecord>,
     initial_access_tokens: BTreeMap<String, InitialAccessTokenEntry>,
+    identity_providers: BTreeMap<String, Arc<IdentityProvider>>,
     versions: HashMap<String, u64>,
     // Derived.
     audiences: HashMap<String, Vec<Arc<ResourceEntry>>>,
@@ -177,6 +179,8 @@ struct SnapshotData {
     registrations: BTreeMap<String, RegistrationInfo>,
     #[serde(default)]
     initial_access_tokens: Vec<InitialAccessTokenEntry>,
+    #[serde(default)]
+    identity_providers: Vec<IdentityProvider>,
 }
 
 impl Projection {
@@ -211,6 +215,16 @@ impl Projection {
 
     pub fn initial_access_token(&self, id: &str) -> Option<&InitialAccessTokenEntry> {
         self.initial_access_tokens.get(id)
+    }
+
+    /// An upstream identity provider by scheme.
+    pub fn identity_provider(&self, scheme: &str) -> Option<&Arc<IdentityProvider>> {
+        self.identity_providers.get(scheme)
+    }
+
+    /// Every upstream identity provider, by scheme.
+    pub fn identity_providers(&self) -> impl Iterator<Item = &Arc<IdentityProvider>> {
+        self.identity_providers.values()
     }
 
     pub fn initial_access_tokens(&self) -> impl Iterator<Item = &InitialAccessTokenEntry> {
@@ -382,6 +396,32 @@ impl Projection {
                     .ok_or_else(|| inconsistent("initial access token does not exist".into()))?;
                 t.uses = t.uses.saturating_add(1);
             }
+            Event::IdentityProviderCreated(idp) => {
+                exists(
+                    self.identity_providers.contains_key(&idp.scheme),
+                    false,
+                    "identity provider",
+                )?;
+                self.identity_providers
+                    .insert(idp.scheme.clone(), Arc::new(*idp));
+            }
+            Event::IdentityProviderReplaced(idp) => {
+                exists(
+                    self.identity_providers.contains_key(&idp.scheme),
+                    true,
+                    "identity provider",
+                )?;
+                self.identity_providers
+                    .insert(idp.scheme.clone(), Arc::new(*idp));
+            }
+            Event::IdentityProviderDeleted { scheme } => {
+                exists(
+                    self.identity_providers.contains_key(&scheme),
+                    true,
+                    "identity provider",
+                )?;
+                self.identity_providers.remove(&scheme);
+            }
             Event::InitialAccessTokenDeleted { id } => {
                 exists(
                     self.initial_access_tokens.contains_key(&id),
@@ -547,6 +587,11 @@ impl Projection {
                 })
                 .collect(),
             initial_access_tokens: self.initial_access_tokens.values().cloned().collect(),
+            identity_providers: self
+                .identity_providers
+                .values()
+                .map(|p| (**p).clone())
+                .collect(),
         };
         serde_json::to_vec(&data).unwrap_or_default()
     }
@@ -566,6 +611,10 @@ impl Projection {
             entry.registration = registration;
             p.clients
                 .insert(entry.client.client_id.clone(), Arc::new(entry));
+        }
+        for idp in data.identity_providers {
+            p.identity_providers
+                .insert(idp.scheme.clone(), Arc::new(idp));
         }
         for t in data.initial_access_tokens {
             p.initial_access_tokens.insert(t.token.id.clone(), t);

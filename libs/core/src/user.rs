@@ -721,6 +721,9 @@ pub struct UserRecord {
     /// The next sign-in asks for a new password before it finishes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub must_change_password: bool,
+    /// The upstream identities linked to this user (sign-in through an identity provider).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_logins: Vec<ExternalLogin>,
 }
 
 /// An enrolled TOTP authenticator.
@@ -759,6 +762,82 @@ pub struct FactorsView {
     pub recovery_codes: usize,
 }
 
+/// An upstream identity linked to a user: the provider's scheme and the upstream `sub`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ExternalLogin {
+    /// The identity provider's scheme.
+    pub scheme: String,
+    /// The user's `sub` at the provider.
+    pub subject: String,
+}
+
+/// The password hash of a user created by an upstream sign-in: no PHC string, so no
+/// password ever matches it (until an admin sets one).
+pub const NO_PASSWORD: &str = "!federated";
+
+/// The `sub` of the user an upstream identity creates: the first 16 bytes of the SHA-256 of
+/// the scheme and the upstream subject, base64url. Deterministic, so that two nodes
+/// creating the same identity's user at once collide on the user's aggregate (one append
+/// wins) instead of making two users.
+pub fn federated_sub(scheme: &str, subject: &str) -> String {
+    use aws_lc_rs::digest::{digest, SHA256};
+    let input = format!("signet-federation\u{0}{scheme}\u{0}{subject}");
+    let d = digest(&SHA256, input.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d.as_ref()[..16]);
+    sub_from_bytes(&b)
+}
+
+/// A user for an upstream identity: `username` and the mapped `claims` under the user
+/// rules; claims that break them are left out (named in the second value, for the log).
+pub fn check_federated(
+    username: String,
+    mut claims: Map<String, Value>,
+) -> Result<(CheckedUser, Vec<String>), ValidationErrors> {
+    let mut dropped = Vec::new();
+    for _ in 0..2 {
+        let mut c = Collector::default();
+        check_username(&mut c, "username", &username);
+        let checked = check_claims(&mut c, &claims);
+        match c.finish() {
+            Ok(()) => {
+                return Ok((
+                    CheckedUser {
+                        username,
+                        password: None,
+                        claims: checked,
+                        enabled: true,
+                        must_change_password: false,
+                    },
+                    dropped,
+                ))
+            }
+            Err(e) => {
+                for f in &e.errors {
+                    if f.field == "username" {
+                        return Err(e);
+                    }
+                    let name = f
+                        .field
+                        .trim_start_matches("claims.")
+                        .split(['.', '['])
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    claims.remove(&name);
+                    dropped.push(name);
+                }
+            }
+        }
+    }
+    Err(ValidationErrors::single(
+        "claims",
+        "the upstream claims do not fit",
+    ))
+}
+
 impl fmt::Debug for UserRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UserRecord")
@@ -790,6 +869,7 @@ impl UserRecord {
             totp: None,
             recovery_codes: Vec::new(),
             must_change_password: user.must_change_password,
+            external_logins: Vec::new(),
         }
     }
 
@@ -812,6 +892,7 @@ impl UserRecord {
             updated_at: now,
             totp: self.totp.clone(),
             recovery_codes: self.recovery_codes.clone(),
+            external_logins: self.external_logins.clone(),
         }
     }
 
@@ -839,6 +920,7 @@ impl UserRecord {
             updated_at: self.updated_at,
             factors: self.factors(),
             must_change_password: self.must_change_password,
+            external_logins: self.external_logins.clone(),
         }
     }
 }
@@ -870,6 +952,10 @@ pub struct UserView {
     pub factors: FactorsView,
     /// Whether the next sign-in asks for a new password.
     pub must_change_password: bool,
+    /// Read-only: the upstream identities linked to the user (made by sign-ins through an
+    /// identity provider; removed with `DELETE /admin/v1/User/{sub}/ExternalLogin/{scheme}`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub external_logins: Vec<ExternalLogin>,
 }
 
 #[cfg(test)]

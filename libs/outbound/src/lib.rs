@@ -351,6 +351,8 @@ impl Outbound {
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
             )
+            // Token endpoints such as GitHub's answer form-encoded without it.
+            .header(reqwest::header::ACCEPT, "application/json")
             .body(body);
         self.send(&url, req).await
     }
@@ -359,6 +361,17 @@ impl Outbound {
     pub async fn get(&self, url: &str) -> Result<Answer, OutboundError> {
         let url = self.check_url(url)?;
         let req = self.client.get(url.clone());
+        self.send(&url, req).await
+    }
+
+    /// `GET` with `Authorization: Bearer <token>` (an OAuth 2.0 userinfo endpoint).
+    pub async fn get_bearer(&self, url: &str, token: &str) -> Result<Answer, OutboundError> {
+        let url = self.check_url(url)?;
+        let req = self
+            .client
+            .get(url.clone())
+            .bearer_auth(token)
+            .header(reqwest::header::ACCEPT, "application/json");
         self.send(&url, req).await
     }
 

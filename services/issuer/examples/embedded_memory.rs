@@ -109,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
                 totp: None,
                 recovery_codes: Vec::new(),
                 must_change_password: false,
+                external_logins: Vec::new(),
             };
             let event = Event::UserCreated(Box::new(record));
             log.append(

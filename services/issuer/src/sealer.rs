@@ -1,19 +1,33 @@
-//! Secrets of the configuration that must be read back, not only compared: the shared
-//! secrets of `client_secret_jwt` clients (an HMAC is verified with the secret itself, so a
-//! hash will not do). They are sealed with AES-256-GCM under a key derived for this purpose
+//! Secrets that must be read back, not only compared: the shared secrets of
+//! `client_secret_jwt` clients (an HMAC is verified with the secret itself, so a hash will
+//! not do), identity providers' client secrets (sent upstream) and users' TOTP secrets
+//! ([`crate::factors`]). They are sealed with AES-256-GCM under a key derived for this purpose
 //! only: from the KEK in `serve`, from the cluster secret on a cluster (every issuer holds
 //! it; it already authenticates key leases, so it guards nothing less than they do). The
-//! event log, the projection and `/Events` only ever see the sealed form; a sealed value is
-//! bound to its context (the client id), so it cannot be moved to another client.
+//! event log, the projections and `/Events` only ever see the sealed form; a sealed value
+//! is bound to its context (purpose and owner: a client id, a provider's scheme, a user's
+//! `sub`), so it cannot be moved to another owner or purpose.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use signet_keymanager::{Kek, Sealed};
 
 /// What the derived key is for (changing it makes every sealed value unreadable).
-pub const CLIENT_SECRETS_LABEL: &str = "signet/v1/client-secrets";
+pub const CONFIG_SECRETS_LABEL: &str = "signet/v1/config-secrets";
 
 const NONCE_LEN: usize = 12;
+
+/// An identity provider's `clientSecret`, sealed for that provider (`scheme`).
+impl ConfigSealer {
+    pub fn seal_idp_secret(&self, scheme: &str, secret: &str) -> Option<String> {
+        self.seal(&format!("idp\u{0}{scheme}"), secret.as_bytes())
+            .ok()
+    }
+
+    pub fn open_idp_secret(&self, scheme: &str, sealed: &str) -> Option<String> {
+        String::from_utf8(self.open(&format!("idp\u{0}{scheme}"), sealed)?).ok()
+    }
+}
 
 /// What a client's `ClientSecretJwt` value is sealed for: that client, that purpose.
 pub fn client_secret_context(client_id: &str) -> String {
@@ -34,14 +48,14 @@ impl std::fmt::Debug for ConfigSealer {
 pub struct SealError;
 
 impl ConfigSealer {
-    /// `serve`: the client-secrets key derived from the KEK.
+    /// `serve`: the configuration-secrets key derived from the KEK.
     pub fn from_kek(kek: &Kek) -> Self {
-        ConfigSealer(kek.derive(CLIENT_SECRETS_LABEL))
+        ConfigSealer(kek.derive(CONFIG_SECRETS_LABEL))
     }
 
-    /// A cluster issuer: the client-secrets key derived from the cluster secret.
+    /// A cluster issuer: the configuration-secrets key derived from the cluster secret.
     pub fn from_cluster_secret(secret: &signet_keymanager::ClusterSecret) -> Self {
-        ConfigSealer(secret.derive_kek(CLIENT_SECRETS_LABEL))
+        ConfigSealer(secret.derive_kek(CONFIG_SECRETS_LABEL))
     }
 
     /// `plaintext` sealed for `context`, as base64url of the nonce and the ciphertext.

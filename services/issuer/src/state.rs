@@ -178,6 +178,8 @@ pub struct Inner {
     outbound: std::sync::OnceLock<signet_outbound::Outbound>,
     /// Clients' key sets fetched from their `jwksUri`.
     pub client_jwks: crate::http::client_jwks::JwksCache,
+    /// Upstream identity providers' discovery documents and keys, and the secrets' sealer.
+    pub federation: crate::http::federation::Federation,
     /// The durable queue of back-channel logout deliveries, once the node has opened it.
     logout_queue: std::sync::OnceLock<Arc<dyn signet_eventlog::queue::WorkQueue>>,
     /// The cluster-shared DPoP nonce key, as this node last read it.
@@ -237,6 +239,7 @@ impl AppState {
             key_admin: std::sync::OnceLock::new(),
             outbound: std::sync::OnceLock::new(),
             client_jwks: Default::default(),
+            federation: Default::default(),
             logout_queue: std::sync::OnceLock::new(),
             dpop_nonces: Default::default(),
         }));

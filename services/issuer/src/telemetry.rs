@@ -43,6 +43,12 @@ pub const BUILD_INFO: &str = "signet_build_info";
 pub const LOGIN_FAILURES: &str = "signet_login_failures_total";
 /// Refused second-factor codes (wrong, reused, or while throttled).
 pub const OTP_FAILURES: &str = "signet_otp_failures_total";
+/// Upstream sign-ins started (redirects to an identity provider).
+pub const FEDERATION_STARTS: &str = "signet_federation_starts_total";
+/// Upstream sign-ins that failed (provider unreachable, bad state, invalid ID token, ...).
+pub const FEDERATION_FAILURES: &str = "signet_federation_failures_total";
+/// Users created just in time by an upstream sign-in.
+pub const FEDERATION_USERS_CREATED: &str = "signet_federation_users_created_total";
 /// Wrong, expired or used user codes entered at the device page.
 pub const DEVICE_CODE_FAILURES: &str = "signet_device_user_code_failures_total";
 /// Answers of `POST /oauth2/register`, by `outcome` (`registered` or the error code).
@@ -116,6 +122,18 @@ fn describe() {
     describe_counter!(
         OTP_FAILURES,
         "Refused second-factor codes (TOTP or recovery code: wrong, reused, or while throttled)"
+    );
+    describe_counter!(
+        FEDERATION_STARTS,
+        "Sign-ins started at an upstream identity provider"
+    );
+    describe_counter!(
+        FEDERATION_FAILURES,
+        "Upstream sign-ins that failed (provider unreachable or erring, replayed or foreign state, invalid ID token)"
+    );
+    describe_counter!(
+        FEDERATION_USERS_CREATED,
+        "Users created just in time by an upstream sign-in"
     );
     describe_counter!(
         REGISTRATIONS,

@@ -41,8 +41,8 @@ use futures::StreamExt;
 use signet_core::api_key::{self, ApiKeyRecord, NewApiKey};
 use signet_core::events::{Aggregate, Event, SecurityChange};
 use signet_core::user::{
-    hash_password, sub_from_bytes, username_id, username_key, CheckedUser, PasswordError,
-    UserRecord,
+    federated_sub, hash_password, sub_from_bytes, username_id, username_key, CheckedUser,
+    ExternalLogin, PasswordError, UserRecord, NO_PASSWORD,
 };
 use signet_core::validation::ValidationErrors;
 use signet_eventlog::kv::embedded::RedbKv;
@@ -935,6 +935,136 @@ impl Users {
             change: what,
             user: Box::new(record.clone()),
         };
+        self.append(actor, &event, version, patience).await?;
+        Ok(record)
+    }
+
+    /// The user an upstream identity signs in as: the user linked to (`scheme`,
+    /// `subject`), created on first sign-in (just in time) with `claims` under a free
+    /// username (`<scheme>:<subject>`, else `<scheme>:<sub>`, suffixed `-2`, `-3`... when
+    /// taken: a name collision never links). Its `sub` is [`federated_sub`], so nodes
+    /// racing to create it meet on the user's aggregate. `Ok(None)`: that user exists but
+    /// the link was removed by an admin (the identity may not sign in as it).
+    pub async fn federated(
+        &self,
+        scheme: &str,
+        subject: &str,
+        claims: serde_json::Map<String, serde_json::Value>,
+        patience: Duration,
+    ) -> Result<Option<(UserRecord, bool)>, UserWriteError> {
+        let sub = federated_sub(scheme, subject);
+        let link = ExternalLogin {
+            scheme: scheme.to_owned(),
+            subject: subject.to_owned(),
+        };
+        let linked = |r: &UserRecord| r.external_logins.contains(&link);
+        if let Some(r) = self.by_sub(&sub).await? {
+            return Ok(linked(&r).then_some((r, false)));
+        }
+        let _writing = self.0.writes.lock().await;
+        self.settle(patience).await?;
+        if let Some(r) = self.by_sub(&sub).await? {
+            return Ok(linked(&r).then_some((r, false)));
+        }
+        let actor = format!("federation:{scheme}");
+        let mut base = format!("{scheme}:{subject}");
+        if signet_core::user::check_federated(base.clone(), Default::default()).is_err() {
+            base = format!("{scheme}:{sub}");
+        }
+        let mut chosen = None;
+        for n in 1..=20 {
+            let name = if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
+            if self.by_username(&name).await?.is_some() {
+                continue;
+            }
+            match self.claim(&actor, &name, &sub, patience).await {
+                Ok(_) => {
+                    chosen = Some(name);
+                    break;
+                }
+                Err(UserWriteError::UsernameTaken(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(username) = chosen else {
+            return Err(UserWriteError::UsernameTaken(base));
+        };
+        let (checked, dropped) = match signet_core::user::check_federated(username.clone(), claims)
+        {
+            Ok(c) => c,
+            Err(e) => {
+                self.release(&actor, &username, &sub, patience).await;
+                return Err(e.into());
+            }
+        };
+        if !dropped.is_empty() {
+            tracing::warn!(
+                scheme,
+                ?dropped,
+                "upstream claims that break the user rules were left out"
+            );
+        }
+        let mut record = UserRecord::new(sub.clone(), checked, NO_PASSWORD.to_owned(), now());
+        record.external_logins.push(link.clone());
+        // A user deleted before may have had this sub: the append expects its last version.
+        let version = self
+            .0
+            .shared
+            .log
+            .subject_version(&Aggregate::User.subject(&sub))
+            .await
+            .map_err(UserWriteError::Log)?;
+        let event = Event::UserCreated(Box::new(record.clone()));
+        match self.append(&actor, &event, version, patience).await {
+            Ok(_) => Ok(Some((record, true))),
+            Err(UserWriteError::Conflict) => {
+                // Another node created it first.
+                self.release(&actor, &username, &sub, patience).await;
+                self.wait_applied(
+                    self.0
+                        .shared
+                        .log
+                        .last_seq()
+                        .await
+                        .map_err(UserWriteError::Log)?,
+                    patience,
+                )
+                .await?;
+                Ok(self.by_sub(&sub).await?.filter(linked).map(|r| (r, false)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes the link of `sub` to an upstream identity of `scheme`.
+    pub async fn remove_external_login(
+        &self,
+        actor: &str,
+        sub: &str,
+        scheme: &str,
+        patience: Duration,
+    ) -> Result<UserRecord, UserWriteError> {
+        let _writing = self.0.writes.lock().await;
+        self.settle(patience).await?;
+        let (old, version) = self
+            .0
+            .shared
+            .record(sub)
+            .await?
+            .ok_or_else(|| UserWriteError::NotFound(sub.to_owned()))?;
+        if !old.external_logins.iter().any(|l| l.scheme == scheme) {
+            return Err(UserWriteError::NotFound(format!(
+                "the link of user {sub:?} to {scheme:?}"
+            )));
+        }
+        let mut record = old.clone();
+        record.external_logins.retain(|l| l.scheme != scheme);
+        record.updated_at = now();
+        let event = Event::UserReplaced(Box::new(record.clone()));
         self.append(actor, &event, version, patience).await?;
         Ok(record)
     }

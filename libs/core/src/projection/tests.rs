@@ -126,6 +126,7 @@ fn user(sub: &str) -> crate::user::UserRecord {
         totp: None,
         recovery_codes: Vec::new(),
         must_change_password: false,
+        external_logins: Vec::new(),
     }
 }
 

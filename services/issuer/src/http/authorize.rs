@@ -150,6 +150,8 @@ async fn authorize(state: &AppState, headers: &HeaderMap, raw: &[u8]) -> Respons
                 OAuthError::new(ErrorCode::LoginRequired, "the user is not signed in"),
             ),
         ),
+        // `acr_values=idp:<scheme>`: straight to that provider (if the client may use it).
+        None if request.idp_hint.is_some() => to_provider(state, headers, request).await,
         None => to_page(state, "/login", request, None).await,
         Some(session) => continue_flow(state, &p, client, request, session, now).await,
     }
@@ -166,6 +168,40 @@ fn fresh_enough(s: &Session, r: &AuthorizeRequest, client: &ClientEntry, now: i6
             .client
             .user_sso_lifetime
             .is_none_or(|l| age <= u64::from(l))
+}
+
+/// A new interaction for `request`, and the redirect to the upstream provider it names.
+async fn to_provider(state: &AppState, headers: &HeaderMap, request: AuthorizeRequest) -> Response {
+    let scheme = request.idp_hint.clone().unwrap_or_default();
+    let fallback = request.clone();
+    let (id, cookie) = match start_interaction(state, Some(request.clone()), None).await {
+        Ok(started) => started,
+        Err(e) => return redirect_error(state, to_redirect(&fallback, e)),
+    };
+    // The interaction cookie is not in this request's headers yet: the one just made
+    // binds the pending sign-in.
+    let mut with_cookie = headers.clone();
+    if let Some(value) = cookie
+        .to_str()
+        .ok()
+        .and_then(|c| c.split(';').next())
+        .and_then(|kv| header::HeaderValue::from_str(kv).ok())
+    {
+        with_cookie.insert(header::COOKIE, value);
+    }
+    let interaction = super::browser::Interaction {
+        request: Some(request),
+        csrf: String::new(),
+        browser: String::new(),
+        session: None,
+        account_page: Default::default(),
+        then: None,
+        second_factor: None,
+        password_change: None,
+    };
+    let mut r = super::federation::begin(state, &with_cookie, &id, &interaction, &scheme).await;
+    r.headers_mut().append(header::SET_COOKIE, cookie);
+    r
 }
 
 /// A new interaction for `request`, and a redirect to the page that continues it.
@@ -414,6 +450,7 @@ async fn issue(
         resources: request.resources.clone(),
         dpop_jkt: request.dpop_jkt.clone(),
         mtls_x5t: None,
+        idp: session.idp.clone(),
     };
     // The client takes part in the session from now on (it is told when the session ends).
     super::sessions::add_client(

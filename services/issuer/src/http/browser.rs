@@ -457,6 +457,10 @@ fn templates() -> &'static minijinja::Environment<'static> {
             ),
             ("error.html", include_str!("../../templates/error.html")),
             (
+                "continue.html",
+                include_str!("../../templates/continue.html"),
+            ),
+            (
                 "form_post.html",
                 include_str!("../../templates/form_post.html"),
             ),

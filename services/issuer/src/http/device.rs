@@ -411,6 +411,7 @@ async fn decide(
             resources: grant.resources.clone(),
             dpop_jkt: None,
             mtls_x5t: None,
+            idp: session.idp.clone(),
         }));
         &index
     } else {

@@ -50,6 +50,8 @@ pub const DEVICE_COOKIE: &str = "signet_device";
 const DEVICE_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
 
 const FAILED: &str = "The username or password is wrong.";
+const NO_LOCAL: &str =
+    "This application does not accept passwords: sign in with one of the services below.";
 const THROTTLED: &str = "Too many sign-in attempts. Wait a few minutes and try again.";
 
 fn query_params(query: Option<String>) -> Option<PageParams> {
@@ -73,12 +75,42 @@ fn login_page(
     ctx["username"] = username.into();
     ctx["error"] = error.into();
     ctx["lang"] = lang(interaction).into();
-    render_for(
+    // Upstream identity providers this client may use, and whether it allows passwords.
+    ctx["providers"] = super::federation::offered(&p, request)
+        .into_iter()
+        .map(|i| {
+            serde_json::json!({
+                "action": state.config.issuer.endpoint(&format!("/federation/{}/start", i.scheme)),
+                "name": i.display_name,
+            })
+        })
+        .collect::<Vec<_>>()
+        .into();
+    ctx["local"] = local_login_allowed(state, interaction).into();
+    let mut resp = render_for(
         "login.html",
         status,
         ctx,
         request.map(|r| r.redirect_uri.as_str()),
-    )
+    );
+    // A provider's button redirects to the provider: CSP form-action covers the redirects
+    // that follow a form submission.
+    let origins = super::federation::form_origins(state, &p, request);
+    if !origins.is_empty() {
+        super::federation::allow_form_targets(resp.headers_mut(), &origins);
+    }
+    resp
+}
+
+/// Whether the interaction's client allows the password form (`enableLocalLogin`).
+fn local_login_allowed(state: &AppState, interaction: &Interaction) -> bool {
+    interaction.request.as_ref().is_none_or(|r| {
+        state
+            .projection
+            .load()
+            .client(&r.client_id)
+            .is_none_or(|c| c.client.enable_local_login)
+    })
 }
 
 /// The first of `ui_locales` if it looks like a language tag, for the page's `lang`.
@@ -275,6 +307,9 @@ pub async fn login_post(
     let password = params.get("password").unwrap_or_default();
     let again =
         |error: &str, status| login_page(&state, &id, &interaction, username, Some(error), status);
+    if !local_login_allowed(&state, &interaction) {
+        return again(NO_LOCAL, StatusCode::FORBIDDEN);
+    }
     if username.is_empty() || password.is_empty() || username.len() > 256 {
         return again(FAILED, StatusCode::BAD_REQUEST);
     }
@@ -296,8 +331,11 @@ pub async fn login_post(
     let password = password.to_owned();
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     let ok = crate::users::password_work(move || match hash {
-        Some(h) => signet_core::user::verify_password(&h, &password),
-        None => {
+        Some(h) if h != signet_core::user::NO_PASSWORD => {
+            signet_core::user::verify_password(&h, &password)
+        }
+        // Unknown, or a user made by an upstream sign-in without a password: the same work.
+        _ => {
             signet_core::user::dummy_verify(&password);
             false
         }

@@ -156,6 +156,8 @@ async fn log_out(
     session: Option<Session>,
 ) -> Response {
     let mut front_channel = Vec::new();
+    // A session from an upstream provider: signing out continues there (issue 16).
+    let upstream = session.as_ref().and_then(|s| s.upstream_logout.clone());
     if let Some(session) = session {
         match super::sessions::end(state, session, super::token::now()).await {
             Ok(ended) => front_channel = ended.front_channel,
@@ -183,6 +185,23 @@ async fn log_out(
             Err(_) => return oauth_error_page(state, None, refused("bad redirect URI")),
         },
         None => None,
+    };
+    let target = match &upstream {
+        Some(u) => {
+            match super::federation::upstream_logout_url(
+                state,
+                u,
+                target.as_ref().map(url::Url::as_str),
+            )
+            .await
+            .and_then(|s| url::Url::parse(&s).ok())
+            {
+                Some(at_provider) => Some(at_provider),
+                // The store failed: this sign-out still ends here.
+                None => target,
+            }
+        }
+        None => target,
     };
     let mut resp = match target {
         // Straight back to the client: nobody to tell through the browser.
@@ -245,7 +264,18 @@ async fn handle(state: &AppState, headers: &HeaderMap, params: PageParams) -> Re
         Ok(Some(u)) => u.username.into(),
         _ => serde_json::Value::Null,
     };
-    render_for("logout.html", StatusCode::OK, ctx, req.redirect.as_deref())
+    let mut resp = render_for("logout.html", StatusCode::OK, ctx, req.redirect.as_deref());
+    // Confirming continues at the upstream provider the session came from: CSP form-action
+    // covers the redirects that follow the form.
+    if let Some(origin) = session
+        .upstream_logout
+        .as_ref()
+        .and_then(|u| url::Url::parse(&u.end_session_endpoint).ok())
+        .map(|u| u.origin().ascii_serialization())
+    {
+        super::federation::allow_form_targets(resp.headers_mut(), &[origin]);
+    }
+    resp
 }
 
 /// `GET /oauth2/logout`.

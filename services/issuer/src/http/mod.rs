@@ -16,6 +16,7 @@ pub mod device;
 pub mod discovery;
 pub mod dpop;
 pub mod error;
+pub mod federation;
 pub mod form;
 #[cfg(test)]
 mod fuzz;
@@ -91,6 +92,12 @@ pub fn public_router(state: AppState) -> Router {
             get(logout::logout_get).post(logout::logout_post),
         )
         .route("/login", get(login::login_get).post(login::login_post))
+        .route("/federation/{scheme}/start", post(federation::start_post))
+        .route("/federation/{scheme}/callback", get(federation::callback))
+        .route(
+            "/federation/{scheme}/logged-out",
+            get(federation::logged_out),
+        )
         .route(
             "/login/otp",
             get(second_factor::otp_get).post(second_factor::otp_post),

@@ -54,6 +54,31 @@ pub struct Session {
     /// written before levels existed reached `pwd` at `auth_time`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub levels: BTreeMap<Level, i64>,
+    /// The upstream identity provider (scheme) the user signed in through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
+    /// Where signing out continues at that provider (RP-initiated logout), when it has an
+    /// `end_session_endpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_logout: Option<UpstreamLogout>,
+}
+
+/// The upstream's end-session endpoint and the ID token it issued (its `id_token_hint`).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UpstreamLogout {
+    pub scheme: String,
+    pub end_session_endpoint: String,
+    pub client_id: String,
+    pub id_token: String,
+}
+
+impl std::fmt::Debug for UpstreamLogout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamLogout")
+            .field("scheme", &self.scheme)
+            .field("end_session_endpoint", &self.end_session_endpoint)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How much of a `User-Agent` a session keeps.
@@ -237,6 +262,22 @@ pub async fn create_session(
     facts: SignInFacts,
     now: i64,
 ) -> Result<(Session, HeaderValue), OAuthError> {
+    create_session_via(state, sub, amr, None, facts, now).await
+}
+
+/// [`create_session`] for a sign-in through the upstream identity provider `idp`.
+pub async fn create_session_via(
+    state: &AppState,
+    sub: &str,
+    amr: Vec<String>,
+    idp: Option<(String, Option<UpstreamLogout>)>,
+    facts: SignInFacts,
+    now: i64,
+) -> Result<(Session, HeaderValue), OAuthError> {
+    let (idp, upstream_logout) = match idp {
+        Some((scheme, logout)) => (Some(scheme), logout),
+        None => (None, None),
+    };
     let lifetime = state.config.session_lifetime;
     let value = random_token()?;
     let reached = Level::of_amr(&amr);
@@ -254,6 +295,8 @@ pub async fn create_session(
         expires_at: now.saturating_add(lifetime.as_secs() as i64),
         user_agent: facts.user_agent,
         address: facts.address.map(|a| a.to_string()),
+        idp,
+        upstream_logout,
     };
     let bytes = serde_json::to_vec(&session).map_err(|_| OAuthError::server_error("session"))?;
     let index = [Index::Subject(sub), Index::Session(&session.sid)];

@@ -49,6 +49,10 @@ pub struct UserGrant {
     /// to (RFC 8705 section 4): a refresh must present that certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtls_x5t: Option<String>,
+    /// The upstream identity provider the session came from (its scheme): the ID token's
+    /// `idp` claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
 }
 
 /// What a token request binds its access token to: the key of its DPoP proof (RFC 9449)
@@ -446,6 +450,9 @@ pub async fn id_token(
         "acr",
         signet_core::mfa::Level::of_amr(&grant.amr).as_str().into(),
     );
+    if let Some(idp) = &grant.idp {
+        set("idp", idp.clone().into());
+    }
     if let Some(n) = &grant.nonce {
         set("nonce", n.clone().into());
     }

@@ -19,7 +19,7 @@ use super::client::{AdminApi, Connection};
 use super::{emit, ConnectionArgs, Exit, Failure};
 
 /// The kinds of object `--aggregate` takes (as the server names them).
-pub const AGGREGATES: [&str; 8] = [
+pub const AGGREGATES: [&str; 9] = [
     "client",
     "api_resource",
     "api_scope",
@@ -28,6 +28,7 @@ pub const AGGREGATES: [&str; 8] = [
     "user",
     "api_key",
     "initial_access_token",
+    "identity_provider",
 ];
 /// The first pause of `--follow` after an empty poll.
 const MIN_PAUSE: Duration = Duration::from_millis(200);

@@ -233,6 +233,10 @@ pub enum AdminCommand {
     /// (/admin/v1/InitialAccessToken), by id; `create` prints the token once
     #[command(visible_alias = "initial-access-tokens")]
     InitialAccessToken(KindArgs),
+    /// Upstream identity providers users sign in through (/admin/v1/IdentityProvider), by
+    /// scheme; the clientSecret is write-only
+    #[command(visible_alias = "identity-providers")]
+    IdentityProvider(KindArgs),
     /// Signing keys (/admin/v1/Key), by kid: list, get, rotate, import, revoke
     #[command(visible_alias = "keys")]
     Key(key::KeyArgs),
@@ -249,18 +253,19 @@ pub enum AdminCommand {
 
 const APPLY_HELP: &str = "\
 The file (YAML or JSON; `-` reads standard input) holds objects of the form
-  {kind: Client | ApiResource | ApiScope | IdentityResource | InitialAccessToken,
+  {kind: Client | ApiResource | ApiScope | IdentityResource | InitialAccessToken |
+         IdentityProvider,
    spec: {...admin API body...}}
 as a list, as a YAML multi-document stream (---), or as a JSON array. Every object is
 validated before anything is written. Objects on the server but not in the file are left
-alone. Writes go in dependency order: ApiScope and IdentityResource, ApiResource, Client,
-InitialAccessToken. An InitialAccessToken's spec needs an id; when it is created its value
+alone. Writes go in dependency order: ApiScope and IdentityResource, ApiResource,
+IdentityProvider, Client, InitialAccessToken. An InitialAccessToken's spec needs an id; when it is created its value
 is printed once, and a replacement keeps the value (lifetime and expiresAt are not compared:
 change them with `initial-access-token update`).
 
 Secret values are write-only: apply compares what the server shows of a secret (how many,
 description, expiration, type). A spec without clientSecrets/apiSecrets keeps the stored
-secrets. To rotate a value, change its description or expiration too, or use
+secrets (an IdentityProvider without clientSecret keeps its stored one). To rotate a value, change its description or expiration too, or use
 --replace-secrets.";
 
 /// The verbs of one kind.
@@ -321,6 +326,8 @@ pub enum Kind {
     ApiScope,
     IdentityResource,
     ApiResource,
+    /// Upstream identity providers (before the clients that may name them).
+    IdentityProvider,
     Client,
     /// Dynamic client registration's initial access tokens; their value is printed once,
     /// when created (a replacement keeps it).
@@ -328,10 +335,11 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::ApiScope,
         Kind::IdentityResource,
         Kind::ApiResource,
+        Kind::IdentityProvider,
         Kind::Client,
         Kind::InitialAccessToken,
     ];
@@ -344,6 +352,7 @@ impl Kind {
             Kind::ApiScope => "ApiScope",
             Kind::IdentityResource => "IdentityResource",
             Kind::InitialAccessToken => "InitialAccessToken",
+            Kind::IdentityProvider => "IdentityProvider",
         }
     }
 
@@ -355,6 +364,7 @@ impl Kind {
             Kind::ApiScope => "api-scope",
             Kind::IdentityResource => "identity-resource",
             Kind::InitialAccessToken => "initial-access-token",
+            Kind::IdentityProvider => "identity-provider",
         }
     }
 
@@ -366,6 +376,7 @@ impl Kind {
             Kind::ApiScope => &["Resource", "ApiScope"],
             Kind::IdentityResource => &["Resource", "IdentityResource"],
             Kind::InitialAccessToken => &["InitialAccessToken"],
+            Kind::IdentityProvider => &["IdentityProvider"],
         }
     }
 
@@ -374,6 +385,7 @@ impl Kind {
         match self {
             Kind::Client => "clientId",
             Kind::InitialAccessToken => "id",
+            Kind::IdentityProvider => "scheme",
             _ => "name",
         }
     }
@@ -383,6 +395,7 @@ impl Kind {
         match self {
             Kind::Client => Some("clientSecrets"),
             Kind::ApiResource => Some("apiSecrets"),
+            Kind::IdentityProvider => Some("clientSecret"),
             _ => None,
         }
     }
@@ -394,6 +407,7 @@ impl Kind {
             Kind::ApiResource => "API resource",
             Kind::ApiScope | Kind::IdentityResource => "scope",
             Kind::InitialAccessToken => "initial access token",
+            Kind::IdentityProvider => "identity provider",
         }
     }
 
@@ -448,6 +462,7 @@ async fn execute(args: AdminArgs) -> Result<(), Failure> {
         AdminCommand::ApiScope(k) => (Kind::ApiScope, k.verb),
         AdminCommand::IdentityResource(k) => (Kind::IdentityResource, k.verb),
         AdminCommand::InitialAccessToken(k) => (Kind::InitialAccessToken, k.verb),
+        AdminCommand::IdentityProvider(k) => (Kind::IdentityProvider, k.verb),
     };
     // A body from a file is read and checked before connecting, too.
     let body = match &verb {

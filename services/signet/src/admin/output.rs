@@ -32,6 +32,14 @@ fn columns(kind: Kind) -> &'static [(&'static str, &'static str)] {
             ("GRANT TYPES", "allowedGrantTypes"),
             ("SCOPES", "allowedScopes"),
         ],
+        Kind::IdentityProvider => &[
+            ("SCHEME", "scheme"),
+            ("DISPLAY NAME", "displayName"),
+            ("ENABLED", "enabled"),
+            ("TYPE", "type"),
+            ("AUTHORITY", "authority"),
+            ("CLIENT ID", "clientId"),
+        ],
         Kind::ApiScope | Kind::IdentityResource => &[
             ("NAME", "name"),
             ("DISPLAY NAME", "displayName"),

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use signet_core::client::{Client, ClientPolicy};
 use signet_core::commands::OFFLINE_ACCESS;
+use signet_core::identity_provider::IdentityProviderInput;
 use signet_core::registration::InitialAccessTokenInput;
 use signet_core::resource::ApiResource;
 use signet_core::scope::ScopeResource;
@@ -145,6 +146,7 @@ pub enum Typed {
     ApiResource(Box<ApiResource<SecretInput>>),
     Scope(ScopeResource),
     InitialAccessToken(Box<InitialAccessTokenInput>),
+    IdentityProvider(Box<IdentityProviderInput>),
 }
 
 /// One valid object of a file.
@@ -201,6 +203,23 @@ impl Doc {
             Typed::Scope(s) => serde_json::to_value(s),
             // As written, without the expiry (the server shows when it ends, not how it
             // was asked for).
+            // As the server shows it: defaults filled in, the secret only as
+            // hasClientSecret (compared only when the file has a clientSecret member).
+            Typed::IdentityProvider(i) => {
+                let secret = i.client_secret.as_ref().map(|_| String::new());
+                match (**i).clone().into_record(secret) {
+                    Ok(r) => {
+                        let mut v = serde_json::to_value(r.view());
+                        if let Ok(Value::Object(m)) = &mut v {
+                            if !self.has_secrets {
+                                m.remove("hasClientSecret");
+                            }
+                        }
+                        v
+                    }
+                    Err(_) => Ok(self.body.clone()),
+                }
+            }
             Typed::InitialAccessToken(_) => {
                 let mut body = self.body.clone();
                 if let Some(m) = body.as_object_mut() {
@@ -253,7 +272,7 @@ impl Doc {
                 .enumerate()
                 .map(|(i, s)| (format!("allowedScopes[{i}]"), s.as_str()))
                 .collect(),
-            Typed::Scope(_) => Vec::new(),
+            Typed::Scope(_) | Typed::IdentityProvider(_) => Vec::new(),
         }
     }
 }
@@ -408,7 +427,7 @@ fn envelope(item: &Value, index: usize) -> Result<(Kind, &Map<String, Value>), V
                 "User objects go in a file of their own: signet admin user apply -f FILE".to_owned()
             }
             Some(v) => format!(
-                "{} is not one of Client, ApiResource, ApiScope, IdentityResource, InitialAccessToken",
+                "{} is not one of Client, ApiResource, ApiScope, IdentityResource, InitialAccessToken, IdentityProvider",
                 super::compact(v)
             ),
         };
@@ -525,6 +544,13 @@ pub fn check(kind: Kind, spec: &Map<String, Value>, index: usize) -> Result<Doc,
                 };
             }
             (Typed::InitialAccessToken(Box::new(t)), id, result)
+        }
+        Kind::IdentityProvider => {
+            let i: IdentityProviderInput =
+                from_json(&bytes).map_err(|e| to_problems(raw_id.clone(), e))?;
+            let result = i.clone().into_record(None).map(|_| ());
+            let id = i.scheme.clone();
+            (Typed::IdentityProvider(Box::new(i)), id, result)
         }
     };
     result.map_err(|e| to_problems(Some(id.clone()), e))?;

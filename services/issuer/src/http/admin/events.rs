@@ -29,7 +29,7 @@ use crate::http::error::ApiError;
 use crate::state::AppState;
 
 /// The kinds of aggregate `aggregate=` accepts: the part of an event's `type` before the dot.
-pub const AGGREGATES: [&str; 9] = [
+pub const AGGREGATES: [&str; 10] = [
     "client",
     "api_resource",
     "api_scope",
@@ -39,6 +39,7 @@ pub const AGGREGATES: [&str; 9] = [
     "username",
     "api_key",
     "initial_access_token",
+    "identity_provider",
 ];
 /// The schema of `aggregate=` in the OpenAPI document.
 #[derive(utoipa::ToSchema)]
@@ -55,6 +56,7 @@ pub enum AggregateKindSchema {
     username,
     api_key,
     initial_access_token,
+    identity_provider,
 }
 
 /// `limit` when none is given.
@@ -94,7 +96,7 @@ pub struct AuditEvent {
     #[schema(example = "signet-admin")]
     actor: String,
     /// The kind of object: `client`, `api_resource`, `api_scope`, `identity_resource`,
-    /// `signing_key`, `user`, `username` (the claims that keep usernames unique), `api_key` or `initial_access_token` (dynamic client registration; a registration is a `client` event).
+    /// `signing_key`, `user`, `username` (the claims that keep usernames unique), `api_key`, `initial_access_token` (dynamic client registration; a registration is a `client` event) or `identity_provider`.
     #[schema(example = "client")]
     aggregate: String,
     /// The object's id (`clientId`, `name`, `kid`, `sub` or the API key's id); null for an
@@ -230,7 +232,7 @@ fn audit_event(r: RecordedEvent) -> AuditEvent {
     path = "/admin/v1/Events",
     tag = "Event",
     params(
-        ("aggregate" = Option<AggregateKindSchema>, Query, description = "Only events of this kind of object: `client`, `api_resource`, `api_scope`, `identity_resource`, `signing_key`, `user`, `username` (the claims that keep usernames unique), `api_key` or `initial_access_token` (dynamic client registration; a registration is a `client` event)."),
+        ("aggregate" = Option<AggregateKindSchema>, Query, description = "Only events of this kind of object: `client`, `api_resource`, `api_scope`, `identity_resource`, `signing_key`, `user`, `username` (the claims that keep usernames unique), `api_key`, `initial_access_token` (dynamic client registration; a registration is a `client` event) or `identity_provider`."),
         ("since" = Option<u64>, Query, description = "Only events with a greater sequence number (exclusive; default 0: from the start). Pass the previous answer's `next`."),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many events, 1 to 1000 (default 100)."),
     ),

@@ -16,6 +16,7 @@
 mod clients;
 pub mod common;
 mod events;
+mod identity_providers;
 pub mod initial_access_tokens;
 mod keys;
 pub mod openapi;
@@ -58,6 +59,10 @@ pub const RESOURCES: &[Resource] = &[
     Resource {
         routes: initial_access_tokens::routes,
         api: initial_access_tokens::Api::openapi,
+    },
+    Resource {
+        routes: identity_providers::routes,
+        api: identity_providers::Api::openapi,
     },
     Resource {
         routes: resources::routes,

@@ -35,12 +35,24 @@ pub fn routes() -> Router<AppState> {
             get(get_user).put(replace_user).delete(delete_user),
         )
         .route("/User/{sub}/factors", axum::routing::delete(reset_factors))
+        .route(
+            "/User/{sub}/ExternalLogin/{scheme}",
+            axum::routing::delete(delete_external_login),
+        )
 }
 
 /// This resource's part of the OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    paths(create_user, find_users, get_user, replace_user, delete_user, reset_factors),
+    paths(
+        create_user,
+        find_users,
+        get_user,
+        replace_user,
+        delete_user,
+        reset_factors,
+        delete_external_login
+    ),
     tags((name = "User", description = "People who sign in: username, password (write-only, stored as an argon2id hash), OIDC claims, enabled. The server generates each user's `sub`."))
 )]
 pub struct Api;
@@ -280,6 +292,39 @@ async fn reset_factors(
     };
     tracing::info!(%sub, actor = %actor.0, "user's second factors reset");
     Ok(Json(record.view()))
+}
+
+/// Removes a user's link to an upstream identity of provider `scheme`: that identity can no
+/// longer sign in as this user (the user stays; tokens already issued stay valid). The
+/// identity cannot sign in again until the user is deleted (then a new user is made).
+#[utoipa::path(
+    delete,
+    path = "/admin/v1/User/{sub}/ExternalLogin/{scheme}",
+    tag = "User",
+    params(
+        ("sub" = String, Path, description = "The user's `sub`."),
+        ("scheme" = String, Path, description = "The identity provider's scheme."),
+    ),
+    responses(
+        (status = 204, description = "The link was removed."),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 503, response = Unavailable),
+    )
+)]
+async fn delete_external_login(
+    State(state): State<AppState>,
+    Extension(actor): Extension<Actor>,
+    Path((sub, scheme)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .users
+        .remove_external_login(&actor.0, &sub, &scheme, APPLY_PATIENCE)
+        .await?;
+    tracing::info!(%sub, scheme, actor = %actor.0, "external login removed");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Disabling or deleting a user ends every token issued for them until now: a `subject`

@@ -111,6 +111,7 @@ pub async fn grant(
         resources: Vec::new(),
         dpop_jkt: None,
         mtls_x5t: None,
+        idp: None,
     };
     let user = user_tokens::active_user(state, &grant.sub).await?;
     let (access_token, lifetime) = user_tokens::access_token_in_family(

@@ -146,6 +146,10 @@ async fn document_matches_the_routes() {
             "/admin/v1/InitialAccessToken",
             "/admin/v1/InitialAccessToken/{id}",
         ),
+        (
+            "/admin/v1/IdentityProvider",
+            "/admin/v1/IdentityProvider/{scheme}",
+        ),
     ] {
         for m in ["GET", "POST", "PUT"] {
             expected.insert(format!("{m} {collection}"));
@@ -161,6 +165,7 @@ async fn document_matches_the_routes() {
         "PUT /admin/v1/User/{sub}",
         "DELETE /admin/v1/User/{sub}",
         "DELETE /admin/v1/User/{sub}/factors",
+        "DELETE /admin/v1/User/{sub}/ExternalLogin/{scheme}",
         "GET /admin/v1/User/{sub}/Session",
         "DELETE /admin/v1/User/{sub}/Session",
         "GET /admin/v1/User/{sub}/Session/{sid}",
@@ -370,7 +375,8 @@ fn user_schemas() {
             "factors",
             "mustChangePassword",
             "createdAt",
-            "updatedAt"
+            "updatedAt",
+            "externalLogins"
         ])
     );
     let claims = &schemas["UserClaims"]["properties"];

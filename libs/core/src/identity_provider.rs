@@ -1,0 +1,534 @@
+//! Upstream identity providers (issue 16): the admin API's `/IdentityProvider` bodies, their
+//! rules, and the record the `identity_provider.*` events carry.
+//!
+//! A provider is an OpenID Connect authority Signet signs users in through (the
+//! authorization code flow with PKCE, state and nonce). Its `clientSecret` is write-only:
+//! the record holds it sealed ([`IdentityProvider::client_secret_sealed`], AES-256-GCM under
+//! a key derived from the node's KEK or cluster secret, sealed by the issuer), never in
+//! plaintext, and reads never return it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::validation::{Collector, ValidationErrors};
+
+/// The longest scheme, in characters.
+pub const SCHEME_MAX: usize = 64;
+/// The scopes asked for when the body names none.
+pub const DEFAULT_SCOPES: &[&str] = &["openid", "profile", "email"];
+
+/// The kind of upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderType {
+    /// OpenID Connect: discovery at `{authority}/.well-known/openid-configuration`.
+    Oidc,
+    /// OAuth 2.0 without OpenID Connect (GitHub's shape): not built yet, refused.
+    Oauth2,
+    /// An LDAP directory: not built yet, refused.
+    Ldap,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn code() -> String {
+    "code".to_owned()
+}
+
+/// The body of `POST` and `PUT /admin/v1/IdentityProvider`.
+#[derive(Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentityProviderInput {
+    /// The provider's id: `[A-Za-z0-9_-]{1,64}`. It names the provider in
+    /// `identityProviderRestrictions`, in `acr_values=idp:<scheme>`, in the `idp` claim and
+    /// in the callback `{issuer}/federation/{scheme}/callback`.
+    pub scheme: String,
+    /// The button's text on the login page (default: the scheme).
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `oidc`; `oauth2` and `ldap` are refused until built.
+    #[serde(rename = "type")]
+    pub provider_type: ProviderType,
+    /// The issuer URL the discovery document is read from: https, or http on a loopback
+    /// host only (development and tests).
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Write-only. Absent on `PUT`: the stored secret stays. Absent on `POST`: a public
+    /// client (PKCE only).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Default `openid profile email`; must contain `openid`.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Upstream claim name → the Signet user claim it fills. Without mappings, the standard
+    /// profile claims (`name`, `given_name`, `family_name`, `email`, `email_verified`,
+    /// `preferred_username`, `picture`, `locale`) are copied as they are.
+    #[serde(default)]
+    pub claim_mappings: BTreeMap<String, String>,
+    /// Only `code`.
+    #[serde(default = "code")]
+    pub response_type: String,
+    /// `oauth2` only: where the browser is sent to sign in.
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    /// `oauth2` only: where the code is redeemed (the answer must be JSON with an
+    /// `access_token`).
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// `oauth2` only: where the user's claims are read with the access token.
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    /// `oauth2` only: the userinfo member that identifies the user for good (GitHub: `id`;
+    /// never the login or e-mail, which change); a string or an integer.
+    #[serde(default)]
+    pub subject_claim: Option<String>,
+}
+
+impl std::fmt::Debug for IdentityProviderInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityProviderInput")
+            .field("scheme", &self.scheme)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| ".."))
+            .finish_non_exhaustive()
+    }
+}
+
+/// The standard claims copied when a provider has no `claimMappings`.
+pub const DEFAULT_MAPPED_CLAIMS: &[&str] = &[
+    "name",
+    "given_name",
+    "family_name",
+    "email",
+    "email_verified",
+    "preferred_username",
+    "picture",
+    "locale",
+];
+
+/// What the events carry and the projection holds.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdentityProvider {
+    pub scheme: String,
+    pub display_name: String,
+    pub enabled: bool,
+    #[serde(rename = "type")]
+    pub provider_type: ProviderType,
+    pub authority: String,
+    pub client_id: String,
+    /// The client secret sealed by the issuer (base64url of nonce and ciphertext); never
+    /// the plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_sealed: Option<String>,
+    pub scopes: Vec<String>,
+    pub claim_mappings: BTreeMap<String, String>,
+    pub response_type: String,
+    /// The OAuth 2.0 endpoints and subject claim of an `oauth2` provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2Endpoints>,
+}
+
+/// Where an OAuth 2.0-only provider (GitHub's shape) signs users in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OAuth2Endpoints {
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub userinfo_endpoint: String,
+    pub subject_claim: String,
+}
+
+impl std::fmt::Debug for IdentityProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityProvider")
+            .field("scheme", &self.scheme)
+            .field("authority", &self.authority)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What reads answer: the record without its secret, saying whether it has one.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityProviderView {
+    pub scheme: String,
+    pub display_name: String,
+    pub enabled: bool,
+    #[serde(rename = "type")]
+    pub provider_type: ProviderType,
+    pub authority: String,
+    pub client_id: String,
+    /// Whether a client secret is stored (it is never shown).
+    pub has_client_secret: bool,
+    pub scopes: Vec<String>,
+    pub claim_mappings: BTreeMap<String, String>,
+    pub response_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub userinfo_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_claim: Option<String>,
+}
+
+impl IdentityProvider {
+    pub fn view(&self) -> IdentityProviderView {
+        IdentityProviderView {
+            scheme: self.scheme.clone(),
+            display_name: self.display_name.clone(),
+            enabled: self.enabled,
+            provider_type: self.provider_type,
+            authority: self.authority.clone(),
+            client_id: self.client_id.clone(),
+            has_client_secret: self.client_secret_sealed.is_some(),
+            scopes: self.scopes.clone(),
+            claim_mappings: self.claim_mappings.clone(),
+            response_type: self.response_type.clone(),
+            authorization_endpoint: self
+                .oauth2
+                .as_ref()
+                .map(|o| o.authorization_endpoint.clone()),
+            token_endpoint: self.oauth2.as_ref().map(|o| o.token_endpoint.clone()),
+            userinfo_endpoint: self.oauth2.as_ref().map(|o| o.userinfo_endpoint.clone()),
+            subject_claim: self.oauth2.as_ref().map(|o| o.subject_claim.clone()),
+        }
+    }
+
+    /// The Signet claims an upstream identity's claims map to (strings, numbers and booleans
+    /// only; user claim rules are checked by the caller).
+    pub fn map_claims(
+        &self,
+        upstream: &serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        let pairs: Vec<(&str, &str)> = if self.claim_mappings.is_empty() {
+            DEFAULT_MAPPED_CLAIMS.iter().map(|c| (*c, *c)).collect()
+        } else {
+            self.claim_mappings
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect()
+        };
+        for (from, to) in pairs {
+            if crate::user::PROTOCOL_CLAIMS.contains(&to) {
+                continue;
+            }
+            if let Some(v) = upstream.get(from) {
+                if matches!(
+                    v,
+                    serde_json::Value::String(_)
+                        | serde_json::Value::Bool(_)
+                        | serde_json::Value::Number(_)
+                ) {
+                    out.insert(to.to_owned(), v.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Whether `scheme` is a valid provider id.
+pub fn valid_scheme(scheme: &str) -> bool {
+    !scheme.is_empty()
+        && scheme.len() <= SCHEME_MAX
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// An https URL, or http on a loopback host; no query, fragment or user information.
+fn check_authority(c: &mut Collector, field: &str, value: &str) {
+    let ok = url::Url::parse(value).ok().is_some_and(|u| {
+        let loopback = match u.host() {
+            Some(url::Host::Domain(d)) => d == "localhost",
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        (u.scheme() == "https" || (u.scheme() == "http" && loopback))
+            && u.host().is_some()
+            && u.query().is_none()
+            && u.fragment().is_none()
+            && u.username().is_empty()
+            && u.password().is_none()
+    });
+    c.check(
+        ok,
+        field,
+        "must be an absolute https URL without query, fragment or user information (http only on a loopback host)",
+    );
+}
+
+impl IdentityProviderInput {
+    /// Checks the body on its own; `sealed` is the client secret already sealed (or the
+    /// stored one kept on `PUT`).
+    pub fn into_record(self, sealed: Option<String>) -> Result<IdentityProvider, ValidationErrors> {
+        let mut c = Collector::default();
+        c.check(
+            valid_scheme(&self.scheme),
+            "scheme",
+            "must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'",
+        );
+        let endpoints = [
+            ("authorizationEndpoint", &self.authorization_endpoint),
+            ("tokenEndpoint", &self.token_endpoint),
+            ("userinfoEndpoint", &self.userinfo_endpoint),
+            ("subjectClaim", &self.subject_claim),
+        ];
+        match self.provider_type {
+            ProviderType::Oidc => {
+                match &self.authority {
+                    Some(a) => check_authority(&mut c, "authority", a),
+                    None => c.push("authority", "is required for an oidc provider"),
+                }
+                for (field, v) in endpoints {
+                    c.check(
+                        v.is_none(),
+                        field,
+                        "is only for an oauth2 provider (an oidc one reads its endpoints from discovery)",
+                    );
+                }
+            }
+            ProviderType::Oauth2 => {
+                c.check(
+                    self.authority.is_none(),
+                    "authority",
+                    "is only for an oidc provider (an oauth2 one names its endpoints)",
+                );
+                for (field, v) in &endpoints[..3] {
+                    match v {
+                        Some(u) => check_authority(&mut c, field, u),
+                        None => c.push(*field, "is required for an oauth2 provider"),
+                    }
+                }
+                match &self.subject_claim {
+                    Some(s) => c.check(
+                        !s.is_empty() && s.len() <= 256,
+                        "subjectClaim",
+                        "must be 1 to 256 characters",
+                    ),
+                    None => c.push(
+                        "subjectClaim",
+                        "is required for an oauth2 provider (GitHub: id)",
+                    ),
+                }
+            }
+            ProviderType::Ldap => c.push("type", "ldap is not supported yet; use oidc or oauth2"),
+        }
+        if let Some(d) = &self.display_name {
+            c.check(
+                !d.trim().is_empty() && d.chars().count() <= 200,
+                "displayName",
+                "must be 1 to 200 characters",
+            );
+        }
+        match &self.client_id {
+            Some(id) => c.check(
+                !id.is_empty() && id.len() <= 512 && !id.chars().any(char::is_control),
+                "clientId",
+                "must be 1 to 512 characters without control characters",
+            ),
+            None => c.push("clientId", "is required"),
+        }
+        if let Some(s) = &self.client_secret {
+            c.check(
+                !s.is_empty() && s.len() <= 4096,
+                "clientSecret",
+                "must be 1 to 4096 bytes",
+            );
+        }
+        let oidc = self.provider_type == ProviderType::Oidc;
+        let scopes: Vec<String> = self.scopes.clone().unwrap_or_else(|| {
+            if oidc {
+                DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect()
+            } else {
+                Vec::new()
+            }
+        });
+        c.check(
+            !oidc || scopes.iter().any(|s| s == "openid"),
+            "scopes",
+            "must contain openid",
+        );
+        for (i, s) in scopes.iter().enumerate() {
+            c.check(
+                !s.is_empty()
+                    && s.bytes().all(|b| {
+                        b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)
+                    }),
+                format!("scopes[{i}]"),
+                "must be a scope token (RFC 6749 section 3.3)",
+            );
+        }
+        for (from, to) in &self.claim_mappings {
+            c.check(
+                !from.is_empty() && from.len() <= 256,
+                format!("claimMappings.{from}"),
+                "the upstream claim name must be 1 to 256 characters",
+            );
+            c.check(
+                !to.is_empty() && to.len() <= 256 && !crate::user::PROTOCOL_CLAIMS.contains(&to.as_str()),
+                format!("claimMappings.{from}"),
+                "must name a user claim (1 to 256 characters), not a protocol claim such as sub or iss",
+            );
+        }
+        c.check(
+            self.response_type == "code",
+            "responseType",
+            "only code is supported (the authorization code flow with PKCE)",
+        );
+        c.finish()?;
+        Ok(IdentityProvider {
+            display_name: self
+                .display_name
+                .map(|d| d.trim().to_owned())
+                .unwrap_or_else(|| self.scheme.clone()),
+            scheme: self.scheme,
+            enabled: self.enabled,
+            provider_type: self.provider_type,
+            authority: self
+                .authority
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_owned(),
+            client_id: self.client_id.unwrap_or_default(),
+            client_secret_sealed: sealed,
+            scopes,
+            claim_mappings: self.claim_mappings,
+            response_type: self.response_type,
+            oauth2: match self.provider_type {
+                ProviderType::Oauth2 => Some(OAuth2Endpoints {
+                    authorization_endpoint: self.authorization_endpoint.unwrap_or_default(),
+                    token_endpoint: self.token_endpoint.unwrap_or_default(),
+                    userinfo_endpoint: self.userinfo_endpoint.unwrap_or_default(),
+                    subject_claim: self.subject_claim.unwrap_or_default(),
+                }),
+                _ => None,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(v: serde_json::Value) -> Result<IdentityProvider, ValidationErrors> {
+        let i: IdentityProviderInput = serde_json::from_value(v)
+            .map_err(|e| ValidationErrors::single("body", e.to_string()))?;
+        i.into_record(None)
+    }
+
+    fn fields(e: ValidationErrors) -> Vec<String> {
+        e.errors.into_iter().map(|f| f.field).collect()
+    }
+
+    #[test]
+    fn a_minimal_provider_gets_defaults() {
+        let p = input(serde_json::json!({
+            "scheme": "corp", "type": "oidc", "authority": "https://login.example.com/",
+            "clientId": "signet"
+        }))
+        .unwrap();
+        assert_eq!(p.display_name, "corp");
+        assert_eq!(p.authority, "https://login.example.com");
+        assert_eq!(p.scopes, ["openid", "profile", "email"]);
+        assert!(p.enabled);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let e = input(serde_json::json!({
+            "scheme": "a b", "type": "oidc", "authority": "http://example.com",
+            "scopes": ["profile"], "responseType": "token",
+            "claimMappings": {"x": "sub"}
+        }))
+        .unwrap_err();
+        assert_eq!(
+            fields(e),
+            [
+                "scheme",
+                "authority",
+                "clientId",
+                "scopes",
+                "claimMappings.x",
+                "responseType"
+            ]
+        );
+        let e = input(serde_json::json!({"scheme": "l", "type": "ldap", "authority": "https://a", "clientId": "c"})).unwrap_err();
+        assert_eq!(fields(e), ["type"]);
+        // http on loopback is allowed (development).
+        assert!(input(serde_json::json!({"scheme": "l", "type": "oidc", "authority": "http://127.0.0.1:8080", "clientId": "c"})).is_ok());
+    }
+
+    #[test]
+    fn oauth2_providers_name_their_endpoints_and_oidc_ones_do_not() {
+        let e = input(
+            serde_json::json!({"scheme": "gh", "type": "oauth2", "clientId": "c",
+            "authority": "https://github.com", "tokenEndpoint": "ftp://x"}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            fields(e),
+            [
+                "authority",
+                "authorizationEndpoint",
+                "tokenEndpoint",
+                "userinfoEndpoint",
+                "subjectClaim"
+            ]
+        );
+        let e = input(
+            serde_json::json!({"scheme": "o", "type": "oidc", "clientId": "c",
+            "authority": "https://a", "subjectClaim": "id"}),
+        )
+        .unwrap_err();
+        assert_eq!(fields(e), ["subjectClaim"]);
+        let p = input(
+            serde_json::json!({"scheme": "gh", "type": "oauth2", "clientId": "c",
+            "authorizationEndpoint": "https://github.com/login/oauth/authorize",
+            "tokenEndpoint": "https://github.com/login/oauth/access_token",
+            "userinfoEndpoint": "https://api.github.com/user", "subjectClaim": "id"}),
+        )
+        .unwrap();
+        assert!(p.scopes.is_empty(), "no openid for OAuth 2.0");
+        let o = p.oauth2.as_ref().unwrap();
+        assert_eq!(o.subject_claim, "id");
+        assert_eq!(
+            p.view().token_endpoint.as_deref(),
+            Some("https://github.com/login/oauth/access_token")
+        );
+    }
+
+    #[test]
+    fn claims_map_and_skip_protocol_claims() {
+        let mut p = input(serde_json::json!({"scheme": "s", "type": "oidc", "authority": "https://a", "clientId": "c"})).unwrap();
+        let up = serde_json::json!({"email": "a@b.c", "sub": "x", "groups": ["a"], "name": "A"});
+        let up = up.as_object().unwrap();
+        let m = p.map_claims(up);
+        assert_eq!(
+            serde_json::Value::Object(m),
+            serde_json::json!({"email": "a@b.c", "name": "A"})
+        );
+        p.claim_mappings = [("name".to_owned(), "nickname".to_owned())].into();
+        let m = p.map_claims(up);
+        assert_eq!(
+            serde_json::Value::Object(m),
+            serde_json::json!({"nickname": "A"})
+        );
+    }
+}
