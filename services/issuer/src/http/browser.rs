@@ -361,6 +361,24 @@ pub fn not_a_form(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     })
 }
 
+/// What a page's form post (a same-site form that continues an interaction) brings: its
+/// fields, the interaction's id and the interaction (CSRF checked); or the page that says
+/// why not.
+pub async fn posted_interaction(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(PageParams, String, Interaction), Response> {
+    if let Some(page) = not_a_form(state, headers) {
+        return Err(page);
+    }
+    let params = PageParams::parse(body).map_err(|e| oauth_error_page(state, None, e))?;
+    let (id, interaction) = interaction_of_form(state, headers, &params)
+        .await
+        .map_err(|e| e.into_page(state))?;
+    Ok((params, id, interaction))
+}
+
 /// Whether a state-changing browser request came from another site. Defence in depth
 /// behind the CSRF tokens: a form of ours is posted from our own origin.
 /// - `Sec-Fetch-Site` (every current browser sends it) must be `same-origin` or `none`.

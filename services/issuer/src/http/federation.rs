@@ -443,17 +443,10 @@ pub async fn start_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(page) = super::browser::not_a_form(&state, &headers) {
-        return page;
-    }
-    let params = match PageParams::parse(&body) {
-        Ok(p) => p,
-        Err(e) => return oauth_error_page(&state, None, e),
-    };
-    let (id, interaction) =
-        match super::browser::interaction_of_form(&state, &headers, &params).await {
+    let (_, id, interaction) =
+        match super::browser::posted_interaction(&state, &headers, &body).await {
             Ok(found) => found,
-            Err(e) => return e.into_page(&state),
+            Err(page) => return page,
         };
     begin(&state, &headers, &id, &interaction, &scheme).await
 }

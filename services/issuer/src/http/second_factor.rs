@@ -248,17 +248,10 @@ pub async fn otp_post(
 ) -> Response {
     let headers = parts.headers;
     let addr = parts.extensions.get::<ClientAddr>().copied().map(|c| c.0);
-    if let Some(page) = super::browser::not_a_form(&state, &headers) {
-        return page;
-    }
-    let params = match PageParams::parse(&body) {
-        Ok(p) => p,
-        Err(e) => return oauth_error_page(&state, None, e),
-    };
-    let (id, interaction) =
-        match super::browser::interaction_of_form(&state, &headers, &params).await {
+    let (params, id, interaction) =
+        match super::browser::posted_interaction(&state, &headers, &body).await {
             Ok(found) => found,
-            Err(e) => return e.into_page(&state),
+            Err(page) => return page,
         };
     let Some(SecondFactor { sub, step_up }) = interaction.second_factor.clone() else {
         return InteractionError::Gone.into_page(&state);
