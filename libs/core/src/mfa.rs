@@ -235,29 +235,6 @@ mod tests {
         }
     }
 
-    /// The figure of the README: TOTP verifications per second on one core (each checks
-    /// the three steps of the window). `cargo test -p signet-core --release --lib
-    /// totp_rate -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "a measurement, not a test"]
-    fn totp_rate() {
-        let secret = [7u8; 20];
-        let n = 200_000;
-        let start = std::time::Instant::now();
-        let mut ok = 0;
-        for i in 0..n {
-            let now = 1_800_000_000 + i as i64;
-            if totp::verify(&secret, "123456", now).is_some() {
-                ok += 1;
-            }
-        }
-        let secs = start.elapsed().as_secs_f64();
-        println!(
-            "{n} verifications in {secs:.3} s: {:.0}/s ({ok} matched)",
-            n as f64 / secs
-        );
-    }
-
     #[test]
     fn drift_window() {
         let secret = b"12345678901234567890";
