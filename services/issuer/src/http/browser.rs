@@ -361,6 +361,25 @@ pub fn not_a_form(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     })
 }
 
+/// `GET` of a page that continues an interaction (`?interaction=<id>`): `render`s it when
+/// the interaction is at that step (`at_step`), else the page saying it is gone.
+pub async fn interaction_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: Option<String>,
+    at_step: impl FnOnce(&Interaction) -> bool,
+    render: impl FnOnce(&str, &Interaction) -> Response,
+) -> Response {
+    use signet_core::authorize::Params as _;
+    let params = PageParams::parse(query.unwrap_or_default().as_bytes()).ok();
+    let id = params.as_ref().and_then(|p| p.get("interaction"));
+    match load_interaction(state, headers, id, None).await {
+        Ok(i) if at_step(&i) => render(id.unwrap_or_default(), &i),
+        Ok(_) => InteractionError::Gone.into_page(state),
+        Err(e) => e.into_page(state),
+    }
+}
+
 /// What a page's form post (a same-site form that continues an interaction) brings: its
 /// fields, the interaction's id and the interaction (CSRF checked); or the page that says
 /// why not.

@@ -13,8 +13,7 @@ use signet_core::authorize::Params;
 use signet_core::events::SecurityChange;
 
 use super::browser::{
-    branding, load_interaction, oauth_error_page, render_for, Interaction, InteractionError,
-    PageParams, PasswordChange,
+    branding, oauth_error_page, render_for, Interaction, InteractionError, PasswordChange,
 };
 use super::client_addr::ClientAddr;
 use crate::state::AppState;
@@ -49,15 +48,14 @@ pub async fn password_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let params = PageParams::parse(query.unwrap_or_default().as_bytes()).ok();
-    let id = params.as_ref().and_then(|p| p.get("interaction"));
-    match load_interaction(&state, &headers, id, None).await {
-        Ok(i) if i.password_change.is_some() => {
-            change_page(&state, id.unwrap_or_default(), &i, None, StatusCode::OK)
-        }
-        Ok(_) => InteractionError::Gone.into_page(&state),
-        Err(e) => e.into_page(&state),
-    }
+    super::browser::interaction_page(
+        &state,
+        &headers,
+        query,
+        |i| i.password_change.is_some(),
+        |id, i| change_page(&state, id, i, None, StatusCode::OK),
+    )
+    .await
 }
 
 pub async fn password_post(

@@ -27,8 +27,8 @@ use signet_core::user::UserRecord;
 use signet_store::Namespace;
 
 use super::browser::{
-    branding, digest_key, end_interaction, load_interaction, oauth_error_page, render_for,
-    Interaction, InteractionError, PageParams, SecondFactor, StoreResult,
+    branding, digest_key, end_interaction, oauth_error_page, render_for, Interaction,
+    InteractionError, SecondFactor, StoreResult,
 };
 use super::client_addr::ClientAddr;
 use super::token::now;
@@ -230,15 +230,14 @@ pub async fn otp_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let params = PageParams::parse(query.unwrap_or_default().as_bytes()).ok();
-    let id = params.as_ref().and_then(|p| p.get("interaction"));
-    match load_interaction(&state, &headers, id, None).await {
-        Ok(i) if i.second_factor.is_some() => {
-            code_page(&state, id.unwrap_or_default(), &i, None, StatusCode::OK)
-        }
-        Ok(_) => InteractionError::Gone.into_page(&state),
-        Err(e) => e.into_page(&state),
-    }
+    super::browser::interaction_page(
+        &state,
+        &headers,
+        query,
+        |i| i.second_factor.is_some(),
+        |id, i| code_page(&state, id, i, None, StatusCode::OK),
+    )
+    .await
 }
 
 pub async fn otp_post(
