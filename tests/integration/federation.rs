@@ -607,6 +607,81 @@ async fn restrictions_local_login_acr_values_and_bad_callbacks() -> anyhow::Resu
 }
 
 #[tokio::test]
+async fn a_login_hint_in_a_providers_domain_goes_straight_to_it() -> anyhow::Result<()> {
+    let p = pair().await?;
+    let provider = json!({
+        "scheme": "up", "displayName": "Upstream Corp", "type": "oidc",
+        "authority": p.up_issuer, "clientId": "signet-down",
+        "domains": ["Up.Example"]
+    });
+    let (status, body) = p
+        .down
+        .admin_call(reqwest::Method::PUT, "/IdentityProvider", Some(&provider))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["domains"], json!(["up.example"]), "{body}");
+    assert_eq!(body["hasClientSecret"], true, "the stored secret stays");
+    // A domain belongs to one provider.
+    let (status, body) = p
+        .down
+        .admin_call(
+            reqwest::Method::POST,
+            "/IdentityProvider",
+            Some(
+                &json!({"scheme": "other", "type": "oidc", "authority": p.up_issuer,
+                "clientId": "x", "domains": ["elsewhere.example", "UP.example"]}),
+            ),
+        )
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("domains[1]"), "{body}");
+
+    // alice@up.example goes straight to the provider, and the sign-in completes.
+    let mut b = TwoHosts::new();
+    let r = b
+        .down
+        .get(&authorize_url(
+            &p.down.issuer,
+            "app",
+            &[("login_hint", "alice@UP.example")],
+        ))
+        .await?;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let to = r.location()?;
+    assert!(to.as_str().starts_with(&p.up_issuer), "{to}");
+    let (up_login_url, up_login) = b.follow(to.as_str()).await?;
+    let back = b.upstream_sign_in(&up_login_url, &up_login).await?;
+    let done = b.down.get(back.location()?.as_str()).await?;
+    let tokens = redeem(&p.down, "app", &done).await?;
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+
+    // Another domain, a bare name, or a client restricted to other providers: the login page.
+    for (client, hint) in [
+        ("app", "bob@other.example"),
+        ("app", "up.example"),
+        ("app", "alice@sub.up.example"),
+        ("restricted", "alice@up.example"),
+    ] {
+        let mut b = TwoHosts::new();
+        let r = b
+            .down
+            .get(&authorize_url(
+                &p.down.issuer,
+                client,
+                &[("login_hint", hint)],
+            ))
+            .await?;
+        assert_eq!(r.status, 302, "{client} {hint}: {}", r.body);
+        assert!(
+            r.location()?.path().ends_with("/login"),
+            "{client} {hint}: {}",
+            r.location()?
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn an_unreachable_provider_is_a_page_not_a_5xx() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let s = Serve::start(

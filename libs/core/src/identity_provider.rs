@@ -91,6 +91,11 @@ pub struct IdentityProviderInput {
     /// never the login or e-mail, which change); a string or an integer.
     #[serde(default)]
     pub subject_claim: Option<String>,
+    /// E-mail domains whose users this provider serves (home-realm discovery): an
+    /// authorization request whose `login_hint` is `someone@<domain>` goes straight to this
+    /// provider, when the client may use it. A domain belongs to one provider at most.
+    #[serde(default)]
+    pub domains: Vec<String>,
 }
 
 impl std::fmt::Debug for IdentityProviderInput {
@@ -135,6 +140,9 @@ pub struct IdentityProvider {
     /// The OAuth 2.0 endpoints and subject claim of an `oauth2` provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2Endpoints>,
+    /// E-mail domains (lowercase) whose `login_hint` goes straight to this provider.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domains: Vec<String>,
 }
 
 /// Where an OAuth 2.0-only provider (GitHub's shape) signs users in.
@@ -182,6 +190,7 @@ pub struct IdentityProviderView {
     pub userinfo_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject_claim: Option<String>,
+    pub domains: Vec<String>,
 }
 
 impl IdentityProvider {
@@ -204,7 +213,13 @@ impl IdentityProvider {
             token_endpoint: self.oauth2.as_ref().map(|o| o.token_endpoint.clone()),
             userinfo_endpoint: self.oauth2.as_ref().map(|o| o.userinfo_endpoint.clone()),
             subject_claim: self.oauth2.as_ref().map(|o| o.subject_claim.clone()),
+            domains: self.domains.clone(),
         }
+    }
+
+    /// Whether a `login_hint` names a user of one of this provider's domains.
+    pub fn serves_hint(&self, login_hint: &str) -> bool {
+        hint_domain(login_hint).is_some_and(|d| self.domains.contains(&d))
     }
 
     /// The Signet claims an upstream identity's claims map to (strings, numbers and booleans
@@ -248,6 +263,25 @@ pub fn valid_scheme(scheme: &str) -> bool {
         && scheme
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The domain of a `login_hint` that is an e-mail address, lowercase.
+pub fn hint_domain(login_hint: &str) -> Option<String> {
+    let (local, domain) = login_hint.trim().rsplit_once('@')?;
+    (!local.is_empty() && valid_domain(domain)).then(|| domain.to_ascii_lowercase())
+}
+
+/// A DNS name: dot-separated labels of 1 to 63 letters, digits and inner hyphens, at most
+/// 253 characters.
+pub fn valid_domain(domain: &str) -> bool {
+    domain.len() <= 253
+        && domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// An https URL, or http on a loopback host; no query, fragment or user information.
@@ -386,6 +420,18 @@ impl IdentityProviderInput {
                 "must name a user claim (1 to 256 characters), not a protocol claim such as sub or iss",
             );
         }
+        for (i, d) in self.domains.iter().enumerate() {
+            c.check(
+                valid_domain(d),
+                format!("domains[{i}]"),
+                "must be a DNS domain such as example.com",
+            );
+            c.check(
+                !self.domains[..i].iter().any(|e| e.eq_ignore_ascii_case(d)),
+                format!("domains[{i}]"),
+                "is listed twice",
+            );
+        }
         c.check(
             self.response_type == "code",
             "responseType",
@@ -419,6 +465,11 @@ impl IdentityProviderInput {
                 }),
                 _ => None,
             },
+            domains: self
+                .domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
         })
     }
 }
@@ -512,6 +563,33 @@ mod tests {
             p.view().token_endpoint.as_deref(),
             Some("https://github.com/login/oauth/access_token")
         );
+    }
+
+    #[test]
+    fn domains_are_dns_names_and_hints_match_them() {
+        let e = input(
+            serde_json::json!({"scheme": "s", "type": "oidc", "authority": "https://a",
+            "clientId": "c", "domains": ["ok.example", "bad domain", "-x.com", "OK.example"]}),
+        )
+        .unwrap_err();
+        assert_eq!(fields(e), ["domains[1]", "domains[2]", "domains[3]"]);
+        let p = input(
+            serde_json::json!({"scheme": "s", "type": "oidc", "authority": "https://a",
+            "clientId": "c", "domains": ["Contoso.com"]}),
+        )
+        .unwrap();
+        assert_eq!(p.domains, ["contoso.com"]);
+        assert!(p.serves_hint("alice@CONTOSO.com"));
+        assert!(p.serves_hint(" bob@contoso.com "));
+        for no in [
+            "alice@fabrikam.com",
+            "contoso.com",
+            "@contoso.com",
+            "a@sub.contoso.com",
+            "a@contoso.com.evil",
+        ] {
+            assert!(!p.serves_hint(no), "{no}");
+        }
     }
 
     #[test]

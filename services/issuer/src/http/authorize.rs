@@ -150,9 +150,10 @@ async fn authorize(state: &AppState, headers: &HeaderMap, raw: &[u8]) -> Respons
                 OAuthError::new(ErrorCode::LoginRequired, "the user is not signed in"),
             ),
         ),
-        // `acr_values=idp:<scheme>`: straight to that provider (if the client may use it).
-        None if request.idp_hint.is_some() => to_provider(state, headers, request).await,
-        None => to_page(state, "/login", request, None).await,
+        None => match hinted_provider(&p, &request) {
+            Some(scheme) => to_provider(state, headers, request, scheme).await,
+            None => to_page(state, "/login", request, None).await,
+        },
         Some(session) => continue_flow(state, &p, client, request, session, now).await,
     }
 }
@@ -170,9 +171,32 @@ fn fresh_enough(s: &Session, r: &AuthorizeRequest, client: &ClientEntry, now: i6
             .is_none_or(|l| age <= u64::from(l))
 }
 
-/// A new interaction for `request`, and the redirect to the upstream provider it names.
-async fn to_provider(state: &AppState, headers: &HeaderMap, request: AuthorizeRequest) -> Response {
-    let scheme = request.idp_hint.clone().unwrap_or_default();
+/// The upstream provider a request names: `acr_values=idp:<scheme>` (whether or not the
+/// client may use it: starting says why not), else the provider of the `login_hint`'s
+/// e-mail domain among those the client may use (home-realm discovery; the first by scheme
+/// if two nodes let two providers claim one domain).
+fn hinted_provider(
+    p: &signet_core::projection::Projection,
+    request: &AuthorizeRequest,
+) -> Option<String> {
+    if let Some(scheme) = &request.idp_hint {
+        return Some(scheme.clone());
+    }
+    let hint = request.login_hint.as_deref()?;
+    super::federation::offered(p, Some(request))
+        .into_iter()
+        .filter(|i| i.serves_hint(hint))
+        .map(|i| i.scheme.clone())
+        .min()
+}
+
+/// A new interaction for `request`, and the redirect to upstream provider `scheme`.
+async fn to_provider(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: AuthorizeRequest,
+    scheme: String,
+) -> Response {
     let fallback = request.clone();
     let (id, cookie) = match start_interaction(state, Some(request.clone()), None).await {
         Ok(started) => started,

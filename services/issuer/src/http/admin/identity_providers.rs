@@ -61,6 +61,24 @@ fn parse_input(body: &AdminBody) -> Result<IdentityProviderInput, ApiError> {
     body.parse()
 }
 
+/// A domain belongs to one provider: one another provider serves is refused, naming it.
+fn domains_free(state: &AppState, input: &IdentityProviderInput) -> Result<(), ApiError> {
+    let p = state.projection.load();
+    for (i, d) in input.domains.iter().enumerate() {
+        let d = d.to_ascii_lowercase();
+        if let Some(other) = p
+            .identity_providers()
+            .find(|o| o.scheme != input.scheme && o.domains.contains(&d))
+        {
+            return Err(ApiError::Invalid(ValidationErrors::single(
+                format!("domains[{i}]"),
+                format!("is already served by identity provider {:?}", other.scheme),
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn view(state: &AppState, scheme: &str) -> Result<IdentityProviderView, ApiError> {
     state
         .projection
@@ -146,6 +164,7 @@ async fn create_provider(
     let scheme = input.scheme.clone();
     // Checked before sealing: a bad body is refused naming its fields.
     input.clone().into_record(None)?;
+    domains_free(&state, &input)?;
     let sealed = match &input.client_secret {
         Some(s) => Some(seal(&state, &scheme, s)?),
         None => None,
@@ -190,6 +209,7 @@ async fn replace_provider(
     let input = parse_input(&body)?;
     let scheme = input.scheme.clone();
     input.clone().into_record(None)?;
+    domains_free(&state, &input)?;
     let stored = state
         .projection
         .load()
