@@ -681,6 +681,110 @@ async fn a_login_hint_in_a_providers_domain_goes_straight_to_it() -> anyhow::Res
     Ok(())
 }
 
+/// Signs a local user in on `/account/links` of the downstream, presses Link for `up`,
+/// signs in upstream as alice: the callback's answer.
+async fn link_as(p: &Pair, b: &mut TwoHosts, user: &str) -> anyhow::Result<Page> {
+    let url = format!("{}/account/links", p.down.issuer);
+    let back = b.down.sign_in(&url, user, PASSWORD).await?;
+    assert_eq!(back.status, 302, "{}", back.body);
+    let page = b.down.get(&url).await?;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Upstream Corp"), "{}", page.body);
+    assert!(page.body.contains("Not linked"), "{}", page.body);
+    let csrf = page.hidden("csrf")?;
+    let forged = b
+        .down
+        .post_form(&format!("{url}/up"), &[("csrf", "forged")])
+        .await?;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+    let to_up = b
+        .down
+        .post_form(&format!("{url}/up"), &[("csrf", &csrf)])
+        .await?;
+    assert_eq!(to_up.status, 303, "{}", to_up.body);
+    let to = to_up.location()?;
+    assert!(to.as_str().starts_with(&p.up_issuer), "{to}");
+    let (up_login_url, up_login) = b.follow(to.as_str()).await?;
+    let back = b.upstream_sign_in(&up_login_url, &up_login).await?;
+    assert_eq!(back.status, 302, "{}", back.body);
+    b.down.get(back.location()?.as_str()).await
+}
+
+async fn federated_sub(p: &Pair) -> anyhow::Result<String> {
+    let mut b = TwoHosts::new();
+    let done = federated_sign_in(p, &mut b, "app").await?;
+    let tokens = redeem(&p.down, "app", &done).await?;
+    let id = verify_jwt(
+        tokens["id_token"].as_str().context("id_token")?,
+        &p.down.jwks().await?,
+        &p.down.issuer,
+        "app",
+    )?;
+    assert_eq!(id["idp"], "up", "{id}");
+    Ok(id["sub"].as_str().context("sub")?.to_owned())
+}
+
+#[tokio::test]
+async fn a_local_user_links_an_upstream_identity_after_signing_in() -> anyhow::Result<()> {
+    let p = pair().await?;
+    let mut subs = Vec::new();
+    for name in ["bob", "carol"] {
+        let u = p
+            .down
+            .create("/User", json!({"username": name, "password": PASSWORD}))
+            .await?;
+        subs.push(u["sub"].as_str().context("sub")?.to_owned());
+    }
+    let bob = subs[0].clone();
+
+    // Bob, signed in, links alice's upstream identity; the callback goes back to the page.
+    let mut b = TwoHosts::new();
+    let done = link_as(&p, &mut b, "bob").await?;
+    assert!(
+        landing(&done)?.path().ends_with("/account/links"),
+        "{}",
+        done.body
+    );
+    let url = format!("{}/account/links", p.down.issuer);
+    let page = b.down.get(&url).await?;
+    assert!(page.body.contains("id=\"link-up\">Linked"), "{}", page.body);
+    let (_, user) = p
+        .down
+        .admin_call(reqwest::Method::GET, &format!("/User/{bob}"), None)
+        .await?;
+    assert_eq!(user["externalLogins"][0]["scheme"], "up", "{user}");
+
+    // Signing in through the provider as alice is now signing in as bob.
+    assert_eq!(federated_sub(&p).await?, bob);
+
+    // Carol cannot take the identity: a page, and nothing changes.
+    let mut c = TwoHosts::new();
+    let refused = link_as(&p, &mut c, "carol").await?;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("already linked"), "{}", refused.body);
+    assert_eq!(federated_sub(&p).await?, bob);
+
+    // Bob unlinks (CSRF-checked); the next sign-in through the provider makes its own user,
+    // which then holds the identity: bob cannot link it again.
+    let csrf = page.hidden("csrf")?;
+    let forged = b
+        .down
+        .post_form(&format!("{url}/up/remove"), &[("csrf", "x")])
+        .await?;
+    assert_eq!(forged.status, 403);
+    let unlinked = b
+        .down
+        .post_form(&format!("{url}/up/remove"), &[("csrf", &csrf)])
+        .await?;
+    assert_eq!(unlinked.status, 303, "{}", unlinked.body);
+    let own = federated_sub(&p).await?;
+    assert!(own != bob && own != subs[1], "a just-in-time user: {own}");
+    let mut b = TwoHosts::new();
+    let refused = link_as(&p, &mut b, "bob").await?;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    Ok(())
+}
+
 #[tokio::test]
 async fn an_unreachable_provider_is_a_page_not_a_5xx() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

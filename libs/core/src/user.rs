@@ -781,6 +781,14 @@ pub const NO_PASSWORD: &str = "!federated";
 /// the scheme and the upstream subject, base64url. Deterministic, so that two nodes
 /// creating the same identity's user at once collide on the user's aggregate (one append
 /// wins) instead of making two users.
+/// The id of the claim on an upstream identity (`signet.events.username.<id>`, beside the
+/// usernames' claims, which it cannot meet: a different digest input): whoever holds it is
+/// the one user that identity signs in as.
+pub fn external_login_id(link: &ExternalLogin) -> String {
+    let input = format!("signet-link\u{0}{}\u{0}{}", link.scheme, link.subject);
+    crate::secret::SecretDigest::of(&input).to_b64url()
+}
+
 pub fn federated_sub(scheme: &str, subject: &str) -> String {
     use aws_lc_rs::digest::{digest, SHA256};
     let input = format!("signet-federation\u{0}{scheme}\u{0}{subject}");

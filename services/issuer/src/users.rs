@@ -41,8 +41,8 @@ use futures::StreamExt;
 use signet_core::api_key::{self, ApiKeyRecord, NewApiKey};
 use signet_core::events::{Aggregate, Event, SecurityChange};
 use signet_core::user::{
-    federated_sub, hash_password, sub_from_bytes, username_id, username_key, CheckedUser,
-    ExternalLogin, PasswordError, UserRecord, NO_PASSWORD,
+    external_login_id as link_id, federated_sub, hash_password, sub_from_bytes, username_id,
+    username_key, CheckedUser, ExternalLogin, PasswordError, UserRecord, NO_PASSWORD,
 };
 use signet_core::validation::ValidationErrors;
 use signet_eventlog::kv::embedded::RedbKv;
@@ -113,6 +113,9 @@ pub enum UserWriteError {
     Invalid(#[from] ValidationErrors),
     #[error("username {0:?} is taken")]
     UsernameTaken(String),
+    /// The upstream identity is linked to another user already.
+    #[error("the identity of provider {0:?} is linked to another user")]
+    LinkTaken(String),
     #[error("user {0:?} does not exist")]
     NotFound(String),
     /// The user was changed by a racing write (another node).
@@ -565,9 +568,9 @@ impl Users {
         Ok(self.wait_applied(head, patience).await?)
     }
 
-    /// The claim on `username` (any spelling), read from the last event of its subject.
-    async fn claim_of(&self, username: &str) -> Result<Claim, UserWriteError> {
-        let id = username_id(username);
+    /// The claim `id` (a username's [`username_id`], any spelling; or an upstream identity's
+    /// [`link_id`]), read from the last event of its subject.
+    async fn claim_of_id(&self, id: String) -> Result<Claim, UserWriteError> {
         let log = &self.0.shared.log;
         let subject = Aggregate::Username.subject(&id);
         let version = log
@@ -621,24 +624,44 @@ impl Users {
         sub: &str,
         patience: Duration,
     ) -> Result<bool, UserWriteError> {
-        let claim = self.claim_of(username).await?;
+        let key = username_key(username);
+        self.claim_id(
+            actor,
+            username_id(username),
+            sub,
+            |r| r.username_key() == key,
+            || UserWriteError::UsernameTaken(username.to_owned()),
+            patience,
+        )
+        .await
+    }
+
+    /// Claims `id` for `sub` (see [`Users::claim`]): `holds` says whether the current
+    /// holder still uses what it claimed, `taken` is the error when it does.
+    async fn claim_id(
+        &self,
+        actor: &str,
+        id: String,
+        sub: &str,
+        holds: impl Fn(&UserRecord) -> bool,
+        taken: impl Fn() -> UserWriteError,
+        patience: Duration,
+    ) -> Result<bool, UserWriteError> {
+        let claim = self.claim_of_id(id).await?;
         if let Some((holder, at_ms)) = &claim.holder {
             if holder == sub {
                 return Ok(false);
             }
-            let holds = self
-                .by_sub(holder)
-                .await?
-                .is_some_and(|r| r.username_key() == username_key(username));
+            let holds = self.by_sub(holder).await?.is_some_and(|r| holds(&r));
             let age_ms = now() * 1000 - at_ms;
             let young = age_ms < ORPHAN_CLAIM_AFTER.as_millis() as i64;
             if holds || young {
-                return Err(UserWriteError::UsernameTaken(username.to_owned()));
+                return Err(taken());
             }
             tracing::warn!(
                 holder = %holder,
                 claimed_ms_ago = age_ms,
-                "a username claim whose user never took the name is claimed again"
+                "a claim whose user never took it is claimed again"
             );
         }
         let event = Event::UsernameClaimed {
@@ -647,9 +670,7 @@ impl Users {
         };
         match self.append(actor, &event, claim.version, patience).await {
             Ok(_) => Ok(true),
-            Err(UserWriteError::Conflict) => {
-                Err(UserWriteError::UsernameTaken(username.to_owned()))
-            }
+            Err(UserWriteError::Conflict) => Err(taken()),
             Err(e) => Err(e),
         }
     }
@@ -657,8 +678,14 @@ impl Users {
     /// Releases `sub`'s claim on `username`, if it holds it. Failing leaves an orphan claim
     /// (freed after [`ORPHAN_CLAIM_AFTER`]), so it is logged, not answered.
     async fn release(&self, actor: &str, username: &str, sub: &str, patience: Duration) {
+        self.release_id(actor, username_id(username), sub, patience)
+            .await
+    }
+
+    /// Releases `sub`'s claim `id`, if it holds it (see [`Users::release`]).
+    async fn release_id(&self, actor: &str, id: String, sub: &str, patience: Duration) {
         let released = async {
-            let claim = self.claim_of(username).await?;
+            let claim = self.claim_of_id(id).await?;
             if claim.holder.as_ref().is_some_and(|(h, _)| h == sub) {
                 let event = Event::UsernameReleased {
                     name: claim.id,
@@ -676,7 +703,7 @@ impl Users {
             tracing::warn!(
                 sub,
                 error = %e,
-                "could not release a username claim; the name is free again after {} s",
+                "could not release a claim; it is free again after {} s",
                 ORPHAN_CLAIM_AFTER.as_secs()
             );
         }
@@ -958,15 +985,83 @@ impl Users {
             subject: subject.to_owned(),
         };
         let linked = |r: &UserRecord| r.external_logins.contains(&link);
+        if let Some(r) = self.linked_user(&link).await? {
+            return Ok(Some((r, false)));
+        }
         if let Some(r) = self.by_sub(&sub).await? {
             return Ok(linked(&r).then_some((r, false)));
         }
         let _writing = self.0.writes.lock().await;
         self.settle(patience).await?;
+        if let Some(r) = self.linked_user(&link).await? {
+            return Ok(Some((r, false)));
+        }
         if let Some(r) = self.by_sub(&sub).await? {
             return Ok(linked(&r).then_some((r, false)));
         }
         let actor = format!("federation:{scheme}");
+        // The identity is claimed first, as linking it to an existing user claims it: one
+        // user per upstream identity, whichever node or path gets there first.
+        match self
+            .claim_id(
+                &actor,
+                link_id(&link),
+                &sub,
+                |r| r.external_logins.contains(&link),
+                || UserWriteError::LinkTaken(scheme.to_owned()),
+                patience,
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(UserWriteError::LinkTaken(_)) => {
+                // Linked (or being linked) to an existing user meanwhile.
+                self.settle(patience).await?;
+                return Ok(self.linked_user(&link).await?.map(|r| (r, false)));
+            }
+            Err(e) => return Err(e),
+        }
+        let created = self
+            .create_federated(&actor, scheme, subject, &sub, &link, claims, patience)
+            .await;
+        let kept = matches!(created, Ok(Some(_)))
+            || matches!(self.by_sub(&sub).await, Ok(Some(ref r)) if linked(r));
+        if !kept {
+            self.release_id(&actor, link_id(&link), &sub, patience)
+                .await;
+        }
+        created
+    }
+
+    /// The user that claimed the upstream identity `link` and holds it.
+    async fn linked_user(
+        &self,
+        link: &ExternalLogin,
+    ) -> Result<Option<UserRecord>, UserWriteError> {
+        let claim = self.claim_of_id(link_id(link)).await?;
+        let Some((holder, _)) = claim.holder else {
+            return Ok(None);
+        };
+        Ok(self
+            .by_sub(&holder)
+            .await?
+            .filter(|r| r.external_logins.contains(link)))
+    }
+
+    /// The just-in-time user of `link` (its identity claimed by the caller).
+    #[allow(clippy::too_many_arguments)]
+    async fn create_federated(
+        &self,
+        actor: &str,
+        scheme: &str,
+        subject: &str,
+        sub: &str,
+        link: &ExternalLogin,
+        claims: serde_json::Map<String, serde_json::Value>,
+        patience: Duration,
+    ) -> Result<Option<(UserRecord, bool)>, UserWriteError> {
+        let (actor, sub) = (actor.to_owned(), sub.to_owned());
+        let linked = |r: &UserRecord| r.external_logins.contains(link);
         let mut base = format!("{scheme}:{subject}");
         if signet_core::user::check_federated(base.clone(), Default::default()).is_err() {
             base = format!("{scheme}:{sub}");
@@ -1040,6 +1135,68 @@ impl Users {
         }
     }
 
+    /// Links the upstream identity (`scheme`, `subject`) to the existing user `sub` (its
+    /// owner signed in and then at the provider): later sign-ins through that identity are
+    /// this user. Refused (`LinkTaken`) when the identity belongs to another user, and when
+    /// `sub` is linked to another identity of the same provider.
+    pub async fn link_external(
+        &self,
+        actor: &str,
+        sub: &str,
+        scheme: &str,
+        subject: &str,
+        patience: Duration,
+    ) -> Result<UserRecord, UserWriteError> {
+        let link = ExternalLogin {
+            scheme: scheme.to_owned(),
+            subject: subject.to_owned(),
+        };
+        let _writing = self.0.writes.lock().await;
+        self.settle(patience).await?;
+        let (old, version) = self
+            .0
+            .shared
+            .record(sub)
+            .await?
+            .ok_or_else(|| UserWriteError::NotFound(sub.to_owned()))?;
+        if old.external_logins.contains(&link) {
+            return Ok(old);
+        }
+        if old.external_logins.iter().any(|l| l.scheme == scheme) {
+            return Err(UserWriteError::LinkTaken(scheme.to_owned()));
+        }
+        // The identity's own just-in-time user, made before identities were claimed.
+        let own = federated_sub(scheme, subject);
+        if own != sub
+            && self
+                .by_sub(&own)
+                .await?
+                .is_some_and(|r| r.external_logins.contains(&link))
+        {
+            return Err(UserWriteError::LinkTaken(scheme.to_owned()));
+        }
+        self.claim_id(
+            actor,
+            link_id(&link),
+            sub,
+            |r| r.external_logins.contains(&link),
+            || UserWriteError::LinkTaken(scheme.to_owned()),
+            patience,
+        )
+        .await?;
+        let mut record = old.clone();
+        record.external_logins.push(link.clone());
+        record.updated_at = now();
+        let event = Event::UserReplaced(Box::new(record.clone()));
+        match self.append(actor, &event, version, patience).await {
+            Ok(_) => Ok(record),
+            Err(e) => {
+                self.release_id(actor, link_id(&link), sub, patience).await;
+                Err(e)
+            }
+        }
+    }
+
     /// Removes the link of `sub` to an upstream identity of `scheme`.
     pub async fn remove_external_login(
         &self,
@@ -1066,6 +1223,9 @@ impl Users {
         record.updated_at = now();
         let event = Event::UserReplaced(Box::new(record.clone()));
         self.append(actor, &event, version, patience).await?;
+        for link in old.external_logins.iter().filter(|l| l.scheme == scheme) {
+            self.release_id(actor, link_id(link), sub, patience).await;
+        }
         Ok(record)
     }
 
@@ -1089,6 +1249,9 @@ impl Users {
         };
         self.append(actor, &event, version, patience).await?;
         self.release(actor, &old.username, sub, patience).await;
+        for link in &old.external_logins {
+            self.release_id(actor, link_id(link), sub, patience).await;
+        }
         Ok(old)
     }
 }

@@ -108,6 +108,7 @@ async fn page(state: &AppState, headers: &HeaderMap, session: &Session, shown: S
             "action": state.config.issuer.endpoint("/account/security"),
             "api_keys": state.config.issuer.endpoint("/account/api-keys"),
             "sessions": state.config.issuer.endpoint("/account/sessions"),
+            "links": state.config.issuer.endpoint("/account/links"),
             "csrf": csrf_of(headers),
             "username": user.username,
             "totp": factors.totp,

@@ -156,6 +156,7 @@ pub enum AccountPage {
     ApiKeys,
     Sessions,
     Security,
+    Links,
 }
 
 impl AccountPage {
@@ -165,6 +166,7 @@ impl AccountPage {
             AccountPage::ApiKeys => "/account/api-keys",
             AccountPage::Sessions => "/account/sessions",
             AccountPage::Security => "/account/security",
+            AccountPage::Links => "/account/links",
         }
     }
 }
@@ -485,6 +487,7 @@ fn templates() -> &'static minijinja::Environment<'static> {
                 "security.html",
                 include_str!("../../templates/security.html"),
             ),
+            ("links.html", include_str!("../../templates/links.html")),
             ("consent.html", include_str!("../../templates/consent.html")),
             ("device.html", include_str!("../../templates/device.html")),
             ("logout.html", include_str!("../../templates/logout.html")),

@@ -201,6 +201,9 @@ impl From<crate::users::UserWriteError> for ApiError {
             E::UsernameTaken(name) => ApiError::Conflict(format!(
                 "username {name:?} is taken (usernames compare case-insensitively)"
             )),
+            E::LinkTaken(scheme) => ApiError::Conflict(format!(
+                "the identity at provider {scheme:?} is linked to another user"
+            )),
             E::NotFound(sub) => ApiError::NotFound(format!("user {sub:?} does not exist")),
             E::Conflict => ApiError::Conflict(
                 "the user was changed concurrently by another write; read it again and retry"

@@ -40,6 +40,7 @@ use super::authorize::{continue_flow, redirect_error, to_redirect};
 use super::browser::{
     cookie, ct_eq, digest_key, end_interaction, error_page, load_interaction, oauth_error_page,
     random_token, Interaction, InteractionError, PageParams, StoreResult, INTERACTION_COOKIE,
+    SESSION_COOKIE,
 };
 use super::client_addr::ClientAddr;
 use super::token::now;
@@ -248,8 +249,13 @@ struct Pending {
     interaction: String,
     nonce: String,
     verifier: String,
-    /// Digest of the interaction cookie of the browser that started it.
+    /// Digest of the interaction cookie of the browser that started it (of its session
+    /// cookie when linking).
     browser: String,
+    /// Linking: the signed-in user the upstream identity is to be linked to (no
+    /// interaction then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    link: Option<String>,
 }
 
 fn pending_key(state_value: &str) -> String {
@@ -380,6 +386,25 @@ async fn try_begin(
     let Some(browser) = cookie(headers, INTERACTION_COOKIE).map(digest_key) else {
         return Err(Box::new(InteractionError::Forged.into_page(state)));
     };
+    let locales = interaction
+        .request
+        .as_ref()
+        .and_then(|r| r.ui_locales.as_deref());
+    to_provider(state, &idp, &d, id, browser, None, locales).await
+}
+
+/// The redirect to the provider, its pending sign-in stored: for interaction `id`, or
+/// (`link`) for linking the provider's identity to a signed-in user.
+async fn to_provider(
+    state: &AppState,
+    idp: &IdentityProvider,
+    d: &Discovery,
+    id: &str,
+    browser: String,
+    link: Option<String>,
+    locales: Option<&str>,
+) -> Result<Box<Response>, Box<Response>> {
+    let scheme = idp.scheme.as_str();
     let page = |e: OAuthError| Box::new(oauth_error_page(state, None, e));
     let (state_value, nonce, verifier) = (
         random_token().map_err(page)?,
@@ -395,6 +420,7 @@ async fn try_begin(
         nonce: nonce.clone(),
         verifier,
         browser,
+        link,
     };
     let bytes =
         serde_json::to_vec(&pending).map_err(|_| page(OAuthError::server_error("pending")))?;
@@ -427,10 +453,8 @@ async fn try_begin(
     if idp.oauth2.is_none() {
         u.query_pairs_mut().append_pair("nonce", &nonce);
     }
-    if let Some(r) = &interaction.request {
-        if let Some(l) = &r.ui_locales {
-            u.query_pairs_mut().append_pair("ui_locales", l);
-        }
+    if let Some(l) = locales {
+        u.query_pairs_mut().append_pair("ui_locales", l);
     }
     metrics::counter!(crate::telemetry::FEDERATION_STARTS).increment(1);
     Ok(Box::new(super::device::see_other(u.as_str())))
@@ -570,14 +594,7 @@ pub async fn callback(
         Ok(p) => p,
         Err(e) => return oauth_error_page(&state, None, e),
     };
-    let fail = |why: &str| {
-        tracing::info!(scheme, why, "upstream sign-in refused");
-        metrics::counter!(crate::telemetry::FEDERATION_FAILURES).increment(1);
-        failure_page(
-            &state,
-            "This sign-in cannot be completed: it was already used, has expired, or was not started in this browser. Go back to the application and start again.",
-        )
-    };
+    let fail = |why: &str| refused(&state, &scheme, why);
     let Some(state_value) = params.get("state") else {
         return fail("no state");
     };
@@ -594,10 +611,17 @@ pub async fn callback(
         Ok(None) => return fail("unknown or used state"),
         Err(e) => return oauth_error_page(&state, None, e),
     };
-    let same_browser = cookie(headers, INTERACTION_COOKIE)
-        .is_some_and(|c| ct_eq(&digest_key(c), &pending.browser));
+    let binding = match pending.link {
+        Some(_) => SESSION_COOKIE,
+        None => INTERACTION_COOKIE,
+    };
+    let same_browser =
+        cookie(headers, binding).is_some_and(|c| ct_eq(&digest_key(c), &pending.browser));
     if pending.scheme != scheme || !same_browser {
         return fail("state of another provider or browser");
+    }
+    if let Some(sub) = pending.link.clone() {
+        return link_callback(&state, headers, &scheme, &params, &pending, &sub).await;
     }
     let interaction =
         match load_interaction(&state, headers, Some(&pending.interaction), None).await {
@@ -630,41 +654,10 @@ pub async fn callback(
                 );
             }
         }
-        return failure_page(
-            &state,
-            "The sign-in service refused the sign-in. Go back to the application and try again, or sign in another way.",
-        );
     }
-    let d = match discover(&state, &idp).await {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(scheme, error = %e, "upstream sign-in failed");
-            metrics::counter!(crate::telemetry::FEDERATION_FAILURES).increment(1);
-            return failure_page(&state, e.page_text());
-        }
-    };
-    // RFC 9207: the answer names who sent it; required when the provider says it does.
-    // (An OAuth 2.0-only provider has no issuer: each provider has its own callback URL,
-    // which is the mix-up defence there.)
-    match params.get("iss") {
-        Some(iss) if idp.oauth2.is_none() && iss != d.issuer => {
-            return fail("iss is not the provider's issuer (mix-up)")
-        }
-        None if d.authorization_response_iss_parameter_supported => {
-            return fail("iss missing though the provider sends it")
-        }
-        _ => {}
-    }
-    let Some(code) = params.get("code") else {
-        return fail("no code");
-    };
-    let (claims, id_token) = match redeem(&state, &idp, &d, code, &pending).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(scheme, error = %e, "upstream sign-in failed");
-            metrics::counter!(crate::telemetry::FEDERATION_FAILURES).increment(1);
-            return failure_page(&state, e.page_text());
-        }
+    let (claims, id_token, d) = match upstream_answer(&state, &idp, &params, &pending).await {
+        Ok(answer) => answer,
+        Err(page) => return *page,
     };
     let subject = claims
         .get("sub")
@@ -735,6 +728,149 @@ pub async fn callback(
         (scheme, upstream_logout),
     )
     .await
+}
+
+/// A refused callback, logged with `why` (never shown).
+fn refused(state: &AppState, scheme: &str, why: &str) -> Response {
+    tracing::info!(scheme, why, "upstream sign-in refused");
+    metrics::counter!(crate::telemetry::FEDERATION_FAILURES).increment(1);
+    failure_page(
+        state,
+        "This sign-in cannot be completed: it was already used, has expired, or was not started in this browser. Go back to the application and start again.",
+    )
+}
+
+/// The provider's answer to a pending sign-in (an `error` in it is a page): the upstream
+/// claims, its ID token (empty for an OAuth 2.0-only provider) and discovery document.
+async fn upstream_answer(
+    state: &AppState,
+    idp: &IdentityProvider,
+    params: &PageParams,
+    pending: &Pending,
+) -> Result<(Map<String, Value>, String, Arc<Discovery>), Box<Response>> {
+    let scheme = idp.scheme.as_str();
+    if params.get("error").is_some() {
+        return Err(Box::new(failure_page(
+            state,
+            "The sign-in service refused the sign-in. Go back to the application and try again, or sign in another way.",
+        )));
+    }
+    let failed = |e: FederationError| {
+        tracing::warn!(scheme, error = %e, "upstream sign-in failed");
+        metrics::counter!(crate::telemetry::FEDERATION_FAILURES).increment(1);
+        Box::new(failure_page(state, e.page_text()))
+    };
+    let d = discover(state, idp).await.map_err(failed)?;
+    // RFC 9207: the answer names who sent it; required when the provider says it does.
+    // (An OAuth 2.0-only provider has no issuer: each provider has its own callback URL,
+    // which is the mix-up defence there.)
+    match params.get("iss") {
+        Some(iss) if idp.oauth2.is_none() && iss != d.issuer => {
+            return Err(Box::new(refused(
+                state,
+                scheme,
+                "iss is not the provider's issuer (mix-up)",
+            )))
+        }
+        None if d.authorization_response_iss_parameter_supported => {
+            return Err(Box::new(refused(
+                state,
+                scheme,
+                "iss missing though the provider sends it",
+            )))
+        }
+        _ => {}
+    }
+    let Some(code) = params.get("code") else {
+        return Err(Box::new(refused(state, scheme, "no code")));
+    };
+    let (claims, id_token) = redeem(state, idp, &d, code, pending)
+        .await
+        .map_err(failed)?;
+    Ok((claims, id_token, d))
+}
+
+/// `POST /account/links/{scheme}` (see [`super::account_links`]): the signed-in user `sub`
+/// (whose session cookie digest is `browser`) goes to the provider to link its identity.
+pub async fn begin_link(
+    state: &AppState,
+    idp: &IdentityProvider,
+    sub: &str,
+    browser: String,
+) -> Response {
+    let d = match discover(state, idp).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(scheme = %idp.scheme, error = %e, "linking could not start");
+            metrics::counter!(crate::telemetry::FEDERATION_FAILURES).increment(1);
+            return failure_page(state, e.page_text());
+        }
+    };
+    match to_provider(state, idp, &d, "", browser, Some(sub.to_owned()), None).await {
+        Ok(r) | Err(r) => *r,
+    }
+}
+
+/// The callback of a linking: the session that started it must still be `sub`'s; the
+/// provider's identity is then linked to that user (if no other user has it).
+async fn link_callback(
+    state: &AppState,
+    headers: &HeaderMap,
+    scheme: &str,
+    params: &PageParams,
+    pending: &Pending,
+    sub: &str,
+) -> Response {
+    match super::sessions::load_session(state, headers).await {
+        Ok(Some(s)) if s.sub == sub => {}
+        Ok(_) => return refused(state, scheme, "linking: the session ended or changed"),
+        Err(e) => return oauth_error_page(state, None, e),
+    }
+    let p = state.projection.load();
+    let Some(idp) = offered(&p, None)
+        .into_iter()
+        .find(|i| i.scheme == scheme)
+        .cloned()
+    else {
+        return refused(state, scheme, "linking: provider gone or disabled");
+    };
+    let claims = match upstream_answer(state, &idp, params, pending).await {
+        Ok((claims, _, _)) => claims,
+        Err(page) => return *page,
+    };
+    let subject = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match state
+        .users
+        .link_external(
+            &format!("user:{sub}"),
+            sub,
+            scheme,
+            subject,
+            super::admin::common::APPLY_PATIENCE,
+        )
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(scheme, sub, "an upstream identity was linked to a user");
+            fresh_navigation(super::device::see_other(
+                &state.config.issuer.endpoint(super::browser::AccountPage::Links.path()),
+            ))
+        }
+        Err(crate::users::UserWriteError::LinkTaken(_)) => failure_page(
+            state,
+            "This account at the sign-in service is already linked to another account, or yours is linked to another account there. Unlink it first.",
+        ),
+        Err(e) => {
+            tracing::warn!(scheme, error = %e, "an upstream identity could not be linked");
+            failure_page(
+                state,
+                "The link could not be recorded. Try again later.",
+            )
+        }
+    }
 }
 
 /// Where signing out of a session that came from an upstream provider goes next: the

@@ -2,6 +2,7 @@
 //! and the admin API (on the admin listener, under `/admin/v1`).
 
 pub mod account;
+pub mod account_links;
 pub mod account_security;
 pub mod admin;
 pub mod authorize;
@@ -125,6 +126,12 @@ pub fn public_router(state: AppState) -> Router {
             axum::routing::delete(account::json_revoke),
         )
         .route("/account/sessions", get(account::sessions_get))
+        .route("/account/links", get(account_links::links_get))
+        .route("/account/links/{scheme}", post(account_links::link_post))
+        .route(
+            "/account/links/{scheme}/remove",
+            post(account_links::unlink_post),
+        )
         .route("/account/security", get(account_security::security_get))
         .route(
             "/account/security/totp",
