@@ -32,7 +32,12 @@ async fn start_upstream(dir: &std::path::Path) -> anyhow::Result<(Serve, String)
         ServeOptions {
             ports: Some((public, admin)),
             omit_issuer: true,
-            extra_args: vec!["--issuer".into(), issuer.clone()],
+            // Its clients' `jwksUri` may be the downstream's JWKS on loopback.
+            extra_args: vec![
+                "--issuer".into(),
+                issuer.clone(),
+                "--allow-private-outbound".into(),
+            ],
             ..Default::default()
         },
     )
@@ -782,6 +787,118 @@ async fn a_local_user_links_an_upstream_identity_after_signing_in() -> anyhow::R
     let mut b = TwoHosts::new();
     let refused = link_as(&p, &mut b, "bob").await?;
     assert_eq!(refused.status, 400, "{}", refused.body);
+    Ok(())
+}
+
+/// Signs in through provider `scheme` by `acr_values=idp:<scheme>`: the ID token's claims.
+async fn sign_in_via(p: &Pair, scheme: &str) -> anyhow::Result<Value> {
+    let mut b = TwoHosts::new();
+    let r = b
+        .down
+        .get(&authorize_url(
+            &p.down.issuer,
+            "app",
+            &[("acr_values", &format!("idp:{scheme}"))],
+        ))
+        .await?;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (up_login_url, up_login) = b.follow(r.location()?.as_str()).await?;
+    let back = b.upstream_sign_in(&up_login_url, &up_login).await?;
+    assert_eq!(back.status, 302, "{}", back.body);
+    let done = b.down.get(back.location()?.as_str()).await?;
+    let tokens = redeem(&p.down, "app", &done).await?;
+    verify_jwt(
+        tokens["id_token"].as_str().context("id_token")?,
+        &p.down.jwks().await?,
+        &p.down.issuer,
+        "app",
+    )
+}
+
+#[tokio::test]
+async fn signet_authenticates_to_providers_with_basic_or_its_own_signed_assertion(
+) -> anyhow::Result<()> {
+    let p = pair().await?;
+    // client_secret_basic with the stored secret.
+    let (status, body) = p
+        .down
+        .admin_call(
+            reqwest::Method::PUT,
+            "/IdentityProvider",
+            Some(
+                &json!({"scheme": "up", "displayName": "Upstream Corp", "type": "oidc",
+                "authority": p.up_issuer, "clientId": "signet-down",
+                "clientAuthMethod": "client_secret_basic"}),
+            ),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["clientAuthMethod"], "client_secret_basic");
+    assert_eq!(sign_in_via(&p, "up").await?["idp"], "up");
+
+    // private_key_jwt: the upstream knows Signet's JWKS, and no secret is shared.
+    p.up.create(
+        "/Client",
+        json!({
+            "clientId": "signet-keys", "allowedGrantTypes": ["authorization_code"],
+            "jwksUri": format!("{}/oauth2/jwks", p.down.issuer), "requireConsent": false,
+            "redirectUris": [format!("{}/federation/keys/callback", p.down.issuer)],
+            "allowedScopes": ["openid", "profile", "email"]
+        }),
+    )
+    .await?;
+    let provider = json!({"scheme": "keys", "type": "oidc", "authority": p.up_issuer,
+        "clientId": "signet-keys", "clientAuthMethod": "private_key_jwt"});
+    let mut with_secret = provider.clone();
+    with_secret["clientSecret"] = json!("not with keys");
+    let (status, body) = p
+        .down
+        .admin_call(
+            reqwest::Method::POST,
+            "/IdentityProvider",
+            Some(&with_secret),
+        )
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("clientSecret"), "{body}");
+    p.down.create("/IdentityProvider", provider).await?;
+    let id = sign_in_via(&p, "keys").await?;
+    assert_eq!(id["idp"], "keys", "{id}");
+    assert_eq!(id["amr"], json!(["pwd"]), "{id}");
+
+    // The same upstream client without Signet's keys (another JWKS) refuses the assertion:
+    // the sign-in ends on a page, not a 5xx.
+    let (status, body) =
+        p.up.admin_call(
+            reqwest::Method::PUT,
+            "/Client",
+            Some(&json!({
+                "clientId": "signet-keys", "allowedGrantTypes": ["authorization_code"],
+                "jwksUri": format!("{}/oauth2/jwks", p.up_issuer), "requireConsent": false,
+                "redirectUris": [format!("{}/federation/keys/callback", p.down.issuer)],
+                "allowedScopes": ["openid", "profile", "email"]
+            })),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let mut b = TwoHosts::new();
+    let r = b
+        .down
+        .get(&authorize_url(
+            &p.down.issuer,
+            "app",
+            &[("acr_values", "idp:keys")],
+        ))
+        .await?;
+    let (up_login_url, up_login) = b.follow(r.location()?.as_str()).await?;
+    let back = b.upstream_sign_in(&up_login_url, &up_login).await?;
+    let failed = b.down.get(back.location()?.as_str()).await?;
+    assert_eq!(failed.status, 400, "{}", failed.body);
+    assert!(
+        failed.body.contains("could not be reached") || failed.body.contains("cannot be trusted"),
+        "{}",
+        failed.body
+    );
     Ok(())
 }
 

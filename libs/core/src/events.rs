@@ -451,6 +451,7 @@ mod tests {
             authority: "https://login.example.com".into(),
             client_id: "signet".into(),
             client_secret_sealed: Some("SECRET-sealed".into()),
+            client_auth_method: None,
             scopes: vec!["openid".into()],
             claim_mappings: Default::default(),
             response_type: "code".into(),

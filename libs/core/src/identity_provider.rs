@@ -31,6 +31,22 @@ pub enum ProviderType {
     Ldap,
 }
 
+/// How Signet authenticates to the provider's token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamAuthMethod {
+    /// The client secret in the form body (the default with a secret).
+    ClientSecretPost,
+    /// The client secret in HTTP Basic authentication (RFC 6749 section 2.3.1).
+    ClientSecretBasic,
+    /// A JWT signed with Signet's own signing key (RFC 7523), whose public half the
+    /// provider reads from Signet's JWKS (`{issuer}/.well-known/jwks.json`): no shared secret.
+    PrivateKeyJwt,
+    /// A public client: PKCE only (the default without a secret).
+    None,
+}
+
 fn yes() -> bool {
     true
 }
@@ -66,6 +82,11 @@ pub struct IdentityProviderInput {
     /// client (PKCE only).
     #[serde(default)]
     pub client_secret: Option<String>,
+    /// `client_secret_post` (the default with a secret), `client_secret_basic`,
+    /// `private_key_jwt` (Signet signs an assertion with its own key; no secret) or `none`
+    /// (the default without a secret).
+    #[serde(default)]
+    pub client_auth_method: Option<UpstreamAuthMethod>,
     /// Default `openid profile email`; must contain `openid`.
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
@@ -134,6 +155,9 @@ pub struct IdentityProvider {
     /// the plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret_sealed: Option<String>,
+    /// Absent in records made before it existed: the default ([`IdentityProvider::auth_method`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth_method: Option<UpstreamAuthMethod>,
     pub scopes: Vec<String>,
     pub claim_mappings: BTreeMap<String, String>,
     pub response_type: String,
@@ -179,6 +203,7 @@ pub struct IdentityProviderView {
     pub client_id: String,
     /// Whether a client secret is stored (it is never shown).
     pub has_client_secret: bool,
+    pub client_auth_method: UpstreamAuthMethod,
     pub scopes: Vec<String>,
     pub claim_mappings: BTreeMap<String, String>,
     pub response_type: String,
@@ -203,6 +228,7 @@ impl IdentityProvider {
             authority: self.authority.clone(),
             client_id: self.client_id.clone(),
             has_client_secret: self.client_secret_sealed.is_some(),
+            client_auth_method: self.auth_method(),
             scopes: self.scopes.clone(),
             claim_mappings: self.claim_mappings.clone(),
             response_type: self.response_type.clone(),
@@ -215,6 +241,16 @@ impl IdentityProvider {
             subject_claim: self.oauth2.as_ref().map(|o| o.subject_claim.clone()),
             domains: self.domains.clone(),
         }
+    }
+
+    /// How Signet authenticates to the token endpoint: as configured, else
+    /// `client_secret_post` with a secret and `none` without.
+    pub fn auth_method(&self) -> UpstreamAuthMethod {
+        self.client_auth_method
+            .unwrap_or(match self.client_secret_sealed {
+                Some(_) => UpstreamAuthMethod::ClientSecretPost,
+                None => UpstreamAuthMethod::None,
+            })
     }
 
     /// Whether a `login_hint` names a user of one of this provider's domains.
@@ -312,6 +348,22 @@ impl IdentityProviderInput {
     /// stored one kept on `PUT`).
     pub fn into_record(self, sealed: Option<String>) -> Result<IdentityProvider, ValidationErrors> {
         let mut c = Collector::default();
+        let has_secret = sealed.is_some() || self.client_secret.is_some();
+        match self.client_auth_method {
+            Some(UpstreamAuthMethod::ClientSecretPost | UpstreamAuthMethod::ClientSecretBasic) => {
+                c.check(
+                    has_secret,
+                    "clientAuthMethod",
+                    "client_secret_post and client_secret_basic need a clientSecret",
+                )
+            }
+            Some(UpstreamAuthMethod::PrivateKeyJwt | UpstreamAuthMethod::None) => c.check(
+                !has_secret,
+                "clientSecret",
+                "is not used with clientAuthMethod private_key_jwt or none (send \"clientSecret\": null to remove a stored one)",
+            ),
+            None => {}
+        }
         c.check(
             valid_scheme(&self.scheme),
             "scheme",
@@ -453,6 +505,7 @@ impl IdentityProviderInput {
                 .to_owned(),
             client_id: self.client_id.unwrap_or_default(),
             client_secret_sealed: sealed,
+            client_auth_method: self.client_auth_method,
             scopes,
             claim_mappings: self.claim_mappings,
             response_type: self.response_type,
@@ -563,6 +616,45 @@ mod tests {
             p.view().token_endpoint.as_deref(),
             Some("https://github.com/login/oauth/access_token")
         );
+    }
+
+    #[test]
+    fn the_auth_method_defaults_from_the_secret_and_must_fit_it() {
+        let base = serde_json::json!({"scheme": "s", "type": "oidc", "authority": "https://a", "clientId": "c"});
+        let with = |extra: serde_json::Value| {
+            let mut b = base.clone();
+            for (k, v) in extra.as_object().unwrap() {
+                b[k] = v.clone();
+            }
+            let i: IdentityProviderInput = serde_json::from_value(b).unwrap();
+            i
+        };
+        let p = with(serde_json::json!({})).into_record(None).unwrap();
+        assert_eq!(p.auth_method(), UpstreamAuthMethod::None);
+        let p = with(serde_json::json!({}))
+            .into_record(Some("sealed".into()))
+            .unwrap();
+        assert_eq!(p.auth_method(), UpstreamAuthMethod::ClientSecretPost);
+        let p = with(serde_json::json!({"clientAuthMethod": "private_key_jwt"}))
+            .into_record(None)
+            .unwrap();
+        assert_eq!(
+            p.view().client_auth_method,
+            UpstreamAuthMethod::PrivateKeyJwt
+        );
+        let e = with(serde_json::json!({"clientAuthMethod": "client_secret_basic"}))
+            .into_record(None)
+            .unwrap_err();
+        assert_eq!(fields(e), ["clientAuthMethod"]);
+        let e =
+            with(serde_json::json!({"clientAuthMethod": "private_key_jwt", "clientSecret": "x"}))
+                .into_record(None)
+                .unwrap_err();
+        assert_eq!(fields(e), ["clientSecret"]);
+        assert!(serde_json::from_value::<IdentityProviderInput>(
+            serde_json::json!({"scheme": "s", "type": "oidc", "clientAuthMethod": "tls_client_auth"})
+        )
+        .is_err());
     }
 
     #[test]

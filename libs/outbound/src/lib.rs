@@ -357,6 +357,31 @@ impl Outbound {
         self.send(&url, req).await
     }
 
+    /// [`Outbound::post_form`] authenticated with HTTP Basic as an OAuth 2.0 client:
+    /// `client_id` and `secret` each form-urlencoded first (RFC 6749 section 2.3.1).
+    pub async fn post_form_basic(
+        &self,
+        url: &str,
+        form: &[(&str, &str)],
+        client_id: &str,
+        secret: &str,
+    ) -> Result<Answer, OutboundError> {
+        let url = self.check_url(url)?;
+        let body = form_urlencode(form);
+        let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        let req = self
+            .client
+            .post(url.clone())
+            .basic_auth(enc(client_id), Some(enc(secret)))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(reqwest::header::ACCEPT, "application/json")
+            .body(body);
+        self.send(&url, req).await
+    }
+
     /// `GET`.
     pub async fn get(&self, url: &str) -> Result<Answer, OutboundError> {
         let url = self.check_url(url)?;

@@ -32,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use signet_core::authorize::{AuthorizeRequest, Params};
-use signet_core::identity_provider::IdentityProvider;
+use signet_core::identity_provider::{IdentityProvider, UpstreamAuthMethod};
 use signet_core::oauth::{ErrorCode, OAuthError};
 use signet_store::Namespace;
 
@@ -63,6 +63,8 @@ pub struct Discovery {
     pub end_session_endpoint: Option<String>,
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
+    #[serde(default)]
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
 }
 
 /// The node's federation state: discovery documents and providers' key sets.
@@ -90,6 +92,8 @@ pub enum FederationError {
     IdToken(IdTokenError),
     #[error("the client secret cannot be opened on this node")]
     Sealed,
+    #[error("no signing key for a client assertion the provider accepts")]
+    NoAssertionKey,
 }
 
 impl FederationError {
@@ -202,6 +206,7 @@ async fn discover(
             jwks_uri: String::new(),
             end_session_endpoint: None,
             authorization_response_iss_parameter_supported: false,
+            token_endpoint_auth_signing_alg_values_supported: Vec::new(),
         }));
     }
     let fed = &state.federation;
@@ -499,12 +504,34 @@ async fn redeem(
         ("code", code),
         ("redirect_uri", redirect_uri.as_str()),
         ("code_verifier", pending.verifier.as_str()),
-        ("client_id", idp.client_id.as_str()),
     ];
-    if let Some(s) = &secret {
-        form.push(("client_secret", s.as_str()));
-    }
-    let answer = outbound.post_form(&d.token_endpoint, &form).await?;
+    let assertion;
+    let answer = match (idp.auth_method(), &secret) {
+        (UpstreamAuthMethod::ClientSecretBasic, Some(s)) => {
+            outbound
+                .post_form_basic(&d.token_endpoint, &form, &idp.client_id, s)
+                .await?
+        }
+        (UpstreamAuthMethod::PrivateKeyJwt, _) => {
+            assertion = client_assertion(state, idp, d)?;
+            form.extend([
+                ("client_id", idp.client_id.as_str()),
+                (
+                    "client_assertion_type",
+                    super::client_auth::JWT_BEARER_ASSERTION,
+                ),
+                ("client_assertion", assertion.as_str()),
+            ]);
+            outbound.post_form(&d.token_endpoint, &form).await?
+        }
+        (_, secret) => {
+            form.push(("client_id", idp.client_id.as_str()));
+            if let Some(s) = secret {
+                form.push(("client_secret", s.as_str()));
+            }
+            outbound.post_form(&d.token_endpoint, &form).await?
+        }
+    };
     if answer.status != 200 {
         return Err(FederationError::Status(answer.status));
     }
@@ -536,6 +563,36 @@ async fn redeem(
         .await?;
     let claims = verify_id_token(id_token, &keys, &want).map_err(FederationError::IdToken)?;
     Ok((claims, id_token.to_owned()))
+}
+
+/// A client assertion for the provider's token endpoint (RFC 7523 section 3), signed with
+/// this node's ID-token key (published in Signet's JWKS, which the provider registers):
+/// `iss` = `sub` = the client id, `aud` = the token endpoint it is posted to (OpenID Connect
+/// Core section 9; only that endpoint ever receives it), one minute of life, a fresh `jti`.
+/// RS256 unless the provider lists signing algorithms without it.
+fn client_assertion(
+    state: &AppState,
+    idp: &IdentityProvider,
+    d: &Discovery,
+) -> Result<String, FederationError> {
+    use signet_jose::Algorithm;
+    let listed = &d.token_endpoint_auth_signing_alg_values_supported;
+    let signers = state.signers.load();
+    let signer = [Algorithm::RS256]
+        .into_iter()
+        .chain(Algorithm::ALL)
+        .filter(|a| listed.is_empty() || listed.iter().any(|l| l == a.as_str()))
+        .find_map(|a| signers.id_token(a))
+        .ok_or(FederationError::NoAssertionKey)?;
+    let jti = random_token().map_err(|_| FederationError::NoAssertionKey)?;
+    let now = now();
+    let claims = serde_json::json!({
+        "iss": idp.client_id, "sub": idp.client_id, "aud": d.token_endpoint,
+        "jti": jti, "iat": now, "exp": now + 60,
+    });
+    signer
+        .sign(claims.to_string().as_bytes())
+        .map_err(|_| FederationError::NoAssertionKey)
 }
 
 /// An OAuth 2.0-only provider's user: its userinfo answer for the access token of `token`

@@ -10,7 +10,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use signet_core::commands::Command;
-use signet_core::identity_provider::{IdentityProviderInput, IdentityProviderView, ProviderType};
+use signet_core::identity_provider::{
+    IdentityProviderInput, IdentityProviderView, ProviderType, UpstreamAuthMethod,
+};
 use signet_core::validation::ValidationErrors;
 use utoipa::OpenApi;
 
@@ -42,7 +44,12 @@ pub fn routes() -> Router<AppState> {
 #[derive(OpenApi)]
 #[openapi(
     paths(list_providers, create_provider, replace_provider, get_provider, delete_provider),
-    components(schemas(IdentityProviderInput, IdentityProviderView, ProviderType)),
+    components(schemas(
+        IdentityProviderInput,
+        IdentityProviderView,
+        ProviderType,
+        UpstreamAuthMethod
+    )),
     tags((name = "IdentityProvider", description = "Upstream OpenID Connect providers users sign in through (Sign in with ...), offered on the login page to the clients whose identityProviderRestrictions allow them. Register {issuer}/federation/{scheme}/callback as the redirect URI at the provider."))
 )]
 pub struct Api;
@@ -208,20 +215,26 @@ async fn replace_provider(
 ) -> Result<Response, ApiError> {
     let input = parse_input(&body)?;
     let scheme = input.scheme.clone();
-    input.clone().into_record(None)?;
-    domains_free(&state, &input)?;
     let stored = state
         .projection
         .load()
         .identity_provider(&scheme)
-        .map(|p| p.client_secret_sealed.clone())
-        .ok_or_else(|| {
-            ApiError::NotFound(format!("identity provider {scheme:?} does not exist"))
-        })?;
+        .map(|p| p.client_secret_sealed.clone());
+    // The stored secret stays unless the body names `clientSecret`.
+    let kept = match &input.client_secret {
+        None if !body.has_member("clientSecret")? => stored.clone().flatten(),
+        _ => None,
+    };
+    input.clone().into_record(kept.clone())?;
+    domains_free(&state, &input)?;
+    if stored.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "identity provider {scheme:?} does not exist"
+        )));
+    }
     let sealed = match &input.client_secret {
         Some(s) => Some(seal(&state, &scheme, s)?),
-        None if body.has_member("clientSecret")? => None,
-        None => stored,
+        None => kept,
     };
     let record = input.into_record(sealed)?;
     execute(
