@@ -847,8 +847,11 @@ async fn signet_authenticates_to_providers_with_basic_or_its_own_signed_assertio
         }),
     )
     .await?;
+    // Its ID tokens carry no profile claims (they come with an access token): the userinfo
+    // endpoint has them.
     let provider = json!({"scheme": "keys", "type": "oidc", "authority": p.up_issuer,
-        "clientId": "signet-keys", "clientAuthMethod": "private_key_jwt"});
+        "clientId": "signet-keys", "clientAuthMethod": "private_key_jwt",
+        "getClaimsFromUserinfoEndpoint": true});
     let mut with_secret = provider.clone();
     with_secret["clientSecret"] = json!("not with keys");
     let (status, body) = p
@@ -865,6 +868,13 @@ async fn signet_authenticates_to_providers_with_basic_or_its_own_signed_assertio
     let id = sign_in_via(&p, "keys").await?;
     assert_eq!(id["idp"], "keys", "{id}");
     assert_eq!(id["amr"], json!(["pwd"]), "{id}");
+    let sub = id["sub"].as_str().context("sub")?;
+    let (_, user) = p
+        .down
+        .admin_call(reqwest::Method::GET, &format!("/User/{sub}"), None)
+        .await?;
+    assert_eq!(user["claims"]["name"], "Alice Upstream", "{user}");
+    assert_eq!(user["claims"]["email"], "alice@up.example", "{user}");
 
     // The same upstream client without Signet's keys (another JWKS) refuses the assertion:
     // the sign-in ends on a page, not a 5xx.

@@ -452,6 +452,7 @@ mod tests {
             client_id: "signet".into(),
             client_secret_sealed: Some("SECRET-sealed".into()),
             client_auth_method: None,
+            get_claims_from_userinfo_endpoint: false,
             scopes: vec!["openid".into()],
             claim_mappings: Default::default(),
             response_type: "code".into(),

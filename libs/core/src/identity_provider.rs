@@ -87,6 +87,10 @@ pub struct IdentityProviderInput {
     /// (the default without a secret).
     #[serde(default)]
     pub client_auth_method: Option<UpstreamAuthMethod>,
+    /// `oidc` only: also read the user's claims from the provider's userinfo endpoint (with
+    /// the access token of the sign-in) and add those the ID token lacks. Default `false`.
+    #[serde(default)]
+    pub get_claims_from_userinfo_endpoint: bool,
     /// Default `openid profile email`; must contain `openid`.
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
@@ -158,6 +162,8 @@ pub struct IdentityProvider {
     /// Absent in records made before it existed: the default ([`IdentityProvider::auth_method`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_auth_method: Option<UpstreamAuthMethod>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub get_claims_from_userinfo_endpoint: bool,
     pub scopes: Vec<String>,
     pub claim_mappings: BTreeMap<String, String>,
     pub response_type: String,
@@ -204,6 +210,7 @@ pub struct IdentityProviderView {
     /// Whether a client secret is stored (it is never shown).
     pub has_client_secret: bool,
     pub client_auth_method: UpstreamAuthMethod,
+    pub get_claims_from_userinfo_endpoint: bool,
     pub scopes: Vec<String>,
     pub claim_mappings: BTreeMap<String, String>,
     pub response_type: String,
@@ -229,6 +236,7 @@ impl IdentityProvider {
             client_id: self.client_id.clone(),
             has_client_secret: self.client_secret_sealed.is_some(),
             client_auth_method: self.auth_method(),
+            get_claims_from_userinfo_endpoint: self.get_claims_from_userinfo_endpoint,
             scopes: self.scopes.clone(),
             claim_mappings: self.claim_mappings.clone(),
             response_type: self.response_type.clone(),
@@ -395,6 +403,11 @@ impl IdentityProviderInput {
                     "authority",
                     "is only for an oidc provider (an oauth2 one names its endpoints)",
                 );
+                c.check(
+                    !self.get_claims_from_userinfo_endpoint,
+                    "getClaimsFromUserinfoEndpoint",
+                    "is only for an oidc provider (an oauth2 one always reads its userinfoEndpoint)",
+                );
                 for (field, v) in &endpoints[..3] {
                     match v {
                         Some(u) => check_authority(&mut c, field, u),
@@ -506,6 +519,7 @@ impl IdentityProviderInput {
             client_id: self.client_id.unwrap_or_default(),
             client_secret_sealed: sealed,
             client_auth_method: self.client_auth_method,
+            get_claims_from_userinfo_endpoint: self.get_claims_from_userinfo_endpoint,
             scopes,
             claim_mappings: self.claim_mappings,
             response_type: self.response_type,

@@ -62,6 +62,8 @@ pub struct Discovery {
     #[serde(default)]
     pub end_session_endpoint: Option<String>,
     #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
     #[serde(default)]
     pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
@@ -205,6 +207,7 @@ async fn discover(
             token_endpoint: o.token_endpoint.clone(),
             jwks_uri: String::new(),
             end_session_endpoint: None,
+            userinfo_endpoint: None,
             authorization_response_iss_parameter_supported: false,
             token_endpoint_auth_signing_alg_values_supported: Vec::new(),
         }));
@@ -236,7 +239,10 @@ async fn discover(
             "the discovery document's issuer is not the authority",
         ));
     }
-    for u in [&d.authorization_endpoint, &d.token_endpoint, &d.jwks_uri] {
+    for u in [&d.authorization_endpoint, &d.token_endpoint, &d.jwks_uri]
+        .into_iter()
+        .chain(&d.userinfo_endpoint)
+    {
         outbound.check_url(u)?;
     }
     let d = Arc::new(d);
@@ -561,7 +567,31 @@ async fn redeem(
         .jwks
         .keys(Some(outbound), &idp.scheme, 0, &d.jwks_uri, kid.as_deref())
         .await?;
-    let claims = verify_id_token(id_token, &keys, &want).map_err(FederationError::IdToken)?;
+    let mut claims = verify_id_token(id_token, &keys, &want).map_err(FederationError::IdToken)?;
+    if idp.get_claims_from_userinfo_endpoint {
+        let endpoint = d
+            .userinfo_endpoint
+            .as_deref()
+            .ok_or(FederationError::Malformed(
+                "getClaimsFromUserinfoEndpoint, but discovery has no userinfo_endpoint",
+            ))?;
+        let info = userinfo_claims(outbound, endpoint, &body).await?;
+        // OpenID Connect Core section 5.3.4: the answer is about the ID token's subject.
+        if info.get("sub") != claims.get("sub") {
+            return Err(FederationError::Malformed(
+                "the userinfo sub is not the ID token's",
+            ));
+        }
+        for (k, v) in info {
+            // The ID token's claims win; how the user authenticated is the ID token's to say.
+            if !matches!(
+                k.as_str(),
+                "amr" | "acr" | "auth_time" | "iss" | "aud" | "nonce"
+            ) {
+                claims.entry(k).or_insert(v);
+            }
+        }
+    }
     Ok((claims, id_token.to_owned()))
 }
 
@@ -603,21 +633,7 @@ async fn userinfo(
     o: &signet_core::identity_provider::OAuth2Endpoints,
     token: &Value,
 ) -> Result<Map<String, Value>, FederationError> {
-    let access_token =
-        token
-            .get("access_token")
-            .and_then(Value::as_str)
-            .ok_or(FederationError::Malformed(
-                "the token response has no access_token",
-            ))?;
-    let answer = outbound
-        .get_bearer(&o.userinfo_endpoint, access_token)
-        .await?;
-    if answer.status != 200 {
-        return Err(FederationError::Status(answer.status));
-    }
-    let mut info: Map<String, Value> = serde_json::from_slice(&answer.body)
-        .map_err(|_| FederationError::Malformed("the userinfo answer is not a JSON object"))?;
+    let mut info = userinfo_claims(outbound, &o.userinfo_endpoint, token).await?;
     let sub = match info.get(&o.subject_claim) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
@@ -636,6 +652,28 @@ async fn userinfo(
     info.remove("amr");
     info.insert("sub".into(), Value::String(sub));
     Ok(info)
+}
+
+/// The JSON object the userinfo `endpoint` answers for the access token of `token` (a
+/// token response).
+async fn userinfo_claims(
+    outbound: &signet_outbound::Outbound,
+    endpoint: &str,
+    token: &Value,
+) -> Result<Map<String, Value>, FederationError> {
+    let access_token =
+        token
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or(FederationError::Malformed(
+                "the token response has no access_token",
+            ))?;
+    let answer = outbound.get_bearer(endpoint, access_token).await?;
+    if answer.status != 200 {
+        return Err(FederationError::Status(answer.status));
+    }
+    serde_json::from_slice(&answer.body)
+        .map_err(|_| FederationError::Malformed("the userinfo answer is not a JSON object"))
 }
 
 /// `GET /federation/{scheme}/callback`: the provider's answer.
