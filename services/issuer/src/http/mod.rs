@@ -22,6 +22,7 @@ pub mod form;
 mod fuzz;
 pub mod grants;
 pub mod introspect;
+pub mod email;
 pub mod login;
 pub mod logout;
 pub mod par;
@@ -92,6 +93,11 @@ pub fn public_router(state: AppState) -> Router {
             get(logout::logout_get).post(logout::logout_post),
         )
         .route("/login", get(login::login_get).post(login::login_post))
+        .route(
+            "/login/forgot",
+            get(email::forgot_get).post(email::forgot_post),
+        )
+        .route("/login/reset", get(email::reset_get).post(email::reset_post))
         .route("/federation/{scheme}/start", post(federation::start_post))
         .route("/federation/{scheme}/callback", get(federation::callback))
         .route(
