@@ -83,19 +83,24 @@ impl SmtpUrl {
             .query_pairs()
             .find(|(k, _)| k == "tls")
             .map(|(_, v)| v.into_owned());
-        let host = match url.host() {
-            Some(h) => h.to_owned(),
+        // `smtp:` is not a special scheme to the URL parser: an IPv4 host comes back as a
+        // domain, so parse it here.
+        let ip = match url.host() {
             None => return Err(MailConfigError::Refused("the URL names no host")),
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            Some(url::Host::Domain(d)) => d.parse::<std::net::IpAddr>().ok(),
         };
-        let loopback = match &host {
-            url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-            url::Host::Ipv4(ip) => ip.is_loopback(),
-            url::Host::Ipv6(ip) => ip.is_loopback(),
+        let loopback = match ip {
+            Some(ip) => ip.is_loopback(),
+            None => url
+                .host_str()
+                .is_some_and(|h| h.eq_ignore_ascii_case("localhost")),
         };
-        let link_local = match &host {
-            url::Host::Ipv4(ip) => ip.is_link_local(),
-            url::Host::Ipv6(ip) => (ip.segments()[0] & 0xffc0) == 0xfe80,
-            url::Host::Domain(_) => false,
+        let link_local = match ip {
+            Some(std::net::IpAddr::V4(ip)) => ip.is_link_local(),
+            Some(std::net::IpAddr::V6(ip)) => (ip.segments()[0] & 0xffc0) == 0xfe80,
+            None => false,
         };
         if link_local {
             return Err(MailConfigError::Refused(
@@ -243,21 +248,17 @@ impl Mailer {
         let message = self
             .build(mail)
             .map_err(|_| "the message could not be built".to_owned())?;
-        self.transport
-            .send(message)
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                if e.is_timeout() {
-                    "the SMTP relay timed out".to_owned()
-                } else if e.is_permanent() {
-                    "the SMTP relay refused the message (permanent)".to_owned()
-                } else if e.is_transient() {
-                    "the SMTP relay refused the message (transient)".to_owned()
-                } else {
-                    "the SMTP relay could not be reached".to_owned()
-                }
-            })
+        self.transport.send(message).await.map(|_| ()).map_err(|e| {
+            if e.is_timeout() {
+                "the SMTP relay timed out".to_owned()
+            } else if e.is_permanent() {
+                "the SMTP relay refused the message (permanent)".to_owned()
+            } else if e.is_transient() {
+                "the SMTP relay refused the message (transient)".to_owned()
+            } else {
+                "the SMTP relay could not be reached".to_owned()
+            }
+        })
     }
 
     /// Sends `mail` in a task of its own (off the request path: the page answers the same
@@ -302,7 +303,9 @@ mod tests {
             assert!(parse_address(bad).is_err(), "{bad:?}");
         }
         assert_eq!(
-            parse_address(" a.b+c@mail.example.com ").unwrap().to_string(),
+            parse_address(" a.b+c@mail.example.com ")
+                .unwrap()
+                .to_string(),
             "a.b+c@mail.example.com"
         );
         let long = format!("{}@example.com", "a".repeat(250));

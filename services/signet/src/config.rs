@@ -528,7 +528,9 @@ impl NodeArgs {
         if let Some(v) = self.email_link_ttl.or(file.email_link_ttl.clone()) {
             config.email_link_ttl = parse_duration(&v)
                 .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(d))
-                .with_context(|| format!("email_link_ttl {v:?}: give 1 to 86400 seconds, e.g. 1800"))?;
+                .with_context(|| {
+                    format!("email_link_ttl {v:?}: give 1 to 86400 seconds, e.g. 1800")
+                })?;
         }
         config.outbound.allow_private =
             self.allow_private_outbound || file.allow_private_outbound.unwrap_or(false);

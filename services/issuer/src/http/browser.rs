@@ -545,9 +545,7 @@ pub fn branding(client: Option<&ClientEntry>) -> serde_json::Value {
 
 /// Renders a template to a string (an e-mail body); `None` if it fails (logged).
 pub fn render_text(name: &str, ctx: &serde_json::Value) -> Option<String> {
-    let rendered = templates()
-        .get_template(name)
-        .and_then(|t| t.render(ctx));
+    let rendered = templates().get_template(name).and_then(|t| t.render(ctx));
     match rendered {
         Ok(text) => Some(text),
         Err(e) => {

@@ -107,7 +107,10 @@ fn dead_link(state: &AppState) -> Response {
 
 fn client_of(state: &AppState, i: &Interaction) -> Option<std::sync::Arc<ClientEntry>> {
     let p = state.projection.load();
-    i.request.as_ref().and_then(|r| p.client(&r.client_id)).cloned()
+    i.request
+        .as_ref()
+        .and_then(|r| p.client(&r.client_id))
+        .cloned()
 }
 
 /// Whether the login page shows "Forgot your password?": e-mail is set up and the
@@ -191,7 +194,13 @@ pub async fn forgot_post(
         );
     }
     if let Some(ip) = addr {
-        match throttled(&state, &format!("forgot:addr:{ip}"), MAX_REQUESTS_PER_ADDRESS).await {
+        match throttled(
+            &state,
+            &format!("forgot:addr:{ip}"),
+            MAX_REQUESTS_PER_ADDRESS,
+        )
+        .await
+        {
             Ok(false) => {}
             Ok(true) => {
                 return error_page(
@@ -256,7 +265,13 @@ async fn send_reset(
         tracing::info!(sub = %user.sub, "password reset asked for an account without a usable e-mail address");
         return;
     };
-    match throttled(state, &format!("forgot:user:{}", user.sub), MAX_MAILS_PER_ACCOUNT).await {
+    match throttled(
+        state,
+        &format!("forgot:user:{}", user.sub),
+        MAX_MAILS_PER_ACCOUNT,
+    )
+    .await
+    {
         Ok(false) => {}
         Ok(true) => {
             tracing::info!(sub = %user.sub, "password reset: too many e-mails for this account; none sent");
@@ -273,7 +288,10 @@ async fn send_reset(
     let Some(token) = store_link(state, &link).await else {
         return;
     };
-    let url = state.config.issuer.endpoint(&format!("/login/reset?token={token}"));
+    let url = state
+        .config
+        .issuer
+        .endpoint(&format!("/login/reset?token={token}"));
     let minutes = state.config.email_link_ttl.as_secs().div_ceil(60);
     let Some(mail) = compose(
         state,
@@ -344,9 +362,11 @@ fn compose(
 }
 
 fn token_of(params: Option<&PageParams>) -> Option<&str> {
-    params
-        .and_then(|p| p.get("token"))
-        .filter(|t| t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    params.and_then(|p| p.get("token")).filter(|t| {
+        t.len() <= 64
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 fn reset_page(

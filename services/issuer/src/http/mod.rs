@@ -15,6 +15,7 @@ pub mod cors;
 pub mod device;
 pub mod discovery;
 pub mod dpop;
+pub mod email;
 pub mod error;
 pub mod federation;
 pub mod form;
@@ -22,7 +23,6 @@ pub mod form;
 mod fuzz;
 pub mod grants;
 pub mod introspect;
-pub mod email;
 pub mod login;
 pub mod logout;
 pub mod par;
@@ -97,7 +97,10 @@ pub fn public_router(state: AppState) -> Router {
             "/login/forgot",
             get(email::forgot_get).post(email::forgot_post),
         )
-        .route("/login/reset", get(email::reset_get).post(email::reset_post))
+        .route(
+            "/login/reset",
+            get(email::reset_get).post(email::reset_post),
+        )
         .route("/federation/{scheme}/start", post(federation::start_post))
         .route("/federation/{scheme}/callback", get(federation::callback))
         .route(
