@@ -424,3 +424,136 @@ async fn reset_spans_cluster_nodes() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+/// On `/account/security` a user asks to change their e-mail address: the new address
+/// gets a confirmation link, and only following it changes `email` and makes
+/// `email_verified` true (seen in userinfo). Header injection and other non-addresses are
+/// refused with a clear page and no mail.
+#[tokio::test]
+async fn email_change_and_verification() -> anyhow::Result<()> {
+    let smtp = SmtpServer::start().await?;
+    let dir = tempfile::tempdir()?;
+    let s = Serve::start(
+        dir.path(),
+        ServeOptions {
+            extra_args: smtp_args(&smtp.url()),
+            ..ServeOptions::default()
+        },
+    )
+    .await?;
+    let mia = s
+        .create(
+            "/User",
+            json!({"username": "mia", "password": MIA_PASSWORD,
+                "claims": {"email": "mia@example.com"}}),
+        )
+        .await?;
+    let sub = mia["sub"].as_str().context("sub")?.to_owned();
+    s.create("/Client", web_client()).await?;
+    let url = format!("{}/account/security", s.issuer);
+    let mut b = Browser::new();
+    let back = b.sign_in(&url, "mia", MIA_PASSWORD).await?;
+    assert_eq!(back.status, 302, "{}", back.body);
+    let page = b.get(&url).await?;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("mia@example.com (not verified)"),
+        "{}",
+        page.body
+    );
+    let csrf = page.hidden("csrf")?;
+    let action = format!("{url}/email");
+
+    // Header injection and other non-addresses: a clear refusal, no mail.
+    for (bad, why) in [
+        ("victim@example.com\r\nBcc: x@evil.example", "line break"),
+        ("victim@example.com\nBcc: x@evil.example", "line break"),
+        (
+            "victim@example.com, x@evil.example",
+            "not an e-mail address",
+        ),
+        ("Victim <victim@example.com>", "not an e-mail address"),
+        ("not an address", "not an e-mail address"),
+    ] {
+        let r = b
+            .post_form(&action, &[("csrf", &csrf), ("email", bad)])
+            .await?;
+        assert_eq!(r.status, 400, "{bad:?}: {}", r.body);
+        assert!(r.body.contains(why), "{bad:?}: {}", r.body);
+    }
+    // A forged form is refused.
+    let forged = b
+        .post_form(&action, &[("csrf", "forged"), ("email", "x@example.com")])
+        .await?;
+    assert_eq!(forged.status, 403, "{}", forged.body);
+
+    let r = b
+        .post_form(
+            &action,
+            &[("csrf", &csrf), ("email", "mia.new@example.com")],
+        )
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("We sent a confirmation link"), "{}", r.body);
+    let mail = smtp
+        .wait_for("mia.new@example.com", "Confirm your e-mail address", 1)
+        .await?;
+    assert_eq!(
+        smtp.messages().len(),
+        1,
+        "nothing went to the refused addresses"
+    );
+    // Pending until the link is followed.
+    let (_, user) = s
+        .admin_call(Method::GET, &format!("/User/{sub}"), None)
+        .await?;
+    assert_eq!(user["claims"]["email"], "mia@example.com", "{user}");
+    let link = mail.link(&format!("{}/account/email/verify?token=", s.issuer))?;
+    // Opening the link (as a mail scanner would) changes nothing; the button does.
+    let confirm = Browser::new().get(&link).await?;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    let token = confirm.hidden("token")?;
+    let verify = format!("{}/account/email/verify", s.issuer);
+    let mut other = Browser::new();
+    let done = other.post_form(&verify, &[("token", &token)]).await?;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("email-verified"), "{}", done.body);
+    dead(&other.post_form(&verify, &[("token", &token)]).await?);
+    dead(&other.get(&link).await?);
+
+    let (_, user) = s
+        .admin_call(Method::GET, &format!("/User/{sub}"), None)
+        .await?;
+    assert_eq!(user["claims"]["email"], "mia.new@example.com", "{user}");
+    assert_eq!(user["claims"]["email_verified"], true, "{user}");
+    let page = b.get(&url).await?;
+    assert!(
+        page.body.contains("mia.new@example.com (verified)"),
+        "{}",
+        page.body
+    );
+
+    // A relying party sees the verified address.
+    let tokens = signet_tests::browser::code_flow(
+        &s.issuer,
+        &s.issuer,
+        "web",
+        None,
+        REDIRECT,
+        "openid email",
+        "mia",
+        MIA_PASSWORD,
+    )
+    .await?;
+    let access = tokens["access_token"].as_str().context("access_token")?;
+    let info: Value = reqwest::Client::new()
+        .get(format!("{}/userinfo", s.issuer))
+        .bearer_auth(access)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(info["email"], "mia.new@example.com", "{info}");
+    assert_eq!(info["email_verified"], true, "{info}");
+    Ok(())
+}

@@ -57,13 +57,18 @@ fn qr_svg(uri: &str) -> Option<String> {
 
 /// What the page shows besides the factors.
 #[derive(Default)]
-struct Shown {
-    recovery_codes: Option<Vec<String>>,
-    message: Option<&'static str>,
-    error: Option<String>,
+pub(super) struct Shown {
+    pub(super) recovery_codes: Option<Vec<String>>,
+    pub(super) message: Option<&'static str>,
+    pub(super) error: Option<String>,
 }
 
-async fn page(state: &AppState, headers: &HeaderMap, session: &Session, shown: Shown) -> Response {
+pub(super) async fn page(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: &Session,
+    shown: Shown,
+) -> Response {
     let user = match state.users.by_sub(&session.sub).await {
         Ok(Some(u)) => u,
         Ok(None) => return super::account::to_page(state, AccountPage::Security),
@@ -116,6 +121,7 @@ async fn page(state: &AppState, headers: &HeaderMap, session: &Session, shown: S
             "recovery_codes": shown.recovery_codes,
             "message": shown.message,
             "error": shown.error,
+            "email": super::email::account_section(state, &user),
         }),
     )
 }

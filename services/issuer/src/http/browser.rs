@@ -511,6 +511,10 @@ fn templates() -> &'static minijinja::Environment<'static> {
             ),
             ("forgot.html", include_str!("../../templates/forgot.html")),
             ("reset.html", include_str!("../../templates/reset.html")),
+            (
+                "verify_email.html",
+                include_str!("../../templates/verify_email.html"),
+            ),
             ("mail.html", include_str!("../../templates/mail.html")),
             ("mail.txt", include_str!("../../templates/mail.txt")),
         ] {
@@ -771,6 +775,7 @@ mod tests {
             "api_keys.html",
             "forgot.html",
             "reset.html",
+            "verify_email.html",
             "mail.html",
             "mail.txt",
         ] {

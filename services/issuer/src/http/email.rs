@@ -561,3 +561,235 @@ fn send_changed_notice(
         mailer.send_later("password_changed", mail);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// E-mail verification (`/account/security`)
+
+/// The e-mail part of `/account/security` (`null` without `--smtp-url`).
+pub fn account_section(
+    state: &AppState,
+    user: &signet_core::user::UserRecord,
+) -> serde_json::Value {
+    if state.config.mailer.is_none() {
+        return serde_json::Value::Null;
+    }
+    json!({
+        "address": user.claims.get("email").and_then(|e| e.as_str()),
+        "verified": user.claims.get("email_verified").and_then(|v| v.as_bool()).unwrap_or(false),
+    })
+}
+
+/// `POST /account/security/email` (form: `csrf`, `email`): sends a verification link to
+/// the address; the user's `email` changes only when it is followed. The same address,
+/// not yet verified: a new link to it.
+pub async fn email_change(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    use super::account_security::{page, Shown};
+    let Some(mailer) = state.config.mailer.clone() else {
+        return off(&state);
+    };
+    let (params, session) = match super::account::posted_form(&state, &headers, &body).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let refuse = |m: String| Shown {
+        error: Some(m),
+        ..Shown::default()
+    };
+    let address = match parse_address(params.get("email").unwrap_or_default()) {
+        Ok(a) => a,
+        Err(e) => {
+            return page(
+                &state,
+                &headers,
+                &session,
+                refuse(format!("The e-mail address was refused: {e}.")),
+            )
+            .await
+        }
+    };
+    let user = match state.users.by_sub(&session.sub).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return super::account::to_page(&state, super::browser::AccountPage::Security),
+        Err(e) => return oauth_error_page(&state, None, super::user_tokens::users_unavailable(e)),
+    };
+    let current = account_section(&state, &user);
+    if current["address"].as_str() == Some(address.as_ref()) && current["verified"] == true {
+        return page(
+            &state,
+            &headers,
+            &session,
+            refuse("This address is already your verified address.".into()),
+        )
+        .await;
+    }
+    match throttled(
+        &state,
+        &format!("verify:user:{}", user.sub),
+        MAX_MAILS_PER_ACCOUNT,
+    )
+    .await
+    {
+        Ok(false) => {}
+        Ok(true) => {
+            return page(
+                &state,
+                &headers,
+                &session,
+                refuse("Too many confirmation e-mails. Wait a few minutes and try again.".into()),
+            )
+            .await
+        }
+        Err(e) => return oauth_error_page(&state, None, e),
+    }
+    let link = Link {
+        sub: user.sub.clone(),
+        purpose: LinkPurpose::Verify {
+            email: address.to_string(),
+        },
+    };
+    let Some(token) = store_link(&state, &link).await else {
+        return oauth_error_page(
+            &state,
+            None,
+            OAuthError::new(
+                signet_core::oauth::ErrorCode::TemporarilyUnavailable,
+                "the link could not be stored; retry shortly",
+            ),
+        );
+    };
+    let url = state
+        .config
+        .issuer
+        .endpoint(&format!("/account/email/verify?token={token}"));
+    let minutes = state.config.email_link_ttl.as_secs().div_ceil(60);
+    if let Some(mail) = compose(
+        &state,
+        None,
+        address,
+        "Confirm your e-mail address",
+        &format!(
+            "Follow the link to make this the e-mail address of your account \"{}\". It is valid for {minutes} minutes and works once.",
+            user.username
+        ),
+        Some((&url, "Confirm this address")),
+        "If you did not ask for this, ignore this message: nothing changes.",
+    ) {
+        mailer.send_later("verify", mail);
+    }
+    let shown = Shown {
+        message: Some("We sent a confirmation link to that address. Your e-mail address changes when you follow it."),
+        ..Shown::default()
+    };
+    page(&state, &headers, &session, shown).await
+}
+
+fn verify_page(state: &AppState, token: &str, done: bool) -> Response {
+    render(
+        "verify_email.html",
+        StatusCode::OK,
+        json!({
+            "action": state.config.issuer.endpoint("/account/email/verify"),
+            "token": token,
+            "done": done,
+        }),
+    )
+}
+
+/// `GET /account/email/verify?token=<t>`: a page with a button (mail scanners that
+/// prefetch links do not spend it).
+pub async fn verify_get(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    if state.config.mailer.is_none() {
+        return off(&state);
+    }
+    let params = PageParams::parse(query.unwrap_or_default().as_bytes()).ok();
+    let Some(token) = token_of(params.as_ref()) else {
+        return dead_link(&state);
+    };
+    let live = state
+        .store
+        .get(Namespace::Interaction, &link_key(token))
+        .await
+        .or_unavailable();
+    match live {
+        Ok(Some(b))
+            if serde_json::from_slice::<Link>(&b)
+                .is_ok_and(|l| matches!(l.purpose, LinkPurpose::Verify { .. })) =>
+        {
+            verify_page(&state, token, false)
+        }
+        Ok(_) => dead_link(&state),
+        Err(e) => oauth_error_page(&state, None, e),
+    }
+}
+
+/// `POST /account/email/verify` (form: `token`): the address becomes the user's `email`,
+/// `email_verified` true (`user.security_changed`, `email_verified`).
+pub async fn verify_post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if state.config.mailer.is_none() {
+        return off(&state);
+    }
+    if let Some(page) = super::browser::not_a_form(&state, &headers) {
+        return page;
+    }
+    let params = match PageParams::parse(&body) {
+        Ok(p) => p,
+        Err(e) => return oauth_error_page(&state, None, e),
+    };
+    let Some(token) = token_of(Some(&params)) else {
+        return dead_link(&state);
+    };
+    let taken = match state
+        .store
+        .consume(Namespace::Interaction, &link_key(token))
+        .await
+        .or_unavailable()
+    {
+        Ok(t) => t,
+        Err(e) => return oauth_error_page(&state, None, e),
+    };
+    let Some(Link {
+        sub,
+        purpose: LinkPurpose::Verify { email },
+    }) = taken.and_then(|b| serde_json::from_slice::<Link>(&b).ok())
+    else {
+        return dead_link(&state);
+    };
+    let written = state
+        .users
+        .change_security(
+            &format!("user:{sub}"),
+            &sub,
+            SecurityChange::EmailVerified,
+            |u| {
+                let mut u = u.clone();
+                u.claims.insert("email".into(), email.clone().into());
+                u.claims.insert("email_verified".into(), true.into());
+                Ok(u)
+            },
+            PATIENCE,
+        )
+        .await;
+    match written {
+        Ok(_) => verify_page(&state, "", true),
+        Err(crate::users::UserWriteError::NotFound(_)) => dead_link(&state),
+        Err(e) => {
+            tracing::warn!(error = %e, "e-mail verification: the change could not be recorded");
+            oauth_error_page(
+                &state,
+                None,
+                OAuthError::new(
+                    signet_core::oauth::ErrorCode::TemporarilyUnavailable,
+                    "the change could not be recorded; ask for a new link shortly",
+                ),
+            )
+        }
+    }
+}

@@ -147,6 +147,11 @@ pub fn public_router(state: AppState) -> Router {
             "/account/security/recovery-codes",
             post(account_security::recovery_regenerate),
         )
+        .route("/account/security/email", post(email::email_change))
+        .route(
+            "/account/email/verify",
+            get(email::verify_get).post(email::verify_post),
+        )
         .route(
             "/account/security/password",
             post(account_security::password_change),
