@@ -463,6 +463,13 @@ async fn email_change_and_verification() -> anyhow::Result<()> {
     );
     let csrf = page.hidden("csrf")?;
     let action = format!("{url}/email");
+    // The address an administrator set, not verified yet: a confirmation link to it.
+    let r = b
+        .post_form(&action, &[("csrf", &csrf), ("email", "mia@example.com")])
+        .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    smtp.wait_for("mia@example.com", "Confirm your e-mail address", 1)
+        .await?;
 
     // Header injection and other non-addresses: a clear refusal, no mail.
     for (bad, why) in [
