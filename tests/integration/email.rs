@@ -507,7 +507,7 @@ async fn email_change_and_verification() -> anyhow::Result<()> {
         .await?;
     assert_eq!(
         smtp.messages().len(),
-        1,
+        2,
         "nothing went to the refused addresses"
     );
     // Pending until the link is followed.
