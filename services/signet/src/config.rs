@@ -866,6 +866,61 @@ mod tests {
     }
 
     #[test]
+    fn email_is_off_unless_configured_and_the_smtp_password_is_never_shown() {
+        assert!(args(&[]).resolve(None).unwrap().mailer.is_none());
+        let c = args(&[
+            "--smtp-url",
+            "smtps://signet:hunter2-secret@mail.example.com",
+            "--smtp-from",
+            "Example ID <no-reply@example.com>",
+            "--email-link-ttl",
+            "900",
+        ])
+        .resolve(None)
+        .unwrap();
+        assert_eq!(c.email_link_ttl, Duration::from_secs(900));
+        let shown = format!("{c:?}");
+        assert!(shown.contains("mail.example.com"), "{shown}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("signet.toml");
+        std::fs::write(
+            &file,
+            "smtp_url = \"smtp://127.0.0.1:2525\"\nsmtp_from = \"no-reply@example.com\"\n",
+        )
+        .unwrap();
+        assert!(args(&[]).resolve(Some(&file)).unwrap().mailer.is_some());
+        for (bad, why) in [
+            (&["--smtp-url", "smtp://127.0.0.1"][..], "smtp_from"),
+            (&["--smtp-from", "a@example.com"][..], "smtp_url"),
+            (
+                &[
+                    "--smtp-url",
+                    "smtp://mail.example.com",
+                    "--smtp-from",
+                    "a@example.com",
+                ][..],
+                "loopback",
+            ),
+            (
+                &[
+                    "--smtp-url",
+                    "smtp://127.0.0.1",
+                    "--smtp-from",
+                    "not an address",
+                ][..],
+                "smtp_from",
+            ),
+            (&["--email-link-ttl", "0"][..], "email_link_ttl"),
+            (&["--email-link-ttl", "86401"][..], "email_link_ttl"),
+        ] {
+            let e = format!("{:#}", args(bad).resolve(None).unwrap_err());
+            assert!(e.contains(why), "{bad:?}: {e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
     fn bad_values_are_refused_with_a_reason() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("signet.toml");
