@@ -328,6 +328,40 @@ async fn expired_links_relay_down_and_email_off() -> anyhow::Result<()> {
     .await?;
     dead(&set_password(&mut b, &link, NEW_PASSWORD, NEW_PASSWORD).await?);
     assert!(signs_in(&s.issuer, "mia", MIA_PASSWORD).await?);
+
+    // A client that takes no passwords offers no reset, and refuses one asked anyway.
+    let mut nolocal = web_client();
+    nolocal["clientId"] = "nolocal".into();
+    nolocal["enableLocalLogin"] = false.into();
+    s.create("/Client", nolocal).await?;
+    let auth = b
+        .get(&authorize_url(&s.issuer).replace("client_id=web", "client_id=nolocal"))
+        .await?;
+    assert_eq!(auth.status, 302, "{}", auth.body);
+    let login_url = auth.location()?;
+    let login = b.get(login_url.as_str()).await?;
+    assert!(!login.body.contains("forgot-password"), "{}", login.body);
+    let id = login_url
+        .query_pairs()
+        .find(|(k, _)| k == "interaction")
+        .map(|(_, v)| v.into_owned())
+        .context("interaction")?;
+    let form = b
+        .get(&format!("{}/login/forgot?interaction={id}", s.issuer))
+        .await?;
+    let refused = b
+        .post_form(
+            &format!("{}/login/forgot", s.issuer),
+            &[
+                ("interaction", &form.hidden("interaction")?),
+                ("csrf", &form.hidden("csrf")?),
+                ("username", "mia"),
+            ],
+        )
+        .await?;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("does not accept passwords"));
+    assert_eq!(smtp.messages().len(), 1);
     s.stop().await?;
 
     // The relay is down: the same neutral page, a warning without the link.
