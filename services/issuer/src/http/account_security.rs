@@ -9,6 +9,7 @@
 //! | `POST /account/security/totp/remove` | form: remove it and the recovery codes (`code`: a current code, or `password`) |
 //! | `POST /account/security/recovery-codes` | form: ten new recovery codes (`code`: a current TOTP code) |
 //! | `POST /account/security/password` | form: change the password (`current`, `new`, `confirm`), under the server's password policy |
+//! | `POST /account/security/email` | form: a new e-mail address, confirmed by a mailed link ([`super::email`], with `--smtp-url`) |
 //!
 //! Enrollment keeps no server state until it is confirmed: the page generates a secret,
 //! shows it (QR code as SVG, and base32) and puts it in the form sealed under the factor

@@ -7,7 +7,9 @@
 //! | `POST /login/forgot` | form: `interaction`, `csrf`, `username`; always the same neutral page |
 //! | `GET /login/reset?token=<t>` | the new-password form, if the link is live |
 //! | `POST /login/reset` | form: `token`, `new`, `confirm` |
-//! | `GET /account/email/verify?token=<t>` | follows a verification link: the address becomes the user's verified `email` |
+//! | `POST /account/security/email` | form: `csrf`, `email`; mails a confirmation link to that address (signed in) |
+//! | `GET /account/email/verify?token=<t>` | a verification link: a page with a button (prefetching spends nothing) |
+//! | `POST /account/email/verify` | form: `token`; the address becomes the user's verified `email` |
 //!
 //! **No enumeration.** The forgot form answers the same page at the same speed whatever
 //! the name: the lookup, the link and the send all run in a task after the answer. The
