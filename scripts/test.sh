@@ -72,6 +72,13 @@ if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.vers
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "authlib==$AUTHLIB_VERSION"
 fi
 export AUTHLIB_PYTHON="$PWD/$VENV/bin/python"
+# aiosmtpd (PyPI, pinned) in the venv: the SMTP server the e-mail tests read the real
+# messages from (tests/integration/email.rs, tests/support/smtp.rs).
+AIOSMTPD_VERSION=1.4.6
+if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('aiosmtpd') != '$AIOSMTPD_VERSION')" >/dev/null 2>&1; then
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+fi
+export SMTP_PYTHON="$PWD/$VENV/bin/python"
 if ! { need node && need npm; }; then
   if [ "$(id -u)" != 0 ] || ! need apt-get; then
     echo "node or npm is missing: install nodejs (20 or later) and npm" >&2

@@ -13,6 +13,7 @@ mod crash;
 mod device;
 mod discovery;
 mod dpop;
+mod email;
 mod fapi;
 mod faults;
 mod federation;

@@ -18,6 +18,7 @@ pub mod lb;
 pub mod nats;
 pub mod receiver;
 pub mod redis;
+pub mod smtp;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;

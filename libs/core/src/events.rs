@@ -35,6 +35,11 @@ pub enum SecurityChange {
     RecoveryCodeUsed,
     /// The user changed their password (the record carries the new hash).
     PasswordChanged,
+    /// The user set a new password through an e-mailed reset link.
+    PasswordReset,
+    /// The user followed a verification link: the record's `email` is that address,
+    /// `email_verified` true.
+    EmailVerified,
 }
 
 /// The subject prefix of configuration events.

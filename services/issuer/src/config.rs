@@ -210,6 +210,11 @@ pub struct NodeConfig {
     /// certificates (the main one then does not), with its TLS configuration.
     pub mtls_listen: Option<SocketAddr>,
     pub mtls_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// `--smtp-url` and `--smtp-from`: e-mail (password reset, address verification);
+    /// `None`: those features are off.
+    pub mailer: Option<crate::mail::Mailer>,
+    /// How long an e-mailed link (reset, verification) stays valid (`--email-link-ttl`).
+    pub email_link_ttl: Duration,
 }
 
 impl NodeConfig {
@@ -329,6 +334,8 @@ impl NodeConfig {
             mtls_base_url: None,
             mtls_listen: None,
             mtls_tls: None,
+            mailer: None,
+            email_link_ttl: Duration::from_secs(30 * 60),
         }
     }
 }

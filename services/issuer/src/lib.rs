@@ -11,6 +11,7 @@
 pub mod config;
 pub mod factors;
 pub mod http;
+pub mod mail;
 pub mod node;
 pub mod revocations;
 pub mod sealer;

@@ -43,6 +43,9 @@ pub const BUILD_INFO: &str = "signet_build_info";
 pub const LOGIN_FAILURES: &str = "signet_login_failures_total";
 /// Refused second-factor codes (wrong, reused, or while throttled).
 pub const OTP_FAILURES: &str = "signet_otp_failures_total";
+/// E-mails handed to the SMTP relay (`kind`: reset, password_changed, verify; `outcome`:
+/// sent, failed).
+pub const MAIL_SENT: &str = "signet_mail_sent_total";
 /// Upstream sign-ins started (redirects to an identity provider).
 pub const FEDERATION_STARTS: &str = "signet_federation_starts_total";
 /// Upstream sign-ins that failed (provider unreachable, bad state, invalid ID token, ...).
@@ -118,6 +121,10 @@ fn describe() {
     describe_counter!(
         LOGIN_FAILURES,
         "Failed sign-ins at the login page (wrong username or password, disabled user)"
+    );
+    describe_counter!(
+        MAIL_SENT,
+        "E-mails handed to the SMTP relay, by kind (reset, password_changed, verify) and outcome (sent, failed)"
     );
     describe_counter!(
         OTP_FAILURES,

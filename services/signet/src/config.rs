@@ -153,6 +153,20 @@ pub struct NodeArgs {
     /// default, compared case-insensitively)
     #[arg(long, env = "SIGNET_ALLOW_COMMON_PASSWORDS")]
     pub allow_common_passwords: bool,
+    /// The SMTP relay for e-mail (password reset, address verification), in lettre's URL
+    /// form: smtps://user:password@host[:465], smtp://user:password@host[:587]?tls=required,
+    /// or plain smtp://host[:25] for a loopback relay only. The password is never logged
+    /// [default: none: the e-mail features are off]
+    #[arg(long, env = "SIGNET_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The From address of e-mail, with an optional display name
+    /// ("Example <no-reply@example.com>"); required with --smtp-url
+    #[arg(long, env = "SIGNET_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// How long a password-reset or e-mail-verification link stays valid, in seconds
+    /// (`900`, `900s`), 1 to 86400 [default: 1800 (30 minutes)]
+    #[arg(long, env = "SIGNET_EMAIL_LINK_TTL")]
+    pub email_link_ttl: Option<String>,
     /// Let the server's own requests (back-channel logout) reach loopback and private
     /// addresses (127.0.0.0/8, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10,
     /// ::1, fc00::/7). Link-local and cloud metadata addresses are refused regardless
@@ -329,6 +343,9 @@ pub struct FileConfig {
     pub session_lifetime: Option<u64>,
     pub password_min_length: Option<usize>,
     pub allow_common_passwords: Option<bool>,
+    pub smtp_url: Option<String>,
+    pub smtp_from: Option<String>,
+    pub email_link_ttl: Option<String>,
     pub allow_private_outbound: Option<bool>,
     pub backchannel_retry_base: Option<String>,
     pub backchannel_max_attempts: Option<u32>,
@@ -496,6 +513,25 @@ impl NodeArgs {
         }
         config.password_policy.refuse_common =
             !(self.allow_common_passwords || file.allow_common_passwords.unwrap_or(false));
+        match (
+            self.smtp_url.or(file.smtp_url.clone()),
+            self.smtp_from.or(file.smtp_from.clone()),
+        ) {
+            (Some(url), Some(from)) => {
+                let url = signet_issuer::mail::SmtpUrl::parse(&url)?;
+                config.mailer = Some(signet_issuer::mail::Mailer::new(url, &from)?);
+            }
+            (Some(_), None) => anyhow::bail!("smtp_url needs smtp_from (the From address)"),
+            (None, Some(_)) => anyhow::bail!("smtp_from needs smtp_url"),
+            (None, None) => {}
+        }
+        if let Some(v) = self.email_link_ttl.or(file.email_link_ttl.clone()) {
+            config.email_link_ttl = parse_duration(&v)
+                .filter(|d| (Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(d))
+                .with_context(|| {
+                    format!("email_link_ttl {v:?}: give 1 to 86400 seconds, e.g. 1800")
+                })?;
+        }
         config.outbound.allow_private =
             self.allow_private_outbound || file.allow_private_outbound.unwrap_or(false);
         if let Some(v) = self
@@ -826,6 +862,61 @@ mod tests {
         ] {
             let e = format!("{:#}", args(bad).resolve(None).unwrap_err());
             assert!(e.contains("backchannel"), "{e}");
+        }
+    }
+
+    #[test]
+    fn email_is_off_unless_configured_and_the_smtp_password_is_never_shown() {
+        assert!(args(&[]).resolve(None).unwrap().mailer.is_none());
+        let c = args(&[
+            "--smtp-url",
+            "smtps://signet:hunter2-secret@mail.example.com",
+            "--smtp-from",
+            "Example ID <no-reply@example.com>",
+            "--email-link-ttl",
+            "900",
+        ])
+        .resolve(None)
+        .unwrap();
+        assert_eq!(c.email_link_ttl, Duration::from_secs(900));
+        let shown = format!("{c:?}");
+        assert!(shown.contains("mail.example.com"), "{shown}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("signet.toml");
+        std::fs::write(
+            &file,
+            "smtp_url = \"smtp://127.0.0.1:2525\"\nsmtp_from = \"no-reply@example.com\"\n",
+        )
+        .unwrap();
+        assert!(args(&[]).resolve(Some(&file)).unwrap().mailer.is_some());
+        for (bad, why) in [
+            (&["--smtp-url", "smtp://127.0.0.1"][..], "smtp_from"),
+            (&["--smtp-from", "a@example.com"][..], "smtp_url"),
+            (
+                &[
+                    "--smtp-url",
+                    "smtp://mail.example.com",
+                    "--smtp-from",
+                    "a@example.com",
+                ][..],
+                "loopback",
+            ),
+            (
+                &[
+                    "--smtp-url",
+                    "smtp://127.0.0.1",
+                    "--smtp-from",
+                    "not an address",
+                ][..],
+                "smtp_from",
+            ),
+            (&["--email-link-ttl", "0"][..], "email_link_ttl"),
+            (&["--email-link-ttl", "86401"][..], "email_link_ttl"),
+        ] {
+            let e = format!("{:#}", args(bad).resolve(None).unwrap_err());
+            assert!(e.contains(why), "{bad:?}: {e}");
+            assert!(!e.contains("hunter2"), "{e}");
         }
     }
 

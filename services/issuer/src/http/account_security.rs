@@ -9,6 +9,7 @@
 //! | `POST /account/security/totp/remove` | form: remove it and the recovery codes (`code`: a current code, or `password`) |
 //! | `POST /account/security/recovery-codes` | form: ten new recovery codes (`code`: a current TOTP code) |
 //! | `POST /account/security/password` | form: change the password (`current`, `new`, `confirm`), under the server's password policy |
+//! | `POST /account/security/email` | form: a new e-mail address, confirmed by a mailed link ([`super::email`], with `--smtp-url`) |
 //!
 //! Enrollment keeps no server state until it is confirmed: the page generates a secret,
 //! shows it (QR code as SVG, and base32) and puts it in the form sealed under the factor
@@ -57,13 +58,18 @@ fn qr_svg(uri: &str) -> Option<String> {
 
 /// What the page shows besides the factors.
 #[derive(Default)]
-struct Shown {
-    recovery_codes: Option<Vec<String>>,
-    message: Option<&'static str>,
-    error: Option<String>,
+pub(super) struct Shown {
+    pub(super) recovery_codes: Option<Vec<String>>,
+    pub(super) message: Option<&'static str>,
+    pub(super) error: Option<String>,
 }
 
-async fn page(state: &AppState, headers: &HeaderMap, session: &Session, shown: Shown) -> Response {
+pub(super) async fn page(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: &Session,
+    shown: Shown,
+) -> Response {
     let user = match state.users.by_sub(&session.sub).await {
         Ok(Some(u)) => u,
         Ok(None) => return super::account::to_page(state, AccountPage::Security),
@@ -117,6 +123,7 @@ async fn page(state: &AppState, headers: &HeaderMap, session: &Session, shown: S
             "recovery_codes": shown.recovery_codes,
             "message": shown.message,
             "error": shown.error,
+            "email": super::email::account_section(state, &user),
         }),
     )
 }

@@ -512,6 +512,14 @@ fn templates() -> &'static minijinja::Environment<'static> {
                 "sessions.html",
                 include_str!("../../templates/sessions.html"),
             ),
+            ("forgot.html", include_str!("../../templates/forgot.html")),
+            ("reset.html", include_str!("../../templates/reset.html")),
+            (
+                "verify_email.html",
+                include_str!("../../templates/verify_email.html"),
+            ),
+            ("mail.html", include_str!("../../templates/mail.html")),
+            ("mail.txt", include_str!("../../templates/mail.txt")),
         ] {
             // The templates are part of the binary; a broken one fails the unit tests.
             if let Err(e) = env.add_template(name, text) {
@@ -540,6 +548,18 @@ pub fn branding(client: Option<&ClientEntry>) -> serde_json::Value {
         "logo_uri": url(c.logo_uri.as_ref()),
         "background": url(c.properties.get("backgroundImageUri")),
     })
+}
+
+/// Renders a template to a string (an e-mail body); `None` if it fails (logged).
+pub fn render_text(name: &str, ctx: &serde_json::Value) -> Option<String> {
+    let rendered = templates().get_template(name).and_then(|t| t.render(ctx));
+    match rendered {
+        Ok(text) => Some(text),
+        Err(e) => {
+            tracing::error!(template = name, error = %e, "template failed");
+            None
+        }
+    }
 }
 
 /// Renders a page. Pages are never cached and never framed.
@@ -756,6 +776,11 @@ mod tests {
             "form_post.html",
             "base.html",
             "api_keys.html",
+            "forgot.html",
+            "reset.html",
+            "verify_email.html",
+            "mail.html",
+            "mail.txt",
         ] {
             templates().get_template(name).unwrap();
         }

@@ -86,7 +86,11 @@ fn login_page(
         })
         .collect::<Vec<_>>()
         .into();
-    ctx["local"] = local_login_allowed(state, interaction).into();
+    let local = local_login_allowed(state, interaction);
+    ctx["local"] = local.into();
+    if super::email::forgot_offered(state, local) {
+        ctx["forgot"] = super::email::forgot_link(state, interaction_id).into();
+    }
     let mut resp = render_for(
         "login.html",
         status,
@@ -103,7 +107,7 @@ fn login_page(
 }
 
 /// Whether the interaction's client allows the password form (`enableLocalLogin`).
-fn local_login_allowed(state: &AppState, interaction: &Interaction) -> bool {
+pub fn local_login_allowed(state: &AppState, interaction: &Interaction) -> bool {
     interaction.request.as_ref().is_none_or(|r| {
         state
             .projection

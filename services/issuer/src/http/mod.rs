@@ -16,6 +16,7 @@ pub mod cors;
 pub mod device;
 pub mod discovery;
 pub mod dpop;
+pub mod email;
 pub mod error;
 pub mod federation;
 pub mod form;
@@ -93,6 +94,14 @@ pub fn public_router(state: AppState) -> Router {
             get(logout::logout_get).post(logout::logout_post),
         )
         .route("/login", get(login::login_get).post(login::login_post))
+        .route(
+            "/login/forgot",
+            get(email::forgot_get).post(email::forgot_post),
+        )
+        .route(
+            "/login/reset",
+            get(email::reset_get).post(email::reset_post),
+        )
         .route("/federation/{scheme}/start", post(federation::start_post))
         .route("/federation/{scheme}/callback", get(federation::callback))
         .route(
@@ -144,6 +153,11 @@ pub fn public_router(state: AppState) -> Router {
         .route(
             "/account/security/recovery-codes",
             post(account_security::recovery_regenerate),
+        )
+        .route("/account/security/email", post(email::email_change))
+        .route(
+            "/account/email/verify",
+            get(email::verify_get).post(email::verify_post),
         )
         .route(
             "/account/security/password",
