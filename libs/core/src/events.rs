@@ -35,6 +35,12 @@ pub enum SecurityChange {
     RecoveryCodeUsed,
     /// The user changed their password (the record carries the new hash).
     PasswordChanged,
+    /// A passkey was added (the record carries its public key).
+    PasskeyAdded,
+    /// The user removed one of their passkeys.
+    PasskeyRemoved,
+    /// A passkey signed in: its counter and last-used time moved.
+    PasskeyUsed,
 }
 
 /// The subject prefix of configuration events.
@@ -411,6 +417,8 @@ mod tests {
             recovery_codes: Vec::new(),
             must_change_password: false,
             external_logins: Vec::new(),
+            passkeys: Vec::new(),
+            passkey_handle: None,
         });
         let key = Box::new(crate::api_key::ApiKeyRecord {
             id: "k1".into(),
@@ -527,6 +535,8 @@ mod tests {
                     recovery_codes: vec!["SECRET-digest".into()],
                     must_change_password: false,
                     external_logins: Vec::new(),
+                    passkeys: Vec::new(),
+                    passkey_handle: None,
                 }),
             },
             Event::IdentityProviderCreated(idp.clone()),

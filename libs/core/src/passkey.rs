@@ -119,6 +119,12 @@ pub struct CeremonyState {
     pub kind: String,
     /// What the state is bound to (the session or the interaction), checked by the caller.
     pub bound_to: String,
+    /// Registration: the user enrolling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Registration: the user handle the options carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
     /// base64url of the encoded server state.
     pub state: String,
 }

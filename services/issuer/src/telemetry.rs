@@ -43,6 +43,9 @@ pub const BUILD_INFO: &str = "signet_build_info";
 pub const LOGIN_FAILURES: &str = "signet_login_failures_total";
 /// Refused second-factor codes (wrong, reused, or while throttled).
 pub const OTP_FAILURES: &str = "signet_otp_failures_total";
+/// Refused passkey sign-ins, by `reason` (`counter` for a counter that went back: a
+/// possibly cloned authenticator).
+pub const PASSKEY_FAILURES: &str = "signet_passkey_failures_total";
 /// Upstream sign-ins started (redirects to an identity provider).
 pub const FEDERATION_STARTS: &str = "signet_federation_starts_total";
 /// Upstream sign-ins that failed (provider unreachable, bad state, invalid ID token, ...).
@@ -122,6 +125,10 @@ fn describe() {
     describe_counter!(
         OTP_FAILURES,
         "Refused second-factor codes (TOTP or recovery code: wrong, reused, or while throttled)"
+    );
+    describe_counter!(
+        PASSKEY_FAILURES,
+        "Refused passkey sign-ins, by reason (unknown credential, wrong origin or RP, counter gone back, invalid)"
     );
     describe_counter!(
         FEDERATION_STARTS,

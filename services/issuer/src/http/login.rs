@@ -58,7 +58,7 @@ fn query_params(query: Option<String>) -> Option<PageParams> {
     PageParams::parse(query.unwrap_or_default().as_bytes()).ok()
 }
 
-fn login_page(
+pub(super) fn login_page(
     state: &AppState,
     interaction_id: &str,
     interaction: &Interaction,
@@ -87,6 +87,12 @@ fn login_page(
         .collect::<Vec<_>>()
         .into();
     ctx["local"] = local_login_allowed(state, interaction).into();
+    let nonce = super::passkeys::available(state)
+        .then(super::passkeys::script_nonce)
+        .flatten();
+    if let Some(n) = &nonce {
+        ctx["passkey"] = super::passkeys::login_form(state, n);
+    }
     let mut resp = render_for(
         "login.html",
         status,
@@ -98,6 +104,9 @@ fn login_page(
     let origins = super::federation::form_origins(state, &p, request);
     if !origins.is_empty() {
         super::federation::allow_form_targets(resp.headers_mut(), &origins);
+    }
+    if let Some(n) = &nonce {
+        super::passkeys::allow_script(resp.headers_mut(), n);
     }
     resp
 }
@@ -364,6 +373,8 @@ pub async fn login_post(
         interaction.second_factor = Some(super::browser::SecondFactor {
             sub: user.sub.clone(),
             step_up: None,
+            passkey: !user.passkeys.is_empty(),
+            passkey_only: false,
         });
         if let Err(e) = super::browser::save_interaction(&state, &id, &interaction).await {
             return oauth_error_page(&state, None, e);
