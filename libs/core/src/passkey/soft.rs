@@ -8,7 +8,7 @@
 
 use aws_lc_rs::digest::{digest, SHA256};
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 
@@ -17,8 +17,15 @@ pub const UP: u8 = 0x01;
 pub const UV: u8 = 0x04;
 const AT: u8 = 0x40;
 
+/// The private key: P-256 (ES256), or Ed25519 (EdDSA) as a browser's authenticator may
+/// choose.
+pub enum Key {
+    P256(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+}
+
 pub struct SoftKey {
-    pub key: EcdsaKeyPair,
+    pub key: Key,
     pub credential_id: Vec<u8>,
 }
 
@@ -59,8 +66,10 @@ impl SoftKey {
         let pkcs8 =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &SystemRandom::new())
                 .expect("a P-256 key");
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref())
-            .expect("the key");
+        let key = Key::P256(
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref())
+                .expect("the key"),
+        );
         let mut credential_id = vec![0u8; 16];
         aws_lc_rs::rand::fill(&mut credential_id).expect("randomness");
         SoftKey { key, credential_id }
@@ -68,12 +77,20 @@ impl SoftKey {
 
     /// A key from its PKCS#8 document (what WebDriver's virtual authenticator returns).
     pub fn from_pkcs8(der: &[u8], credential_id: Vec<u8>) -> SoftKey {
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der).expect("P-256");
+        let key = match EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der) {
+            Ok(k) => Key::P256(k),
+            Err(_) => Key::Ed25519(
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).expect("a P-256 or Ed25519 key"),
+            ),
+        };
         SoftKey { key, credential_id }
     }
 
     fn cose_key(&self) -> Vec<u8> {
-        let p = self.key.public_key().as_ref();
+        let Key::P256(key) = &self.key else {
+            panic!("registration by a generated P-256 key only");
+        };
+        let p = key.public_key().as_ref();
         let (x, y) = (&p[1..33], &p[33..65]);
         // CTAP2 canonical order: 1, 3, -1, -2, -3.
         let mut out = vec![0xa5, 0x01, 0x02, 0x03, 0x26, 0x20, 0x01, 0x21];
@@ -134,17 +151,21 @@ impl SoftKey {
         let client_data = Self::client_data("webauthn.get", c);
         let mut signed = auth_data.clone();
         signed.extend(digest(&SHA256, &client_data).as_ref());
-        let sig = self
-            .key
-            .sign(&SystemRandom::new(), &signed)
-            .expect("a signature");
+        let sig = match &self.key {
+            Key::P256(k) => k
+                .sign(&SystemRandom::new(), &signed)
+                .expect("a signature")
+                .as_ref()
+                .to_vec(),
+            Key::Ed25519(k) => k.sign(&signed).as_ref().to_vec(),
+        };
         let id = B64.encode(&self.credential_id);
         serde_json::json!({
             "id": id, "rawId": id, "type": "public-key",
             "response": {
                 "clientDataJSON": B64.encode(client_data),
                 "authenticatorData": B64.encode(auth_data),
-                "signature": B64.encode(sig.as_ref()),
+                "signature": B64.encode(&sig),
                 "userHandle": user_handle,
             },
             "clientExtensionResults": {},
