@@ -322,13 +322,70 @@ async fn passkey_enrollment_and_sign_in_in_chromium_then_bad_assertions() -> any
     c.goto(&format!("{}/account/security", s.issuer)).await?;
     wait_text(c, "last used").await?;
 
-    // The virtual authenticator's key, read back: assertions built here from now on.
     let held = credentials(c, &authenticator).await?;
+    chrome.client.close().await?;
+
+    // Another browser: a password sign-in (its authenticator is attached afterwards, so
+    // the login page's conditional request finds nothing), then a client asking `phr`
+    // steps the session up on the second-factor page, through its "Use a passkey" button.
+    let chrome = Chrome::start().await?;
+    let c = &chrome.client;
+    c.goto(&format!("{}/account/security", s.issuer)).await?;
+    wait_for(c, "#password").await?;
+    chrome.sign_in("ada", ADA_PASSWORD).await?;
+    wait_for(c, "#passkey-add").await?;
+    let authenticator = add_authenticator(c).await?;
+    let mut imported = held[0].clone();
+    if let Some(o) = imported.as_object_mut() {
+        o.retain(|k, _| {
+            matches!(
+                k.as_str(),
+                "credentialId"
+                    | "isResidentCredential"
+                    | "rpId"
+                    | "privateKey"
+                    | "userHandle"
+                    | "signCount"
+            )
+        });
+    }
+    c.issue_cmd(WebAuthn {
+        method: http::Method::POST,
+        path: format!("authenticator/{authenticator}/credential"),
+        body: Some(imported),
+    })
+    .await?;
+    c.goto(&authorize_url(
+        &s.issuer,
+        &redirect,
+        &[("acr_values", "phr")],
+    ))
+    .await?;
+    wait_text(c, "Use your passkey to continue").await?;
+    wait_for(c, "#passkey-sign-in").await?.click().await?;
+    let landed = eventually(Duration::from_secs(15), || async {
+        let u = c.current_url().await.ok()?;
+        u.as_str().starts_with(&redirect).then_some(u)
+    })
+    .await
+    .with_context(|| "no redirect to the client after the step-up")?;
+    let tokens = redeem(&s.issuer, &redirect, &landed).await?;
+    let id = verify_jwt(
+        tokens["id_token"].as_str().unwrap(),
+        &s.jwks().await?,
+        &s.issuer,
+        "web",
+    )?;
+    assert_eq!(id["acr"], "phr", "{id}");
+    assert_eq!(id["amr"], json!(["pwd", "hwk", "user", "mfa"]), "{id}");
+    let held = credentials(c, &authenticator).await?;
+    chrome.client.close().await?;
+
+    // The virtual authenticator's key, read back: assertions built here from now on.
     let count = held[0]["signCount"].as_u64().context("signCount")? as u32;
     assert!(count >= 2, "the authenticator counts: {count}");
     let ada_key = SoftKey::from_pkcs8(&b64(&held[0]["privateKey"]), b64(&held[0]["credentialId"]));
     let ada_handle = B64.encode(&user_handle);
-    chrome.client.close().await?;
 
     let good = Claims {
         origin: &origin,
