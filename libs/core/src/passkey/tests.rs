@@ -67,7 +67,7 @@ fn options_ask_for_a_discoverable_verified_credential() {
     let rp = rp();
     let (_, handle, existing) = registered(0);
     let s = rp
-        .start_registration(&handle, "bob", &[existing.clone()])
+        .start_registration(&handle, "bob", std::slice::from_ref(&existing))
         .unwrap();
     let v: serde_json::Value = serde_json::from_str(&s.options).unwrap();
     let pk = v.get("publicKey").unwrap_or(&v);
