@@ -87,7 +87,8 @@ pub(super) fn login_page(
         .collect::<Vec<_>>()
         .into();
     ctx["local"] = local_login_allowed(state, interaction).into();
-    let nonce = super::passkeys::available(state)
+    // Passkeys are local accounts: offered where the password form is.
+    let nonce = (local_login_allowed(state, interaction) && super::passkeys::available(state))
         .then(super::passkeys::script_nonce)
         .flatten();
     if let Some(n) = &nonce {
@@ -112,7 +113,7 @@ pub(super) fn login_page(
 }
 
 /// Whether the interaction's client allows the password form (`enableLocalLogin`).
-fn local_login_allowed(state: &AppState, interaction: &Interaction) -> bool {
+pub(super) fn local_login_allowed(state: &AppState, interaction: &Interaction) -> bool {
     interaction.request.as_ref().is_none_or(|r| {
         state
             .projection

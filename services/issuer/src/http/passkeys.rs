@@ -443,6 +443,9 @@ pub async fn login(
             Err(page) => return page,
         };
     let pending = interaction.second_factor.clone();
+    if pending.is_none() && !super::login::local_login_allowed(&state, &interaction) {
+        return InteractionError::Gone.into_page(&state);
+    }
     let again = |m: &str| match &pending {
         Some(_) => super::second_factor::code_page(
             &state,
