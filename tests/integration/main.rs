@@ -29,6 +29,7 @@ mod model_fields;
 mod mtls;
 mod observability;
 mod par;
+mod passkeys;
 mod proxies;
 mod real_browser;
 mod registration;

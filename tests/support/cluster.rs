@@ -98,6 +98,12 @@ impl Cluster {
 
     /// [`Cluster::start`], with `issuer_args` added to every issuer's flags.
     pub async fn start_with(issuers: usize, issuer_args: Vec<String>) -> Result<Cluster> {
+        Self::start_on("127.0.0.1", issuers, issuer_args).await
+    }
+
+    /// [`Cluster::start_with`], with the shared issuer URL naming `host` (the first node's
+    /// port): `localhost` for passkeys, whose RP ID must be a domain name.
+    pub async fn start_on(host: &str, issuers: usize, issuer_args: Vec<String>) -> Result<Cluster> {
         let (nats, redis) = tokio::try_join!(NatsServer::start(), RedisServer::start())?;
         let dir = tempfile::tempdir()?;
         let secret_file = dir.path().join("cluster-secret");
@@ -115,7 +121,7 @@ impl Cluster {
             dir,
             secret_file,
             kek_file,
-            issuer: format!("http://127.0.0.1:{first_port}"),
+            issuer: format!("http://{host}:{first_port}"),
             admin_secret: "cluster-admin-secret-0123456789".into(),
             keymanager: None,
             issuers: Vec::new(),

@@ -150,6 +150,9 @@ pub struct ServeOptions {
     /// issuer is `https://127.0.0.1:<port>`, and this harness's own client accepts the
     /// test's certificate without checking it.
     pub https: bool,
+    /// The host of the issuer URL instead of `127.0.0.1` (the node still listens on
+    /// `127.0.0.1`): `localhost` for passkeys, whose RP ID must be a domain name.
+    pub host: Option<String>,
 }
 
 /// A running `signet serve`.
@@ -185,7 +188,8 @@ impl Serve {
     async fn try_start(data_dir: &Path, opts: &ServeOptions) -> Result<Serve> {
         let (public_port, admin_port) = opts.ports.unwrap_or_else(|| (free_port(), free_port()));
         let scheme = if opts.https { "https" } else { "http" };
-        let public = format!("{scheme}://127.0.0.1:{public_port}");
+        let host = opts.host.as_deref().unwrap_or("127.0.0.1");
+        let public = format!("{scheme}://{host}:{public_port}");
         let issuer = format!("{public}{}", opts.issuer_path);
         let mut cmd = Command::new(signet_bin());
         cmd.arg("serve").arg("--data-dir").arg(data_dir);

@@ -40,6 +40,12 @@ pub enum SecurityChange {
     /// The user followed a verification link: the record's `email` is that address,
     /// `email_verified` true.
     EmailVerified,
+    /// A passkey was added (the record carries its public key).
+    PasskeyAdded,
+    /// The user removed one of their passkeys.
+    PasskeyRemoved,
+    /// A passkey signed in: its counter and last-used time moved.
+    PasskeyUsed,
 }
 
 /// The subject prefix of configuration events.
@@ -416,6 +422,8 @@ mod tests {
             recovery_codes: Vec::new(),
             must_change_password: false,
             external_logins: Vec::new(),
+            passkeys: Vec::new(),
+            passkey_handle: None,
         });
         let key = Box::new(crate::api_key::ApiKeyRecord {
             id: "k1".into(),
@@ -535,6 +543,8 @@ mod tests {
                     recovery_codes: vec!["SECRET-digest".into()],
                     must_change_password: false,
                     external_logins: Vec::new(),
+                    passkeys: Vec::new(),
+                    passkey_handle: None,
                 }),
             },
             Event::IdentityProviderCreated(idp.clone()),

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod mfa;
 pub mod mtls;
 pub mod oauth;
+pub mod passkey;
 pub mod projection;
 pub mod redirect_uri;
 pub mod registration;

@@ -33,7 +33,7 @@ pub enum Level {
     Pwd,
     /// A password and a second factor (TOTP or a recovery code).
     Mfa,
-    /// Phishing-resistant (a passkey). No factor reaches it yet.
+    /// Phishing-resistant (a passkey).
     Phr,
 }
 
@@ -84,6 +84,22 @@ impl fmt::Display for Level {
 pub fn with_second_factor(amr: &[String]) -> Vec<String> {
     let mut out: Vec<String> = amr.to_vec();
     for v in [AMR_OTP, AMR_MFA] {
+        if !out.iter().any(|a| a == v) {
+            out.push(v.to_owned());
+        }
+    }
+    out
+}
+
+/// The `amr` after a passkey (with user verification) was added to a sign-in that had
+/// `amr`: `hwk` and `user`, and `mfa` when it follows another factor.
+pub fn with_passkey(amr: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = amr.to_vec();
+    let mut add = vec![AMR_HWK, crate::passkey::AMR_USER];
+    if !amr.is_empty() {
+        add.push(AMR_MFA);
+    }
+    for v in add {
         if !out.iter().any(|a| a == v) {
             out.push(v.to_owned());
         }
@@ -261,6 +277,12 @@ mod tests {
         assert_eq!(Level::from_acr_values("urn:other mfa"), Some(Level::Mfa));
         assert_eq!(Level::from_acr_values("urn:other"), None);
         assert_eq!(with_second_factor(&v(&["pwd"])), v(&["pwd", "otp", "mfa"]));
+        assert_eq!(with_passkey(&[]), v(&["hwk", "user"]));
+        assert_eq!(
+            with_passkey(&v(&["pwd"])),
+            v(&["pwd", "hwk", "user", "mfa"])
+        );
+        assert_eq!(Level::of_amr(&with_passkey(&v(&["pwd"]))), Level::Phr);
     }
 
     #[test]

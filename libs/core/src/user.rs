@@ -724,6 +724,13 @@ pub struct UserRecord {
     /// The upstream identities linked to this user (sign-in through an identity provider).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_logins: Vec<ExternalLogin>,
+    /// The user's passkeys (public keys and counters only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passkeys: Vec<crate::passkey::PasskeyFactor>,
+    /// The WebAuthn user handle of the user's passkeys (base64url of 64 random bytes, not
+    /// derived from the `sub`), chosen at the first enrollment and kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passkey_handle: Option<String>,
 }
 
 /// An enrolled TOTP authenticator.
@@ -760,6 +767,24 @@ pub struct FactorsView {
     pub totp_enrolled_at: Option<UnixTime>,
     /// How many recovery codes are left unused.
     pub recovery_codes: usize,
+    /// The user's passkeys.
+    pub passkeys: Vec<PasskeyView>,
+}
+
+/// A passkey as the admin API and the account page show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct PasskeyView {
+    /// The credential id, base64url.
+    pub id: String,
+    /// The name the user gave it.
+    pub name: String,
+    /// When it was added, in seconds since the Unix epoch.
+    pub created_at: UnixTime,
+    /// When it last signed in, in seconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<UnixTime>,
 }
 
 /// An upstream identity linked to a user: the provider's scheme and the upstream `sub`.
@@ -878,6 +903,8 @@ impl UserRecord {
             recovery_codes: Vec::new(),
             must_change_password: user.must_change_password,
             external_logins: Vec::new(),
+            passkeys: Vec::new(),
+            passkey_handle: None,
         }
     }
 
@@ -901,6 +928,8 @@ impl UserRecord {
             totp: self.totp.clone(),
             recovery_codes: self.recovery_codes.clone(),
             external_logins: self.external_logins.clone(),
+            passkeys: self.passkeys.clone(),
+            passkey_handle: self.passkey_handle.clone(),
         }
     }
 
@@ -910,6 +939,16 @@ impl UserRecord {
             totp: self.totp.is_some(),
             totp_enrolled_at: self.totp.as_ref().map(|t| t.enrolled_at),
             recovery_codes: self.recovery_codes.len(),
+            passkeys: self
+                .passkeys
+                .iter()
+                .map(|p| PasskeyView {
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    created_at: p.created_at,
+                    last_used_at: p.last_used_at,
+                })
+                .collect(),
         }
     }
 

@@ -110,6 +110,8 @@ async fn main() -> anyhow::Result<()> {
                 recovery_codes: Vec::new(),
                 must_change_password: false,
                 external_logins: Vec::new(),
+                passkeys: Vec::new(),
+                passkey_handle: None,
             };
             let event = Event::UserCreated(Box::new(record));
             log.append(

@@ -46,6 +46,9 @@ pub const OTP_FAILURES: &str = "signet_otp_failures_total";
 /// E-mails handed to the SMTP relay (`kind`: reset, password_changed, verify; `outcome`:
 /// sent, failed).
 pub const MAIL_SENT: &str = "signet_mail_sent_total";
+/// Refused passkey sign-ins, by `reason` (`counter` for a counter that went back: a
+/// possibly cloned authenticator).
+pub const PASSKEY_FAILURES: &str = "signet_passkey_failures_total";
 /// Upstream sign-ins started (redirects to an identity provider).
 pub const FEDERATION_STARTS: &str = "signet_federation_starts_total";
 /// Upstream sign-ins that failed (provider unreachable, bad state, invalid ID token, ...).
@@ -129,6 +132,10 @@ fn describe() {
     describe_counter!(
         OTP_FAILURES,
         "Refused second-factor codes (TOTP or recovery code: wrong, reused, or while throttled)"
+    );
+    describe_counter!(
+        PASSKEY_FAILURES,
+        "Refused passkey sign-ins, by reason (unknown credential, wrong origin or RP, counter gone back, invalid)"
     );
     describe_counter!(
         FEDERATION_STARTS,

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `sub:<sub>` | the [`UserRecord`] as JSON; its sequence is the user's version |
 //! | `username:<normalized username>` | the `sub` holding that username |
+//! | `passkey:<user handle>` | the `sub` whose passkeys carry that WebAuthn user handle |
 //!
 //! Backends: `<data-dir>/projections/users.redb` in `serve`, the JetStream KV bucket
 //! [`USERS_BUCKET`] in a cluster (shared by every issuer: each applies every event, and the
@@ -59,6 +60,8 @@ pub const USERS_FILE: &str = "projections/users.redb";
 pub const SUB_PREFIX: &str = "sub:";
 /// Key prefix of the username index.
 pub const USERNAME_PREFIX: &str = "username:";
+/// Key prefix of the passkey user-handle index.
+pub const PASSKEY_PREFIX: &str = "passkey:";
 /// Key prefix of API key records (`apikey:<id>`).
 pub const API_KEY_PREFIX: &str = "apikey:";
 /// Key prefix of each user's list of API key ids (`apikeys:<sub>`).
@@ -273,12 +276,26 @@ impl Shared {
                 self.kv
                     .apply(&index_key(&new_key), Some(r.sub.as_bytes()), seq)
                     .await?;
+                // A user handle is random and never given to another user: its entry is
+                // written once and only read back through the record that names it.
+                if let Some(handle) = &r.passkey_handle {
+                    let key = format!("{PASSKEY_PREFIX}{handle}");
+                    if validate_key(&key).is_ok() {
+                        self.kv.apply(&key, Some(r.sub.as_bytes()), seq).await?;
+                    }
+                }
                 self.kv.apply(&sub_key(&r.sub), Some(&json), seq).await?;
             }
             Event::UserDeleted { sub } => {
                 if let Some((old, _)) = self.record(&sub).await? {
                     self.release_username(&old.username_key(), &sub, seq)
                         .await?;
+                    if let Some(handle) = &old.passkey_handle {
+                        let key = format!("{PASSKEY_PREFIX}{handle}");
+                        if validate_key(&key).is_ok() {
+                            self.kv.apply(&key, None, seq).await?;
+                        }
+                    }
                 }
                 self.kv.apply(&sub_key(&sub), None, seq).await?;
             }
@@ -537,6 +554,24 @@ impl Users {
             .by_sub(&sub)
             .await?
             .filter(|r| r.username_key() == normalized))
+    }
+
+    /// The user whose passkeys carry WebAuthn user handle `handle` (base64url).
+    pub async fn by_passkey_handle(&self, handle: &str) -> Result<Option<UserRecord>, UsersError> {
+        let key = format!("{PASSKEY_PREFIX}{handle}");
+        if handle.is_empty() || validate_key(&key).is_err() {
+            return Ok(None);
+        }
+        let Some((sub, _)) = self.0.shared.kv.get(&key).await? else {
+            return Ok(None);
+        };
+        let Ok(sub) = String::from_utf8(sub) else {
+            return Ok(None);
+        };
+        Ok(self
+            .by_sub(&sub)
+            .await?
+            .filter(|r| r.passkey_handle.as_deref() == Some(handle)))
     }
 
     /// Waits until this node's users projection has applied event `seq`.

@@ -127,6 +127,8 @@ fn user(sub: &str) -> crate::user::UserRecord {
         recovery_codes: Vec::new(),
         must_change_password: false,
         external_logins: Vec::new(),
+        passkeys: Vec::new(),
+        passkey_handle: None,
     }
 }
 

@@ -107,10 +107,29 @@ pub(super) async fn page(
         StatusCode::OK
     };
     let factors = user.factors();
-    render(
+    let nonce = super::passkeys::available(state)
+        .then(super::passkeys::script_nonce)
+        .flatten();
+    let passkey_form = nonce
+        .as_deref()
+        .map(|n| super::passkeys::account_form(state, n));
+    let passkeys: Vec<serde_json::Value> = factors
+        .passkeys
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id, "name": p.name,
+                "created": date(p.created_at),
+                "last_used": p.last_used_at.map(date),
+            })
+        })
+        .collect();
+    let mut resp = render(
         "security.html",
         status,
         json!({
+            "passkey": passkey_form,
+            "passkeys": passkeys,
             "action": state.config.issuer.endpoint("/account/security"),
             "api_keys": state.config.issuer.endpoint("/account/api-keys"),
             "sessions": state.config.issuer.endpoint("/account/sessions"),
@@ -125,7 +144,52 @@ pub(super) async fn page(
             "error": shown.error,
             "email": super::email::account_section(state, &user),
         }),
-    )
+    );
+    if let Some(n) = &nonce {
+        super::passkeys::allow_script(resp.headers_mut(), n);
+    }
+    resp
+}
+
+/// A Unix time as `YYYY-MM-DD HH:MM UTC`.
+fn date(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// The page with an error about the last form.
+pub(super) async fn show_error(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: &Session,
+    error: &str,
+) -> Response {
+    let shown = Shown {
+        error: Some(error.to_owned()),
+        ..Shown::default()
+    };
+    page(state, headers, session, shown).await
+}
+
+/// The page with a message about the last form.
+pub(super) async fn show_message(
+    state: &AppState,
+    headers: &HeaderMap,
+    session: &Session,
+    message: &'static str,
+) -> Response {
+    let shown = Shown {
+        message: Some(message),
+        ..Shown::default()
+    };
+    page(state, headers, session, shown).await
 }
 
 /// `GET /account/security`.
@@ -159,7 +223,7 @@ async fn current_user(state: &AppState, sub: &str) -> Result<UserRecord, Respons
     }
 }
 
-fn write_failed(state: &AppState, e: UserWriteError) -> Response {
+pub(super) fn write_failed(state: &AppState, e: UserWriteError) -> Response {
     tracing::warn!(error = %e, "a second-factor change failed");
     let error = match e {
         UserWriteError::Conflict => OAuthError::new(

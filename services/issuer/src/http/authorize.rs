@@ -336,8 +336,14 @@ async fn step_up(
             ))
         }
     };
-    // TOTP reaches `mfa`; nothing reaches `phr` yet (passkeys).
-    let reachable = needed.level == Level::Mfa && user.as_ref().is_some_and(|u| u.totp.is_some());
+    // TOTP reaches `mfa`; a passkey reaches `phr` (and so `mfa`).
+    let has_totp = user.as_ref().is_some_and(|u| u.totp.is_some());
+    let has_passkey = user.as_ref().is_some_and(|u| !u.passkeys.is_empty());
+    let reachable = match needed.level {
+        Level::Pwd => true,
+        Level::Mfa => has_totp || has_passkey,
+        Level::Phr => has_passkey,
+    };
     if !reachable {
         if !needed.essential {
             return None;
@@ -371,6 +377,8 @@ async fn step_up(
     let pending = SecondFactor {
         sub: session.sub.clone(),
         step_up: Some(session.sid.clone()),
+        passkey: has_passkey,
+        passkey_only: needed.level == Level::Phr || !has_totp,
     };
     let fallback = request.clone();
     Some(

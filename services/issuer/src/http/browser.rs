@@ -146,6 +146,13 @@ pub struct SecondFactor {
     /// a new session).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_up: Option<String>,
+    /// The user has a passkey: the step offers it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passkey: bool,
+    /// Only a passkey will do (a request needs `phr`, or the user has no TOTP): codes are
+    /// refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passkey_only: bool,
 }
 
 /// The account pages a sign-in can return to.
@@ -479,6 +486,10 @@ fn templates() -> &'static minijinja::Environment<'static> {
             ("base.html", include_str!("../../templates/base.html")),
             ("login.html", include_str!("../../templates/login.html")),
             ("otp.html", include_str!("../../templates/otp.html")),
+            (
+                "passkey_script.html",
+                include_str!("../../templates/passkey_script.html"),
+            ),
             (
                 "change_password.html",
                 include_str!("../../templates/change_password.html"),

@@ -58,7 +58,7 @@ fn query_params(query: Option<String>) -> Option<PageParams> {
     PageParams::parse(query.unwrap_or_default().as_bytes()).ok()
 }
 
-fn login_page(
+pub(super) fn login_page(
     state: &AppState,
     interaction_id: &str,
     interaction: &Interaction,
@@ -91,6 +91,13 @@ fn login_page(
     if super::email::forgot_offered(state, local) {
         ctx["forgot"] = super::email::forgot_link(state, interaction_id).into();
     }
+    // Passkeys are local accounts: offered where the password form is.
+    let nonce = (local && super::passkeys::available(state))
+        .then(super::passkeys::script_nonce)
+        .flatten();
+    if let Some(n) = &nonce {
+        ctx["passkey"] = super::passkeys::login_form(state, n);
+    }
     let mut resp = render_for(
         "login.html",
         status,
@@ -102,6 +109,9 @@ fn login_page(
     let origins = super::federation::form_origins(state, &p, request);
     if !origins.is_empty() {
         super::federation::allow_form_targets(resp.headers_mut(), &origins);
+    }
+    if let Some(n) = &nonce {
+        super::passkeys::allow_script(resp.headers_mut(), n);
     }
     resp
 }
@@ -368,6 +378,8 @@ pub async fn login_post(
         interaction.second_factor = Some(super::browser::SecondFactor {
             sub: user.sub.clone(),
             step_up: None,
+            passkey: !user.passkeys.is_empty(),
+            passkey_only: false,
         });
         if let Err(e) = super::browser::save_interaction(&state, &id, &interaction).await {
             return oauth_error_page(&state, None, e);

@@ -27,6 +27,7 @@ pub mod introspect;
 pub mod login;
 pub mod logout;
 pub mod par;
+pub mod passkeys;
 pub mod password_step;
 pub mod register;
 pub mod request_object;
@@ -112,6 +113,8 @@ pub fn public_router(state: AppState) -> Router {
             "/login/otp",
             get(second_factor::otp_get).post(second_factor::otp_post),
         )
+        .route("/login/passkey", post(passkeys::login))
+        .route("/login/passkey/options", post(passkeys::login_options))
         .route(
             "/login/password",
             get(password_step::password_get).post(password_step::password_post),
@@ -159,6 +162,12 @@ pub fn public_router(state: AppState) -> Router {
             "/account/email/verify",
             get(email::verify_get).post(email::verify_post),
         )
+        .route("/account/security/passkey", post(passkeys::enroll))
+        .route(
+            "/account/security/passkey/options",
+            post(passkeys::enroll_options),
+        )
+        .route("/account/security/passkey/remove", post(passkeys::remove))
         .route(
             "/account/security/password",
             post(account_security::password_change),

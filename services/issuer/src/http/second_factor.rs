@@ -45,6 +45,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 const WRONG: &str = "The code is wrong.";
 const REUSED: &str = "This code was used already. Wait for the next one.";
+const PASSKEY_NEEDED: &str = "This sign-in needs your passkey: a code is not enough.";
 const THROTTLED: &str = "Too many wrong codes. Wait a few minutes and try again.";
 
 /// The outcome of checking a code.
@@ -198,7 +199,7 @@ pub fn to_code_page(state: &AppState, id: &str) -> Response {
     )
 }
 
-fn code_page(
+pub(super) fn code_page(
     state: &AppState,
     id: &str,
     interaction: &Interaction,
@@ -212,17 +213,24 @@ fn code_page(
     ctx["interaction"] = id.into();
     ctx["csrf"] = interaction.csrf.clone().into();
     ctx["error"] = error.into();
-    ctx["step_up"] = interaction
-        .second_factor
-        .as_ref()
-        .is_some_and(|f| f.step_up.is_some())
-        .into();
-    render_for(
+    let factor = interaction.second_factor.as_ref();
+    ctx["step_up"] = factor.is_some_and(|f| f.step_up.is_some()).into();
+    ctx["codes"] = factor.is_none_or(|f| !f.passkey_only).into();
+    let offers_passkey = factor.is_some_and(|f| f.passkey);
+    let nonce = offers_passkey.then(super::passkeys::script_nonce).flatten();
+    if let Some(n) = &nonce {
+        ctx["passkey"] = super::passkeys::login_form(state, n);
+    }
+    let mut resp = render_for(
         "otp.html",
         status,
         ctx,
         request.map(|r| r.redirect_uri.as_str()),
-    )
+    );
+    if let Some(n) = &nonce {
+        super::passkeys::allow_script(resp.headers_mut(), n);
+    }
+    resp
 }
 
 pub async fn otp_get(
@@ -252,9 +260,24 @@ pub async fn otp_post(
             Ok(found) => found,
             Err(page) => return page,
         };
-    let Some(SecondFactor { sub, step_up }) = interaction.second_factor.clone() else {
+    let Some(SecondFactor {
+        sub,
+        step_up,
+        passkey_only,
+        ..
+    }) = interaction.second_factor.clone()
+    else {
         return InteractionError::Gone.into_page(&state);
     };
+    if passkey_only {
+        return code_page(
+            &state,
+            &id,
+            &interaction,
+            Some(PASSKEY_NEEDED),
+            StatusCode::BAD_REQUEST,
+        );
+    }
     let user = match state.users.by_sub(&sub).await {
         Ok(Some(u)) if u.enabled => u,
         Ok(_) => return InteractionError::Gone.into_page(&state),
@@ -288,7 +311,15 @@ pub async fn otp_post(
             super::login::finish_sign_in(&state, &headers, addr, &id, interaction, &user, amr).await
         }
         Some(sid) => {
-            let session = match super::sessions::step_up(&state, &headers, &sid, now).await {
+            let session = match super::sessions::step_up(
+                &state,
+                &headers,
+                &sid,
+                now,
+                mfa::with_second_factor,
+            )
+            .await
+            {
                 Ok(Some(s)) if s.sub == sub => s,
                 Ok(_) => return InteractionError::Gone.into_page(&state),
                 Err(e) => return oauth_error_page(&state, None, e),

@@ -320,6 +320,7 @@ pub async fn step_up(
     headers: &HeaderMap,
     sid: &str,
     now: i64,
+    added: impl FnOnce(&[String]) -> Vec<String>,
 ) -> Result<Option<Session>, OAuthError> {
     let Some(value) = cookie(headers, SESSION_COOKIE) else {
         return Ok(None);
@@ -330,7 +331,7 @@ pub async fn step_up(
     if session.sid != sid {
         return Ok(None);
     }
-    session.amr = signet_core::mfa::with_second_factor(&session.amr);
+    session.amr = added(&session.amr);
     if session.levels.is_empty() {
         session.levels.insert(Level::Pwd, session.auth_time);
     }

@@ -248,7 +248,7 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Removes a user's second factors (the TOTP authenticator and the recovery codes), for a
+/// Removes a user's second factors (the TOTP authenticator, the recovery codes and the passkeys), for a
 /// user who lost them: audited as `user.security_changed` (`factors_reset`). The user
 /// signs in with the password alone until they enroll again.
 #[utoipa::path(
@@ -281,6 +281,7 @@ async fn reset_factors(
                 let mut u = u.clone();
                 u.totp = None;
                 u.recovery_codes.clear();
+                u.passkeys.clear();
                 Ok(u)
             },
             APPLY_PATIENCE,

@@ -379,6 +379,19 @@ fn user_schemas() {
             "externalLogins"
         ])
     );
+    // The factors list the passkeys (names and times, never a key).
+    let factors = schemas["UserFactors"]["properties"].as_object().unwrap();
+    assert!(factors.contains_key("passkeys"), "{factors:?}");
+    let passkey = resolve(&doc, &factors["passkeys"]["items"]);
+    assert_eq!(
+        passkey["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        BTreeSet::from(["id", "name", "createdAt", "lastUsedAt"])
+    );
     let claims = &schemas["UserClaims"]["properties"];
     assert!(
         claims["email_verified"]["type"]
