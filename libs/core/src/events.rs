@@ -455,6 +455,7 @@ mod tests {
             claim_mappings: Default::default(),
             response_type: "code".into(),
             oauth2: None,
+            ldap: None,
         });
         vec![
             Event::ClientCreated(client.clone()),

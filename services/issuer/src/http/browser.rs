@@ -478,6 +478,10 @@ fn templates() -> &'static minijinja::Environment<'static> {
             ("login.html", include_str!("../../templates/login.html")),
             ("otp.html", include_str!("../../templates/otp.html")),
             (
+                "directory.html",
+                include_str!("../../templates/directory.html"),
+            ),
+            (
                 "change_password.html",
                 include_str!("../../templates/change_password.html"),
             ),

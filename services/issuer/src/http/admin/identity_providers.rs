@@ -146,7 +146,13 @@ async fn create_provider(
     let scheme = input.scheme.clone();
     // Checked before sealing: a bad body is refused naming its fields.
     input.clone().into_record(None)?;
-    let sealed = match &input.client_secret {
+    // The provider's one secret: an oidc/oauth2 client secret or an ldap bind password
+    // (each type refuses the other's field).
+    let sealed = match input
+        .client_secret
+        .as_ref()
+        .or(input.bind_password.as_ref())
+    {
         Some(s) => Some(seal(&state, &scheme, s)?),
         None => None,
     };
@@ -163,8 +169,9 @@ async fn create_provider(
     ))
 }
 
-/// Replaces the identity provider with the body's `scheme`. Without `clientSecret` the
-/// stored secret stays; `"clientSecret": null` removes it.
+/// Replaces the identity provider with the body's `scheme`. Without `clientSecret` (or an
+/// ldap provider's `bindPassword`) the stored secret stays; `"clientSecret": null` removes
+/// it.
 #[utoipa::path(
     put,
     path = "/admin/v1/IdentityProvider",
@@ -189,7 +196,6 @@ async fn replace_provider(
 ) -> Result<Response, ApiError> {
     let input = parse_input(&body)?;
     let scheme = input.scheme.clone();
-    input.clone().into_record(None)?;
     let stored = state
         .projection
         .load()
@@ -198,9 +204,14 @@ async fn replace_provider(
         .ok_or_else(|| {
             ApiError::NotFound(format!("identity provider {scheme:?} does not exist"))
         })?;
-    let sealed = match &input.client_secret {
+    input.clone().into_record(stored.clone())?;
+    let sealed = match input
+        .client_secret
+        .as_ref()
+        .or(input.bind_password.as_ref())
+    {
         Some(s) => Some(seal(&state, &scheme, s)?),
-        None if body.has_member("clientSecret")? => None,
+        None if body.has_member("clientSecret")? || body.has_member("bindPassword")? => None,
         None => stored,
     };
     let record = input.into_record(sealed)?;
