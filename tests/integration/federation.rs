@@ -653,7 +653,8 @@ async fn the_admin_api_validates_identity_providers_and_never_returns_the_secret
                       "clientId": "signet", "clientSecret": "s3cret-value-123"});
     for (patch, field) in [
         (json!({"scheme": "a b"}), "scheme"),
-        (json!({"type": "ldap"}), "type"),
+        // An ldap provider names its directory, not an authority and a client id.
+        (json!({"type": "ldap"}), "url"),
         (json!({"type": "saml"}), "type"),
         (
             json!({"authority": "http://login.example.com"}),

@@ -112,20 +112,38 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The TLS settings for `dir`: its `caCertificate` alone when set; `None` lets the LDAP
-/// client use the system's trust store.
-fn tls_config(dir: &LdapDirectory) -> Result<Option<Arc<rustls::ClientConfig>>, LdapFailure> {
+/// The system's trust store (`rustls-native-certs`), loaded once: what a directory without
+/// `caCertificate` is checked against.
+static SYSTEM_ROOTS: std::sync::LazyLock<Arc<rustls::RootCertStore>> =
+    std::sync::LazyLock::new(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!(error = %e, "a system CA certificate could not be loaded");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(found.certs);
+        tracing::debug!(added, ignored, "system CA certificates for LDAP");
+        Arc::new(roots)
+    });
+
+/// The TLS settings for `dir`: its `caCertificate` alone when set, else the system's
+/// trust store. Always with aws-lc-rs (never the process's default provider).
+fn tls_config(dir: &LdapDirectory) -> Result<Arc<rustls::ClientConfig>, LdapFailure> {
     use rustls::pki_types::pem::PemObject;
-    let Some(pem) = &dir.ca_certificate else {
-        return Ok(None);
+    let roots = match &dir.ca_certificate {
+        None => SYSTEM_ROOTS.clone(),
+        Some(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert =
+                    cert.map_err(|_| LdapFailure::Protocol("caCertificate is not PEM".into()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| LdapFailure::Protocol(format!("caCertificate: {e}")))?;
+            }
+            Arc::new(roots)
+        }
     };
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
-        let cert = cert.map_err(|_| LdapFailure::Protocol("caCertificate is not PEM".into()))?;
-        roots
-            .add(cert)
-            .map_err(|e| LdapFailure::Protocol(format!("caCertificate: {e}")))?;
-    }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
@@ -133,7 +151,7 @@ fn tls_config(dir: &LdapDirectory) -> Result<Option<Arc<rustls::ClientConfig>>, 
     .map_err(|e| LdapFailure::Protocol(e.to_string()))?
     .with_root_certificates(roots)
     .with_no_client_auth();
-    Ok(Some(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 /// A TCP connection to the directory, at an address the outbound guard allows.
@@ -196,12 +214,10 @@ async fn exchange(
     password: &str,
 ) -> Result<DirectoryUser, LdapFailure> {
     let stream = connect(dir).await?;
-    let mut settings = LdapConnSettings::new()
+    let settings = LdapConnSettings::new()
         .set_starttls(dir.start_tls)
-        .set_std_stream(StdStream::Tcp(stream));
-    if let Some(config) = tls_config(dir)? {
-        settings = settings.set_config(config);
-    }
+        .set_std_stream(StdStream::Tcp(stream))
+        .set_config(tls_config(dir)?);
     let (conn, mut ldap) = LdapConnAsync::with_settings(settings, &dir.url).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.drive().await {
