@@ -778,7 +778,7 @@ impl IdentityProviderInput {
             "is only for an oidc or oauth2 provider",
         );
         c.check(
-            !(ldap && !self.claim_mappings.is_empty()),
+            !ldap || self.claim_mappings.is_empty(),
             "claimMappings",
             "is only for an oidc or oauth2 provider (an ldap one has attributeMappings)",
         );
