@@ -634,3 +634,87 @@ async fn on_the_cluster_the_directory_sign_in_and_the_code_may_use_different_nod
     assert_eq!(user["claims"]["roles"], json!(["admin", "staff"]), "{user}");
     Ok(())
 }
+
+/// The whole flow in headless Chromium: the directory's button on the login page, the
+/// directory form (its CSP lets the form's answer go on to the client), the relying party
+/// with a code.
+#[tokio::test]
+async fn a_person_signs_in_with_the_directory_in_chromium() -> anyhow::Result<()> {
+    use fantoccini::Locator;
+    use signet_tests::chrome::{relying_party, Chrome};
+    use std::time::Duration;
+    let slapd = Slapd::start().await?;
+    let dir = tempfile::tempdir()?;
+    let s = serve(dir.path()).await?;
+    s.create("/IdentityProvider", corp(&slapd)).await?;
+    let redirect = format!("{}/cb", relying_party().await?);
+    s.create(
+        "/Client",
+        json!({"clientId": "spa", "allowedGrantTypes": ["authorization_code"],
+               "requireClientSecret": false, "requireConsent": false,
+               "redirectUris": [redirect], "allowedScopes": ["openid", "profile"]}),
+    )
+    .await?;
+    let mut authorize = url::Url::parse(&format!("{}/oauth2/authorize", s.issuer))?;
+    authorize
+        .query_pairs_mut()
+        .append_pair("client_id", "spa")
+        .append_pair("redirect_uri", &redirect)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid profile")
+        .append_pair("state", "s1")
+        .append_pair("code_challenge", PKCE_CHALLENGE)
+        .append_pair("code_challenge_method", "S256");
+    let chrome = Chrome::start().await?;
+    let c = &chrome.client;
+    c.goto(authorize.as_str()).await?;
+    c.find(Locator::Css("button.provider"))
+        .await?
+        .click()
+        .await?;
+    signet_tests::eventually(Duration::from_secs(15), || async {
+        let u = c.current_url().await.ok()?;
+        u.path().ends_with("/federation/corp/ldap").then_some(())
+    })
+    .await?;
+    chrome.sign_in("alice", ldap::ALICE_PASSWORD).await?;
+    let landed = match signet_tests::eventually(Duration::from_secs(15), || async {
+        let u = c.current_url().await.ok()?;
+        u.as_str().starts_with(&redirect).then_some(u)
+    })
+    .await
+    {
+        Ok(u) => u,
+        Err(e) => bail!(
+            "never reached the relying party ({e}); at {:?}: {}",
+            c.current_url().await,
+            c.source().await.unwrap_or_default()
+        ),
+    };
+    chrome.client.close().await?;
+    let params: std::collections::BTreeMap<String, String> =
+        landed.query_pairs().into_owned().collect();
+    assert_eq!(params.get("state").map(String::as_str), Some("s1"));
+    let code = params.get("code").context("a code")?;
+    let token: Value = reqwest::Client::new()
+        .post(format!("{}/oauth2/token", s.issuer))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "spa"),
+            ("code", code),
+            ("redirect_uri", &redirect),
+            ("code_verifier", PKCE_VERIFIER),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = verify_jwt(
+        token["id_token"].as_str().context("id_token")?,
+        &s.jwks().await?,
+        &s.issuer,
+        "spa",
+    )?;
+    assert_eq!(id["idp"], "corp", "{id}");
+    Ok(())
+}
