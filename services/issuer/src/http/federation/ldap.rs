@@ -492,3 +492,53 @@ pub async fn submit(
     }
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn directory(ca: Option<&str>) -> LdapDirectory {
+        LdapDirectory {
+            url: "ldaps://127.0.0.1:1".into(),
+            start_tls: false,
+            ca_certificate: ca.map(str::to_owned),
+            bind_dn: "cn=s,dc=x".into(),
+            user_search_base: "dc=x".into(),
+            user_search_filter: "(uid={username})".into(),
+            subject_attribute: "objectGUID".into(),
+            attribute_mappings: Default::default(),
+            group_role_mappings: Default::default(),
+            timeout_seconds: 1,
+        }
+    }
+
+    #[test]
+    fn binary_values_are_hex() {
+        assert_eq!(hex(&[0x00, 0xab, 0x10]), "00ab10");
+        assert!(is_hex("0123456789abcdef0123456789abcdef"));
+        assert!(!is_hex("0123456789ABCDEF0123456789ABCDEF"));
+    }
+
+    #[test]
+    fn a_certificate_that_is_not_one_is_an_error_not_a_panic() {
+        let junk = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(matches!(
+            tls_config(&directory(Some(junk))),
+            Err(LdapFailure::Protocol(_))
+        ));
+        assert!(tls_config(&directory(None)).is_ok(), "the system roots");
+    }
+
+    #[tokio::test]
+    async fn an_empty_password_never_reaches_the_directory() {
+        // The directory is unreachable: the answer proves nothing was tried.
+        let e = authenticate(&directory(None), "x", "alice", "")
+            .await
+            .unwrap_err();
+        assert!(e.is_credentials(), "{e}");
+        let e = authenticate(&directory(None), "x", "alice", "pw")
+            .await
+            .unwrap_err();
+        assert!(!e.is_credentials(), "{e}");
+    }
+}
