@@ -103,6 +103,16 @@ if [ -z "${REDIS_SERVER:-}" ] && ! { need redis-server && need redis-cli; }; the
   apt_install redis-server redis-tools
 fi
 
+# slapd and ldapadd for the LDAP upstream tests (tests/support/ldap.rs starts a slapd per
+# test on free ports with a test directory): Debian's slapd and ldap-utils.
+if [ -z "${SLAPD:-}" ] && ! { [ -x /usr/sbin/slapd ] && need ldapadd; }; then
+  if [ "$(id -u)" != 0 ] || ! need apt-get; then
+    echo "slapd or ldapadd is missing: install slapd and ldap-utils (or set SLAPD and LDAPADD)" >&2
+    exit 1
+  fi
+  apt_install slapd ldap-utils
+fi
+
 # wrk, the load generator of signet-loadtests (tests/integration/loadtests.rs runs each
 # scenario briefly): Debian's wrk.
 if [ -z "${WRK:-}" ] && ! need wrk; then

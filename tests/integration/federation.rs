@@ -959,7 +959,8 @@ async fn the_admin_api_validates_identity_providers_and_never_returns_the_secret
                       "clientId": "signet", "clientSecret": "s3cret-value-123"});
     for (patch, field) in [
         (json!({"scheme": "a b"}), "scheme"),
-        (json!({"type": "ldap"}), "type"),
+        // An ldap provider names its directory, not an authority and a client id.
+        (json!({"type": "ldap"}), "url"),
         (json!({"type": "saml"}), "type"),
         (
             json!({"authority": "http://login.example.com"}),
@@ -1073,9 +1074,33 @@ async fn signet_admin_applies_identity_providers_with_a_write_only_secret() -> a
     )?;
     let out = admin.run(&["apply", "-f", &path]).await;
     assert_ne!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("type"), "{out:?}");
+    assert!(out.stderr.contains("url"), "{out:?}");
+    assert!(out.stderr.contains("clientId"), "{out:?}");
     let out = admin.run(&["identity-provider", "delete", "corp"]).await;
     out.ok();
+    // An ldap provider: its bindPassword is write-only like a clientSecret.
+    let ldap = |password: bool| {
+        format!(
+            "kind: IdentityProvider\nspec:\n    scheme: dir\n    type: ldap\n    url: ldaps://ldap.example.org\n    bindDn: cn=signet,dc=example,dc=org\n    userSearchBase: ou=people,dc=example,dc=org\n    userSearchFilter: (uid={{username}})\n{}",
+            if password { "    bindPassword: cli-b1nd-value\n" } else { "" }
+        )
+    };
+    std::fs::write(&file, ldap(false))?;
+    let out = admin.run(&["apply", "-f", &path]).await;
+    assert_ne!(out.code, 0, "created without a bind password: {out:?}");
+    assert!(out.stderr.contains("bindPassword"), "{out:?}");
+    std::fs::write(&file, ldap(true))?;
+    let out = admin.run(&["apply", "-f", &path]).await;
+    assert!(out.ok().contains("created"), "{out:?}");
+    std::fs::write(&file, ldap(false))?;
+    let out = admin.run(&["apply", "-f", &path]).await;
+    assert!(out.ok().contains("unchanged"), "{out:?}");
+    let out = admin
+        .run(&["identity-provider", "get", "dir", "-o", "json"])
+        .await;
+    let shown: Value = serde_json::from_str(out.ok())?;
+    assert_eq!(shown["hasBindPassword"], true, "{shown}");
+    assert!(!out.stdout.contains("b1nd"));
     Ok(())
 }
 

@@ -21,6 +21,7 @@ mod first_run;
 mod high_security;
 mod interop;
 mod keys;
+mod ldap;
 mod lifecycle;
 mod loadtests;
 mod logout;

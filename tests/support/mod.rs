@@ -15,6 +15,7 @@ pub mod chrome;
 pub mod cluster;
 pub mod ha;
 pub mod lb;
+pub mod ldap;
 pub mod nats;
 pub mod receiver;
 pub mod redis;

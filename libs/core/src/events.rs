@@ -471,6 +471,7 @@ mod tests {
             response_type: "code".into(),
             oauth2: None,
             domains: vec!["example.com".into()],
+            ldap: None,
         });
         vec![
             Event::ClientCreated(client.clone()),

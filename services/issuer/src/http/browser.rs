@@ -491,6 +491,10 @@ fn templates() -> &'static minijinja::Environment<'static> {
                 include_str!("../../templates/passkey_script.html"),
             ),
             (
+                "directory.html",
+                include_str!("../../templates/directory.html"),
+            ),
+            (
                 "change_password.html",
                 include_str!("../../templates/change_password.html"),
             ),

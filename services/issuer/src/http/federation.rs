@@ -20,6 +20,10 @@
 //!   when it sends one, else `["fed"]`, and its `idp` is the scheme (both in ID tokens).
 //! - Failures are pages (400, never a 5xx; the provider's answers are never shown), except
 //!   an upstream `access_denied`, which goes back to the client as `access_denied`.
+//! - An LDAP directory (`type: "ldap"`) has no redirect: its button leads to Signet's own
+//!   directory form ([`ldap`]).
+
+pub mod ldap;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -386,6 +390,12 @@ async fn try_begin(
             None => oauth_error_page(state, None, e),
         }));
     };
+    if idp.ldap.is_some() {
+        metrics::counter!(crate::telemetry::FEDERATION_STARTS).increment(1);
+        return Ok(Box::new(super::device::see_other(&ldap::form_location(
+            state, scheme, id,
+        ))));
+    }
     let d = match discover(state, &idp).await {
         Ok(d) => d,
         Err(e) => {
@@ -769,39 +779,10 @@ pub async fn callback(
         _ => vec!["fed".to_owned()],
     };
     let mapped = idp.map_claims(&claims);
-    let user =
-        match state
-            .users
-            .federated(
-                &scheme,
-                &subject,
-                mapped,
-                super::admin::common::APPLY_PATIENCE,
-            )
-            .await
-        {
-            Ok(Some((u, created))) => {
-                if created {
-                    tracing::info!(scheme, sub = %u.sub, "user created from an upstream identity");
-                    metrics::counter!(crate::telemetry::FEDERATION_USERS_CREATED).increment(1);
-                }
-                u
-            }
-            Ok(None) => return failure_page(
-                &state,
-                "This account is no longer linked to the sign-in service. Ask an administrator.",
-            ),
-            Err(e) => {
-                tracing::warn!(scheme, error = %e, "upstream user could not be provisioned");
-                return failure_page(
-                    &state,
-                    "Your account could not be set up. Try again later or ask an administrator.",
-                );
-            }
-        };
-    if !user.enabled {
-        return failure_page(&state, "This account is disabled.");
-    }
+    let user = match provision(&state, &scheme, &subject, mapped).await {
+        Ok(u) => u,
+        Err(page) => return page,
+    };
     // RP-initiated logout continues at the provider when it has an end-session endpoint.
     let upstream_logout =
         d.end_session_endpoint
@@ -966,6 +947,51 @@ async fn link_callback(
             )
         }
     }
+}
+
+/// The Signet user of upstream identity (`scheme`, `subject`): found by its link, or
+/// created just in time with the `mapped` claims; an enabled one, or the page that says
+/// why not.
+async fn provision(
+    state: &AppState,
+    scheme: &str,
+    subject: &str,
+    mapped: Map<String, Value>,
+) -> Result<signet_core::user::UserRecord, Response> {
+    let user =
+        match state
+            .users
+            .federated(
+                scheme,
+                subject,
+                mapped,
+                super::admin::common::APPLY_PATIENCE,
+            )
+            .await
+        {
+            Ok(Some((u, created))) => {
+                if created {
+                    tracing::info!(scheme, sub = %u.sub, "user created from an upstream identity");
+                    metrics::counter!(crate::telemetry::FEDERATION_USERS_CREATED).increment(1);
+                }
+                u
+            }
+            Ok(None) => return Err(failure_page(
+                state,
+                "This account is no longer linked to the sign-in service. Ask an administrator.",
+            )),
+            Err(e) => {
+                tracing::warn!(scheme, error = %e, "upstream user could not be provisioned");
+                return Err(failure_page(
+                    state,
+                    "Your account could not be set up. Try again later or ask an administrator.",
+                ));
+            }
+        };
+    if !user.enabled {
+        return Err(failure_page(state, "This account is disabled."));
+    }
+    Ok(user)
 }
 
 /// Where signing out of a session that came from an upstream provider goes next: the

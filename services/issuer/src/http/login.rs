@@ -178,8 +178,9 @@ fn form_params(headers: &HeaderMap, body: &[u8]) -> Result<PageParams, OAuthErro
     PageParams::parse(body)
 }
 
-/// Who is trying to sign in, as the throttle counts it.
-struct Attempt<'a> {
+/// Who is trying to sign in, as the throttle counts it (the password form, and an LDAP
+/// provider's directory form).
+pub(super) struct Attempt<'a> {
     /// The normalized username ([`signet_core::user::username_key`]).
     account: String,
     /// The client's address ([`ClientAddr`]).
@@ -201,6 +202,17 @@ impl<'a> Attempt<'a> {
         addr: Option<IpAddr>,
     ) -> Result<Attempt<'a>, OAuthError> {
         let account = signet_core::user::username_key(username);
+        Self::for_account(state, headers, account, addr).await
+    }
+
+    /// An attempt on `account` (a throttle key: a normalized username, or one of another
+    /// namespace such as a directory's).
+    pub(super) async fn for_account(
+        state: &'a AppState,
+        headers: &HeaderMap,
+        account: String,
+        addr: Option<IpAddr>,
+    ) -> Result<Attempt<'a>, OAuthError> {
         let mut device = None;
         if let Some(value) = super::browser::cookie(headers, DEVICE_COOKIE) {
             let key = device_key(value);
@@ -241,7 +253,7 @@ impl<'a> Attempt<'a> {
     }
 
     /// Whether one of its counters is spent in the current window.
-    async fn throttled(&self) -> Result<bool, OAuthError> {
+    pub(super) async fn throttled(&self) -> Result<bool, OAuthError> {
         for (key, limit) in self.counters() {
             let count = self
                 .state
@@ -260,7 +272,7 @@ impl<'a> Attempt<'a> {
     }
 
     /// Counts a failed attempt.
-    async fn failed(&self) -> Result<(), OAuthError> {
+    pub(super) async fn failed(&self) -> Result<(), OAuthError> {
         for (key, _) in self.counters() {
             self.state
                 .store
@@ -273,7 +285,9 @@ impl<'a> Attempt<'a> {
 
     /// After a good password: the device cookie that makes this browser known (unless it
     /// already is).
-    async fn known_from_now_on(&self) -> Result<Option<header::HeaderValue>, OAuthError> {
+    pub(super) async fn known_from_now_on(
+        &self,
+    ) -> Result<Option<header::HeaderValue>, OAuthError> {
         if self.device.is_some() {
             return Ok(None);
         }

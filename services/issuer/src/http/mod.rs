@@ -106,6 +106,10 @@ pub fn public_router(state: AppState) -> Router {
         .route("/federation/{scheme}/start", post(federation::start_post))
         .route("/federation/{scheme}/callback", get(federation::callback))
         .route(
+            "/federation/{scheme}/ldap",
+            get(federation::ldap::form).post(federation::ldap::submit),
+        )
+        .route(
             "/federation/{scheme}/logged-out",
             get(federation::logged_out),
         )

@@ -206,13 +206,18 @@ impl Doc {
             // As the server shows it: defaults filled in, the secret only as
             // hasClientSecret (compared only when the file has a clientSecret member).
             Typed::IdentityProvider(i) => {
-                let secret = i.client_secret.as_ref().map(|_| String::new());
+                let secret = i
+                    .client_secret
+                    .as_ref()
+                    .or(i.bind_password.as_ref())
+                    .map(|_| String::new());
                 match (**i).clone().into_record(secret) {
                     Ok(r) => {
                         let mut v = serde_json::to_value(r.view());
                         if let Ok(Value::Object(m)) = &mut v {
                             if !self.has_secrets {
                                 m.remove("hasClientSecret");
+                                m.remove("hasBindPassword");
                             }
                         }
                         v
@@ -470,7 +475,9 @@ pub fn check(kind: Kind, spec: &Map<String, Value>, index: usize) -> Result<Doc,
     };
     let body = Value::Object(spec.clone());
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
-    let has_secrets = kind.secrets_field().is_some_and(|f| spec.contains_key(f));
+    // An ldap provider's write-only secret is its bindPassword.
+    let has_secrets = kind.secrets_field().is_some_and(|f| spec.contains_key(f))
+        || (kind == Kind::IdentityProvider && spec.contains_key("bindPassword"));
     let mut needs_secrets = None;
     let (typed, id, result) = match kind {
         Kind::Client => {
@@ -548,7 +555,19 @@ pub fn check(kind: Kind, spec: &Map<String, Value>, index: usize) -> Result<Doc,
         Kind::IdentityProvider => {
             let i: IdentityProviderInput =
                 from_json(&bytes).map_err(|e| to_problems(raw_id.clone(), e))?;
-            let result = i.clone().into_record(None).map(|_| ());
+            let mut result = i.clone().into_record(None).map(|_| ());
+            if i.bind_password.is_none() {
+                // Without the member the stored bind password stays: required only if the
+                // provider must be created.
+                if let Err(e) = &mut result {
+                    if let Some(at) = e.errors.iter().position(|f| f.field == "bindPassword") {
+                        needs_secrets = Some(e.errors.remove(at));
+                    }
+                    if e.errors.is_empty() {
+                        result = Ok(());
+                    }
+                }
+            }
             let id = i.scheme.clone();
             (Typed::IdentityProvider(Box::new(i)), id, result)
         }

@@ -172,7 +172,13 @@ async fn create_provider(
     // Checked before sealing: a bad body is refused naming its fields.
     input.clone().into_record(None)?;
     domains_free(&state, &input)?;
-    let sealed = match &input.client_secret {
+    // The provider's one secret: an oidc/oauth2 client secret or an ldap bind password
+    // (each type refuses the other's field).
+    let sealed = match input
+        .client_secret
+        .as_ref()
+        .or(input.bind_password.as_ref())
+    {
         Some(s) => Some(seal(&state, &scheme, s)?),
         None => None,
     };
@@ -189,8 +195,9 @@ async fn create_provider(
     ))
 }
 
-/// Replaces the identity provider with the body's `scheme`. Without `clientSecret` the
-/// stored secret stays; `"clientSecret": null` removes it.
+/// Replaces the identity provider with the body's `scheme`. Without `clientSecret` (or an
+/// ldap provider's `bindPassword`) the stored secret stays; `"clientSecret": null` removes
+/// it.
 #[utoipa::path(
     put,
     path = "/admin/v1/IdentityProvider",
@@ -220,9 +227,15 @@ async fn replace_provider(
         .load()
         .identity_provider(&scheme)
         .map(|p| p.client_secret_sealed.clone());
-    // The stored secret stays unless the body names `clientSecret`.
-    let kept = match &input.client_secret {
-        None if !body.has_member("clientSecret")? => stored.clone().flatten(),
+    // The stored secret (client secret or bind password) stays unless the body names
+    // `clientSecret` or `bindPassword`.
+    let named = body.has_member("clientSecret")? || body.has_member("bindPassword")?;
+    let new_secret = input
+        .client_secret
+        .as_ref()
+        .or(input.bind_password.as_ref());
+    let kept = match new_secret {
+        None if !named => stored.clone().flatten(),
         _ => None,
     };
     input.clone().into_record(kept.clone())?;
@@ -232,7 +245,7 @@ async fn replace_provider(
             "identity provider {scheme:?} does not exist"
         )));
     }
-    let sealed = match &input.client_secret {
+    let sealed = match new_secret {
         Some(s) => Some(seal(&state, &scheme, s)?),
         None => kept,
     };

@@ -521,3 +521,33 @@ fn descriptions_and_defaults_are_the_servers() {
         (json!([0, 1]), json!(1))
     );
 }
+
+/// An ldap provider's fields are in the identity provider schemas; the bind password is
+/// write-only.
+#[test]
+fn identity_provider_schemas_describe_ldap_providers() {
+    let doc = json().unwrap();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let input = &schemas["IdentityProviderInput"]["properties"];
+    for field in [
+        "url",
+        "startTls",
+        "caCertificate",
+        "bindDn",
+        "bindPassword",
+        "userSearchBase",
+        "userSearchFilter",
+        "subjectAttribute",
+        "attributeMappings",
+        "groupRoleMappings",
+        "timeoutSeconds",
+    ] {
+        assert!(input.get(field).is_some(), "{field}: {input}");
+    }
+    let view = &schemas["IdentityProviderView"]["properties"];
+    assert!(view.get("hasBindPassword").is_some(), "{view}");
+    assert!(view.get("bindPassword").is_none(), "{view}");
+    assert!(view.get("userSearchFilter").is_some(), "{view}");
+    let types = doc.to_string();
+    assert!(types.contains("\"ldap\""), "the type enum names ldap");
+}
