@@ -503,31 +503,9 @@ pub async fn password_change(
     };
     let current = params.get("current").unwrap_or_default().to_owned();
     let new = params.get("new").unwrap_or_default().to_owned();
-    if new != params.get("confirm").unwrap_or_default() {
-        return page(
-            &state,
-            &headers,
-            &session,
-            refuse("The new passwords do not match.".into()),
-        )
-        .await;
-    }
-    let mut c = signet_core::validation::Collector::default();
-    signet_core::user::check_password(
-        &mut c,
-        "password",
-        &signet_core::user::Password::new(new.clone()),
-        &state.config.password_policy,
-    );
-    if let Err(v) = c.finish() {
-        let why = v.errors.first().map(|e| e.rule.clone()).unwrap_or_default();
-        return page(
-            &state,
-            &headers,
-            &session,
-            refuse(format!("The new password {why}.")),
-        )
-        .await;
+    if let Err(why) = super::password_step::check_new_password(&state, &new, params.get("confirm"))
+    {
+        return page(&state, &headers, &session, refuse(why)).await;
     }
     let hash = user.password_hash.clone();
     let ok =

@@ -97,6 +97,20 @@ fn off(state: &AppState) -> Response {
     )
 }
 
+/// Takes (once, on any node) the link of `token`: the link, or the page to answer with
+/// (a dead link's page when it is unknown, used or expired).
+async fn take_link(state: &AppState, token: &str) -> Result<Link, Response> {
+    let taken = state
+        .store
+        .consume(Namespace::Interaction, &link_key(token))
+        .await
+        .or_unavailable()
+        .map_err(|e| oauth_error_page(state, None, e))?;
+    taken
+        .and_then(|b| serde_json::from_slice::<Link>(&b).ok())
+        .ok_or_else(|| dead_link(state))
+}
+
 fn dead_link(state: &AppState) -> Response {
     error_page(
         state,
@@ -447,19 +461,9 @@ pub async fn reset_post(
         Ok(None) => return dead_link(&state),
         Err(e) => return oauth_error_page(&state, None, e),
     }
-    if new != params.get("confirm").unwrap_or_default() {
-        return again("The new passwords do not match.");
-    }
-    let mut c = signet_core::validation::Collector::default();
-    signet_core::user::check_password(
-        &mut c,
-        "password",
-        &signet_core::user::Password::new(new.clone()),
-        &state.config.password_policy,
-    );
-    if let Err(v) = c.finish() {
-        let why = v.errors.first().map(|e| e.rule.clone()).unwrap_or_default();
-        return again(&format!("The new password {why}."));
+    if let Err(why) = super::password_step::check_new_password(&state, &new, params.get("confirm"))
+    {
+        return again(&why);
     }
     // Hash before taking the link: a slow hash must not leave a taken link unused.
     let new_hash = match crate::users::hash(&new).await {
@@ -473,19 +477,13 @@ pub async fn reset_post(
             );
         }
     };
-    let taken = match state
-        .store
-        .consume(Namespace::Interaction, &link_key(&token))
-        .await
-        .or_unavailable()
-    {
-        Ok(t) => t,
-        Err(e) => return oauth_error_page(&state, None, e),
-    };
-    let Some(Link {
+    let Link {
         sub,
         purpose: LinkPurpose::Reset { password },
-    }) = taken.and_then(|b| serde_json::from_slice::<Link>(&b).ok())
+    } = (match take_link(&state, &token).await {
+        Ok(link) => link,
+        Err(page) => return page,
+    })
     else {
         return dead_link(&state);
     };
@@ -748,19 +746,13 @@ pub async fn verify_post(
     let Some(token) = token_of(Some(&params)) else {
         return dead_link(&state);
     };
-    let taken = match state
-        .store
-        .consume(Namespace::Interaction, &link_key(token))
-        .await
-        .or_unavailable()
-    {
-        Ok(t) => t,
-        Err(e) => return oauth_error_page(&state, None, e),
-    };
-    let Some(Link {
+    let Link {
         sub,
         purpose: LinkPurpose::Verify { email },
-    }) = taken.and_then(|b| serde_json::from_slice::<Link>(&b).ok())
+    } = (match take_link(&state, token).await {
+        Ok(link) => link,
+        Err(page) => return page,
+    })
     else {
         return dead_link(&state);
     };

@@ -75,19 +75,8 @@ pub async fn password_post(
     };
     let new = params.get("new").unwrap_or_default().to_owned();
     let again = |m: &str| change_page(&state, &id, &interaction, Some(m), StatusCode::BAD_REQUEST);
-    if new != params.get("confirm").unwrap_or_default() {
-        return again("The new passwords do not match.");
-    }
-    let mut c = signet_core::validation::Collector::default();
-    signet_core::user::check_password(
-        &mut c,
-        "password",
-        &signet_core::user::Password::new(new.clone()),
-        &state.config.password_policy,
-    );
-    if let Err(v) = c.finish() {
-        let why = v.errors.first().map(|e| e.rule.clone()).unwrap_or_default();
-        return again(&format!("The new password {why}."));
+    if let Err(why) = check_new_password(&state, &new, params.get("confirm")) {
+        return again(&why);
     }
     let user = match state.users.by_sub(&sub).await {
         Ok(Some(u)) if u.enabled => u,
@@ -144,4 +133,27 @@ pub async fn password_post(
     let mut interaction = interaction;
     interaction.password_change = None;
     super::login::open_session(&state, &headers, addr, &id, interaction, &sub, amr).await
+}
+
+/// Whether `new` (typed again as `confirm`) may be a new password under the server's
+/// policy; else what to tell the user.
+pub(super) fn check_new_password(
+    state: &AppState,
+    new: &str,
+    confirm: Option<&str>,
+) -> Result<(), String> {
+    if confirm != Some(new) {
+        return Err("The new passwords do not match.".into());
+    }
+    let mut c = signet_core::validation::Collector::default();
+    signet_core::user::check_password(
+        &mut c,
+        "password",
+        &signet_core::user::Password::new(new.to_owned()),
+        &state.config.password_policy,
+    );
+    c.finish().map_err(|v| {
+        let why = v.errors.first().map(|e| e.rule.clone()).unwrap_or_default();
+        format!("The new password {why}.")
+    })
 }
