@@ -1226,6 +1226,16 @@ mod tests {
         ))
         .is_ok());
         assert!(input(ldap(serde_json::json!({"url": "ldap://127.0.0.1:3890"}))).is_ok());
+        assert!(v.get("clientAuthMethod").is_none(), "{v}");
+        // The token-endpoint settings are not a directory's.
+        let e = input(ldap(serde_json::json!({
+            "clientAuthMethod": "private_key_jwt", "getClaimsFromUserinfoEndpoint": true
+        })))
+        .unwrap_err();
+        assert_eq!(
+            fields(e),
+            ["clientAuthMethod", "getClaimsFromUserinfoEndpoint"]
+        );
     }
 
     #[test]
