@@ -224,6 +224,23 @@ pub struct ScaleRun {
     pub issuers: Vec<IssuerRun>,
     /// HAProxy's CPU time over the run (it shares the client cores with wrk).
     pub haproxy_cpu: Option<f64>,
+    /// The backing processes' CPU time over the run, summed by kind (`nats`, `redis`,
+    /// `sentinel`, `keymanager`): what the issuers' round trips cost where they land.
+    #[serde(default)]
+    pub backing_cpu: BTreeMap<String, f64>,
+}
+
+/// What one run measured besides wrk's figures.
+struct Measured {
+    run: RunResult,
+    issuers: Vec<IssuerRun>,
+    haproxy_cpu: Option<f64>,
+    backing_cpu: BTreeMap<String, f64>,
+}
+
+/// The kind of a backing process: its name without the instance number.
+fn backing_kind(name: &str) -> &str {
+    name.rsplit_once('-').map_or(name, |(kind, _)| kind)
 }
 
 /// The closed loop and the ladder of one scenario with one node count.
@@ -812,6 +829,8 @@ struct Ctx<'a> {
     fixtures: Fixtures,
     issuer_pids: Vec<u32>,
     haproxy_pid: u32,
+    /// The backing processes by name ([`BACKING`]).
+    backing_pids: Vec<(&'static str, u32)>,
 }
 
 impl Ctx<'_> {
@@ -822,7 +841,7 @@ impl Ctx<'_> {
         mode: Mode,
         connections: u32,
         duration: Duration,
-    ) -> Result<(RunResult, Vec<IssuerRun>, Option<f64>)> {
+    ) -> Result<Measured> {
         let minted = self
             .admin
             .mint(&self.fixtures, scenario.needs(connections))
@@ -847,6 +866,11 @@ impl Ctx<'_> {
         let cpu_before: Vec<Option<Duration>> = pids.iter().map(|&p| process_cpu_time(p)).collect();
         let rss_before: Vec<Option<u64>> = pids.iter().map(|&p| rss_kib(p)).collect();
         let lb_before = process_cpu_time(self.haproxy_pid);
+        let backing_before: Vec<Option<Duration>> = self
+            .backing_pids
+            .iter()
+            .map(|&(_, p)| process_cpu_time(p))
+            .collect();
         let routed_before = self.cluster.routed();
         let sampler = RssSampler::start(pids.clone(), self.opts.sample_interval);
         let name = scenario.name();
@@ -877,7 +901,18 @@ impl Ctx<'_> {
             })
             .collect();
         let lb = share(lb_before, process_cpu_time(self.haproxy_pid));
-        Ok((run, issuers, lb))
+        let mut backing_cpu = BTreeMap::new();
+        for (&(name, pid), before) in self.backing_pids.iter().zip(backing_before) {
+            if let Some(c) = share(before, process_cpu_time(pid)) {
+                *backing_cpu.entry(backing_kind(name).to_owned()).or_insert(0.0) += c;
+            }
+        }
+        Ok(Measured {
+            run,
+            issuers,
+            haproxy_cpu: lb,
+            backing_cpu,
+        })
     }
 
     async fn scenario_at(&self, scenario: Scenario, nodes: usize) -> Result<NodesResult> {
@@ -886,7 +921,12 @@ impl Ctx<'_> {
             self.measure(scenario, nodes, Mode::Closed, o.connections, o.warmup)
                 .await?;
         }
-        let (run, issuers, haproxy_cpu) = self
+        let Measured {
+            run,
+            issuers,
+            haproxy_cpu,
+            backing_cpu,
+        } = self
             .measure(scenario, nodes, Mode::Closed, o.connections, o.duration)
             .await?;
         eprintln!(
@@ -903,11 +943,17 @@ impl Ctx<'_> {
             run,
             issuers,
             haproxy_cpu,
+            backing_cpu,
         };
         let mut ladder = Vec::new();
         for &f in &o.ladder {
             let rate = (maximum * f).max(1.0);
-            let (run, issuers, haproxy_cpu) = self
+            let Measured {
+                run,
+                issuers,
+                haproxy_cpu,
+                backing_cpu,
+            } = self
                 .measure(
                     scenario,
                     nodes,
@@ -930,6 +976,7 @@ impl Ctx<'_> {
                 run,
                 issuers,
                 haproxy_cpu,
+                backing_cpu,
             });
         }
         Ok(NodesResult {
@@ -1085,6 +1132,10 @@ async fn measure_all(
         fixtures,
         issuer_pids: issuer_pids.clone(),
         haproxy_pid,
+        backing_pids: BACKING
+            .iter()
+            .filter_map(|&name| Some((name, pid_of(&cluster.dir, name)?)))
+            .collect(),
     };
     let mut by_scenario: Vec<ScenarioScale> = opts
         .scenarios
@@ -1194,7 +1245,7 @@ pub fn scale_table(r: &ScaleReport) -> String {
             .map_or(String::new(), |b| format!("; boost: {b}"))
     ));
     out.push_str(&format!(
-        "{:<26} {:>5} {:<5} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>14} {:>5}  {}\n",
+        "{:<26} {:>5} {:<5} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>14} {:>5} {:>19}  {}\n",
         "scenario",
         "nodes",
         "run",
@@ -1206,6 +1257,7 @@ pub fn scale_table(r: &ScaleReport) -> String {
         "max",
         "issuer cpu",
         "lb",
+        "nats/redis/sen/km",
         "errors"
     ));
     for s in &r.scenarios {
@@ -1226,8 +1278,12 @@ pub fn scale_table(r: &ScaleReport) -> String {
                         }
                     })
                     .collect();
+                let backing: Vec<String> = ["nats", "redis", "sentinel", "keymanager"]
+                    .iter()
+                    .map(|k| pct(run.backing_cpu.get(*k).copied()))
+                    .collect();
                 out.push_str(&format!(
-                    "{:<26} {:>5} {:<5} {:>8} {:>9.0} {:>9} {:>9} {:>9} {:>9} {:>14} {:>5}  {}\n",
+                    "{:<26} {:>5} {:<5} {:>8} {:>9.0} {:>9} {:>9} {:>9} {:>9} {:>14} {:>5} {:>19}  {}\n",
                     s.scenario,
                     run.nodes,
                     run.step,
@@ -1239,6 +1295,7 @@ pub fn scale_table(r: &ScaleReport) -> String {
                     fmt_us(run.run.latency.max_us),
                     format!("{}%", cpus.join("/")),
                     pct(run.haproxy_cpu),
+                    backing.join("/"),
                     run.run.error_summary(),
                 ));
             }
@@ -1246,7 +1303,9 @@ pub fn scale_table(r: &ScaleReport) -> String {
     }
     out.push_str(
         "(req/s: successful answers per second; offered: the open-loop rate; issuer cpu: each \
-         issuer's CPU time over the run, 100 = one core, - = out of rotation; lb: HAProxy's)\n",
+         issuer's CPU time over the run, 100 = one core, - = out of rotation; lb: HAProxy's; \
+         nats/redis/sen/km: the NATS servers', Redis servers', Sentinels' and key managers' \
+         CPU time, each kind summed)\n",
     );
     out.push_str("\nmaximum by issuers in rotation (closed loop; x: against the first count)\n");
     for s in &r.scenarios {

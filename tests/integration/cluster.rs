@@ -632,6 +632,111 @@ async fn refresh_rotation_races_and_revocations_span_nodes() -> anyhow::Result<(
     Ok(())
 }
 
+/// Each node caches the user records its token paths read (refresh, code redemption,
+/// introspection, userinfo); a user changed at one node reaches those paths at another node
+/// once that node's follower applies the event, which drops its cached record.
+#[tokio::test]
+async fn a_user_changed_at_one_node_reaches_the_token_paths_of_another() -> anyhow::Result<()> {
+    use signet_tests::browser::code_flow;
+    const REDIRECT: &str = "http://127.0.0.1:1/cb";
+    const PASSWORD: &str = "hal's password 12";
+    let c = Cluster::start(2).await?;
+    let (status, user) = c
+        .admin_call(
+            0,
+            Method::POST,
+            "/User",
+            Some(&json!({"username": "hal", "password": PASSWORD,
+                "claims": {"email": "hal@example.com", "email_verified": true}})),
+        )
+        .await?;
+    assert_eq!(status, 201, "{user}");
+    let sub = user["sub"].as_str().unwrap_or_default().to_owned();
+    let (status, resp) = c
+        .admin_call(
+            0,
+            Method::POST,
+            "/Client",
+            Some(&json!({"clientId": "app", "allowedGrantTypes": ["authorization_code"],
+                "clientSecrets": [{"value": SECRET}], "requireConsent": false,
+                "redirectUris": [REDIRECT], "allowedScopes": ["openid", "email"]})),
+        )
+        .await?;
+    assert_eq!(status, 201, "{resp}");
+    eventually(Duration::from_secs(10), || async {
+        let (s, _) = c
+            .admin_call(1, Method::GET, "/Client/app", None)
+            .await
+            .ok()?;
+        (s == 200).then_some(())
+    })
+    .await?;
+    let (issuer, node0, node1) = (
+        c.issuer.clone(),
+        c.issuers[0].public.clone(),
+        c.issuers[1].public.clone(),
+    );
+    // Signed in and redeemed at node 0 (which reads hal there); userinfo at node 1 reads
+    // and caches hal there.
+    let t = code_flow(
+        &issuer,
+        &node0,
+        "app",
+        Some(SECRET),
+        REDIRECT,
+        "openid email",
+        "hal",
+        PASSWORD,
+    )
+    .await?;
+    let at = t["access_token"].as_str().unwrap_or_default().to_owned();
+    let userinfo = || {
+        let (http, url, at) = (c.http.clone(), format!("{node1}/userinfo"), at.clone());
+        async move {
+            let r = http.get(url).bearer_auth(at).send().await?;
+            let status = r.status().as_u16();
+            let body = r.json::<serde_json::Value>().await.unwrap_or_default();
+            anyhow::Ok((status, body))
+        }
+    };
+    for _ in 0..2 {
+        let (status, body) = userinfo().await?;
+        assert_eq!(
+            (status, body["email"].as_str()),
+            (200, Some("hal@example.com")),
+            "{body}"
+        );
+    }
+    // A new address, written at node 0: node 1's userinfo answers it once node 1 has
+    // applied the event.
+    let (status, body) = c
+        .admin_call(
+            0,
+            Method::PUT,
+            &format!("/User/{sub}"),
+            Some(&json!({"username": "hal",
+                "claims": {"email": "hal@new.example", "email_verified": true}})),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    eventually(Duration::from_secs(10), || async {
+        let (status, body) = userinfo().await.ok()?;
+        (status == 200 && body["email"] == "hal@new.example").then_some(())
+    })
+    .await?;
+    // Deleted at node 0: node 1 stops answering for hal.
+    let (status, _) = c
+        .admin_call(0, Method::DELETE, &format!("/User/{sub}"), None)
+        .await?;
+    assert_eq!(status, 204);
+    eventually(Duration::from_secs(10), || async {
+        let (status, _) = userinfo().await.ok()?;
+        (status == 401).then_some(())
+    })
+    .await?;
+    Ok(())
+}
+
 /// The resource-server SDK in its own process (`libs/verify`'s example, following the
 /// revocation stream): a client_credentials token works there until it is revoked at an
 /// issuer node; a resource server started after the revocation refuses it from the start.

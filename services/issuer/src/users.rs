@@ -140,6 +140,8 @@ struct Shared {
     log: Arc<dyn EventLog>,
     applied: watch::Sender<Seq>,
     failed: AtomicBool,
+    /// Records read by [`Users::current`], dropped as the follower folds their events.
+    cache: cache::RecordCache,
 }
 
 struct Inner {
@@ -285,6 +287,7 @@ impl Shared {
                     }
                 }
                 self.kv.apply(&sub_key(&r.sub), Some(&json), seq).await?;
+                self.cache.drop_record(&r.sub);
             }
             Event::UserDeleted { sub } => {
                 if let Some((old, _)) = self.record(&sub).await? {
@@ -298,6 +301,7 @@ impl Shared {
                     }
                 }
                 self.kv.apply(&sub_key(&sub), None, seq).await?;
+                self.cache.drop_record(&sub);
             }
             Event::ApiKeyCreated(k) => {
                 let json = serde_json::to_vec(&k).map_err(|err| decode(err.to_string()))?;
@@ -478,6 +482,7 @@ impl Users {
             log,
             applied,
             failed: AtomicBool::new(false),
+            cache: cache::RecordCache::default(),
         });
         let at = shared.catch_up().await?;
         let follower = {
@@ -485,6 +490,7 @@ impl Users {
             tokio::spawn(async move {
                 if let Err(e) = shared.follow(at).await {
                     shared.failed.store(true, Ordering::Relaxed);
+                    shared.cache.clear();
                     // Wakes the writers waiting for an event it will never apply.
                     shared.applied.send_modify(|_| {});
                     metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "follow")
@@ -532,6 +538,26 @@ impl Users {
     /// The user with `sub`.
     pub async fn by_sub(&self, sub: &str) -> Result<Option<UserRecord>, UsersError> {
         Ok(self.0.shared.record(sub).await?.map(|(r, _)| r))
+    }
+
+    /// The user with `sub`, as the token paths read it: from this node's cache when it
+    /// holds the record (see [`cache`]), else from the store. Admin reads and sign-in pages
+    /// use [`Users::by_sub`], which always reads the store.
+    pub async fn current(&self, sub: &str) -> Result<Option<Arc<UserRecord>>, UsersError> {
+        let shared = &self.0.shared;
+        let ticket = match shared.cache.get(sub) {
+            Ok(hit) => return Ok(Some(hit)),
+            Err(ticket) => ticket,
+        };
+        let Some((record, _)) = shared.record(sub).await? else {
+            return Ok(None);
+        };
+        let record = Arc::new(record);
+        // A follower that stopped drops nothing any more: cache only while it runs.
+        if self.is_running() {
+            shared.cache.insert(ticket, record.clone());
+        }
+        Ok(Some(record))
     }
 
     /// The user signing in as `username` (case-insensitive).
@@ -1291,5 +1317,6 @@ impl Users {
     }
 }
 
+pub mod cache;
 #[cfg(test)]
 mod tests;

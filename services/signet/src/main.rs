@@ -72,9 +72,20 @@ fn with_config<C>(resolved: anyhow::Result<C>, f: impl FnOnce(C) -> ExitCode) ->
     }
 }
 
+/// The blocking pool's threads per core (at least [`MIN_BLOCKING_THREADS`]): `serve`'s
+/// embedded stores read there, and files, DNS lookups and password hashing (itself limited
+/// to one job per core) run there. Tokio's default of 512 let every concurrent request start
+/// a thread of its own: 64 connections of refresh grants on one core kept 65 threads, each
+/// with its own allocator heap, about 40 MiB of the node's memory (loadtests/RESULTS.md,
+/// issue 21). The reads take microseconds: a few threads per core keep up with them.
+const BLOCKING_THREADS_PER_CORE: usize = 4;
+const MIN_BLOCKING_THREADS: usize = 8;
+
 /// Runs a role on a multi-threaded runtime; its error is one line on stderr and exit 1.
 fn run(role: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads((cores * BLOCKING_THREADS_PER_CORE).max(MIN_BLOCKING_THREADS))
         .enable_all()
         .build()
     {

@@ -43,7 +43,7 @@ pub enum Known {
     Access {
         claims: Map<String, Value>,
         reference: bool,
-        user: Option<Box<UserRecord>>,
+        user: Option<std::sync::Arc<UserRecord>>,
     },
     /// A refresh token: its family and record.
     Refresh {
@@ -216,7 +216,7 @@ async fn access_holder(
     Ok(Some(Known::Access {
         claims,
         reference,
-        user: Some(Box::new(user)),
+        user: Some(user),
     }))
 }
 

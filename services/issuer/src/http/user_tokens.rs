@@ -186,19 +186,19 @@ pub fn users_unavailable(e: impl std::fmt::Display) -> OAuthError {
 pub async fn active_user(
     state: &AppState,
     sub: &str,
-) -> Result<signet_core::user::UserRecord, OAuthError> {
+) -> Result<std::sync::Arc<signet_core::user::UserRecord>, OAuthError> {
     enabled_user(state, sub)
         .await?
         .ok_or_else(|| OAuthError::invalid_grant("the user is disabled or gone"))
 }
 
 /// The user `sub`, if it exists and is enabled (the one check every reader of a user's
-/// grant, token, key or session makes).
+/// grant, token, key or session makes), through the node's user cache.
 pub async fn enabled_user(
     state: &AppState,
     sub: &str,
-) -> Result<Option<signet_core::user::UserRecord>, OAuthError> {
-    match state.users.by_sub(sub).await {
+) -> Result<Option<std::sync::Arc<signet_core::user::UserRecord>>, OAuthError> {
+    match state.users.current(sub).await {
         Ok(Some(u)) if u.enabled => Ok(Some(u)),
         Ok(_) => Ok(None),
         Err(e) => Err(users_unavailable(e)),
