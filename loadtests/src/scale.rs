@@ -904,7 +904,9 @@ impl Ctx<'_> {
         let mut backing_cpu = BTreeMap::new();
         for (&(name, pid), before) in self.backing_pids.iter().zip(backing_before) {
             if let Some(c) = share(before, process_cpu_time(pid)) {
-                *backing_cpu.entry(backing_kind(name).to_owned()).or_insert(0.0) += c;
+                *backing_cpu
+                    .entry(backing_kind(name).to_owned())
+                    .or_insert(0.0) += c;
             }
         }
         Ok(Measured {

@@ -657,9 +657,11 @@ async fn a_user_changed_at_one_node_reaches_the_token_paths_of_another() -> anyh
             0,
             Method::POST,
             "/Client",
-            Some(&json!({"clientId": "app", "allowedGrantTypes": ["authorization_code"],
+            Some(
+                &json!({"clientId": "app", "allowedGrantTypes": ["authorization_code"],
                 "clientSecrets": [{"value": SECRET}], "requireConsent": false,
-                "redirectUris": [REDIRECT], "allowedScopes": ["openid", "email"]})),
+                "redirectUris": [REDIRECT], "allowedScopes": ["openid", "email"]}),
+            ),
         )
         .await?;
     assert_eq!(status, 201, "{resp}");

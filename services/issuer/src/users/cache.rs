@@ -84,7 +84,7 @@ impl RecordCache {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    fn count(&self) -> usize {
         self.lock().records.len()
     }
 }
@@ -154,7 +154,7 @@ mod tests {
             let Err(t) = cache.get(&sub) else { panic!() };
             cache.insert(t, user(&sub, true));
         }
-        assert_eq!(cache.len(), CAPACITY);
+        assert_eq!(cache.count(), CAPACITY);
         // The newest one is in.
         assert!(cache.get(&format!("u{}", CAPACITY + 49)).is_ok());
     }
