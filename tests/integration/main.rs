@@ -12,6 +12,7 @@ mod cluster;
 mod crash;
 mod device;
 mod discovery;
+mod disk_full;
 mod dpop;
 mod email;
 mod fapi;

@@ -236,24 +236,15 @@ pub async fn code_flow(
     user: &str,
     password: &str,
 ) -> Result<serde_json::Value> {
-    let mut u = url::Url::parse(&format!("{authorize_base}/oauth2/authorize"))?;
-    u.query_pairs_mut()
-        .append_pair("client_id", client_id)
-        .append_pair("redirect_uri", redirect_uri)
-        .append_pair("response_type", "code")
-        .append_pair("scope", scope)
-        .append_pair("state", "s")
-        .append_pair("nonce", "n")
-        .append_pair("code_challenge", PKCE_CHALLENGE)
-        .append_pair("code_challenge_method", "S256");
-    let mut b = Browser::new();
-    let r = b.sign_in(u.as_str(), user, password).await?;
-    if r.status != 302 {
-        bail!("login answered {}: {}", r.status, r.body);
-    }
-    let code = params_of(&r.location()?, false)
-        .remove("code")
-        .context("no code in the redirect")?;
+    let code = authorization_code(
+        authorize_base,
+        client_id,
+        redirect_uri,
+        scope,
+        user,
+        password,
+    )
+    .await?;
     let mut form = vec![
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),
@@ -273,4 +264,34 @@ pub async fn code_flow(
         bail!("token endpoint answered {status}: {body}");
     }
     Ok(body)
+}
+
+/// The first half of [`code_flow`]: signs `user` in at the authorization endpoint (PKCE with
+/// [`PKCE_CHALLENGE`]) and returns the authorization code, not redeemed.
+pub async fn authorization_code(
+    authorize_base: &str,
+    client_id: &str,
+    redirect_uri: &str,
+    scope: &str,
+    user: &str,
+    password: &str,
+) -> Result<String> {
+    let mut u = url::Url::parse(&format!("{authorize_base}/oauth2/authorize"))?;
+    u.query_pairs_mut()
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("response_type", "code")
+        .append_pair("scope", scope)
+        .append_pair("state", "s")
+        .append_pair("nonce", "n")
+        .append_pair("code_challenge", PKCE_CHALLENGE)
+        .append_pair("code_challenge_method", "S256");
+    let mut b = Browser::new();
+    let r = b.sign_in(u.as_str(), user, password).await?;
+    if r.status != 302 {
+        bail!("login answered {}: {}", r.status, r.body);
+    }
+    params_of(&r.location()?, false)
+        .remove("code")
+        .context("no code in the redirect")
 }

@@ -20,6 +20,7 @@ pub mod nats;
 pub mod receiver;
 pub mod redis;
 pub mod smtp;
+pub mod tmpfs;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -154,6 +155,11 @@ pub struct ServeOptions {
     /// The host of the issuer URL instead of `127.0.0.1` (the node still listens on
     /// `127.0.0.1`): `localhost` for passkeys, whose RP ID must be a domain name.
     pub host: Option<String>,
+    /// A command (and its arguments) that runs the binary, which is appended with its own
+    /// arguments: `nsenter ...` to start it in another namespace ([`tmpfs::Tmpfs::launcher`]).
+    /// Empty: the binary is started directly. The launcher must exec the binary, so that the
+    /// process this harness signals is the node.
+    pub launcher: Vec<String>,
 }
 
 /// A running `signet serve`.
@@ -192,7 +198,14 @@ impl Serve {
         let host = opts.host.as_deref().unwrap_or("127.0.0.1");
         let public = format!("{scheme}://{host}:{public_port}");
         let issuer = format!("{public}{}", opts.issuer_path);
-        let mut cmd = Command::new(signet_bin());
+        let mut cmd = match opts.launcher.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(signet_bin());
+                cmd
+            }
+            None => Command::new(signet_bin()),
+        };
         cmd.arg("serve").arg("--data-dir").arg(data_dir);
         if !opts.omit_issuer {
             cmd.arg("--issuer").arg(&issuer);

@@ -40,6 +40,17 @@
 //! the last increments; a clean shutdown keeps them); a batch holding any other write is
 //! durable.
 //!
+//! # A failed write (a full disk)
+//!
+//! After an I/O error redb refuses every later transaction (`PreviousIo`) until the file is
+//! reopened; the file itself stays valid (a transaction that failed never committed). Writes
+//! and reads then fail with [`StoreError::Io`] / [`StoreError::Unavailable`] (503
+//! `temporarily_unavailable` at the endpoints). The writer thread recovers by itself: at most
+//! once per [`EmbeddedConfig::reopen_interval`], and only once the file system has at least
+//! [`REOPEN_MIN_FREE`] bytes free, it closes the database (once no read is inside it) and
+//! opens it again (redb repairs it at open; reads meanwhile answer `Unavailable`); writes then
+//! succeed again without a restart. Each attempt counts in [`REOPENS_METRIC`] and logs a warning.
+//!
 //! Expired items are invisible at once (every read checks the expiry) and removed by a
 //! background sweeper every [`EmbeddedConfig::sweep_interval`] (and by [`EmbeddedStore::sweep`]).
 //! A family that expires takes its retired keys with it, but not the entries tied to it
@@ -49,8 +60,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{mpsc, Arc, PoisonError, RwLock, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use redb::{
@@ -81,6 +92,14 @@ const SWEEP_BATCH: usize = 2_000;
 /// The most write operations one group commit applies in one transaction.
 pub const MAX_BATCH: usize = 256;
 
+/// The free space (bytes) the file system must have before the store is reopened after a
+/// failed write: reopening on a disk that is still full would only fail again.
+pub const REOPEN_MIN_FREE: u64 = 1 << 20;
+
+/// Counter of attempts to reopen the store after a failed write, by `outcome` (`reopened`,
+/// `failed`).
+pub const REOPENS_METRIC: &str = "signet_store_reopens_total";
+
 /// Options for [`EmbeddedStore::open_with`].
 #[derive(Debug, Clone)]
 pub struct EmbeddedConfig {
@@ -91,6 +110,9 @@ pub struct EmbeddedConfig {
     /// grew by ~90 MiB in a 5 s refresh run. The working set (live codes, sessions, families)
     /// is small and the OS page cache holds the file anyway.
     pub cache_size: usize,
+    /// After a failed write, the least time between two attempts to reopen the database
+    /// (default 1 s; see the module docs, *A failed write*).
+    pub reopen_interval: Duration,
 }
 
 /// The default [`EmbeddedConfig::cache_size`]: 16 MiB.
@@ -101,6 +123,7 @@ impl Default for EmbeddedConfig {
         EmbeddedConfig {
             sweep_interval: Duration::from_secs(60),
             cache_size: DEFAULT_CACHE_SIZE,
+            reopen_interval: Duration::from_secs(1),
         }
     }
 }
@@ -114,8 +137,15 @@ pub struct EmbeddedStore {
 }
 
 struct Inner {
-    db: Database,
+    /// The database; `None` only while it is being reopened after a failed write (or that
+    /// failed). Every read and write holds the read lock for its whole transaction, so a
+    /// reopen (taking it out under the write lock) never closes the file under one.
+    db: RwLock<Option<Database>>,
     path: PathBuf,
+    cache_size: usize,
+    reopen_interval: Duration,
+    /// Successful reopens after a failed write.
+    reopens: AtomicU64,
     /// Write transactions committed by the writer thread.
     commits: AtomicU64,
     /// Write operations acknowledged (after their commit).
@@ -129,6 +159,9 @@ struct Inner {
     /// decides what one batch holds.
     #[cfg(test)]
     gate: tokio::sync::Mutex<()>,
+    /// Test hook: a disk that fills up (see `tests::Disk`).
+    #[cfg(test)]
+    disk: Option<Arc<tests::Disk>>,
 }
 
 /// Group-commit counters, from [`EmbeddedStore::commit_stats`].
@@ -222,15 +255,33 @@ fn replicate(e: &StoreError) -> StoreError {
     }
 }
 
-/// The writer thread: takes what is queued (blocking only when nothing is), commits it as one
-/// batch, answers, repeats. Ends when the store (the only sender) is dropped.
 fn db_failure(e: impl Into<redb::Error>) -> BatchFailure {
     BatchFailure::Db(db_err(e))
 }
 
+/// The writer thread: takes what is queued (blocking only when nothing is), commits it as one
+/// batch, answers, repeats. Ends when the store (the only sender) is dropped. After a batch
+/// failed with an I/O error it reopens the database (see the module docs, *A failed write*):
+/// at the first batch or timeout past `retry_at`, answering batches before that at once.
 fn writer_loop(inner: Arc<Inner>, jobs: mpsc::Receiver<Box<dyn Job>>) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = jobs.recv() {
+    // Set while the database needs reopening: when to try next.
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        let first = match retry_at {
+            None => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+            Some(at) => match jobs.recv_timeout(at.saturating_duration_since(Instant::now())) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    retry_at = inner.recover();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            },
+        };
         batch.push(first);
         #[cfg(test)]
         let _gate = inner.gate.blocking_lock();
@@ -240,7 +291,27 @@ fn writer_loop(inner: Arc<Inner>, jobs: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        inner.commit_batch(&mut batch);
+        if retry_at.is_some_and(|at| Instant::now() >= at) {
+            retry_at = inner.recover();
+        }
+        if retry_at.is_some() {
+            for job in batch.drain(..) {
+                job.answer(Err(StoreError::Unavailable(
+                    "an earlier write failed (disk full?): the store refuses writes until the \
+                     disk has room again"
+                        .into(),
+                )));
+            }
+            continue;
+        }
+        if inner.commit_batch(&mut batch) {
+            tracing::warn!(
+                retry_every = ?inner.reopen_interval,
+                "the store refuses writes until it is reopened; it will be once the disk has \
+                 room"
+            );
+            retry_at = Some(Instant::now() + inner.reopen_interval);
+        }
         batch.clear();
     }
 }
@@ -250,9 +321,9 @@ fn db_err(e: impl Into<redb::Error>) -> StoreError {
         redb::Error::Io(e) => StoreError::Io(e),
         // After a failed write (a full disk), redb refuses every write until the file is
         // reopened; the file itself is intact (the failed transaction never committed).
-        redb::Error::PreviousIo => StoreError::Unavailable(
-            "an earlier write failed (disk full?): the store refuses writes until the node \
-             restarts"
+        redb::Error::PreviousIo | redb::Error::DatabaseClosed => StoreError::Unavailable(
+            "an earlier write failed (disk full?): the store refuses writes until it is \
+             reopened, once the disk has room"
                 .into(),
         ),
         redb::Error::Corrupted(m) => StoreError::Corrupt(m),
@@ -276,9 +347,31 @@ impl EmbeddedStore {
     /// Opens (or creates) `dir/store.redb` and starts the sweeper. Must run inside a Tokio
     /// runtime.
     pub async fn open_with(dir: &Path, config: EmbeddedConfig) -> Result<EmbeddedStore> {
+        Self::start(
+            dir,
+            config,
+            #[cfg(test)]
+            None,
+        )
+        .await
+    }
+
+    async fn start(
+        dir: &Path,
+        config: EmbeddedConfig,
+        #[cfg(test)] disk: Option<Arc<tests::Disk>>,
+    ) -> Result<EmbeddedStore> {
         let dir = dir.to_path_buf();
-        let cache_size = config.cache_size;
-        let inner = blocking(move || open_db(&dir, cache_size)).await?;
+        let sweep_interval = config.sweep_interval;
+        let inner = blocking(move || {
+            open_db(
+                &dir,
+                &config,
+                #[cfg(test)]
+                disk,
+            )
+        })
+        .await?;
         let inner = Arc::new(inner);
         let (jobs, queue) = mpsc::channel();
         let writer_inner = inner.clone();
@@ -287,13 +380,19 @@ impl EmbeddedStore {
             .spawn(move || writer_loop(writer_inner, queue))?;
         let sweeper = tokio::spawn(sweep_loop(
             Arc::downgrade(&inner),
-            config.sweep_interval.max(Duration::from_millis(10)),
+            sweep_interval.max(Duration::from_millis(10)),
         ));
         Ok(EmbeddedStore {
             inner,
             jobs,
             sweeper,
         })
+    }
+
+    /// How many times the store was reopened after a failed write (see the module docs,
+    /// *A failed write*).
+    pub fn reopens(&self) -> u64 {
+        self.inner.reopens.load(Ordering::Relaxed)
     }
 
     /// How many write transactions and operations group commit has committed so far.
@@ -361,54 +460,18 @@ where
     }
 }
 
-fn open_db(dir: &Path, cache_size: usize) -> Result<Inner> {
+fn open_db(
+    dir: &Path,
+    config: &EmbeddedConfig,
+    #[cfg(test)] disk: Option<Arc<tests::Disk>>,
+) -> Result<Inner> {
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(FILE_NAME);
-    // A store dropped a moment ago may still be closing on a blocking thread: give it a
-    // little time before calling the file taken.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    let db = loop {
-        match Database::builder().set_cache_size(cache_size).create(&path) {
-            Ok(db) => break db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen)
-                if std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StoreError::Config(format!(
-                    "{} is already open (another signet process on the same data directory?)",
-                    path.display()
-                )))
-            }
-            Err(e) => return Err(db_err(e)),
-        }
-    };
-    let tx = db.begin_write().map_err(db_err)?;
-    {
-        let mut meta = tx.open_table(META).map_err(db_err)?;
-        let format = meta.get("format").map_err(db_err)?.map(|v| v.value());
-        match format {
-            None => {
-                meta.insert("format", FORMAT).map_err(db_err)?;
-            }
-            Some(FORMAT) => {}
-            Some(other) => {
-                return Err(StoreError::Corrupt(format!(
-                    "{} has store format {other}; this build reads format {FORMAT}",
-                    path.display()
-                )))
-            }
-        }
-        tx.open_table(ITEMS).map_err(db_err)?;
-        tx.open_table(INDEX).map_err(db_err)?;
-        tx.open_table(EXPIRY).map_err(db_err)?;
-        tx.open_table(RETIRED).map_err(db_err)?;
-    }
-    tx.commit().map_err(db_err)?;
-    Ok(Inner {
-        db,
-        path,
+    let inner = Inner {
+        db: RwLock::new(None),
+        path: dir.join(FILE_NAME),
+        cache_size: config.cache_size,
+        reopen_interval: config.reopen_interval,
+        reopens: AtomicU64::new(0),
         commits: AtomicU64::new(0),
         committed_ops: AtomicU64::new(0),
         queued_ops: AtomicU64::new(0),
@@ -416,7 +479,137 @@ fn open_db(dir: &Path, cache_size: usize) -> Result<Inner> {
         fail_next_commit: std::sync::atomic::AtomicBool::new(false),
         #[cfg(test)]
         gate: tokio::sync::Mutex::new(()),
-    })
+        #[cfg(test)]
+        disk,
+    };
+    let db = inner.open_database()?;
+    *inner.db.write().unwrap_or_else(PoisonError::into_inner) = Some(db);
+    Ok(inner)
+}
+
+impl Inner {
+    /// Opens (or creates) the database file and checks its format.
+    fn open_database(&self) -> Result<Database> {
+        let path = &self.path;
+        // A store dropped a moment ago may still be closing on a blocking thread: give it a
+        // little time before calling the file taken.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let db = loop {
+            match self.create_database() {
+                Ok(db) => break db,
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                    return Err(StoreError::Config(format!(
+                        "{} is already open (another signet process on the same data directory?)",
+                        path.display()
+                    )))
+                }
+                Err(e) => return Err(db_err(e)),
+            }
+        };
+        let tx = db.begin_write().map_err(db_err)?;
+        {
+            let mut meta = tx.open_table(META).map_err(db_err)?;
+            let format = meta.get("format").map_err(db_err)?.map(|v| v.value());
+            match format {
+                None => {
+                    meta.insert("format", FORMAT).map_err(db_err)?;
+                }
+                Some(FORMAT) => {}
+                Some(other) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "{} has store format {other}; this build reads format {FORMAT}",
+                        path.display()
+                    )))
+                }
+            }
+            tx.open_table(ITEMS).map_err(db_err)?;
+            tx.open_table(INDEX).map_err(db_err)?;
+            tx.open_table(EXPIRY).map_err(db_err)?;
+            tx.open_table(RETIRED).map_err(db_err)?;
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(db)
+    }
+
+    fn create_database(&self) -> std::result::Result<Database, redb::DatabaseError> {
+        let mut builder = Database::builder();
+        builder.set_cache_size(self.cache_size);
+        #[cfg(test)]
+        if let Some(disk) = &self.disk {
+            return disk.create(&builder, &self.path);
+        }
+        builder.create(&self.path)
+    }
+
+    /// Runs `f` on the database, holding off a reopen meanwhile.
+    fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+        let slot = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        match slot.as_ref() {
+            Some(db) => f(db),
+            None => Err(StoreError::Unavailable(
+                "the store could not be reopened after a failed write (disk full?); retrying"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Bytes free for this process on the file system of the store.
+    fn free_space(&self) -> Result<u64> {
+        #[cfg(test)]
+        if let Some(disk) = &self.disk {
+            return Ok(disk.free());
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let st = rustix::fs::statvfs(dir).map_err(|e| StoreError::Io(e.into()))?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    /// After a failed write: reopens the database if the disk has room. Returns when to try
+    /// again, or `None` once the store is writable again.
+    fn recover(&self) -> Option<Instant> {
+        let again = Some(Instant::now() + self.reopen_interval);
+        match self.free_space() {
+            Ok(free) if free < REOPEN_MIN_FREE => {
+                tracing::debug!(
+                    free,
+                    "the store stays closed to writes: the disk is still full"
+                );
+                return again;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "free space unknown; reopening the store"),
+        }
+        // Closed first (an open database holds the file's lock), once no reader is inside
+        // it; while the file is reopened (and repaired) readers answer `Unavailable` at once
+        // rather than wait.
+        let old = self
+            .db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(old);
+        match self.open_database() {
+            Ok(db) => {
+                *self.db.write().unwrap_or_else(PoisonError::into_inner) = Some(db);
+                self.reopens.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(REOPENS_METRIC, "outcome" => "reopened").increment(1);
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "the store was reopened after a failed write; writes resume"
+                );
+                None
+            }
+            Err(e) => {
+                metrics::counter!(REOPENS_METRIC, "outcome" => "failed").increment(1);
+                tracing::warn!(error = %e, path = %self.path.display(),
+                    "could not reopen the store after a failed write; retrying");
+                again
+            }
+        }
+    }
 }
 
 async fn sweep_loop(inner: Weak<Inner>, every: Duration) {
@@ -571,11 +764,12 @@ struct Tx<'t> {
 
 impl Inner {
     /// Commits a batch of queued operations (see the module docs, *Atomicity*) and answers
-    /// every caller.
-    fn commit_batch(&self, batch: &mut Vec<Box<dyn Job>>) {
+    /// every caller. Returns whether the database failed in a way that needs a reopen (an
+    /// I/O error, or redb refusing writes after an earlier one).
+    fn commit_batch(&self, batch: &mut Vec<Box<dyn Job>>) -> bool {
         loop {
             if batch.is_empty() {
-                return;
+                return false;
             }
             match self.try_batch(batch) {
                 Ok(()) => {
@@ -585,7 +779,7 @@ impl Inner {
                     for job in batch.drain(..) {
                         job.answer(Ok(()));
                     }
-                    return;
+                    return false;
                 }
                 Err(BatchFailure::Op(i, e)) => {
                     // The transaction was aborted: apply the others again, without it.
@@ -597,7 +791,7 @@ impl Inner {
                     for job in batch.drain(..) {
                         job.answer(Err(replicate(&e)));
                     }
-                    return;
+                    return matches!(e, StoreError::Io(_) | StoreError::Unavailable(_));
                 }
             }
         }
@@ -606,7 +800,13 @@ impl Inner {
     /// One attempt at a batch: one write transaction, every operation in order, one commit.
     /// On failure the transaction is dropped (aborted) and nothing was applied.
     fn try_batch(&self, batch: &mut [Box<dyn Job>]) -> std::result::Result<(), BatchFailure> {
-        let mut tx: WriteTransaction = self.db.begin_write().map_err(db_failure)?;
+        let slot = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(db) = slot.as_ref() else {
+            return Err(BatchFailure::Db(StoreError::Unavailable(
+                "the store could not be reopened after a failed write (disk full?)".into(),
+            )));
+        };
+        let mut tx: WriteTransaction = db.begin_write().map_err(db_failure)?;
         if !batch.iter().any(|j| j.durable()) {
             tx.set_durability(Durability::None).map_err(db_failure)?;
         }
@@ -639,32 +839,36 @@ impl Inner {
 
     /// Runs `f` in one write transaction and commits it (durably unless `durable` is false).
     fn write<T>(&self, durable: bool, f: impl FnOnce(&mut Tx<'_>) -> Result<T>) -> Result<T> {
-        let mut tx: WriteTransaction = self.db.begin_write().map_err(db_err)?;
-        if !durable {
-            tx.set_durability(Durability::None).map_err(db_err)?;
-        }
-        let out = {
-            let mut t = Tx {
-                items: tx.open_table(ITEMS).map_err(db_err)?,
-                index: tx.open_table(INDEX).map_err(db_err)?,
-                expiry: tx.open_table(EXPIRY).map_err(db_err)?,
-                retired: tx.open_table(RETIRED).map_err(db_err)?,
+        self.with_db(|db| {
+            let mut tx: WriteTransaction = db.begin_write().map_err(db_err)?;
+            if !durable {
+                tx.set_durability(Durability::None).map_err(db_err)?;
+            }
+            let out = {
+                let mut t = Tx {
+                    items: tx.open_table(ITEMS).map_err(db_err)?,
+                    index: tx.open_table(INDEX).map_err(db_err)?,
+                    expiry: tx.open_table(EXPIRY).map_err(db_err)?,
+                    retired: tx.open_table(RETIRED).map_err(db_err)?,
+                };
+                f(&mut t)?
             };
-            f(&mut t)?
-        };
-        tx.commit().map_err(db_err)?;
-        Ok(out)
+            tx.commit().map_err(db_err)?;
+            Ok(out)
+        })
     }
 
     /// Reads one live record in a read transaction.
     fn read_live(&self, item: &str, now: u64) -> Result<Option<Record>> {
-        let tx = self.db.begin_read().map_err(db_err)?;
-        let items = tx.open_table(ITEMS).map_err(db_err)?;
-        let rec = match items.get(item).map_err(db_err)? {
-            Some(v) => Record::decode(v.value())?,
-            None => return Ok(None),
-        };
-        Ok(rec.live(now).then_some(rec))
+        self.with_db(|db| {
+            let tx = db.begin_read().map_err(db_err)?;
+            let items = tx.open_table(ITEMS).map_err(db_err)?;
+            let rec = match items.get(item).map_err(db_err)? {
+                Some(v) => Record::decode(v.value())?,
+                None => return Ok(None),
+            };
+            Ok(rec.live(now).then_some(rec))
+        })
     }
 
     fn sweep(&self, now: u64) -> Result<u64> {
@@ -1040,34 +1244,8 @@ impl Store for EmbeddedStore {
         validate_index(&[index])?;
         let index = index_ref(&index);
         let prefix = entry_ref(ns, "");
-        self.run(move |db| {
-            let now = now_ms();
-            let tx = db.db.begin_read().map_err(db_err)?;
-            let idx = tx.open_table(INDEX).map_err(db_err)?;
-            let items = tx.open_table(ITEMS).map_err(db_err)?;
-            let mut out = Vec::new();
-            for row in idx
-                .range((index.as_str(), prefix.as_str())..)
-                .map_err(db_err)?
-            {
-                let (k, _) = row.map_err(db_err)?;
-                let (i, item) = k.value();
-                let Some(key) = item.strip_prefix(prefix.as_str()).filter(|_| i == index) else {
-                    break;
-                };
-                if let Some(v) = items.get(item).map_err(db_err)? {
-                    let rec = Record::decode(v.value())?;
-                    if rec.live(now) {
-                        out.push((key.to_owned(), rec.value));
-                        if out.len() == crate::MAX_LISTED {
-                            break;
-                        }
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.run(move |inner| inner.with_db(|db| entries_by(db, &index, &prefix)))
+            .await
     }
 
     async fn delete_by(&self, index: Index<'_>) -> Result<u64> {
@@ -1076,6 +1254,33 @@ impl Store for EmbeddedStore {
         self.write(true, move |t| t.delete_index(&index, now_ms()))
             .await
     }
+}
+
+/// The live entries under `prefix` tied to the index ref `index` (at most
+/// [`crate::MAX_LISTED`]), in one read transaction.
+fn entries_by(db: &Database, index: &str, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let now = now_ms();
+    let tx = db.begin_read().map_err(db_err)?;
+    let idx = tx.open_table(INDEX).map_err(db_err)?;
+    let items = tx.open_table(ITEMS).map_err(db_err)?;
+    let mut out = Vec::new();
+    for row in idx.range((index, prefix)..).map_err(db_err)? {
+        let (k, _) = row.map_err(db_err)?;
+        let (i, item) = k.value();
+        let Some(key) = item.strip_prefix(prefix).filter(|_| i == index) else {
+            break;
+        };
+        if let Some(v) = items.get(item).map_err(db_err)? {
+            let rec = Record::decode(v.value())?;
+            if rec.live(now) {
+                out.push((key.to_owned(), rec.value));
+                if out.len() == crate::MAX_LISTED {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -1191,25 +1396,27 @@ mod tests {
             let (items, index, expiry, retired) = {
                 let inner = inner.clone();
                 blocking(move || {
-                    let tx = inner.db.begin_read().map_err(db_err)?;
-                    Ok((
-                        tx.open_table(ITEMS)
-                            .map_err(db_err)?
-                            .len()
-                            .map_err(db_err)?,
-                        tx.open_table(INDEX)
-                            .map_err(db_err)?
-                            .len()
-                            .map_err(db_err)?,
-                        tx.open_table(EXPIRY)
-                            .map_err(db_err)?
-                            .len()
-                            .map_err(db_err)?,
-                        tx.open_table(RETIRED)
-                            .map_err(db_err)?
-                            .len()
-                            .map_err(db_err)?,
-                    ))
+                    inner.with_db(|db| {
+                        let tx = db.begin_read().map_err(db_err)?;
+                        Ok((
+                            tx.open_table(ITEMS)
+                                .map_err(db_err)?
+                                .len()
+                                .map_err(db_err)?,
+                            tx.open_table(INDEX)
+                                .map_err(db_err)?
+                                .len()
+                                .map_err(db_err)?,
+                            tx.open_table(EXPIRY)
+                                .map_err(db_err)?
+                                .len()
+                                .map_err(db_err)?,
+                            tx.open_table(RETIRED)
+                                .map_err(db_err)?
+                                .len()
+                                .map_err(db_err)?,
+                        ))
+                    })
                 })
                 .await
                 .unwrap_or_else(|e| panic!("count: {e}"))
@@ -1489,15 +1696,24 @@ mod tests {
             let got = g.store.get(Namespace::Session, &format!("k{i}")).await;
             assert!(matches!(got, Ok(None)), "k{i}: {got:?}");
         }
+        // Writes are refused until the writer has reopened the store (within a second: the
+        // disk has room).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let consumed = loop {
+            match g.store.consume(Namespace::AuthorizationCode, "old").await {
+                Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => break other,
+            }
+        };
         assert_eq!(
-            g.store
-                .consume(Namespace::AuthorizationCode, "old")
-                .await
-                .ok(),
+            consumed.ok(),
             Some(Some(b"o".to_vec())),
             "the consumption in the failed batch did not happen"
         );
         assert_eq!(g.store.commit_stats().operations, 2);
+        assert_eq!(g.store.reopens(), 1);
     }
 
     #[test]
@@ -1515,5 +1731,173 @@ mod tests {
             db_err(redb::Error::PreviousIo),
             StoreError::Unavailable(_)
         ));
+    }
+
+    /// A disk that fills up, for [`EmbeddedStore::start`]: the store's file behind a backend
+    /// whose writes fail with `StorageFull` while `full` is set (as a full file system
+    /// fails them), and the free space the reopen check sees.
+    #[derive(Debug, Default)]
+    pub(super) struct Disk {
+        pub(super) full: std::sync::atomic::AtomicBool,
+    }
+
+    impl Disk {
+        pub(super) fn free(&self) -> u64 {
+            if self.full.load(Ordering::SeqCst) {
+                0
+            } else {
+                1 << 30
+            }
+        }
+
+        pub(super) fn create(
+            self: &Arc<Self>,
+            builder: &redb::Builder,
+            path: &Path,
+        ) -> std::result::Result<Database, redb::DatabaseError> {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)?;
+            builder.create_with_backend(FullableBackend {
+                file: redb::backends::FileBackend::new(file)?,
+                disk: self.clone(),
+            })
+        }
+    }
+
+    #[derive(Debug)]
+    struct FullableBackend {
+        file: redb::backends::FileBackend,
+        disk: Arc<Disk>,
+    }
+
+    impl redb::StorageBackend for FullableBackend {
+        fn len(&self) -> std::io::Result<u64> {
+            self.file.len()
+        }
+
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.file.read(offset, out)
+        }
+
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.file.set_len(len)
+        }
+
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.file.sync_data()
+        }
+
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            if self.disk.full.load(Ordering::SeqCst) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "test: no space left on device",
+                ));
+            }
+            self.file.write(offset, data)
+        }
+
+        fn close(&self) -> std::io::Result<()> {
+            self.file.close()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_stopped_by_a_full_disk_reopens_once_the_disk_has_room() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let disk = Arc::new(Disk::default());
+        let interval = Duration::from_millis(20);
+        let store = EmbeddedStore::start(
+            dir.path(),
+            EmbeddedConfig {
+                reopen_interval: interval,
+                ..EmbeddedConfig::default()
+            },
+            Some(disk.clone()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("open: {e}"));
+        let ttl = Duration::from_secs(60);
+        store
+            .create_family("fam", "t0", b"v0", ttl, &[])
+            .await
+            .unwrap_or_else(|e| panic!("create_family: {e}"));
+        store
+            .put(Namespace::AuthorizationCode, "code", b"c", ttl, &[])
+            .await
+            .unwrap_or_else(|e| panic!("put: {e}"));
+
+        disk.full.store(true, Ordering::SeqCst);
+        // The write that meets the full disk fails with its I/O error; redb then refuses
+        // every write (PreviousIo), and the store is not reopened while the disk stays full,
+        // however many reopen intervals go by.
+        match store.rotate("fam", "t0", "t1", b"v1", ttl).await {
+            Err(StoreError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::StorageFull),
+            other => panic!("rotation on a full disk: {other:?}"),
+        }
+        let full_since = Instant::now();
+        while full_since.elapsed() < interval * 5 {
+            let r = store.put(Namespace::Session, "s", b"s", ttl, &[]).await;
+            assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+            tokio::time::sleep(interval / 4).await;
+        }
+        assert_eq!(store.reopens(), 0, "never reopened while the disk is full");
+
+        // Room again: the writer reopens the file (redb repairs it) and writes succeed,
+        // without a restart.
+        disk.full.store(false, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match store.put(Namespace::Session, "s", b"s", ttl, &[]).await {
+                Ok(()) => break,
+                Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                    tokio::time::sleep(interval / 4).await;
+                }
+                other => panic!("write once the disk has room: {other:?}"),
+            }
+        }
+        assert_eq!(store.reopens(), 1);
+        assert_eq!(
+            store.get(Namespace::Session, "s").await.ok(),
+            Some(Some(b"s".to_vec()))
+        );
+        // Nothing acknowledged was lost and nothing failed half-happened: the rotation that
+        // met the full disk did not use the token up.
+        assert_eq!(
+            store.family_token("fam").await.ok(),
+            Some(Some(FamilyToken {
+                key: "t0".into(),
+                value: b"v0".to_vec()
+            }))
+        );
+        assert_eq!(
+            store.rotate("fam", "t0", "t1", b"v1", ttl).await.ok(),
+            Some(Rotation::Rotated {
+                old_value: b"v0".to_vec()
+            })
+        );
+        assert_eq!(
+            store
+                .consume(Namespace::AuthorizationCode, "code")
+                .await
+                .ok(),
+            Some(Some(b"c".to_vec()))
+        );
+        // And the reopened file opens again after a restart.
+        drop(store);
+        let store = EmbeddedStore::open(dir.path())
+            .await
+            .unwrap_or_else(|e| panic!("reopen: {e}"));
+        assert_eq!(
+            store.family_token("fam").await.ok(),
+            Some(Some(FamilyToken {
+                key: "t1".into(),
+                value: b"v1".to_vec()
+            }))
+        );
     }
 }

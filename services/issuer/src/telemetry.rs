@@ -34,6 +34,8 @@ pub const EVENTLOG_APPLIED: &str = "signet_eventlog_applied_sequence";
 pub const EVENTLOG_HEAD: &str = "signet_eventlog_head_sequence";
 pub const EVENTLOG_LAG: &str = "signet_eventlog_lag_events";
 pub const EVENTLOG_ERRORS: &str = "signet_eventlog_errors_total";
+/// Reopens of the embedded store after a failed write (a full disk), by `outcome`.
+pub const STORE_REOPENS: &str = signet_store::embedded::REOPENS_METRIC;
 pub const SIGNING_KEYS: &str = "signet_signing_keys";
 pub const CONFIG_OBJECTS: &str = "signet_config_objects";
 pub const READY: &str = "signet_ready";
@@ -206,6 +208,10 @@ fn describe() {
     describe_counter!(
         EVENTLOG_ERRORS,
         "Event log operations that failed, by operation"
+    );
+    describe_counter!(
+        STORE_REOPENS,
+        "Attempts to reopen the embedded store (serve) after a failed write such as a full disk, by outcome (reopened, failed)"
     );
     describe_gauge!(
         SIGNING_KEYS,

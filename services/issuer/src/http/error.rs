@@ -23,7 +23,8 @@
 //! Errors of key administration ([`KeyError`], `/admin/v1/Key`) become [`ApiError`]s here
 //! too: a PEM that is not a private key of the algorithm is a 400 naming `pem` (never
 //! echoing it), an unknown kid a 404, a racing key change a 409, an unreachable or slow key
-//! manager (NATS, its vault backend, the log's backend) a 503, anything else a 500.
+//! manager (NATS, its vault backend, the log's backend, a log that cannot write: a full
+//! disk) a 503, anything else a 500.
 //!
 //! Error descriptions never carry secrets, tokens or internal details.
 
@@ -181,7 +182,8 @@ impl From<crate::users::UsersError> for ApiError {
             E::Timeout(_) | E::Stopped => ApiError::Unavailable(format!(
                 "{e}; read the user to see whether the change was made, then retry"
             )),
-            E::Kv(KvError::Backend(_) | KvError::Io(_)) | E::Log(EventLogError::Backend(_)) => {
+            E::Kv(KvError::Backend(_) | KvError::Io(_))
+            | E::Log(EventLogError::Backend(_) | EventLogError::Io(_)) => {
                 tracing::warn!(error = %e, "users projection unavailable");
                 ApiError::Unavailable("the users projection store is unavailable; retry".into())
             }
@@ -217,6 +219,15 @@ impl From<crate::users::UserWriteError> for ApiError {
                 metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "append").increment(1);
                 tracing::warn!(%detail, "user write: event log unavailable");
                 ApiError::Unavailable("the event log is unavailable; retry".into())
+            }
+            E::Log(EventLogError::Io(e)) => {
+                // The embedded log could not write (a full disk): it rolled the append back.
+                metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "append").increment(1);
+                tracing::warn!(error = %e, "user write: event log append failed");
+                ApiError::Unavailable(
+                    "the event log could not store the write (disk full?); nothing was stored, retry"
+                        .into(),
+                )
             }
             E::Log(other) => {
                 metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "append").increment(1);
@@ -264,6 +275,9 @@ impl From<KeyError> for ApiError {
             }
             KeyError::EventLog(EventLogError::Backend(_)) => {
                 unavailable("cannot reach the event log")
+            }
+            KeyError::EventLog(EventLogError::Io(_)) => {
+                unavailable("could not write to the event log (disk full?)")
             }
             KeyError::Nats(_) => unavailable("is unreachable or did not answer in time"),
             KeyError::Vault(_) => unavailable("cannot reach its key vault"),
@@ -536,8 +550,8 @@ mod tests {
             ),
             (
                 KeyError::EventLog(EventLogError::Io(std::io::Error::other("disk full"))),
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
             ),
         ];
         for (e, status, code) in cases {

@@ -169,6 +169,14 @@ pub async fn commit(
                     .into(),
             ),
             EventLogError::Closed => ApiError::Unavailable("the node is shutting down".into()),
+            EventLogError::Io(e) => {
+                // The embedded log could not write (a full disk): it rolled the append back.
+                metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "append").increment(1);
+                tracing::warn!(error = %e, "event log append failed");
+                ApiError::Unavailable(
+                    "the event log could not store the write (disk full?); nothing was stored, retry".into(),
+                )
+            }
             EventLogError::Backend(detail) => {
                 // NATS unreachable or electing a stream leader: temporary. The write may
                 // or may not have been stored.
@@ -244,6 +252,11 @@ pub fn path_segment(s: &str) -> String {
 pub fn log_error(e: EventLogError) -> ApiError {
     match e {
         EventLogError::Closed => ApiError::Unavailable("the node is shutting down".into()),
+        EventLogError::Io(e) => {
+            metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "read").increment(1);
+            tracing::warn!(error = %e, "event log read failed");
+            ApiError::Unavailable("the event log is unavailable; retry".into())
+        }
         EventLogError::Backend(detail) => {
             metrics::counter!(crate::telemetry::EVENTLOG_ERRORS, "op" => "read").increment(1);
             tracing::warn!(%detail, "event log read failed");
