@@ -141,14 +141,19 @@ async fn signs_in(issuer: &str, user: &str, password: &str) -> anyhow::Result<bo
     Ok(r.status == 302 && r.location()?.as_str().starts_with(REDIRECT))
 }
 
-#[tokio::test]
-async fn password_reset_by_email_end_to_end() -> anyhow::Result<()> {
+/// A relay and `signet serve` sending through it (with `extra` flags), with user mia
+/// (`mia@example.com`); returns mia's `sub` too.
+async fn serve_with_mia(
+    extra: &[&str],
+) -> anyhow::Result<(SmtpServer, tempfile::TempDir, Serve, String)> {
     let smtp = SmtpServer::start().await?;
     let dir = tempfile::tempdir()?;
+    let mut args = smtp_args(&smtp.url());
+    args.extend(extra.iter().map(|a| a.to_string()));
     let s = Serve::start(
         dir.path(),
         ServeOptions {
-            extra_args: smtp_args(&smtp.url()),
+            extra_args: args,
             ..ServeOptions::default()
         },
     )
@@ -161,6 +166,12 @@ async fn password_reset_by_email_end_to_end() -> anyhow::Result<()> {
         )
         .await?;
     let sub = mia["sub"].as_str().context("sub")?.to_owned();
+    Ok((smtp, dir, s, sub))
+}
+
+#[tokio::test]
+async fn password_reset_by_email_end_to_end() -> anyhow::Result<()> {
+    let (smtp, _dir, s, sub) = serve_with_mia(&[]).await?;
     s.create(
         "/User",
         json!({"username": "pat", "password": "pat's password 12",
@@ -298,24 +309,7 @@ async fn password_reset_by_email_end_to_end() -> anyhow::Result<()> {
 #[tokio::test]
 async fn expired_links_relay_down_and_email_off() -> anyhow::Result<()> {
     // A one-second link lifetime: the link dies on its own.
-    let smtp = SmtpServer::start().await?;
-    let dir = tempfile::tempdir()?;
-    let mut args = smtp_args(&smtp.url());
-    args.extend(["--email-link-ttl".into(), "1".into()]);
-    let s = Serve::start(
-        dir.path(),
-        ServeOptions {
-            extra_args: args,
-            ..ServeOptions::default()
-        },
-    )
-    .await?;
-    s.create(
-        "/User",
-        json!({"username": "mia", "password": MIA_PASSWORD,
-            "claims": {"email": "mia@example.com"}}),
-    )
-    .await?;
+    let (smtp, _dir, s, _) = serve_with_mia(&["--email-link-ttl", "1"]).await?;
     s.create("/Client", web_client()).await?;
     let mut b = Browser::new();
     neutral(&ask_reset(&mut b, &s.issuer, "mia").await?);
@@ -465,24 +459,7 @@ async fn reset_spans_cluster_nodes() -> anyhow::Result<()> {
 /// refused with a clear page and no mail.
 #[tokio::test]
 async fn email_change_and_verification() -> anyhow::Result<()> {
-    let smtp = SmtpServer::start().await?;
-    let dir = tempfile::tempdir()?;
-    let s = Serve::start(
-        dir.path(),
-        ServeOptions {
-            extra_args: smtp_args(&smtp.url()),
-            ..ServeOptions::default()
-        },
-    )
-    .await?;
-    let mia = s
-        .create(
-            "/User",
-            json!({"username": "mia", "password": MIA_PASSWORD,
-                "claims": {"email": "mia@example.com"}}),
-        )
-        .await?;
-    let sub = mia["sub"].as_str().context("sub")?.to_owned();
+    let (smtp, _dir, s, sub) = serve_with_mia(&[]).await?;
     s.create("/Client", web_client()).await?;
     let url = format!("{}/account/security", s.issuer);
     let mut b = Browser::new();

@@ -24,6 +24,7 @@ use signet_core::user::{UserRecord, NO_PASSWORD};
 
 use super::account::{csrf_of, posted_form, sign_in_first, signed_in, to_page};
 use super::browser::{cookie, digest_key, oauth_error_page, render, AccountPage, SESSION_COOKIE};
+use super::sessions::Session;
 use crate::state::AppState;
 
 async fn user_of(state: &AppState, sub: &str) -> Result<UserRecord, Response> {
@@ -36,6 +37,17 @@ async fn user_of(state: &AppState, sub: &str) -> Result<UserRecord, Response> {
             super::user_tokens::users_unavailable(e),
         )),
     }
+}
+
+/// A posted form of the links page (CSRF checked) and the signed-in user who sent it.
+async fn posted_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Session, UserRecord), Response> {
+    let (_, session) = posted_form(state, headers, body).await?;
+    let user = user_of(state, &session.sub).await?;
+    Ok((session, user))
 }
 
 /// The providers a user may link: enabled, and signing in by redirect (not a directory).
@@ -106,12 +118,8 @@ pub async fn link_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (_, session) = match posted_form(&state, &headers, &body).await {
+    let (session, user) = match posted_user(&state, &headers, &body).await {
         Ok(found) => found,
-        Err(r) => return r,
-    };
-    let user = match user_of(&state, &session.sub).await {
-        Ok(u) => u,
         Err(r) => return r,
     };
     let p = state.projection.load();
@@ -145,12 +153,8 @@ pub async fn unlink_post(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (_, session) = match posted_form(&state, &headers, &body).await {
+    let (session, user) = match posted_user(&state, &headers, &body).await {
         Ok(found) => found,
-        Err(r) => return r,
-    };
-    let user = match user_of(&state, &session.sub).await {
-        Ok(u) => u,
         Err(r) => return r,
     };
     if !user.external_logins.iter().any(|l| l.scheme == scheme) {

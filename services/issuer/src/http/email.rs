@@ -406,7 +406,12 @@ fn reset_page(
 }
 
 /// The live reset link `token` names, without taking it.
-async fn peek_reset(state: &AppState, token: &str) -> Result<Option<Link>, OAuthError> {
+/// The live link `token`, if it is one for `purpose` (read, not used up).
+async fn peek_link(
+    state: &AppState,
+    token: &str,
+    purpose: fn(&LinkPurpose) -> bool,
+) -> Result<Option<Link>, OAuthError> {
     let found = state
         .store
         .get(Namespace::Interaction, &link_key(token))
@@ -414,7 +419,15 @@ async fn peek_reset(state: &AppState, token: &str) -> Result<Option<Link>, OAuth
         .or_unavailable()?;
     Ok(found
         .and_then(|b| serde_json::from_slice::<Link>(&b).ok())
-        .filter(|l| matches!(l.purpose, LinkPurpose::Reset { .. })))
+        .filter(|l| purpose(&l.purpose)))
+}
+
+fn is_reset(p: &LinkPurpose) -> bool {
+    matches!(p, LinkPurpose::Reset { .. })
+}
+
+fn is_verify(p: &LinkPurpose) -> bool {
+    matches!(p, LinkPurpose::Verify { .. })
 }
 
 /// `GET /login/reset?token=<t>`.
@@ -426,7 +439,7 @@ pub async fn reset_get(State(state): State<AppState>, RawQuery(query): RawQuery)
     let Some(token) = token_of(params.as_ref()) else {
         return dead_link(&state);
     };
-    match peek_reset(&state, token).await {
+    match peek_link(&state, token, is_reset).await {
         Ok(Some(_)) => reset_page(&state, token, None, false, StatusCode::OK),
         Ok(None) => dead_link(&state),
         Err(e) => oauth_error_page(&state, None, e),
@@ -456,7 +469,7 @@ pub async fn reset_post(
     let new = params.get("new").unwrap_or_default().to_owned();
     // Mistakes in the form keep the link usable.
     let again = |m: &str| reset_page(&state, &token, Some(m), false, StatusCode::BAD_REQUEST);
-    match peek_reset(&state, &token).await {
+    match peek_link(&state, &token, is_reset).await {
         Ok(Some(_)) => {}
         Ok(None) => return dead_link(&state),
         Err(e) => return oauth_error_page(&state, None, e),
@@ -709,19 +722,9 @@ pub async fn verify_get(State(state): State<AppState>, RawQuery(query): RawQuery
     let Some(token) = token_of(params.as_ref()) else {
         return dead_link(&state);
     };
-    let live = state
-        .store
-        .get(Namespace::Interaction, &link_key(token))
-        .await
-        .or_unavailable();
-    match live {
-        Ok(Some(b))
-            if serde_json::from_slice::<Link>(&b)
-                .is_ok_and(|l| matches!(l.purpose, LinkPurpose::Verify { .. })) =>
-        {
-            verify_page(&state, token, false)
-        }
-        Ok(_) => dead_link(&state),
+    match peek_link(&state, token, is_verify).await {
+        Ok(Some(_)) => verify_page(&state, token, false),
+        Ok(None) => dead_link(&state),
         Err(e) => oauth_error_page(&state, None, e),
     }
 }
